@@ -1,0 +1,124 @@
+//! `decide`: the one pure function the daemon, `once` and the simulator share.
+
+use crate::decision::{Decision, Reason};
+use crate::model::Pod;
+use crate::policy::{PendingPods, Policy};
+use crate::snapshot::{Series, Snapshot};
+use crate::time::Time;
+use crate::window::{Unavailable, window_mean};
+use crate::{scale_down, scale_up};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+/// Decide what to do now. Deterministic: no I/O, no clock, no randomness.
+pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
+    let mut ctx = Context::new(snapshot, policy, now);
+    scale_up::to_min(&mut ctx);
+    let pending = unschedulable_pods(snapshot);
+    let ripe: Vec<&Pod> = pending
+        .iter()
+        .copied()
+        .filter(|p| {
+            p.unschedulable_since
+                .is_some_and(|t| now.since(t) >= policy.scale_up.pending_grace)
+        })
+        .collect();
+    if ripe.len() < pending.len() {
+        ctx.decision.reasons.push(Reason::PendingWithinGrace {
+            pods: pending.len() - ripe.len(),
+            grace: policy.scale_up.pending_grace,
+        });
+    }
+    if policy.scale_up.pending_pods == PendingPods::BinPack {
+        scale_up::for_pending(&mut ctx, &ripe);
+    }
+    scale_up::for_utilization(&mut ctx, &ripe);
+    if ctx.decision.scale_up.is_empty() {
+        scale_down::plan(&mut ctx, pending.len());
+    }
+    if ctx.decision.reasons.is_empty() {
+        ctx.decision.reasons.push(Reason::WithinThresholds);
+    }
+    ctx.decision
+}
+
+/// Pods the scheduler has reported as not fitting anywhere.
+pub fn unschedulable_pods(snapshot: &Snapshot) -> Vec<&Pod> {
+    snapshot
+        .pods
+        .iter()
+        .filter(|p| p.node_name.is_none() && !p.is_terminal() && p.unschedulable_since.is_some())
+        .collect()
+}
+
+/// Working state of one decision.
+pub(crate) struct Context<'a> {
+    pub snapshot: &'a Snapshot,
+    pub policy: &'a Policy,
+    pub now: Time,
+    pub decision: Decision,
+    /// Nodes (Ready or not) plus machines in flight, per configured pool.
+    pub sizes: BTreeMap<String, u32>,
+    unavailable_noted: HashSet<String>,
+}
+
+impl<'a> Context<'a> {
+    fn new(snapshot: &'a Snapshot, policy: &'a Policy, now: Time) -> Self {
+        let in_flight: HashSet<&str> = snapshot.in_flight.iter().map(|m| m.name.as_str()).collect();
+        let mut sizes: BTreeMap<String, u32> =
+            policy.pools.iter().map(|p| (p.name.clone(), 0)).collect();
+        let pools = snapshot
+            .nodes
+            .iter()
+            .filter(|n| !in_flight.contains(n.name.as_str()))
+            .filter_map(|n| n.pool.as_deref())
+            .chain(snapshot.in_flight.iter().map(|m| m.pool.as_str()));
+        for pool in pools {
+            if let Some(size) = sizes.get_mut(pool) {
+                *size += 1;
+            }
+        }
+        Context {
+            snapshot,
+            policy,
+            now,
+            decision: Decision::new(now, policy.dry_run),
+            sizes,
+            unavailable_noted: HashSet::new(),
+        }
+    }
+
+    pub fn size(&self, pool: &str) -> u32 {
+        self.sizes.get(pool).copied().unwrap_or(0)
+    }
+
+    /// The windowed mean of a signal, noting (once per signal) when it is unavailable.
+    pub fn signal(&mut self, name: &str, series: &Series, window: Duration) -> Option<f64> {
+        match window_mean(series, self.now, window, self.policy.metrics_max_age) {
+            Ok(v) => Some(v),
+            Err(cause) => {
+                self.note_unavailable(name, &cause);
+                None
+            }
+        }
+    }
+
+    pub fn note_unavailable(&mut self, signal: &str, cause: &Unavailable) {
+        if self.unavailable_noted.insert(signal.to_string()) {
+            let mut cause = cause.to_string();
+            if let Some(err) = &self.snapshot.metrics_error {
+                cause = format!("{cause}; last error: {err}");
+            }
+            self.decision.reasons.push(Reason::MetricsUnavailable {
+                signal: signal.to_string(),
+                cause,
+            });
+        }
+    }
+
+    /// Remaining cooldown since `last`, if any.
+    pub fn cooldown_left(&self, last: Option<Time>, cooldown: Duration) -> Option<Duration> {
+        let elapsed = self.now.since(last?);
+        (elapsed < cooldown).then(|| cooldown - elapsed)
+    }
+}

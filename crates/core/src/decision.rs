@@ -1,0 +1,315 @@
+//! What `decide` returns: actions plus the reasons behind every yes and no.
+
+use crate::time::{Time, serialize_secs};
+use serde::Serialize;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleUp {
+    pub pool: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleDown {
+    pub node: String,
+    pub pool: String,
+    /// Only DaemonSet / mirror pods on it: delete without draining anything.
+    pub empty: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// Why a node cannot be removed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "blocker", rename_all = "snake_case")]
+pub enum Blocker {
+    NodeDoNotDisrupt,
+    UtilizationTooHigh { utilization: f64, threshold: f64 },
+    PoolAtMin { pool: String, min: u32 },
+    DoNotDisrupt { pod: String },
+    SafeToEvictFalse { pod: String },
+    NoController { pod: String },
+    LocalStorage { pod: String },
+    PdbExhausted { pod: String, pdb: String },
+    PodsDoNotFit { pod: String },
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocker::NodeDoNotDisrupt => {
+                write!(f, "node is annotated k3scale.io/do-not-disrupt=true")
+            }
+            Blocker::UtilizationTooHigh {
+                utilization,
+                threshold,
+            } => write!(
+                f,
+                "requests use {:.0}% of the node (candidates are below {:.0}%)",
+                utilization * 100.0,
+                threshold * 100.0
+            ),
+            Blocker::PoolAtMin { pool, min } => write!(f, "pool {pool} is at its minimum of {min}"),
+            Blocker::DoNotDisrupt { pod } => {
+                write!(f, "pod {pod} is k3scale.io/do-not-disrupt=true")
+            }
+            Blocker::SafeToEvictFalse { pod } => write!(f, "pod {pod} is safe-to-evict=false"),
+            Blocker::NoController { pod } => {
+                write!(f, "pod {pod} has no controller to recreate it")
+            }
+            Blocker::LocalStorage { pod } => write!(f, "pod {pod} uses local storage"),
+            Blocker::PdbExhausted { pod, pdb } => {
+                write!(
+                    f,
+                    "pod {pod}: PodDisruptionBudget {pdb} allows no disruption"
+                )
+            }
+            Blocker::PodsDoNotFit { pod } => write!(f, "pod {pod} does not fit on any other node"),
+        }
+    }
+}
+
+/// One rule's verdict, with the numbers it used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Reason {
+    /// A sustained-window threshold was crossed (`signal` is cpu, memory or a custom name).
+    Above {
+        signal: String,
+        observed: f64,
+        threshold: f64,
+        #[serde(serialize_with = "serialize_secs")]
+        window: Duration,
+    },
+    /// A scale-down condition does not hold.
+    NotBelow {
+        signal: String,
+        observed: f64,
+        threshold: f64,
+        #[serde(serialize_with = "serialize_secs")]
+        window: Duration,
+    },
+    MetricsUnavailable {
+        signal: String,
+        cause: String,
+    },
+    UnschedulablePods {
+        pods: usize,
+        fit_existing: usize,
+        fit_in_flight: usize,
+        need_new_nodes: usize,
+    },
+    PendingWithinGrace {
+        pods: usize,
+        #[serde(serialize_with = "serialize_secs")]
+        grace: Duration,
+    },
+    BinPacked {
+        pool: String,
+        nodes: u32,
+        pods: usize,
+    },
+    PodsCannotFit {
+        count: usize,
+        examples: Vec<String>,
+        why: Vec<String>,
+    },
+    BelowMin {
+        pool: String,
+        current: u32,
+        min: u32,
+    },
+    AtMaxCapacity {
+        pool: String,
+        max: u32,
+        wanted: u32,
+    },
+    Cooldown {
+        direction: Direction,
+        #[serde(serialize_with = "serialize_secs")]
+        remaining: Duration,
+    },
+    NodesInFlight {
+        nodes: usize,
+    },
+    ScaleDownBlockedByPending {
+        pods: usize,
+    },
+    Removable {
+        node: String,
+        pool: String,
+        utilization: f64,
+        empty: bool,
+    },
+    NotRemovable {
+        node: String,
+        #[serde(flatten)]
+        blocker: Blocker,
+    },
+    NoCandidates,
+    WithinThresholds,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = |v: &f64| v * 100.0;
+        match self {
+            Reason::Above {
+                signal,
+                observed,
+                threshold,
+                window,
+            } => write!(
+                f,
+                "{signal} {:.1}% > {:.0}% over {}s",
+                pct(observed),
+                pct(threshold),
+                window.as_secs()
+            ),
+            Reason::NotBelow {
+                signal,
+                observed,
+                threshold,
+                window,
+            } => write!(
+                f,
+                "scale-down needs {signal} < {:.0}% over {}s, observed {:.1}%",
+                pct(threshold),
+                window.as_secs(),
+                pct(observed)
+            ),
+            Reason::MetricsUnavailable { signal, cause } => {
+                write!(
+                    f,
+                    "{signal} metrics unavailable ({cause}): no scale-down, no {signal}-based scale-up"
+                )
+            }
+            Reason::UnschedulablePods {
+                pods,
+                fit_existing,
+                fit_in_flight,
+                need_new_nodes,
+            } => write!(
+                f,
+                "{pods} unschedulable pods: {fit_existing} fit free capacity, {fit_in_flight} fit nodes already launching, {need_new_nodes} need new nodes"
+            ),
+            Reason::PendingWithinGrace { pods, grace } => {
+                write!(
+                    f,
+                    "{pods} pods unschedulable for less than the {}s grace",
+                    grace.as_secs()
+                )
+            }
+            Reason::BinPacked { pool, nodes, pods } => {
+                write!(
+                    f,
+                    "{pods} pending pods bin-packed onto {nodes} new {pool} nodes"
+                )
+            }
+            Reason::PodsCannotFit {
+                count,
+                examples,
+                why,
+            } => write!(
+                f,
+                "{count} pods fit no pool ({}), e.g. {}; not scaling for them",
+                why.join("; "),
+                examples.join(", ")
+            ),
+            Reason::BelowMin { pool, current, min } => {
+                write!(
+                    f,
+                    "pool {pool} has {current} nodes, below its minimum {min}"
+                )
+            }
+            Reason::AtMaxCapacity { pool, max, wanted } => {
+                write!(
+                    f,
+                    "pool {pool} is at its maximum of {max} nodes ({wanted} more wanted)"
+                )
+            }
+            Reason::Cooldown {
+                direction,
+                remaining,
+            } => {
+                write!(
+                    f,
+                    "scale-{direction:?} cooldown: {}s left",
+                    remaining.as_secs()
+                )
+            }
+            Reason::NodesInFlight { nodes } => write!(
+                f,
+                "{nodes} nodes still booting: utilization rules wait until their capacity counts"
+            ),
+            Reason::ScaleDownBlockedByPending { pods } => {
+                write!(f, "no scale-down while {pods} pods are unschedulable")
+            }
+            Reason::Removable {
+                node,
+                pool,
+                utilization,
+                empty,
+            } => write!(
+                f,
+                "node {node} ({pool}, {:.0}% requested{}) can be removed: its pods fit elsewhere",
+                pct(utilization),
+                if *empty { ", empty" } else { "" }
+            ),
+            Reason::NotRemovable { node, blocker } => {
+                write!(f, "node {node} not removed: {blocker}")
+            }
+            Reason::NoCandidates => write!(f, "no node is a scale-down candidate"),
+            Reason::WithinThresholds => write!(f, "all signals within thresholds"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub at: Time,
+    pub dry_run: bool,
+    pub scale_up: Vec<ScaleUp>,
+    pub scale_down: Vec<ScaleDown>,
+    pub reasons: Vec<Reason>,
+}
+
+impl Decision {
+    pub fn new(at: Time, dry_run: bool) -> Self {
+        Decision {
+            at,
+            dry_run,
+            scale_up: Vec::new(),
+            scale_down: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.scale_up.is_empty() && self.scale_down.is_empty()
+    }
+
+    pub fn nodes_added(&self) -> u32 {
+        self.scale_up.iter().map(|s| s.count).sum()
+    }
+
+    pub(crate) fn add_up(&mut self, pool: &str, count: u32) {
+        if count == 0 {
+            return;
+        }
+        match self.scale_up.iter_mut().find(|s| s.pool == pool) {
+            Some(s) => s.count += count,
+            None => self.scale_up.push(ScaleUp {
+                pool: pool.to_string(),
+                count,
+            }),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! k3scale core: domain types, the policy engine and the scheduling
+//! simulation. Pure and synchronous: no I/O, no clock reads, no kube/tokio.
+
+// pub mod config;
+mod decide;
+pub mod decision;
+pub mod model;
+pub mod policy;
+pub mod quantity;
+mod scale_down;
+mod scale_up;
+pub mod scheduling;
+pub mod snapshot;
+pub mod testkit;
+pub mod time;
+pub mod window;
+
+pub use decide::{decide, unschedulable_pods};
+pub use decision::{Blocker, Decision, Reason, ScaleDown, ScaleUp};
+pub use model::{Node, NodeTemplate, OwnerKind, Pod, PodPhase, Pool};
+pub use policy::{Expander, PendingPods, Policy};
+pub use quantity::Resources;
+pub use scale_down::pod_blocker;
+pub use snapshot::{InFlight, Series, Snapshot};
+pub use time::{Clock, Time};

@@ -1,0 +1,335 @@
+//! The cluster as the core sees it: nodes, pods and pools, translated at the
+//! edge from Kubernetes objects (or built by the simulator).
+
+use crate::quantity::Resources;
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Annotation a user sets on a pod (or node) that k3scale must never disrupt.
+pub const DO_NOT_DISRUPT: &str = "k3scale.io/do-not-disrupt";
+/// cluster-autoscaler's per-pod opt-out, honoured for compatibility.
+pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// Label k3scale puts on every node it manages, naming its pool.
+pub const POOL_LABEL: &str = "k3scale.io/pool";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TolerationOperator {
+    #[default]
+    Equal,
+    Exists,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Toleration {
+    /// Empty key with `Exists` tolerates everything.
+    pub key: String,
+    pub operator: TolerationOperator,
+    pub value: String,
+    /// `None` tolerates every effect.
+    pub effect: Option<TaintEffect>,
+}
+
+impl Toleration {
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if self.effect.is_some_and(|e| e != taint.effect) {
+            return false;
+        }
+        match self.operator {
+            TolerationOperator::Exists => self.key.is_empty() || self.key == taint.key,
+            TolerationOperator::Equal => self.key == taint.key && self.value == taint.value,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+    Gt,
+    Lt,
+}
+
+/// One `matchExpressions` entry of a required node affinity term.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeSelectorRequirement {
+    pub key: String,
+    pub operator: SelectorOperator,
+    pub values: Vec<String>,
+}
+
+impl NodeSelectorRequirement {
+    pub fn matches(&self, labels: &Labels) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
+            SelectorOperator::NotIn => !value.is_some_and(|v| self.values.contains(v)),
+            SelectorOperator::Exists => value.is_some(),
+            SelectorOperator::DoesNotExist => value.is_none(),
+            SelectorOperator::Gt | SelectorOperator::Lt => {
+                let (Some(v), Some(bound)) = (value, self.values.first()) else {
+                    return false;
+                };
+                match (v.parse::<i64>(), bound.parse::<i64>()) {
+                    (Ok(v), Ok(b)) if self.operator == SelectorOperator::Gt => v > b,
+                    (Ok(v), Ok(b)) => v < b,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// `requiredDuringSchedulingIgnoredDuringExecution`: the terms are ORed, the
+/// requirements inside a term are ANDed. No terms = no constraint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeAffinity {
+    pub terms: Vec<Vec<NodeSelectorRequirement>>,
+}
+
+impl NodeAffinity {
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.terms.is_empty()
+            || self
+                .terms
+                .iter()
+                .any(|term| term.iter().all(|req| req.matches(labels)))
+    }
+}
+
+/// What kind of controller owns a pod; decides whether it may be evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OwnerKind {
+    /// A bare pod: evicting it loses it.
+    None,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    /// A static pod mirrored from the kubelet (`kubernetes.io/config.mirror`).
+    Mirror,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub requests: Resources,
+    pub node_selector: Labels,
+    pub tolerations: Vec<Toleration>,
+    pub affinity: NodeAffinity,
+    pub owner: OwnerKind,
+    /// Name of the PodDisruptionBudget covering this pod, if any.
+    pub pdb: Option<String>,
+    pub annotations: Labels,
+    /// Uses `emptyDir` (not memory-backed) or hostPath: its data dies with the node.
+    pub local_storage: bool,
+    pub priority: i32,
+    pub phase: PodPhase,
+    /// The node it is bound to; `None` while pending.
+    pub node_name: Option<String>,
+    /// Since when the scheduler has said it does not fit
+    /// (`PodScheduled=False, reason=Unschedulable`).
+    pub unschedulable_since: Option<Time>,
+}
+
+impl Pod {
+    /// A running, controller-owned pod with the given requests; the base the
+    /// adapters and tests fill in.
+    pub fn new(namespace: &str, name: &str, requests: Resources) -> Self {
+        Pod {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            requests,
+            node_selector: Labels::new(),
+            tolerations: Vec::new(),
+            affinity: NodeAffinity::default(),
+            owner: OwnerKind::ReplicaSet,
+            pdb: None,
+            annotations: Labels::new(),
+            local_storage: false,
+            priority: 0,
+            phase: PodPhase::Running,
+            node_name: None,
+            unschedulable_since: None,
+        }
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.phase, PodPhase::Succeeded | PodPhase::Failed)
+    }
+
+    /// DaemonSet and mirror pods live and die with their node: a drain ignores them.
+    pub fn is_node_bound(&self) -> bool {
+        matches!(self.owner, OwnerKind::DaemonSet | OwnerKind::Mirror)
+    }
+
+    pub fn annotation_is(&self, key: &str, value: &str) -> bool {
+        self.annotations.get(key).is_some_and(|v| v == value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    pub name: String,
+    /// The pool this node belongs to; `None` for nodes k3scale does not manage
+    /// (the K3s server, hand-added machines): their capacity is used, never removed.
+    pub pool: Option<String>,
+    pub allocatable: Resources,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub ready: bool,
+    /// `spec.unschedulable` (cordoned), e.g. by a drain in progress.
+    pub cordoned: bool,
+    pub created_at: Time,
+    pub annotations: Labels,
+}
+
+impl Node {
+    pub fn new(name: &str, pool: Option<&str>, allocatable: Resources, created_at: Time) -> Self {
+        Node {
+            name: name.to_string(),
+            pool: pool.map(str::to_string),
+            allocatable,
+            labels: Labels::new(),
+            taints: Vec::new(),
+            ready: true,
+            cordoned: false,
+            created_at,
+            annotations: Labels::new(),
+        }
+    }
+
+    /// Ready and not cordoned: the scheduler may place pods here.
+    pub fn schedulable(&self) -> bool {
+        self.ready && !self.cordoned
+    }
+}
+
+/// The shape of a node a pool would launch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeTemplate {
+    pub allocatable: Resources,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub price_per_hour: f64,
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub boot_time: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pool {
+    pub name: String,
+    pub min: u32,
+    pub max: u32,
+    pub template: NodeTemplate,
+    /// Higher wins with the `priority` expander.
+    pub priority: i32,
+    /// `docker`, `aws_ec2`, `exec`...: which provider creates its machines.
+    pub provider: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(kv: &[(&str, &str)]) -> Labels {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn toleration_matching_follows_kubernetes() {
+        let taint = Taint {
+            key: "dedicated".into(),
+            value: "gpu".into(),
+            effect: TaintEffect::NoSchedule,
+        };
+        let exists_all = Toleration {
+            operator: TolerationOperator::Exists,
+            ..Default::default()
+        };
+        assert!(exists_all.tolerates(&taint));
+        let equal = Toleration {
+            key: "dedicated".into(),
+            value: "gpu".into(),
+            ..Default::default()
+        };
+        assert!(equal.tolerates(&taint));
+        let wrong_value = Toleration {
+            value: "cpu".into(),
+            ..equal.clone()
+        };
+        assert!(!wrong_value.tolerates(&taint));
+        let wrong_effect = Toleration {
+            effect: Some(TaintEffect::NoExecute),
+            ..equal
+        };
+        assert!(!wrong_effect.tolerates(&taint));
+    }
+
+    #[test]
+    fn affinity_terms_are_ored_requirements_anded() {
+        let node = labels(&[("zone", "a"), ("cores", "8")]);
+        let req = |key: &str, operator, values: &[&str]| NodeSelectorRequirement {
+            key: key.into(),
+            operator,
+            values: values.iter().map(|s| s.to_string()).collect(),
+        };
+        let aff = NodeAffinity {
+            terms: vec![
+                vec![req("zone", SelectorOperator::In, &["b"])],
+                vec![
+                    req("zone", SelectorOperator::NotIn, &["c"]),
+                    req("cores", SelectorOperator::Gt, &["4"]),
+                ],
+            ],
+        };
+        assert!(aff.matches(&node));
+        let aff = NodeAffinity {
+            terms: vec![vec![
+                req("gpu", SelectorOperator::Exists, &[]),
+                req("zone", SelectorOperator::In, &["a"]),
+            ]],
+        };
+        assert!(!aff.matches(&node));
+        assert!(req("gpu", SelectorOperator::DoesNotExist, &[]).matches(&node));
+        assert!(req("cores", SelectorOperator::Lt, &["10"]).matches(&node));
+        assert!(!req("zone", SelectorOperator::Lt, &["10"]).matches(&node));
+    }
+}

@@ -1,0 +1,135 @@
+//! The rules `decide` applies. Defaults are the SmartScale rules from DESIGN.md.
+
+use crate::model::Pool;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expander {
+    /// The pool whose new nodes leave the least CPU and memory unused.
+    #[default]
+    LeastWaste,
+    /// The pool with the lowest price per placed pod.
+    Price,
+    /// The pool with the highest `priority`.
+    Priority,
+}
+
+/// How unschedulable pods drive scale-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PendingPods {
+    /// Bin-pack them onto pool templates and add exactly the nodes they need.
+    /// In-flight nodes are counted, so this needs no cooldown.
+    #[default]
+    BinPack,
+    /// Treat "any pod unschedulable" as one more threshold: add `max_step`
+    /// nodes, subject to the cooldown (what cron-run scripts do).
+    Threshold,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleUpRules {
+    pub cpu_above: f64,
+    pub cpu_for: Duration,
+    pub memory_above: f64,
+    pub memory_for: Duration,
+    pub pending_grace: Duration,
+    pub pending_pods: PendingPods,
+    pub max_step: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for ScaleUpRules {
+    fn default() -> Self {
+        ScaleUpRules {
+            cpu_above: 0.70,
+            cpu_for: Duration::from_secs(180),
+            memory_above: 0.75,
+            memory_for: Duration::ZERO,
+            pending_grace: Duration::ZERO,
+            pending_pods: PendingPods::BinPack,
+            max_step: 2,
+            cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleDownRules {
+    pub enabled: bool,
+    pub cpu_below: f64,
+    pub cpu_for: Duration,
+    pub memory_below: f64,
+    pub memory_for: Duration,
+    /// Nodes drained (pods moved) per step.
+    pub max_step: u32,
+    /// Empty nodes (only DaemonSet / mirror pods) deleted per step: nothing
+    /// moves, so, like cluster-autoscaler's bulk delete, several may go at once.
+    pub max_empty_step: u32,
+    pub cooldown: Duration,
+    /// A node is a candidate when its requested share of CPU and memory
+    /// (the larger of the two) is below this.
+    pub node_utilization_below: f64,
+    /// Whether pods with local storage (emptyDir, hostPath) may be evicted.
+    pub evict_local_storage: bool,
+}
+
+impl Default for ScaleDownRules {
+    fn default() -> Self {
+        ScaleDownRules {
+            enabled: true,
+            cpu_below: 0.30,
+            cpu_for: Duration::from_secs(600),
+            memory_below: 0.50,
+            memory_for: Duration::ZERO,
+            max_step: 1,
+            max_empty_step: 10,
+            cooldown: Duration::from_secs(600),
+            node_utilization_below: 0.5,
+            evict_local_storage: false,
+        }
+    }
+}
+
+/// A user-defined signal (e.g. requests per second) with its own thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomRule {
+    pub name: String,
+    pub query: String,
+    pub scale_up_above: Option<f64>,
+    /// When set, scale-down also requires this signal below the value.
+    pub scale_down_below: Option<f64>,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    pub scale_up: ScaleUpRules,
+    pub scale_down: ScaleDownRules,
+    pub custom: Vec<CustomRule>,
+    pub expander: Expander,
+    pub dry_run: bool,
+    /// A metric sample older than this is stale: the signal is unavailable.
+    pub metrics_max_age: Duration,
+    pub pools: Vec<Pool>,
+}
+
+impl Policy {
+    pub fn new(pools: Vec<Pool>) -> Self {
+        Policy {
+            scale_up: ScaleUpRules::default(),
+            scale_down: ScaleDownRules::default(),
+            custom: Vec::new(),
+            expander: Expander::default(),
+            dry_run: false,
+            metrics_max_age: Duration::from_secs(60),
+            pools,
+        }
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}

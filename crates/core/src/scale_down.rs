@@ -1,0 +1,318 @@
+//! Scale-down: when the cluster is cold, remove the least-utilized nodes whose
+//! pods can all move (simulated), never while pods are unschedulable.
+
+use crate::decide::Context;
+use crate::decision::{Blocker, Direction, Reason, ScaleDown};
+use crate::model::{DO_NOT_DISRUPT, OwnerKind, Pod, SAFE_TO_EVICT};
+use crate::quantity::Resources;
+use crate::scale_up::free_capacity;
+use crate::scheduling::{Target, pack};
+use crate::window::Unavailable;
+use std::collections::{BTreeMap, HashMap};
+
+/// At most this many "not removable" reasons per decision, so a big cluster's
+/// status stays readable (the first ones are the most likely candidates).
+const MAX_BLOCKER_REASONS: usize = 25;
+
+pub(crate) fn plan(ctx: &mut Context<'_>, unschedulable: usize) {
+    let policy = ctx.policy;
+    let snapshot = ctx.snapshot;
+    let rules = &policy.scale_down;
+    if !rules.enabled {
+        return;
+    }
+    if unschedulable > 0 {
+        ctx.decision
+            .reasons
+            .push(Reason::ScaleDownBlockedByPending {
+                pods: unschedulable,
+            });
+        return;
+    }
+    if !snapshot.in_flight.is_empty() {
+        ctx.decision.reasons.push(Reason::NodesInFlight {
+            nodes: snapshot.in_flight.len(),
+        });
+        return;
+    }
+    if !cluster_is_cold(ctx) {
+        return;
+    }
+    if let Some(remaining) = ctx.cooldown_left(snapshot.last_scale_down, rules.cooldown) {
+        ctx.decision.reasons.push(Reason::Cooldown {
+            direction: Direction::Down,
+            remaining,
+        });
+        return;
+    }
+    choose_nodes(ctx);
+}
+
+/// Every scale-down signal must be available and below its threshold.
+fn cluster_is_cold(ctx: &mut Context<'_>) -> bool {
+    let policy = ctx.policy;
+    let snapshot = ctx.snapshot;
+    let rules = &policy.scale_down;
+    let mut checks = vec![
+        ("cpu", &snapshot.cpu, rules.cpu_for, rules.cpu_below),
+        (
+            "memory",
+            &snapshot.memory,
+            rules.memory_for,
+            rules.memory_below,
+        ),
+    ];
+    for rule in &policy.custom {
+        if let Some(threshold) = rule.scale_down_below {
+            match snapshot.custom.get(&rule.name) {
+                Some(series) => checks.push((&rule.name, series, rule.window, threshold)),
+                None => {
+                    ctx.note_unavailable(&rule.name, &Unavailable::NoSamples);
+                    return false;
+                }
+            }
+        }
+    }
+    let mut cold = true;
+    for (name, series, window, threshold) in checks {
+        match ctx.signal(name, series, window) {
+            Some(v) if v < threshold => {}
+            Some(v) => {
+                ctx.decision.reasons.push(Reason::NotBelow {
+                    signal: name.to_string(),
+                    observed: v,
+                    threshold,
+                    window,
+                });
+                cold = false;
+            }
+            None => cold = false,
+        }
+    }
+    cold
+}
+
+struct Candidate<'s> {
+    node: usize,
+    pool: &'s str,
+    utilization: f64,
+    movable: Vec<&'s Pod>,
+    price: f64,
+}
+
+fn choose_nodes(ctx: &mut Context<'_>) {
+    let policy = ctx.policy;
+    let snapshot = ctx.snapshot;
+    let rules = &policy.scale_down;
+    let nodes = &snapshot.nodes;
+    let mut free = free_capacity(ctx);
+
+    let index: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut pods_on: Vec<Vec<&Pod>> = vec![Vec::new(); nodes.len()];
+    for pod in snapshot.pods.iter().filter(|p| !p.is_terminal()) {
+        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
+            pods_on[i].push(pod);
+        }
+    }
+
+    let mut candidates: Vec<Candidate<'_>> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.schedulable())
+        .filter_map(|(i, n)| {
+            let pool = policy.pool(n.pool.as_deref()?)?;
+            let used = n.allocatable.saturating_sub(&free[i]);
+            Some(Candidate {
+                node: i,
+                pool: &pool.name,
+                utilization: used.dominant_share(&n.allocatable),
+                movable: pods_on[i]
+                    .iter()
+                    .copied()
+                    .filter(|p| !p.is_node_bound())
+                    .collect(),
+                price: pool.template.price_per_hour,
+            })
+        })
+        .collect();
+    // Empty nodes first, then least utilized, fewest pods to move, priciest, by name.
+    candidates.sort_by(|a, b| {
+        (!a.movable.is_empty())
+            .cmp(&!b.movable.is_empty())
+            .then(a.utilization.total_cmp(&b.utilization))
+            .then(a.movable.len().cmp(&b.movable.len()))
+            .then(b.price.total_cmp(&a.price))
+            .then_with(|| nodes[a.node].name.cmp(&nodes[b.node].name))
+    });
+    if candidates.is_empty() {
+        ctx.decision.reasons.push(Reason::NoCandidates);
+        return;
+    }
+
+    let mut removed = vec![false; nodes.len()];
+    let mut budgets: BTreeMap<String, u32> = snapshot.pdbs.clone();
+    let (mut empties, mut drains, mut blocked) = (0u32, 0u32, 0usize);
+    for c in &candidates {
+        let empty = c.movable.is_empty();
+        if empties >= rules.max_empty_step && drains >= rules.max_step {
+            break;
+        }
+        if (empty && empties >= rules.max_empty_step) || (!empty && drains >= rules.max_step) {
+            continue;
+        }
+        let node = &nodes[c.node];
+        let verdict = if !empty && c.utilization >= rules.node_utilization_below {
+            Err(Blocker::UtilizationTooHigh {
+                utilization: c.utilization,
+                threshold: rules.node_utilization_below,
+            })
+        } else {
+            check_removable(ctx, c, &budgets).and_then(|()| {
+                let moves = simulate_moves(snapshot, c, &free, &removed)?;
+                for (target, requests) in moves {
+                    free[target] = free[target].saturating_sub(&requests);
+                }
+                Ok(())
+            })
+        };
+        match verdict {
+            Ok(()) => {
+                for pod in &c.movable {
+                    if let Some(budget) = pod.pdb.as_ref().and_then(|n| budgets.get_mut(n)) {
+                        *budget -= 1;
+                    }
+                }
+                removed[c.node] = true;
+                *ctx.sizes.entry(c.pool.to_string()).or_default() -= 1;
+                if empty {
+                    empties += 1;
+                } else {
+                    drains += 1;
+                }
+                ctx.decision.reasons.push(Reason::Removable {
+                    node: node.name.clone(),
+                    pool: c.pool.to_string(),
+                    utilization: c.utilization,
+                    empty,
+                });
+                ctx.decision.scale_down.push(ScaleDown {
+                    node: node.name.clone(),
+                    pool: c.pool.to_string(),
+                    empty,
+                });
+            }
+            Err(blocker) => {
+                let too_high = matches!(blocker, Blocker::UtilizationTooHigh { .. });
+                if blocked < MAX_BLOCKER_REASONS {
+                    ctx.decision.reasons.push(Reason::NotRemovable {
+                        node: node.name.clone(),
+                        blocker,
+                    });
+                }
+                blocked += 1;
+                if too_high {
+                    break; // sorted by utilization: every later non-empty node is hotter
+                }
+            }
+        }
+    }
+}
+
+/// Annotations, pool minimum and per-pod blockers (before any simulation).
+fn check_removable(
+    ctx: &Context<'_>,
+    c: &Candidate<'_>,
+    budgets: &BTreeMap<String, u32>,
+) -> Result<(), Blocker> {
+    let node = &ctx.snapshot.nodes[c.node];
+    if node
+        .annotations
+        .get(DO_NOT_DISRUPT)
+        .is_some_and(|v| v == "true")
+    {
+        return Err(Blocker::NodeDoNotDisrupt);
+    }
+    let min = ctx.policy.pool(c.pool).map_or(0, |p| p.min);
+    if ctx.size(c.pool) <= min {
+        return Err(Blocker::PoolAtMin {
+            pool: c.pool.to_string(),
+            min,
+        });
+    }
+    let mut wanted: BTreeMap<&str, u32> = BTreeMap::new();
+    for pod in &c.movable {
+        pod_blocker(pod, ctx.policy.scale_down.evict_local_storage)?;
+        if let Some(pdb) = &pod.pdb {
+            let n = wanted.entry(pdb).or_default();
+            *n += 1;
+            if *n > budgets.get(pdb).copied().unwrap_or(0) {
+                return Err(Blocker::PdbExhausted {
+                    pod: pod.key(),
+                    pdb: pdb.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why this pod stops its node from being drained, if it does.
+pub fn pod_blocker(pod: &Pod, evict_local_storage: bool) -> Result<(), Blocker> {
+    let key = || pod.key();
+    if pod.annotation_is(DO_NOT_DISRUPT, "true") {
+        return Err(Blocker::DoNotDisrupt { pod: key() });
+    }
+    if pod.annotation_is(SAFE_TO_EVICT, "false") {
+        return Err(Blocker::SafeToEvictFalse { pod: key() });
+    }
+    // An explicit safe-to-evict=true overrides the controller and storage checks, as in cluster-autoscaler.
+    if pod.annotation_is(SAFE_TO_EVICT, "true") {
+        return Ok(());
+    }
+    if pod.owner == OwnerKind::None {
+        return Err(Blocker::NoController { pod: key() });
+    }
+    if pod.local_storage && !evict_local_storage {
+        return Err(Blocker::LocalStorage { pod: key() });
+    }
+    Ok(())
+}
+
+/// Where the candidate's pods would go: (target node index, requests) per pod,
+/// or the first pod that fits nowhere.
+fn simulate_moves(
+    snapshot: &crate::snapshot::Snapshot,
+    c: &Candidate<'_>,
+    free: &[Resources],
+    removed: &[bool],
+) -> Result<Vec<(usize, Resources)>, Blocker> {
+    let nodes = &snapshot.nodes;
+    let (indices, mut targets): (Vec<usize>, Vec<Target<'_>>) = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| *i != c.node && !removed[*i] && n.schedulable())
+        .map(|(i, n)| {
+            (
+                i,
+                Target {
+                    labels: &n.labels,
+                    taints: &n.taints,
+                    free: free[i],
+                },
+            )
+        })
+        .unzip();
+    let placed = pack(&c.movable, &mut targets);
+    c.movable
+        .iter()
+        .zip(placed)
+        .map(|(pod, at)| match at {
+            Some(t) => Ok((indices[t], pod.requests)),
+            None => Err(Blocker::PodsDoNotFit { pod: pod.key() }),
+        })
+        .collect()
+}

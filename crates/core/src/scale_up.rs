@@ -1,0 +1,311 @@
+//! Scale-up: pools below their minimum, unschedulable pods (bin-packed onto
+//! pool templates) and sustained utilization thresholds.
+
+use crate::decide::Context;
+use crate::decision::{Direction, Reason};
+use crate::model::{Pod, Pool};
+use crate::policy::{Expander, PendingPods};
+use crate::quantity::{Resources, share};
+use crate::scheduling::{NewNodeEstimate, Target, check_shape, classify, estimate_new_nodes, pack};
+use crate::window::Unavailable;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// Bring every pool up to its minimum (no cooldown: the bound is the contract).
+pub(crate) fn to_min(ctx: &mut Context<'_>) {
+    for pool in &ctx.policy.pools {
+        let current = ctx.size(&pool.name);
+        if current < pool.min {
+            ctx.decision.reasons.push(Reason::BelowMin {
+                pool: pool.name.clone(),
+                current,
+                min: pool.min,
+            });
+            ctx.decision.add_up(&pool.name, pool.min - current);
+            ctx.sizes.insert(pool.name.clone(), pool.min);
+        }
+    }
+}
+
+/// Free capacity of every schedulable node (allocatable minus bound requests).
+pub(crate) fn free_capacity(ctx: &Context<'_>) -> Vec<Resources> {
+    let index: HashMap<&str, usize> = ctx
+        .snapshot
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut used = vec![Resources::ZERO; ctx.snapshot.nodes.len()];
+    for pod in &ctx.snapshot.pods {
+        if pod.is_terminal() {
+            continue;
+        }
+        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
+            used[i] += pod.requests;
+        }
+    }
+    ctx.snapshot
+        .nodes
+        .iter()
+        .zip(used)
+        .map(|(n, u)| n.allocatable.saturating_sub(&u))
+        .collect()
+}
+
+/// Add exactly the nodes the unschedulable pods need, after counting free
+/// capacity and the nodes already launching.
+pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
+    if pending.is_empty() {
+        return;
+    }
+    let snapshot = ctx.snapshot;
+    let free = free_capacity(ctx);
+    let mut existing: Vec<Target<'_>> = snapshot
+        .nodes
+        .iter()
+        .zip(&free)
+        .filter(|(n, _)| n.schedulable())
+        .map(|(n, f)| Target {
+            labels: &n.labels,
+            taints: &n.taints,
+            free: *f,
+        })
+        .collect();
+    let placed = pack(pending, &mut existing);
+    let mut rest: Vec<&Pod> = unplaced(pending, &placed);
+    let fit_existing = pending.len() - rest.len();
+
+    let mut in_flight: Vec<Target<'_>> = snapshot
+        .in_flight
+        .iter()
+        .filter_map(|m| ctx.policy.pool(&m.pool))
+        .map(|p| Target {
+            labels: &p.template.labels,
+            taints: &p.template.taints,
+            free: p.template.allocatable,
+        })
+        .collect();
+    let placed = pack(&rest, &mut in_flight);
+    let before = rest.len();
+    rest = unplaced(&rest, &placed);
+    let fit_in_flight = before - rest.len();
+    ctx.decision.reasons.push(Reason::UnschedulablePods {
+        pods: pending.len(),
+        fit_existing,
+        fit_in_flight,
+        need_new_nodes: rest.len(),
+    });
+
+    let mut candidates: Vec<&Pool> = ctx.policy.pools.iter().collect();
+    while !rest.is_empty() {
+        let best = candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pool)| {
+                let headroom = pool.max.saturating_sub(ctx.size(&pool.name));
+                let t = &pool.template;
+                let est = estimate_new_nodes(&rest, &t.labels, &t.taints, &t.allocatable, headroom);
+                (!est.placed.is_empty()).then_some((i, *pool, est))
+            })
+            .min_by(|a, b| compare_options(ctx.policy.expander, (a.1, &a.2), (b.1, &b.2)));
+        let Some((i, pool, est)) = best else { break };
+        candidates.remove(i);
+        ctx.decision.reasons.push(Reason::BinPacked {
+            pool: pool.name.clone(),
+            nodes: est.nodes,
+            pods: est.placed.len(),
+        });
+        ctx.decision.add_up(&pool.name, est.nodes);
+        *ctx.sizes.entry(pool.name.clone()).or_default() += est.nodes;
+        let mut taken = vec![false; rest.len()];
+        for &i in &est.placed {
+            taken[i] = true;
+        }
+        rest = rest
+            .iter()
+            .zip(taken)
+            .filter(|(_, t)| !t)
+            .map(|(p, _)| *p)
+            .collect();
+    }
+    if !rest.is_empty() {
+        explain_leftovers(ctx, &rest);
+    }
+}
+
+fn unplaced<'p>(pods: &[&'p Pod], placed: &[Option<usize>]) -> Vec<&'p Pod> {
+    pods.iter()
+        .zip(placed)
+        .filter(|(_, at)| at.is_none())
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+/// Pods no pool took: at max capacity (could fit) or never fitting (say why).
+fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
+    let mut at_max: Vec<(&Pool, Vec<&Pod>)> = Vec::new();
+    for class in classify(rest) {
+        let pod = class.example;
+        let members: Vec<&Pod> = class.members.iter().map(|&i| rest[i]).collect();
+        let mut why = Vec::new();
+        let mut fits_some = None;
+        for pool in &ctx.policy.pools {
+            let t = &pool.template;
+            match check_shape(pod, &t.labels, &t.taints, &t.allocatable) {
+                Ok(()) => {
+                    fits_some.get_or_insert(pool);
+                }
+                Err(unfit) => why.push(format!("{}: {unfit}", pool.name)),
+            }
+        }
+        match fits_some {
+            Some(pool) => match at_max.iter_mut().find(|(p, _)| p.name == pool.name) {
+                Some((_, pods)) => pods.extend(members),
+                None => at_max.push((pool, members)),
+            },
+            None => {
+                if ctx.policy.pools.is_empty() {
+                    why.push("no pools configured".to_string());
+                }
+                ctx.decision.reasons.push(Reason::PodsCannotFit {
+                    count: members.len(),
+                    examples: members.iter().take(3).map(|p| p.key()).collect(),
+                    why,
+                });
+            }
+        }
+    }
+    for (pool, pods) in at_max {
+        let t = &pool.template;
+        let wanted =
+            estimate_new_nodes(&pods, &t.labels, &t.taints, &t.allocatable, u32::MAX).nodes;
+        ctx.decision.reasons.push(Reason::AtMaxCapacity {
+            pool: pool.name.clone(),
+            max: pool.max,
+            wanted,
+        });
+    }
+}
+
+/// Order two scale-up options by the expander (lower is better), then
+/// deterministic tie-breakers.
+fn compare_options(
+    expander: Expander,
+    a: (&Pool, &NewNodeEstimate),
+    b: (&Pool, &NewNodeEstimate),
+) -> Ordering {
+    let waste = |(p, e): (&Pool, &NewNodeEstimate)| {
+        let cap = p.template.allocatable;
+        let n = u64::from(e.nodes.max(1));
+        (1.0 - share(e.used.cpu_milli, cap.cpu_milli * n))
+            + (1.0 - share(e.used.memory_bytes, cap.memory_bytes * n))
+    };
+    let price = |(p, e): (&Pool, &NewNodeEstimate)| {
+        f64::from(e.nodes) * p.template.price_per_hour / e.placed.len() as f64
+    };
+    let by_waste = waste(a).total_cmp(&waste(b));
+    let by_price = price(a).total_cmp(&price(b));
+    let primary = match expander {
+        Expander::LeastWaste => by_waste.then(by_price),
+        Expander::Price => by_price.then(by_waste),
+        Expander::Priority => b.0.priority.cmp(&a.0.priority).then(by_waste),
+    };
+    primary.then_with(|| a.0.name.cmp(&b.0.name))
+}
+
+/// Sustained CPU / memory / custom thresholds (and, in `threshold` mode,
+/// "any pod unschedulable"): add `max_step` nodes to the preferred pool.
+pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
+    let rules = &ctx.policy.scale_up;
+    let snapshot = ctx.snapshot;
+    let mut fired = Vec::new();
+    let mut check = |ctx: &mut Context<'_>, name: &str, series, window, threshold: f64| {
+        if let Some(v) = ctx.signal(name, series, window)
+            && v > threshold
+        {
+            fired.push(Reason::Above {
+                signal: name.to_string(),
+                observed: v,
+                threshold,
+                window,
+            });
+        }
+    };
+    check(ctx, "cpu", &snapshot.cpu, rules.cpu_for, rules.cpu_above);
+    check(
+        ctx,
+        "memory",
+        &snapshot.memory,
+        rules.memory_for,
+        rules.memory_above,
+    );
+    for rule in &ctx.policy.custom {
+        if let (Some(threshold), Some(series)) =
+            (rule.scale_up_above, snapshot.custom.get(&rule.name))
+        {
+            check(ctx, &rule.name, series, rule.window, threshold);
+        } else if rule.scale_up_above.is_some() {
+            ctx.note_unavailable(&rule.name, &Unavailable::NoSamples);
+        }
+    }
+    if rules.pending_pods == PendingPods::Threshold && !pending.is_empty() {
+        fired.push(Reason::Above {
+            signal: "unschedulable_pods".to_string(),
+            observed: pending.len() as f64,
+            threshold: 0.0,
+            window: rules.pending_grace,
+        });
+    }
+    if fired.is_empty() {
+        return;
+    }
+    ctx.decision.reasons.extend(fired);
+    if !ctx.decision.scale_up.is_empty() {
+        return; // this round already adds capacity
+    }
+    if let Some(remaining) = ctx.cooldown_left(snapshot.last_scale_up, rules.cooldown) {
+        ctx.decision.reasons.push(Reason::Cooldown {
+            direction: Direction::Up,
+            remaining,
+        });
+        return;
+    }
+    if !snapshot.in_flight.is_empty() {
+        ctx.decision.reasons.push(Reason::NodesInFlight {
+            nodes: snapshot.in_flight.len(),
+        });
+        return;
+    }
+    let preferred = ctx
+        .policy
+        .pools
+        .iter()
+        .filter(|p| ctx.size(&p.name) < p.max)
+        .min_by(|a, b| {
+            let per_core = |p: &Pool| {
+                p.template.price_per_hour / (p.template.allocatable.cpu_milli.max(1) as f64)
+            };
+            let order = match ctx.policy.expander {
+                Expander::Priority => b.priority.cmp(&a.priority),
+                _ => per_core(a).total_cmp(&per_core(b)),
+            };
+            order.then_with(|| a.name.cmp(&b.name))
+        });
+    match preferred {
+        Some(pool) => {
+            let count = rules.max_step.min(pool.max - ctx.size(&pool.name));
+            ctx.decision.add_up(&pool.name, count);
+            *ctx.sizes.entry(pool.name.clone()).or_default() += count;
+        }
+        None => {
+            for pool in &ctx.policy.pools {
+                ctx.decision.reasons.push(Reason::AtMaxCapacity {
+                    pool: pool.name.clone(),
+                    max: pool.max,
+                    wanted: rules.max_step,
+                });
+            }
+        }
+    }
+}

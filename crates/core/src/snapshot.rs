@@ -1,0 +1,62 @@
+//! Everything `decide` looks at, gathered by the observers (or the simulator).
+
+use crate::model::{Node, Pod};
+use crate::time::Time;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One metric reading; `None` when the source had no usable answer
+/// (error, empty vector, NaN), which is never the same as zero.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Sample {
+    pub at: Time,
+    pub value: Option<f64>,
+}
+
+/// Readings of one signal, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Series {
+    pub samples: Vec<Sample>,
+}
+
+impl Series {
+    pub fn push(&mut self, at: Time, value: Option<f64>) {
+        let value = value.filter(|v| v.is_finite());
+        self.samples.push(Sample { at, value });
+    }
+
+    /// Drop samples older than `keep` before `now` (bounded memory).
+    pub fn trim(&mut self, now: Time, keep: Duration) {
+        let cutoff = now.saturating_sub(keep);
+        let first_kept = self.samples.partition_point(|s| s.at < cutoff);
+        // Keep one sample before the cutoff so the window start stays covered.
+        self.samples.drain(..first_kept.saturating_sub(1));
+    }
+}
+
+/// A machine the provider has launched whose Node is not Ready yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InFlight {
+    pub pool: String,
+    pub name: String,
+    pub launched_at: Time,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+    /// PodDisruptionBudget name → disruptions currently allowed.
+    pub pdbs: BTreeMap<String, u32>,
+    pub in_flight: Vec<InFlight>,
+    /// Cluster CPU utilization (0..1), e.g. `1 - avg(rate(idle))`.
+    pub cpu: Series,
+    /// Cluster memory utilization (0..1), `1 - MemAvailable/MemTotal`.
+    pub memory: Series,
+    pub custom: BTreeMap<String, Series>,
+    /// Why the metrics source failed last, if it did.
+    pub metrics_error: Option<String>,
+    pub last_scale_up: Option<Time>,
+    pub last_scale_down: Option<Time>,
+}

@@ -1,0 +1,90 @@
+//! Builders for tests, benchmarks and the simulator's fixtures: readable
+//! clusters in a few lines.
+
+use crate::model::{Labels, Node, NodeTemplate, POOL_LABEL, Pod, PodPhase, Pool};
+use crate::policy::Policy;
+use crate::quantity::Resources;
+use crate::snapshot::{Series, Snapshot};
+use crate::time::Time;
+use std::time::Duration;
+
+pub const GI: u64 = 1 << 30;
+pub const MI: u64 = 1 << 20;
+
+/// A pool of `cpu_milli` / `mem` nodes, labelled with its name.
+pub fn pool(name: &str, min: u32, max: u32, cpu_milli: u64, memory_bytes: u64, price: f64) -> Pool {
+    let mut labels = Labels::new();
+    labels.insert(POOL_LABEL.to_string(), name.to_string());
+    Pool {
+        name: name.to_string(),
+        min,
+        max,
+        template: NodeTemplate {
+            allocatable: Resources::new(cpu_milli, memory_bytes, 110),
+            labels,
+            taints: Vec::new(),
+            price_per_hour: price,
+            boot_time: Duration::from_secs(45),
+        },
+        priority: 0,
+        provider: "docker".to_string(),
+    }
+}
+
+/// The DESIGN.md default pool: 2 CPU / 4 GiB workers, 2..10.
+pub fn workers() -> Pool {
+    pool("workers", 2, 10, 2000, 4 * GI, 0.0416)
+}
+
+/// A Ready node built from its pool's template.
+pub fn node_of(pool: &Pool, name: &str) -> Node {
+    let mut n = Node::new(
+        name,
+        Some(&pool.name),
+        pool.template.allocatable,
+        Time::ZERO,
+    );
+    n.labels = pool.template.labels.clone();
+    n.taints = pool.template.taints.clone();
+    n
+}
+
+pub fn running(name: &str, node: &str, cpu_milli: u64, memory_bytes: u64) -> Pod {
+    let mut p = Pod::new("default", name, Resources::pod(cpu_milli, memory_bytes));
+    p.node_name = Some(node.to_string());
+    p
+}
+
+pub fn pending(name: &str, cpu_milli: u64, memory_bytes: u64, since: Time) -> Pod {
+    let mut p = Pod::new("default", name, Resources::pod(cpu_milli, memory_bytes));
+    p.phase = PodPhase::Pending;
+    p.unschedulable_since = Some(since);
+    p
+}
+
+/// A series with one sample every 15 s from `from` to `to` (inclusive).
+pub fn steady_series(value: f64, from: Time, to: Time) -> Series {
+    let mut s = Series::default();
+    let mut t = from;
+    while t <= to {
+        s.push(t, Some(value));
+        t = t + Duration::from_secs(15);
+    }
+    s
+}
+
+/// A snapshot with steady cpu/memory over the last 15 minutes before `now`.
+pub fn snapshot(nodes: Vec<Node>, pods: Vec<Pod>, cpu: f64, memory: f64, now: Time) -> Snapshot {
+    let from = now.saturating_sub(Duration::from_secs(900));
+    Snapshot {
+        nodes,
+        pods,
+        cpu: steady_series(cpu, from, now),
+        memory: steady_series(memory, from, now),
+        ..Snapshot::default()
+    }
+}
+
+pub fn default_policy() -> Policy {
+    Policy::new(vec![workers()])
+}

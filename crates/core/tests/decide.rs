@@ -1,0 +1,586 @@
+//! Behaviour of `decide` on hand-built clusters.
+
+use k3scale_core::decision::{Blocker, Direction};
+use k3scale_core::model::{DO_NOT_DISRUPT, OwnerKind, SAFE_TO_EVICT, Taint, TaintEffect};
+use k3scale_core::policy::{CustomRule, Expander, PendingPods};
+use k3scale_core::testkit::*;
+use k3scale_core::{InFlight, Reason, Series, Time, decide};
+use std::time::Duration;
+
+const NOW: Time = Time::from_secs(10_000);
+
+fn reasons(d: &k3scale_core::Decision) -> String {
+    d.reasons
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn three_workers() -> Vec<k3scale_core::Node> {
+    let w = workers();
+    (0..3).map(|i| node_of(&w, &format!("w{i}"))).collect()
+}
+
+#[test]
+fn quiet_cluster_does_nothing_and_says_so() {
+    let s = snapshot(
+        three_workers(),
+        vec![running("a", "w0", 1500, GI)],
+        0.5,
+        0.4,
+        NOW,
+    );
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.is_noop(), "{}", reasons(&d));
+    assert!(matches!(d.reasons[0], Reason::NotBelow { ref signal, .. } if signal == "cpu"));
+}
+
+#[test]
+fn sustained_cpu_adds_max_step_nodes() {
+    let s = snapshot(three_workers(), vec![], 0.85, 0.4, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 2, "{}", reasons(&d));
+    assert!(d.reasons.iter().any(|r| matches!(r, Reason::Above { signal, observed, .. } if signal == "cpu" && (*observed - 0.85).abs() < 1e-9)));
+}
+
+#[test]
+fn a_short_cpu_spike_is_not_sustained() {
+    let mut s = snapshot(three_workers(), vec![], 0.4, 0.4, NOW);
+    // Last 30 s at 100%: the 3-minute mean stays well under 70%.
+    for sample in s.cpu.samples.iter_mut().rev().take(3) {
+        sample.value = Some(1.0);
+    }
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+}
+
+#[test]
+fn memory_above_threshold_scales_up() {
+    let s = snapshot(three_workers(), vec![], 0.2, 0.8, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 2);
+    assert!(d.scale_down.is_empty());
+}
+
+#[test]
+fn cooldown_after_scale_up_blocks_utilization_scale_up() {
+    let mut s = snapshot(three_workers(), vec![], 0.9, 0.4, NOW);
+    s.last_scale_up = Some(NOW.saturating_sub(Duration::from_secs(120)));
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0);
+    assert!(d.reasons.contains(&Reason::Cooldown {
+        direction: Direction::Up,
+        remaining: Duration::from_secs(180)
+    }));
+}
+
+#[test]
+fn at_max_capacity_is_reported_not_an_error() {
+    let w = workers();
+    let nodes = (0..10).map(|i| node_of(&w, &format!("w{i}"))).collect();
+    let s = snapshot(nodes, vec![], 0.95, 0.4, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::AtMaxCapacity { pool, max: 10, .. } if pool == "workers"))
+    );
+}
+
+#[test]
+fn max_step_is_capped_by_pool_max() {
+    let w = workers();
+    let nodes = (0..9).map(|i| node_of(&w, &format!("w{i}"))).collect();
+    let d = decide(
+        &snapshot(nodes, vec![], 0.95, 0.4, NOW),
+        &default_policy(),
+        NOW,
+    );
+    assert_eq!(d.nodes_added(), 1);
+}
+
+#[test]
+fn below_min_scales_up_to_min_even_in_cooldown() {
+    let w = workers();
+    let mut s = snapshot(vec![node_of(&w, "w0")], vec![], 0.1, 0.1, NOW);
+    s.last_scale_up = Some(NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 1);
+    assert!(d.reasons.contains(&Reason::BelowMin {
+        pool: "workers".into(),
+        current: 1,
+        min: 2
+    }));
+}
+
+#[test]
+fn pending_pods_are_bin_packed_onto_exactly_enough_nodes() {
+    // 2 CPU nodes; 7 pending pods of 600m: 3 per node ⇒ 3 new nodes (not the +2 step).
+    let pending_pods = (0..7)
+        .map(|i| pending(&format!("p{i}"), 600, 256 * MI, NOW))
+        .collect();
+    let full = vec![
+        running("x", "w0", 2000, GI),
+        running("y", "w1", 2000, GI),
+        running("z", "w2", 2000, GI),
+    ];
+    let mut pods: Vec<_> = full;
+    pods.extend::<Vec<_>>(pending_pods);
+    let s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 3, "{}", reasons(&d));
+    assert!(d.reasons.contains(&Reason::UnschedulablePods {
+        pods: 7,
+        fit_existing: 0,
+        fit_in_flight: 0,
+        need_new_nodes: 7
+    }));
+}
+
+#[test]
+fn pending_pods_covered_by_in_flight_nodes_do_not_launch_again() {
+    let mut pods = vec![
+        running("x", "w0", 2000, GI),
+        running("y", "w1", 2000, GI),
+        running("z", "w2", 2000, GI),
+    ];
+    pods.extend((0..3).map(|i| pending(&format!("p{i}"), 600, 256 * MI, NOW)));
+    let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    s.in_flight.push(InFlight {
+        pool: "workers".into(),
+        name: "workers-abc".into(),
+        launched_at: NOW,
+    });
+    s.last_scale_up = Some(NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(d.reasons.contains(&Reason::UnschedulablePods {
+        pods: 3,
+        fit_existing: 0,
+        fit_in_flight: 3,
+        need_new_nodes: 0
+    }));
+    // One more pod than the in-flight node holds ⇒ exactly one more node.
+    s.pods.push(pending("p3", 600, 256 * MI, NOW));
+    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
+}
+
+#[test]
+fn pending_grace_delays_scale_up() {
+    let mut policy = default_policy();
+    policy.scale_up.pending_grace = Duration::from_secs(30);
+    let pods = vec![
+        running("x", "w0", 2000, GI),
+        running("y", "w1", 2000, GI),
+        running("z", "w2", 2000, GI),
+        pending("p", 500, MI, NOW.saturating_sub(Duration::from_secs(10))),
+    ];
+    let s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    let d = decide(&s, &policy, NOW);
+    assert_eq!(d.nodes_added(), 0);
+    assert!(matches!(
+        d.reasons[0],
+        Reason::PendingWithinGrace { pods: 1, .. }
+    ));
+    assert_eq!(
+        decide(&s, &policy, NOW + Duration::from_secs(20)).nodes_added(),
+        1
+    );
+}
+
+#[test]
+fn pods_that_fit_no_pool_are_reported_with_why_and_not_scaled_for() {
+    let mut huge = pending("huge", 8000, GI, NOW);
+    huge.namespace = "ml".into();
+    let mut picky = pending("picky", 100, MI, NOW);
+    picky.node_selector.insert("gpu".into(), "true".into());
+    let s = snapshot(three_workers(), vec![huge, picky], 0.5, 0.4, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0);
+    let text = reasons(&d);
+    assert!(
+        text.contains("ml/huge") && text.contains("requests more cpu than a whole node has"),
+        "{text}"
+    );
+    assert!(
+        text.contains("node selector gpu=true not matched"),
+        "{text}"
+    );
+}
+
+#[test]
+fn pending_pods_at_max_report_at_max_capacity() {
+    let w = workers();
+    let nodes: Vec<_> = (0..10).map(|i| node_of(&w, &format!("w{i}"))).collect();
+    let mut pods: Vec<_> = (0..10)
+        .map(|i| running(&format!("r{i}"), &format!("w{i}"), 2000, GI))
+        .collect();
+    pods.push(pending("p", 500, MI, NOW));
+    let d = decide(
+        &snapshot(nodes, pods, 0.6, 0.4, NOW),
+        &default_policy(),
+        NOW,
+    );
+    assert_eq!(d.nodes_added(), 0);
+    assert!(d.reasons.contains(&Reason::AtMaxCapacity {
+        pool: "workers".into(),
+        max: 10,
+        wanted: 1
+    }));
+}
+
+fn two_pools(expander: Expander) -> k3scale_core::Policy {
+    let small = pool("small", 0, 10, 2000, 4 * GI, 0.04);
+    let mut big = pool("big", 0, 10, 8000, 32 * GI, 0.10);
+    big.priority = 10;
+    let mut p = k3scale_core::Policy::new(vec![small, big]);
+    p.expander = expander;
+    p
+}
+
+#[test]
+fn expanders_choose_between_pools() {
+    // Eight pods of 1 CPU / 4 GiB: small nodes (2 CPU / 4 GiB) are memory-bound and waste half
+    // their CPU; big nodes (8 CPU / 32 GiB) fit all eight on one node exactly.
+    let pods: Vec<_> = (0..8)
+        .map(|i| pending(&format!("p{i}"), 1000, 4 * GI, NOW))
+        .collect();
+    let s = snapshot(vec![], pods.clone(), 0.5, 0.4, NOW);
+    let lw = decide(&s, &two_pools(Expander::LeastWaste), NOW);
+    assert_eq!(
+        lw.scale_up,
+        vec![k3scale_core::ScaleUp {
+            pool: "big".into(),
+            count: 1
+        }]
+    );
+    // Price per pod: small 8 × 0.04 / 8 = 0.04; big 0.10 / 8 = 0.0125 ⇒ big.
+    let price = decide(&s, &two_pools(Expander::Price), NOW);
+    assert_eq!(price.scale_up[0].pool, "big");
+    // Make big expensive: price picks small, priority still picks big.
+    let mut p = two_pools(Expander::Price);
+    p.pools[1].template.price_per_hour = 1.0;
+    assert_eq!(
+        decide(&s, &p, NOW).scale_up,
+        vec![k3scale_core::ScaleUp {
+            pool: "small".into(),
+            count: 8
+        }]
+    );
+    p.expander = Expander::Priority;
+    assert_eq!(decide(&s, &p, NOW).scale_up[0].pool, "big");
+}
+
+#[test]
+fn tainted_pool_only_takes_tolerating_pods() {
+    let mut p = two_pools(Expander::Priority);
+    p.pools[1].template.taints.push(Taint {
+        key: "dedicated".into(),
+        value: "batch".into(),
+        effect: TaintEffect::NoSchedule,
+    });
+    let s = snapshot(vec![], vec![pending("p", 500, GI, NOW)], 0.5, 0.4, NOW);
+    let d = decide(&s, &p, NOW);
+    assert_eq!(d.scale_up[0].pool, "small", "{}", reasons(&d));
+}
+
+#[test]
+fn metrics_unavailable_blocks_scale_down_but_not_pending_scale_up() {
+    let mut s = snapshot(three_workers(), vec![], 0.1, 0.1, NOW);
+    s.cpu = Series::default();
+    s.metrics_error = Some("prometheus: connection refused".into());
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.is_noop());
+    let text = reasons(&d);
+    assert!(
+        text.contains(
+            "cpu metrics unavailable (no samples yet; last error: prometheus: connection refused)"
+        ),
+        "{text}"
+    );
+    let pods = vec![
+        running("x", "w0", 2000, GI),
+        running("y", "w1", 2000, GI),
+        running("z", "w2", 2000, GI),
+        pending("p", 500, MI, NOW),
+    ];
+    s.pods = pods;
+    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
+}
+
+#[test]
+fn a_failed_reading_inside_the_window_is_not_zero() {
+    let mut s = snapshot(three_workers(), vec![], 0.1, 0.1, NOW);
+    let n = s.cpu.samples.len();
+    s.cpu.samples[n - 5].value = None;
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.scale_down.is_empty(), "{}", reasons(&d));
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::MetricsUnavailable { signal, .. } if signal == "cpu"))
+    );
+}
+
+#[test]
+fn scale_down_removes_least_utilized_node_whose_pods_fit() {
+    let pods = vec![
+        running("a", "w0", 400, 256 * MI),
+        running("b", "w1", 200, 256 * MI),
+        running("c", "w2", 900, 256 * MI),
+    ];
+    let s = snapshot(three_workers(), pods, 0.15, 0.3, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
+    assert_eq!(d.scale_down[0].node, "w1");
+    assert!(!d.scale_down[0].empty);
+}
+
+#[test]
+fn empty_nodes_go_in_bulk_drains_one_at_a_time() {
+    let w = workers();
+    let nodes: Vec<_> = (0..6).map(|i| node_of(&w, &format!("w{i}"))).collect();
+    let mut ds = running("ds", "w3", 100, 64 * MI);
+    ds.owner = OwnerKind::DaemonSet;
+    let pods = vec![running("a", "w0", 300, GI), running("b", "w1", 300, GI), ds];
+    let d = decide(
+        &snapshot(nodes, pods, 0.05, 0.1, NOW),
+        &default_policy(),
+        NOW,
+    );
+    let removed: Vec<_> = d
+        .scale_down
+        .iter()
+        .map(|s| (s.node.as_str(), s.empty))
+        .collect();
+    // w2..w5 are empty (w3 has only a DaemonSet pod); one of w0/w1 is drained; min 2 holds.
+    assert_eq!(
+        removed,
+        vec![("w2", true), ("w4", true), ("w5", true), ("w3", true)],
+        "{}",
+        reasons(&d)
+    );
+}
+
+#[test]
+fn scale_down_never_goes_below_min() {
+    let pods = vec![running("a", "w0", 100, GI)];
+    let w = workers();
+    let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1")];
+    let d = decide(
+        &snapshot(nodes, pods, 0.05, 0.1, NOW),
+        &default_policy(),
+        NOW,
+    );
+    assert!(d.scale_down.is_empty());
+    assert!(d.reasons.iter().any(|r| matches!(
+        r,
+        Reason::NotRemovable {
+            blocker: Blocker::PoolAtMin { .. },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn scale_down_blockers_are_honoured_and_explained() {
+    let w = workers();
+    let cases: Vec<(Box<dyn Fn(&mut k3scale_core::Pod)>, &str)> = vec![
+        (
+            Box::new(|p| {
+                p.annotations.insert(DO_NOT_DISRUPT.into(), "true".into());
+            }),
+            "do-not-disrupt",
+        ),
+        (
+            Box::new(|p| {
+                p.annotations.insert(SAFE_TO_EVICT.into(), "false".into());
+            }),
+            "safe-to-evict=false",
+        ),
+        (Box::new(|p| p.owner = OwnerKind::None), "no controller"),
+        (Box::new(|p| p.local_storage = true), "local storage"),
+        (
+            Box::new(|p| p.pdb = Some("web".into())),
+            "PodDisruptionBudget web allows no disruption",
+        ),
+    ];
+    for (mutate, expect) in cases {
+        let mut p = running("blocker", "w2", 200, 256 * MI);
+        mutate(&mut p);
+        let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
+        let pods = vec![
+            running("a", "w0", 500, 256 * MI),
+            running("b", "w1", 500, 256 * MI),
+            p,
+        ];
+        let mut s = snapshot(nodes, pods, 0.1, 0.2, NOW);
+        s.pdbs.insert("web".into(), 0);
+        let d = decide(&s, &default_policy(), NOW);
+        assert!(
+            d.scale_down.iter().all(|r| r.node != "w2"),
+            "{expect}: {}",
+            reasons(&d)
+        );
+        assert!(reasons(&d).contains(expect), "{expect}: {}", reasons(&d));
+    }
+}
+
+#[test]
+fn local_storage_can_be_allowed_and_pdb_budget_is_spent() {
+    let w = workers();
+    let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
+    let mut p = running("cache", "w2", 200, 256 * MI);
+    p.local_storage = true;
+    p.pdb = Some("web".into());
+    let mut s = snapshot(
+        nodes,
+        vec![
+            running("a", "w0", 500, 256 * MI),
+            running("b", "w1", 500, 256 * MI),
+            p,
+        ],
+        0.1,
+        0.2,
+        NOW,
+    );
+    s.pdbs.insert("web".into(), 1);
+    let mut policy = default_policy();
+    policy.scale_down.evict_local_storage = true;
+    let d = decide(&s, &policy, NOW);
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
+    assert_eq!(d.scale_down[0].node, "w2");
+}
+
+#[test]
+fn node_whose_pods_do_not_fit_elsewhere_stays() {
+    let w = workers();
+    let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
+    // w2 holds a 900m pod; w0/w1 have 800m free each: it cannot move.
+    let pods = vec![
+        running("a", "w0", 1200, GI),
+        running("b", "w1", 1200, GI),
+        running("c", "w2", 900, GI),
+    ];
+    let mut policy = default_policy();
+    policy.scale_down.node_utilization_below = 0.7;
+    let d = decide(&snapshot(nodes, pods, 0.1, 0.2, NOW), &policy, NOW);
+    assert!(d.scale_down.is_empty(), "{}", reasons(&d));
+    assert!(reasons(&d).contains("pod default/c does not fit on any other node"));
+}
+
+#[test]
+fn no_scale_down_while_pods_are_unschedulable_or_in_cooldown() {
+    let mut pending_pod = pending("p", 4000, GI, NOW);
+    pending_pod.node_selector.insert("never".into(), "x".into());
+    let s = snapshot(three_workers(), vec![pending_pod], 0.05, 0.1, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.scale_down.is_empty());
+    assert!(
+        d.reasons
+            .contains(&Reason::ScaleDownBlockedByPending { pods: 1 })
+    );
+
+    let mut s = snapshot(three_workers(), vec![], 0.05, 0.1, NOW);
+    s.last_scale_down = Some(NOW.saturating_sub(Duration::from_secs(60)));
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.scale_down.is_empty());
+    assert!(d.reasons.contains(&Reason::Cooldown {
+        direction: Direction::Down,
+        remaining: Duration::from_secs(540)
+    }));
+}
+
+#[test]
+fn scale_down_needs_the_whole_window_cold() {
+    let mut s = snapshot(three_workers(), vec![], 0.1, 0.1, NOW);
+    // 5 minutes ago CPU was high: the 10-minute mean is above 30%.
+    let n = s.cpu.samples.len();
+    for sample in &mut s.cpu.samples[n - 30..n - 16] {
+        sample.value = Some(0.9);
+    }
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.scale_down.is_empty(), "{}", reasons(&d));
+}
+
+#[test]
+fn unmanaged_and_cordoned_nodes_are_never_candidates() {
+    let w = workers();
+    let mut server = k3scale_core::Node::new("server", None, w.template.allocatable, Time::ZERO);
+    server.labels.insert(
+        "node-role.kubernetes.io/control-plane".into(),
+        "true".into(),
+    );
+    let mut cordoned = node_of(&w, "w9");
+    cordoned.cordoned = true;
+    let nodes = vec![server, node_of(&w, "w0"), node_of(&w, "w1"), cordoned];
+    let d = decide(
+        &snapshot(nodes, vec![], 0.01, 0.01, NOW),
+        &default_policy(),
+        NOW,
+    );
+    assert!(
+        d.scale_down
+            .iter()
+            .all(|s| s.node != "server" && s.node != "w9"),
+        "{}",
+        reasons(&d)
+    );
+}
+
+#[test]
+fn custom_rule_scales_up_and_gates_scale_down() {
+    let mut policy = default_policy();
+    policy.custom.push(CustomRule {
+        name: "rps".into(),
+        query: "sum(rate(x[1m]))".into(),
+        scale_up_above: Some(800.0),
+        scale_down_below: Some(100.0),
+        window: Duration::from_secs(60),
+    });
+    let mut s = snapshot(three_workers(), vec![], 0.1, 0.1, NOW);
+    s.custom.insert(
+        "rps".into(),
+        steady_series(900.0, NOW.saturating_sub(Duration::from_secs(300)), NOW),
+    );
+    assert_eq!(decide(&s, &policy, NOW).nodes_added(), 2);
+    s.custom.insert(
+        "rps".into(),
+        steady_series(300.0, NOW.saturating_sub(Duration::from_secs(300)), NOW),
+    );
+    let d = decide(&s, &policy, NOW);
+    assert!(d.is_noop());
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::NotBelow { signal, .. } if signal == "rps"))
+    );
+}
+
+#[test]
+fn threshold_mode_treats_pending_as_a_cooled_down_trigger() {
+    let mut policy = default_policy();
+    policy.scale_up.pending_pods = PendingPods::Threshold;
+    policy.scale_up.max_step = 1;
+    let pods: Vec<_> = (0..7)
+        .map(|i| pending(&format!("p{i}"), 600, MI, NOW))
+        .collect();
+    let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    assert_eq!(decide(&s, &policy, NOW).nodes_added(), 1);
+    s.last_scale_up = Some(NOW);
+    assert_eq!(decide(&s, &policy, NOW).nodes_added(), 0);
+}
+
+#[test]
+fn decisions_serialize_with_structured_reasons() {
+    let s = snapshot(three_workers(), vec![], 0.85, 0.4, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    let json = serde_json::to_value(&d).unwrap();
+    let r = &json["reasons"][0];
+    assert_eq!(r["rule"], "above");
+    assert_eq!(r["signal"], "cpu");
+    assert_eq!(r["threshold"], 0.7);
+    assert_eq!(r["window"], 180.0);
+}
