@@ -1,7 +1,7 @@
 //! k3scale core: domain types, the policy engine and the scheduling
 //! simulation. Pure and synchronous: no I/O, no clock reads, no kube/tokio.
 
-// pub mod config;
+pub mod config;
 mod decide;
 pub mod decision;
 pub mod model;

@@ -1,0 +1,519 @@
+//! The configuration file: parse, check every key, build the `Policy`.
+//!
+//! Reading the file is the caller's job (the core does no I/O); errors carry
+//! the file name, the key path, the line and what is wrong.
+
+mod schema;
+mod yaml_index;
+
+pub use schema::*;
+pub use yaml_index::YamlIndex;
+
+use crate::model::{Labels, NodeTemplate, POOL_LABEL, Pool};
+use crate::policy::{CustomRule, Policy, ScaleDownRules, ScaleUpRules};
+use crate::quantity::{Resources, parse_cpu, parse_memory};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The configuration k3scale uses when none is given (see `default.yaml`).
+pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// Key path such as `pools[1].max`; empty for the whole document.
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that passed every check, with the policy built from it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The effective configuration (defaults filled in), as `validate` prints it.
+    pub config: Config,
+    pub policy: Policy,
+    pub interval: Duration,
+}
+
+/// Parse and validate `text`, read from `file` (the name is only for messages).
+pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
+    let index = YamlIndex::build(text);
+    let config: Config = if text.trim().is_empty() {
+        Config::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| {
+            let (line, path) = match e.location() {
+                Some(loc) => (
+                    Some(loc.line() as usize),
+                    index
+                        .path_at(loc.line() as usize, loc.column() as usize)
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                None => (None, String::new()),
+            };
+            ConfigErrors(vec![ConfigError {
+                file: file.to_string(),
+                path,
+                line,
+                message: strip_location(&e.without_snippet().to_string()),
+            }])
+        })?
+    };
+    let mut v = Validator {
+        file,
+        index: &index,
+        errors: Vec::new(),
+    };
+    let built = build(&config, &mut v);
+    if v.errors.is_empty() {
+        let (policy, interval) = built;
+        Ok(Loaded {
+            config,
+            policy,
+            interval,
+        })
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+/// serde-saphyr appends " at line L column C"; we print the line ourselves.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    index: &'a YamlIndex,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            path: path.to_string(),
+            line: self.index.line_of(path),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, s: &str) -> Duration {
+        let s = s.trim();
+        if s.starts_with('-') {
+            self.error(
+                path,
+                format!("negative duration {s:?}: must be zero or more"),
+            );
+            return Duration::ZERO;
+        }
+        match humantime::parse_duration(s) {
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    path,
+                    format!("invalid duration {s:?}: {e} (examples: 30s, 5m, 1h30m)"),
+                );
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn fraction(&mut self, path: &str, v: f64) {
+        if !(v > 0.0 && v <= 1.0) {
+            self.error(
+                path,
+                format!("{v} is not a utilization between 0 (excluded) and 1"),
+            );
+        }
+    }
+
+    /// Exactly one of a `_file` / `_env` pair, for secrets.
+    fn secret_source(
+        &mut self,
+        path: &str,
+        file: &Option<String>,
+        env: &Option<String>,
+        what: &str,
+    ) {
+        match (file, env) {
+            (Some(_), Some(_)) => self.error(path, format!("set only one of {what}_file and {what}_env")),
+            (None, None) => self.error(
+                path,
+                format!("{what} is required: set {what}_file or {what}_env (secrets are never written in the config)"),
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
+    if !is_dns_label(&c.cluster) {
+        v.error(
+            "cluster",
+            format!(
+                "{:?} must be a DNS label (lowercase letters, digits, '-')",
+                c.cluster
+            ),
+        );
+    }
+    let interval = v.duration("policy.interval", &c.policy.interval);
+    if interval.is_zero() {
+        v.error("policy.interval", "must be greater than zero");
+    }
+    let metrics_max_age = v.duration("metrics.max_age", &c.metrics.max_age);
+    check_metrics(&c.metrics, v);
+
+    let up = &c.policy.scale_up;
+    v.fraction("policy.scale_up.cpu_above", up.cpu_above);
+    v.fraction("policy.scale_up.memory_above", up.memory_above);
+    if up.max_step == 0 {
+        v.error("policy.scale_up.max_step", "must be at least 1");
+    }
+    let scale_up = ScaleUpRules {
+        cpu_above: up.cpu_above,
+        cpu_for: v.duration("policy.scale_up.cpu_for", &up.cpu_for),
+        memory_above: up.memory_above,
+        memory_for: v.duration("policy.scale_up.memory_for", &up.memory_for),
+        pending_grace: v.duration("policy.scale_up.pending_grace", &up.pending_grace),
+        pending_pods: up.pending_pods,
+        max_step: up.max_step,
+        cooldown: v.duration("policy.scale_up.cooldown", &up.cooldown),
+    };
+    let down = &c.policy.scale_down;
+    v.fraction("policy.scale_down.cpu_below", down.cpu_below);
+    v.fraction("policy.scale_down.memory_below", down.memory_below);
+    v.fraction(
+        "policy.scale_down.node_utilization_below",
+        down.node_utilization_below,
+    );
+    if down.cpu_below >= up.cpu_above {
+        v.error(
+            "policy.scale_down.cpu_below",
+            format!(
+                "{} must be below policy.scale_up.cpu_above ({}), or the cluster flaps",
+                down.cpu_below, up.cpu_above
+            ),
+        );
+    }
+    if down.memory_below >= up.memory_above {
+        v.error(
+            "policy.scale_down.memory_below",
+            format!(
+                "{} must be below policy.scale_up.memory_above ({})",
+                down.memory_below, up.memory_above
+            ),
+        );
+    }
+    let scale_down = ScaleDownRules {
+        enabled: down.enabled,
+        cpu_below: down.cpu_below,
+        cpu_for: v.duration("policy.scale_down.cpu_for", &down.cpu_for),
+        memory_below: down.memory_below,
+        memory_for: v.duration("policy.scale_down.memory_for", &down.memory_for),
+        max_step: down.max_step,
+        max_empty_step: down.max_empty_step,
+        cooldown: v.duration("policy.scale_down.cooldown", &down.cooldown),
+        node_utilization_below: down.node_utilization_below,
+        evict_local_storage: down.evict_local_storage,
+    };
+
+    let custom = c
+        .metrics
+        .custom
+        .iter()
+        .enumerate()
+        .map(|(i, m)| CustomRule {
+            name: m.name.clone(),
+            query: m.query.clone(),
+            scale_up_above: m.scale_up_above,
+            scale_down_below: m.scale_down_below,
+            window: v.duration(&format!("metrics.custom[{i}].for"), &m.window),
+        })
+        .collect();
+
+    if c.pools.is_empty() {
+        v.error("pools", "at least one pool is required");
+    }
+    let mut names = HashSet::new();
+    let pools = c
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let path = format!("pools[{i}]");
+            if !names.insert(p.name.as_str()) {
+                v.error(
+                    &format!("{path}.name"),
+                    format!("duplicate pool name {:?}", p.name),
+                );
+            }
+            build_pool(p, &path, v)
+        })
+        .collect();
+
+    if c.server.listen.parse::<SocketAddr>().is_err() {
+        v.error(
+            "server.listen",
+            format!("{:?} is not an address:port", c.server.listen),
+        );
+    }
+    if let Some(slack) = &c.notify.slack {
+        v.secret_source("notify.slack", &slack.url_file, &slack.url_env, "url");
+    }
+    if let Some(hook) = &c.notify.webhook {
+        v.secret_source("notify.webhook", &hook.url_file, &hook.url_env, "url");
+    }
+    if c.state.backend == StateBackend::Dynamodb && c.state.table.is_none() {
+        v.error("state.table", "required with backend dynamodb");
+    }
+
+    let policy = Policy {
+        scale_up,
+        scale_down,
+        custom,
+        expander: c.policy.expander,
+        dry_run: c.policy.dry_run,
+        metrics_max_age,
+        pools,
+    };
+    (policy, interval)
+}
+
+fn check_metrics(m: &MetricsConfig, v: &mut Validator<'_>) {
+    if m.source == MetricsSourceKind::Prometheus {
+        let p = &m.prometheus;
+        if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+            v.error(
+                "metrics.prometheus.url",
+                format!("{:?} must start with http:// or https://", p.url),
+            );
+        }
+        v.duration("metrics.prometheus.timeout", &p.timeout);
+        if p.bearer_token_file.is_some() && p.bearer_token_env.is_some() {
+            v.error(
+                "metrics.prometheus",
+                "set only one of bearer_token_file and bearer_token_env",
+            );
+        }
+        if let Some(auth) = &p.basic_auth {
+            v.secret_source(
+                "metrics.prometheus.basic_auth",
+                &auth.password_file,
+                &auth.password_env,
+                "password",
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, rule) in m.custom.iter().enumerate() {
+        let path = format!("metrics.custom[{i}]");
+        let valid_name = !rule.name.is_empty()
+            && rule
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_name {
+            v.error(
+                &format!("{path}.name"),
+                format!("{:?} must be lowercase letters, digits and '_'", rule.name),
+            );
+        } else if matches!(rule.name.as_str(), "cpu" | "memory") || !seen.insert(rule.name.as_str())
+        {
+            v.error(
+                &format!("{path}.name"),
+                format!("duplicate signal name {:?}", rule.name),
+            );
+        }
+        if rule.query.trim().is_empty() {
+            v.error(&format!("{path}.query"), "must not be empty");
+        }
+        if rule.scale_up_above.is_none() && rule.scale_down_below.is_none() {
+            v.error(&path, "set scale_up_above, scale_down_below or both");
+        }
+        for (key, value) in [
+            ("scale_up_above", rule.scale_up_above),
+            ("scale_down_below", rule.scale_down_below),
+        ] {
+            if value.is_some_and(|x| !x.is_finite()) {
+                v.error(&format!("{path}.{key}"), "must be a finite number");
+            }
+        }
+    }
+}
+
+fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
+    // Node names are `<pool>-<suffix>`: keep room for the suffix in a 63-character label.
+    if !is_dns_label(&p.name) || p.name.len() > 40 {
+        v.error(
+            &format!("{path}.name"),
+            format!("{:?} must be a DNS label of at most 40 characters (lowercase letters, digits, '-')", p.name),
+        );
+    }
+    if p.min > p.max {
+        v.error(
+            &format!("{path}.min"),
+            format!("min ({}) is greater than max ({})", p.min, p.max),
+        );
+    }
+    if p.max == 0 {
+        v.error(&format!("{path}.max"), "must be at least 1");
+    }
+    let t = &p.template;
+    let tpath = format!("{path}.template");
+    let cpu = match parse_cpu(&t.cpu) {
+        Ok(0) => {
+            v.error(&format!("{tpath}.cpu"), "must be greater than zero");
+            0
+        }
+        Ok(c) => c,
+        Err(e) => {
+            v.error(&format!("{tpath}.cpu"), e.to_string());
+            0
+        }
+    };
+    let memory = match parse_memory(&t.memory) {
+        Ok(0) => {
+            v.error(&format!("{tpath}.memory"), "must be greater than zero");
+            0
+        }
+        Ok(m) => m,
+        Err(e) => {
+            v.error(&format!("{tpath}.memory"), e.to_string());
+            0
+        }
+    };
+    if t.pods == 0 {
+        v.error(&format!("{tpath}.pods"), "must be at least 1");
+    }
+    if !(t.price_per_hour.is_finite() && t.price_per_hour >= 0.0) {
+        v.error(
+            &format!("{tpath}.price_per_hour"),
+            "must be zero or a positive number",
+        );
+    }
+    let boot_time = v.duration(&format!("{tpath}.boot_time"), &t.boot_time);
+    check_provider(&p.provider, &format!("{path}.provider"), v);
+
+    let mut labels: Labels = p.labels.clone();
+    labels.insert(POOL_LABEL.to_string(), p.name.clone());
+    Pool {
+        name: p.name.clone(),
+        min: p.min,
+        max: p.max,
+        template: NodeTemplate {
+            allocatable: Resources::new(cpu, memory, u64::from(t.pods)),
+            labels,
+            taints: p.taints.clone(),
+            price_per_hour: t.price_per_hour,
+            boot_time,
+        },
+        priority: p.priority,
+        provider: p.provider.kind().to_string(),
+    }
+}
+
+fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) {
+    match provider {
+        ProviderConfig::Docker(d) => {
+            let path = format!("{path}.docker");
+            if d.image.trim().is_empty() {
+                v.error(&format!("{path}.image"), "must not be empty");
+            }
+            if d.network.trim().is_empty() {
+                v.error(&format!("{path}.network"), "must not be empty");
+            }
+            if !d.server_url.starts_with("https://") {
+                v.error(
+                    &format!("{path}.server_url"),
+                    format!("{:?} must start with https://", d.server_url),
+                );
+            }
+            v.secret_source(&path, &d.token_file, &d.token_env, "token");
+        }
+        ProviderConfig::AwsEc2(a) => {
+            let path = format!("{path}.aws_ec2");
+            if a.region.trim().is_empty() {
+                v.error(&format!("{path}.region"), "must not be empty");
+            }
+            if a.subnets.is_empty() {
+                v.error(
+                    &format!("{path}.subnets"),
+                    "at least one subnet is required",
+                );
+            }
+            match (&a.launch_template, &a.ami) {
+                (None, None) => v.error(&path, "set launch_template, or ami with instance_types"),
+                (None, Some(_)) if a.instance_types.is_empty() => v.error(
+                    &format!("{path}.instance_types"),
+                    "required when launching from an ami",
+                ),
+                _ => {}
+            }
+        }
+        ProviderConfig::Exec(e) => {
+            let path = format!("{path}.exec");
+            for (key, cmd) in [
+                ("create", &e.create),
+                ("delete", &e.delete),
+                ("list", &e.list),
+            ] {
+                if cmd.trim().is_empty() {
+                    v.error(&format!("{path}.{key}"), "must not be empty");
+                }
+            }
+            v.duration(&format!("{path}.timeout"), &e.timeout);
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The effective configuration as YAML (what `k3scale validate` prints).
+pub fn to_yaml(config: &Config) -> String {
+    serde_saphyr::to_string(config)
+        .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+}

@@ -1,0 +1,424 @@
+//! The configuration file's shape: what users write, with the defaults filled
+//! in. Unknown keys are errors everywhere (`deny_unknown_fields`).
+//! Durations and quantities stay strings here and are checked in `validate`,
+//! so all their errors are reported at once, each with its key path.
+
+use crate::model::Taint;
+use crate::policy::{Expander, PendingPods};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Goes into the labels/tags of every machine k3scale creates.
+    pub cluster: String,
+    pub kubernetes: KubernetesConfig,
+    pub metrics: MetricsConfig,
+    pub policy: PolicyConfig,
+    pub pools: Vec<PoolConfig>,
+    pub state: StateConfig,
+    pub notify: NotifyConfig,
+    pub server: ServerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster: "k3s".into(),
+            kubernetes: KubernetesConfig::default(),
+            metrics: MetricsConfig::default(),
+            policy: PolicyConfig::default(),
+            pools: Vec::new(),
+            state: StateConfig::default(),
+            notify: NotifyConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Default: in-cluster service account, then `KUBECONFIG`, then `~/.kube/config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricsSourceKind {
+    #[default]
+    Prometheus,
+    MetricsServer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub source: MetricsSourceKind,
+    pub prometheus: PrometheusConfig,
+    /// A sample older than this makes its signal unavailable.
+    pub max_age: String,
+    pub custom: Vec<CustomMetricConfig>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            source: MetricsSourceKind::Prometheus,
+            prometheus: PrometheusConfig::default(),
+            max_age: "1m".into(),
+            custom: Vec::new(),
+        }
+    }
+}
+
+/// The default CPU query: busy = 1 − idle share, averaged over CPUs (not over modes).
+pub const DEFAULT_CPU_QUERY: &str = r#"1 - avg(rate(node_cpu_seconds_total{mode="idle"}[2m]))"#;
+pub const DEFAULT_MEMORY_QUERY: &str =
+    "1 - sum(node_memory_MemAvailable_bytes) / sum(node_memory_MemTotal_bytes)";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    pub url: String,
+    pub timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthConfig>,
+    pub cpu_query: String,
+    pub memory_query: String,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            url: "http://127.0.0.1:9090".into(),
+            timeout: "10s".into(),
+            bearer_token_file: None,
+            bearer_token_env: None,
+            basic_auth: None,
+            cpu_query: DEFAULT_CPU_QUERY.into(),
+            memory_query: DEFAULT_MEMORY_QUERY.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomMetricConfig {
+    pub name: String,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up_above: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_below: Option<f64>,
+    #[serde(rename = "for", default = "one_minute")]
+    pub window: String,
+}
+
+fn one_minute() -> String {
+    "1m".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Periodic resync; the daemon also reconciles on watch events.
+    pub interval: String,
+    pub scale_up: ScaleUpConfig,
+    pub scale_down: ScaleDownConfig,
+    pub expander: Expander,
+    pub dry_run: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            interval: "10s".into(),
+            scale_up: ScaleUpConfig::default(),
+            scale_down: ScaleDownConfig::default(),
+            expander: Expander::LeastWaste,
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleUpConfig {
+    pub cpu_above: f64,
+    pub cpu_for: String,
+    pub memory_above: f64,
+    pub memory_for: String,
+    pub pending_grace: String,
+    pub pending_pods: PendingPods,
+    pub max_step: u32,
+    pub cooldown: String,
+}
+
+impl Default for ScaleUpConfig {
+    fn default() -> Self {
+        ScaleUpConfig {
+            cpu_above: 0.70,
+            cpu_for: "3m".into(),
+            memory_above: 0.75,
+            memory_for: "0s".into(),
+            pending_grace: "0s".into(),
+            pending_pods: PendingPods::BinPack,
+            max_step: 2,
+            cooldown: "5m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleDownConfig {
+    pub enabled: bool,
+    pub cpu_below: f64,
+    pub cpu_for: String,
+    pub memory_below: f64,
+    pub memory_for: String,
+    pub max_step: u32,
+    pub max_empty_step: u32,
+    pub cooldown: String,
+    pub node_utilization_below: f64,
+    pub evict_local_storage: bool,
+}
+
+impl Default for ScaleDownConfig {
+    fn default() -> Self {
+        ScaleDownConfig {
+            enabled: true,
+            cpu_below: 0.30,
+            cpu_for: "10m".into(),
+            memory_below: 0.50,
+            memory_for: "0s".into(),
+            max_step: 1,
+            max_empty_step: 10,
+            cooldown: "10m".into(),
+            node_utilization_below: 0.5,
+            evict_local_storage: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    #[serde(default = "default_min")]
+    pub min: u32,
+    #[serde(default = "default_max")]
+    pub max: u32,
+    pub template: TemplateConfig,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+    #[serde(default)]
+    pub priority: i32,
+    pub provider: ProviderConfig,
+}
+
+fn default_min() -> u32 {
+    2
+}
+
+fn default_max() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub cpu: String,
+    pub memory: String,
+    #[serde(default = "default_pods")]
+    pub pods: u32,
+    #[serde(default)]
+    pub price_per_hour: f64,
+    #[serde(default = "default_boot_time")]
+    pub boot_time: String,
+}
+
+fn default_pods() -> u32 {
+    110
+}
+
+fn default_boot_time() -> String {
+    "60s".into()
+}
+
+/// Exactly one provider per pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderConfig {
+    Docker(DockerProviderConfig),
+    AwsEc2(Ec2ProviderConfig),
+    Exec(ExecProviderConfig),
+}
+
+impl ProviderConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderConfig::Docker(_) => "docker",
+            ProviderConfig::AwsEc2(_) => "aws_ec2",
+            ProviderConfig::Exec(_) => "exec",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerProviderConfig {
+    #[serde(default = "default_k3s_image")]
+    pub image: String,
+    pub network: String,
+    /// `https://<server>:6443`, as seen from the agent containers.
+    pub server_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+}
+
+fn default_k3s_image() -> String {
+    "rancher/k3s:v1.33.4-k3s1".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capacity {
+    #[default]
+    OnDemand,
+    Spot,
+    SpotThenOnDemand,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2ProviderConfig {
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ami: Option<String>,
+    pub subnets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<String>,
+    #[serde(default)]
+    pub capacity: Capacity,
+    /// Secrets Manager secret or SSM parameter holding the K3s token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecProviderConfig {
+    pub create: String,
+    pub delete: String,
+    pub list: String,
+    #[serde(default = "default_exec_timeout")]
+    pub timeout: String,
+}
+
+fn default_exec_timeout() -> String {
+    "5m".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackend {
+    #[default]
+    Sqlite,
+    Kubernetes,
+    Dynamodb,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub backend: StateBackend,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: StateBackend::Sqlite,
+            path: "/var/lib/k3scale/state.db".into(),
+            namespace: None,
+            table: None,
+        }
+    }
+}
+
+/// A secret URL, read only from a file or an environment variable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretUrlConfig {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "webhook_url_file"
+    )]
+    pub url_file: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "webhook_url_env"
+    )]
+    pub url_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SecretUrlConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<SecretUrlConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Configuration loading: defaults, and errors that name file, key, line and problem.
+
+use k3scale_core::config::{DEFAULT_CONFIG, load, to_yaml};
+use k3scale_core::policy::{Expander, PendingPods};
+use std::time::Duration;
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load("k3scale.yaml", yaml) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const POOL: &str = "pools:
+  - name: workers
+    template: { cpu: \"2\", memory: 4Gi }
+    provider:
+      docker: { network: k3s, server_url: \"https://k3s:6443\", token_file: /run/secrets/t }
+";
+
+#[test]
+fn embedded_default_is_the_smartscale_rules() {
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    let p = &loaded.policy;
+    assert_eq!(p.scale_up.cpu_above, 0.70);
+    assert_eq!(p.scale_up.cpu_for, Duration::from_secs(180));
+    assert_eq!(p.scale_up.memory_above, 0.75);
+    assert_eq!(p.scale_up.pending_grace, Duration::ZERO);
+    assert_eq!(p.scale_up.max_step, 2);
+    assert_eq!(p.scale_up.cooldown, Duration::from_secs(300));
+    assert_eq!(p.scale_down.cpu_below, 0.30);
+    assert_eq!(p.scale_down.cpu_for, Duration::from_secs(600));
+    assert_eq!(p.scale_down.memory_below, 0.50);
+    assert_eq!(p.scale_down.max_step, 1);
+    assert_eq!(p.scale_down.cooldown, Duration::from_secs(600));
+    assert_eq!(p.expander, Expander::LeastWaste);
+    assert_eq!((p.pools[0].min, p.pools[0].max), (2, 10));
+    assert_eq!(p.pools[0].template.allocatable.cpu_milli, 2000);
+    assert_eq!(p.pools[0].template.allocatable.memory_bytes, 4 << 30);
+    assert_eq!(
+        p.pools[0]
+            .template
+            .labels
+            .get("k3scale.io/pool")
+            .map(String::as_str),
+        Some("workers")
+    );
+    assert_eq!(loaded.interval, Duration::from_secs(10));
+}
+
+#[test]
+fn minimal_config_gets_defaults_and_round_trips() {
+    let loaded = load("min.yaml", POOL).unwrap();
+    assert_eq!(loaded.policy.scale_up.pending_pods, PendingPods::BinPack);
+    assert_eq!(
+        loaded.policy.pools[0].template.boot_time,
+        Duration::from_secs(60)
+    );
+    let printed = to_yaml(&loaded.config);
+    assert!(printed.contains("cpu_above: 0.7"), "{printed}");
+    let again = load("printed.yaml", &printed).unwrap();
+    assert_eq!(again.config, loaded.config);
+}
+
+#[test]
+fn unknown_key_names_file_path_and_line() {
+    let yaml = format!("policy:\n  scale_up:\n    cpu_abov: 0.8\n{POOL}");
+    let e = errors(&yaml);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("k3scale.yaml:3: policy.scale_up.cpu_abov: unknown field `cpu_abov`"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_paths_and_lines() {
+    let yaml = "cluster: home
+policy:
+  scale_up:
+    cooldown: -5m
+    cpu_for: soon
+  scale_down:
+    cpu_below: 0.9
+pools:
+  - name: workers
+    min: 5
+    max: 3
+    template: { cpu: \"2\", memory: 4Gx }
+    provider:
+      docker: { network: k3s, server_url: \"http://k3s:6443\" }
+  - name: workers
+    template: { cpu: \"0\", memory: 1Gi, boot_time: 45s }
+    provider:
+      exec: { create: ./create.sh, delete: \"\", list: ./list.sh }
+";
+    let e = errors(yaml);
+    let expect = [
+        "k3scale.yaml:4: policy.scale_up.cooldown: negative duration \"-5m\"",
+        "k3scale.yaml:5: policy.scale_up.cpu_for: invalid duration \"soon\"",
+        "k3scale.yaml:7: policy.scale_down.cpu_below: 0.9 must be below policy.scale_up.cpu_above (0.7)",
+        "k3scale.yaml:10: pools[0].min: min (5) is greater than max (3)",
+        "k3scale.yaml:12: pools[0].template.memory: invalid quantity \"4Gx\"",
+        "k3scale.yaml:14: pools[0].provider.docker.server_url: \"http://k3s:6443\" must start with https://",
+        "k3scale.yaml:14: pools[0].provider.docker: token is required: set token_file or token_env",
+        "k3scale.yaml:15: pools[1].name: duplicate pool name \"workers\"",
+        "k3scale.yaml:16: pools[1].template.cpu: must be greater than zero",
+        "k3scale.yaml:18: pools[1].provider.exec.delete: must not be empty",
+    ];
+    for want in expect {
+        assert!(
+            e.iter().any(|got| got.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            e.join("\n")
+        );
+    }
+    assert_eq!(e.len(), expect.len(), "{}", e.join("\n"));
+}
+
+#[test]
+fn unknown_provider_is_an_error() {
+    let yaml = "pools:\n  - name: w\n    template: { cpu: \"1\", memory: 1Gi }\n    provider:\n      gce: { zone: x }\n";
+    let e = errors(yaml);
+    assert!(
+        e[0].contains("pools[0].provider") && e[0].contains("unknown variant `gce`"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].contains("docker") && e[0].contains("aws_ec2") && e[0].contains("exec"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn bad_enum_and_type_errors_name_the_key() {
+    let e = errors(&format!("policy:\n  expander: cheapest\n{POOL}"));
+    assert!(
+        e[0].starts_with("k3scale.yaml:2: policy.expander:") && e[0].contains("cheapest"),
+        "{}",
+        e[0]
+    );
+    let e = errors(&format!("{POOL}    max: ten\n"));
+    assert!(e[0].contains("pools[0].max"), "{}", e[0]);
+}
+
+#[test]
+fn secrets_are_only_read_from_files_or_env() {
+    // A literal token is not a known key: it cannot be written into the config.
+    let yaml = POOL.replace("token_file: /run/secrets/t", "token: K10abc::server:s3cret");
+    let e = errors(&yaml);
+    assert!(e[0].contains("unknown field `token`"), "{}", e[0]);
+    assert!(
+        !e.join("\n").contains("s3cret"),
+        "secret echoed: {}",
+        e.join("\n")
+    );
+    let e = errors(&format!("{POOL}notify:\n  slack: {{}}\n"));
+    assert!(e[0].contains("notify.slack: url is required"), "{}", e[0]);
+}
+
+#[test]
+fn missing_pools_and_bad_thresholds() {
+    let e = errors("policy:\n  scale_up:\n    cpu_above: 1.5\n    max_step: 0\n");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("policy.scale_up.cpu_above: 1.5 is not a utilization")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("policy.scale_up.max_step: must be at least 1")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.ends_with("pools: at least one pool is required")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn custom_rules_are_checked() {
+    let yaml = format!(
+        "metrics:\n  custom:\n    - name: rps\n      query: sum(rate(x[1m]))\n      scale_up_above: 800\n      for: 1m\n    - name: Bad-Name\n      query: \"\"\n{POOL}"
+    );
+    let e = errors(&yaml);
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("k3scale.yaml:7: metrics.custom[1].name")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("metrics.custom[1].query: must not be empty")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("metrics.custom[1]: set scale_up_above")),
+        "{e:?}"
+    );
+    let ok = load("k.yaml", &format!("metrics:\n  custom:\n    - name: rps\n      query: q\n      scale_up_above: 800\n      for: 2m\n{POOL}")).unwrap();
+    assert_eq!(ok.policy.custom[0].window, Duration::from_secs(120));
+}
+
+#[test]
+fn yaml_syntax_error_has_a_line() {
+    let e = errors("pools:\n  - name: [unclosed\n");
+    assert!(e[0].starts_with("k3scale.yaml:"), "{}", e[0]);
+}
