@@ -67,6 +67,7 @@ pub struct ScaleDownRules {
     pub max_step: u32,
     /// Empty nodes (only DaemonSet / mirror pods) deleted per step: nothing
     /// moves, so, like cluster-autoscaler's bulk delete, several may go at once.
+    /// A step removes at most `max(max_step, max_empty_step)` nodes in all.
     pub max_empty_step: u32,
     pub cooldown: Duration,
     /// A node is a candidate when its requested share of CPU and memory

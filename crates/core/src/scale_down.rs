@@ -156,9 +156,14 @@ fn choose_nodes(ctx: &mut Context<'_>) {
     let mut removed = vec![false; nodes.len()];
     let mut budgets: BTreeMap<String, u32> = snapshot.pdbs.clone();
     let (mut empties, mut drains, mut blocked) = (0u32, 0u32, 0usize);
+    // Empty nodes count towards the step too: with max_step = max_empty_step = 1
+    // exactly one node goes per step, whatever its state.
+    let total = rules.max_step.max(rules.max_empty_step);
     for c in &candidates {
         let empty = c.movable.is_empty();
-        if empties >= rules.max_empty_step && drains >= rules.max_step {
+        if empties + drains >= total
+            || (empties >= rules.max_empty_step && drains >= rules.max_step)
+        {
             break;
         }
         if (empty && empties >= rules.max_empty_step) || (!empty && drains >= rules.max_step) {

@@ -584,3 +584,29 @@ fn decisions_serialize_with_structured_reasons() {
     assert_eq!(r["threshold"], 0.7);
     assert_eq!(r["window"], 180.0);
 }
+
+#[test]
+fn one_by_one_policy_removes_exactly_one_node_per_step() {
+    let w = workers();
+    let nodes: Vec<_> = (0..6).map(|i| node_of(&w, &format!("w{i}"))).collect();
+    let pods = vec![
+        running("a", "w0", 300, 256 * MI),
+        running("b", "w1", 300, 256 * MI),
+    ];
+    let mut policy = default_policy();
+    policy.scale_down.max_empty_step = 1;
+    let d = decide(
+        &snapshot(nodes.clone(), pods.clone(), 0.05, 0.1, NOW),
+        &policy,
+        NOW,
+    );
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
+    assert!(d.scale_down[0].empty);
+    // With no empty node left, the one removal is a drain.
+    let busy: Vec<_> = (0..6)
+        .map(|i| running(&format!("p{i}"), &format!("w{i}"), 200, 256 * MI))
+        .collect();
+    let d = decide(&snapshot(nodes, busy, 0.05, 0.1, NOW), &policy, NOW);
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
+    assert!(!d.scale_down[0].empty);
+}

@@ -1,1 +1,16 @@
+//! k3scale's simulator and backtester: replay a workload through the real
+//! policy (`k3scale_core::decide`) on a virtual clock, and compare it with a
+//! peak-sized fixed cluster and plain 2-minute threshold rules.
 
+pub mod chart;
+pub mod compare;
+pub mod engine;
+pub mod report;
+pub mod scenario;
+pub mod trace;
+
+pub use compare::{Comparison, compare, contenders};
+pub use engine::{Contender, RunResult, SimOptions, WorkloadSpec, run};
+pub use report::Summary;
+pub use scenario::{DEFAULT_SCENARIO, SCENARIOS, Scenario};
+pub use trace::{DemandUnit, Trace, TraceError};

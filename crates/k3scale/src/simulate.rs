@@ -1,0 +1,149 @@
+//! `k3scale simulate`: the backtest, no cluster needed.
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use k3scale_core::config;
+use k3scale_sim::{SCENARIOS, SimOptions, Trace, chart, compare, report, scenario};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Built-in scenario (see --list).
+    #[arg(long, default_value = scenario::DEFAULT_SCENARIO, conflicts_with = "trace")]
+    scenario: String,
+    /// Replay a trace file instead (CSV: time_s[,workload],cpu|requests|replicas).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Multiply the trace's demand (replay traffic at N times its rate).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// CPU-seconds each request costs, for `requests` traces.
+    #[arg(long, default_value_t = 0.05)]
+    cpu_per_request: f64,
+    /// Only replay the first N days.
+    #[arg(long)]
+    days: Option<f64>,
+    /// Seed for the built-in scenarios' noise.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Configuration (pools and policy); default: the embedded default.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Where to write the SVG chart.
+    #[arg(long, default_value = "k3scale-simulation.svg")]
+    chart: PathBuf,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.list {
+        for s in SCENARIOS {
+            println!("{:14} {}", s.name, s.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !(args.scale.is_finite() && args.scale > 0.0) {
+        bail!("--scale must be a positive number, got {}", args.scale);
+    }
+    let (name, text) = match &args.config {
+        Some(path) => {
+            let name = path.display().to_string();
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+            (name, text)
+        }
+        None => (
+            "(embedded default)".to_string(),
+            config::DEFAULT_CONFIG.to_string(),
+        ),
+    };
+    let loaded = config::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let (label, mut trace) = match &args.trace {
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read trace {file}"))?;
+            (file.clone(), Trace::parse(&file, &text)?)
+        }
+        None => {
+            let s = scenario::find(&args.scenario).with_context(|| {
+                let names: Vec<_> = SCENARIOS.iter().map(|s| s.name).collect();
+                format!(
+                    "unknown scenario {:?} (built in: {})",
+                    args.scenario,
+                    names.join(", ")
+                )
+            })?;
+            (s.name.to_string(), s.trace(args.seed))
+        }
+    };
+    if let Some(days) = args.days {
+        trace = trace.truncated(Duration::from_secs_f64(days * 86_400.0));
+    }
+    if args.scale != 1.0 {
+        trace = trace.scaled(args.scale);
+    }
+    let opts = SimOptions {
+        cpu_per_request: args.cpu_per_request,
+        ..SimOptions::default()
+    };
+
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {percent}% {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("simulating {label}"));
+    let comparison = compare(
+        &label,
+        &trace,
+        &loaded.policy,
+        loaded.interval,
+        &opts,
+        &mut |f| bar.set_position((f * 1000.0) as u64),
+    );
+    bar.finish_and_clear();
+
+    let chart_path = args.chart.display().to_string();
+    chart::write_svg(
+        &chart_path,
+        &format!("k3scale simulate: {label}"),
+        &comparison.runs,
+    )?;
+
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
+        Output::Table => {
+            println!(
+                "scenario {label}: {:.1} h, peak demand {:.1} cores, pool {} ({})",
+                comparison.hours,
+                comparison.peak_demand_cores,
+                loaded.policy.pools.first().map_or("-", |p| p.name.as_str()),
+                name
+            );
+            println!();
+            print!("{}", report::table(&comparison.summaries));
+            println!();
+            for other in ["fixed-peak", "threshold-2m"] {
+                if let Some(saving) = comparison.saving_vs(other) {
+                    println!("k3scale vs {other}: {saving:.1}% fewer node-hours");
+                }
+            }
+            println!("chart: {chart_path}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,135 @@
+//! The three contenders every simulation compares.
+
+use crate::engine::{Contender, RunResult, SimOptions, run};
+use crate::report::Summary;
+use crate::trace::{DemandUnit, Trace};
+use k3scale_core::policy::PendingPods;
+use k3scale_core::{Policy, Resources};
+use serde::Serialize;
+use std::time::Duration;
+
+/// How often cron-run threshold scripts evaluate their rules.
+pub const BASELINE_INTERVAL: Duration = Duration::from_secs(120);
+
+/// k3scale with `policy`; the same thresholds as a plain script evaluated
+/// every 2 minutes with +1/-1 steps; and a fixed cluster sized for the peak.
+pub fn contenders(
+    policy: &Policy,
+    interval: Duration,
+    trace: &Trace,
+    opts: &SimOptions,
+) -> Vec<Contender> {
+    let mut plain = policy.clone();
+    plain.scale_up.pending_pods = PendingPods::Threshold;
+    plain.scale_up.max_step = 1;
+    plain.scale_down.max_step = 1;
+    plain.scale_down.max_empty_step = 1;
+    vec![
+        Contender::Autoscaler {
+            name: "k3scale".into(),
+            policy: policy.clone(),
+            interval,
+            event_driven: true,
+        },
+        Contender::Autoscaler {
+            name: "threshold-2m".into(),
+            policy: plain,
+            interval: BASELINE_INTERVAL,
+            event_driven: false,
+        },
+        Contender::Fixed {
+            name: "fixed-peak".into(),
+            pools: policy.pools.clone(),
+            nodes: peak_nodes(policy, trace, opts),
+        },
+    ]
+}
+
+/// Nodes of the first pool needed for the trace's peak replicas (what a
+/// user sizing a static cluster by hand would buy), at least its minimum.
+pub fn peak_nodes(policy: &Policy, trace: &Trace, opts: &SimOptions) -> u32 {
+    let Some(pool) = policy.pools.first() else {
+        return 0;
+    };
+    let spec = &opts.workload;
+    let replicas: u64 = trace
+        .series
+        .values()
+        .map(|points| {
+            let row_secs = points
+                .get(1)
+                .map_or(60.0, |p| (p.0 - points[0].0).max(1) as f64);
+            let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+            let r = match trace.unit {
+                DemandUnit::Replicas => peak.round(),
+                DemandUnit::Cpu => (peak
+                    / (spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization))
+                    .ceil(),
+                DemandUnit::Requests => {
+                    let cores = peak / row_secs * opts.cpu_per_request;
+                    (cores / (spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization))
+                        .ceil()
+                }
+            };
+            (r as u64).clamp(u64::from(spec.min_replicas), u64::from(spec.max_replicas))
+        })
+        .sum();
+    let room = pool.template.allocatable.saturating_sub(&opts.daemonset);
+    let pod = Resources::pod(spec.cpu_request_milli, spec.memory_request);
+    let per_node = (room.cpu_milli / pod.cpu_milli.max(1))
+        .min(room.memory_bytes / pod.memory_bytes.max(1))
+        .min(room.pods)
+        .max(1);
+    (replicas.div_ceil(per_node) as u32).max(pool.min)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub scenario: String,
+    pub hours: f64,
+    pub peak_demand_cores: f64,
+    pub summaries: Vec<Summary>,
+    #[serde(skip)]
+    pub runs: Vec<RunResult>,
+}
+
+impl Comparison {
+    pub fn summary(&self, policy: &str) -> Option<&Summary> {
+        self.summaries.iter().find(|s| s.policy == policy)
+    }
+
+    /// Percent fewer node-hours than `other` (positive = k3scale saves).
+    pub fn saving_vs(&self, other: &str) -> Option<f64> {
+        let ours = self.summary("k3scale")?.node_hours;
+        let theirs = self.summary(other)?.node_hours;
+        (theirs > 0.0).then(|| (1.0 - ours / theirs) * 100.0)
+    }
+}
+
+/// Run every contender over `trace`; `progress(done)` goes from 0 to 1.
+pub fn compare(
+    scenario: &str,
+    trace: &Trace,
+    policy: &Policy,
+    interval: Duration,
+    opts: &SimOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Comparison {
+    let list = contenders(policy, interval, trace, opts);
+    let n = list.len() as f64;
+    let runs: Vec<RunResult> = list
+        .iter()
+        .enumerate()
+        .map(|(i, c)| run(trace, c, opts, &mut |f| progress((i as f64 + f) / n)))
+        .collect();
+    let first = runs.first();
+    Comparison {
+        scenario: scenario.to_string(),
+        hours: trace.duration().as_secs_f64() / 3600.0,
+        peak_demand_cores: first.map_or(0.0, |r| {
+            r.demand_per_minute.iter().copied().fold(0.0, f64::max)
+        }),
+        summaries: runs.iter().map(Summary::of).collect(),
+        runs,
+    }
+}

@@ -1,0 +1,651 @@
+//! The simulated cluster on a virtual clock: HPA-driven workloads, a
+//! least-allocated scheduler, booting and draining nodes, and the autoscaler
+//! under test calling the real `decide`.
+
+use crate::trace::{Cursor, DemandUnit, Trace};
+use k3scale_core::model::{Node, OwnerKind, Pod, PodPhase, Pool};
+use k3scale_core::scheduling::check_constraints;
+use k3scale_core::snapshot::{InFlight, Snapshot};
+use k3scale_core::{Policy, Resources, Time, decide};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+const MI: u64 = 1 << 20;
+
+/// The pod template and HPA of every simulated Deployment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkloadSpec {
+    pub cpu_request_milli: u64,
+    pub memory_request: u64,
+    /// Pods may burst to this much CPU while others are pending.
+    pub cpu_limit_milli: u64,
+    /// HPA target: average CPU usage as a share of requests.
+    pub target_utilization: f64,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            cpu_request_milli: 250,
+            memory_request: 256 * MI,
+            cpu_limit_milli: 1000,
+            target_utilization: 0.7,
+            min_replicas: 2,
+            max_replicas: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOptions {
+    pub tick: Duration,
+    pub hpa_interval: Duration,
+    /// HPA scale-down stabilization window (Kubernetes default: 5 minutes).
+    pub hpa_stabilization: Duration,
+    pub scrape_interval: Duration,
+    /// CPU-seconds per request, for `requests` traces.
+    pub cpu_per_request: f64,
+    pub workload: WorkloadSpec,
+    /// One DaemonSet pod per node (e.g. svclb, node-exporter).
+    pub daemonset: Resources,
+    /// CPU and memory the K3s agent itself uses on every node.
+    pub node_overhead: Resources,
+    /// Time from cordon to the node being gone when pods must be evicted.
+    pub drain_time: Duration,
+    pub empty_delete_time: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            tick: Duration::from_secs(5),
+            hpa_interval: Duration::from_secs(15),
+            hpa_stabilization: Duration::from_secs(300),
+            scrape_interval: Duration::from_secs(15),
+            cpu_per_request: 0.05,
+            workload: WorkloadSpec::default(),
+            daemonset: Resources::pod(100, 128 * MI),
+            node_overhead: Resources::new(100, 300 * MI, 0),
+            drain_time: Duration::from_secs(30),
+            empty_delete_time: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Who decides the node count in a run.
+#[derive(Debug, Clone)]
+pub enum Contender {
+    /// `decide` with this policy every `interval`, and at once on a new
+    /// unschedulable pod or node change when `event_driven`.
+    Autoscaler {
+        name: String,
+        policy: Policy,
+        interval: Duration,
+        event_driven: bool,
+    },
+    /// A fixed number of nodes of the first pool, for the whole run.
+    Fixed {
+        name: String,
+        pools: Vec<Pool>,
+        nodes: u32,
+    },
+}
+
+impl Contender {
+    pub fn name(&self) -> &str {
+        match self {
+            Contender::Autoscaler { name, .. } | Contender::Fixed { name, .. } => name,
+        }
+    }
+
+    fn pools(&self) -> &[Pool] {
+        match self {
+            Contender::Autoscaler { policy, .. } => &policy.pools,
+            Contender::Fixed { pools, .. } => pools,
+        }
+    }
+}
+
+/// Raw results of one run, summarized by `report`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunResult {
+    pub name: String,
+    pub duration: Duration,
+    pub node_seconds: f64,
+    pub cost: f64,
+    /// Seconds each pod waited between creation and binding.
+    pub waits: Vec<f64>,
+    pub scale_up_events: u32,
+    pub nodes_added: u32,
+    pub scale_down_events: u32,
+    pub nodes_removed: u32,
+    /// Nodes alive (launched, not yet gone) at each minute.
+    pub nodes_per_minute: Vec<u32>,
+    /// Total CPU demand (cores) at each minute.
+    pub demand_per_minute: Vec<f64>,
+    pub boot_time: Duration,
+}
+
+struct Machine {
+    name: String,
+    pool: usize,
+    launched_at: Time,
+    ready_at: Time,
+    gone_at: Option<Time>,
+}
+
+struct PodMeta {
+    workload: usize,
+    created_at: Time,
+}
+
+struct Workload<'t> {
+    name: String,
+    cursor: Cursor<'t>,
+    /// Seconds per trace row, to turn `requests` into a rate.
+    row_secs: f64,
+    replicas: u32,
+    recommendations: VecDeque<(Time, u32)>,
+    demand: f64,
+}
+
+struct Sim<'a> {
+    opts: &'a SimOptions,
+    unit: DemandUnit,
+    pools: &'a [Pool],
+    snap: Snapshot,
+    meta: Vec<PodMeta>,
+    machines: Vec<Machine>,
+    /// Indices of machines launched but not Ready yet.
+    booting: Vec<usize>,
+    deletions: Vec<(Time, String)>,
+    workloads: Vec<Workload<'a>>,
+    pod_counter: u64,
+    pending: usize,
+    result: RunResult,
+}
+
+/// Run one contender over a trace. `progress` is called with the fraction done.
+pub fn run(
+    trace: &Trace,
+    contender: &Contender,
+    opts: &SimOptions,
+    progress: &mut dyn FnMut(f64),
+) -> RunResult {
+    let pools = contender.pools();
+    let mut sim = Sim::new(trace, pools, opts, contender.name());
+    let initial: Vec<(usize, u32)> = match contender {
+        Contender::Autoscaler { .. } => pools.iter().enumerate().map(|(i, p)| (i, p.min)).collect(),
+        Contender::Fixed { nodes, .. } => vec![(0, *nodes)],
+    };
+    for (pool, n) in initial {
+        for _ in 0..n {
+            let m = sim.launch(pool, Time::ZERO);
+            sim.machines[m].ready_at = Time::ZERO;
+        }
+    }
+    let end = Time::ZERO + trace.duration();
+    let tick = opts.tick;
+    let mut now = Time::ZERO;
+    let mut last_reconcile: Option<Time> = None;
+    let mut last_progress = 0.0;
+    while now < end {
+        let secs = now.as_millis() / 1000;
+        let hpa_due = now.as_millis() % millis(opts.hpa_interval) == 0;
+        sim.update_demand(secs);
+        if hpa_due {
+            sim.hpa(now);
+        }
+        let mut changed = sim.nodes_ready(now);
+        changed |= sim.finish_deletions(now);
+        changed |= sim.schedule(now);
+        if now.as_millis() % millis(opts.scrape_interval) == 0 {
+            sim.scrape(now);
+        }
+        if let Contender::Autoscaler {
+            policy,
+            interval,
+            event_driven,
+            ..
+        } = contender
+        {
+            let due = last_reconcile.is_none_or(|t| now.since(t) >= *interval);
+            if due || (*event_driven && changed) {
+                last_reconcile = Some(now);
+                let decision = decide(&sim.snap, policy, now);
+                sim.apply(&decision, now);
+            }
+        }
+        if secs % 60 == 0 && now.as_millis() % 1000 == 0 {
+            sim.sample_minute();
+        }
+        now = now + tick;
+        let done = now.as_millis() as f64 / end.as_millis().max(1) as f64;
+        if done - last_progress >= 0.01 {
+            progress(done.min(1.0));
+            last_progress = done;
+        }
+    }
+    sim.finish(end)
+}
+
+fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}
+
+impl<'a> Sim<'a> {
+    fn new(trace: &'a Trace, pools: &'a [Pool], opts: &'a SimOptions, name: &str) -> Self {
+        let workloads = trace
+            .series
+            .iter()
+            .map(|(name, points)| Workload {
+                name: name.clone(),
+                cursor: Cursor::new(points),
+                row_secs: points
+                    .get(1)
+                    .map_or(60.0, |p| (p.0 - points[0].0).max(1) as f64),
+                replicas: 0,
+                recommendations: VecDeque::new(),
+                demand: 0.0,
+            })
+            .collect();
+        Sim {
+            opts,
+            unit: trace.unit,
+            pools,
+            snap: Snapshot::default(),
+            meta: Vec::new(),
+            machines: Vec::new(),
+            booting: Vec::new(),
+            deletions: Vec::new(),
+            workloads,
+            pod_counter: 0,
+            pending: 0,
+            result: RunResult {
+                name: name.to_string(),
+                boot_time: pools
+                    .iter()
+                    .map(|p| p.template.boot_time)
+                    .max()
+                    .unwrap_or_default(),
+                ..RunResult::default()
+            },
+        }
+    }
+
+    fn launch(&mut self, pool: usize, now: Time) -> usize {
+        let p = &self.pools[pool];
+        let name = format!("{}-{:05x}", p.name, self.machines.len());
+        self.snap.in_flight.push(InFlight {
+            pool: p.name.clone(),
+            name: name.clone(),
+            launched_at: now,
+        });
+        self.machines.push(Machine {
+            name,
+            pool,
+            launched_at: now,
+            ready_at: now + p.template.boot_time,
+            gone_at: None,
+        });
+        self.booting.push(self.machines.len() - 1);
+        self.machines.len() - 1
+    }
+
+    fn update_demand(&mut self, secs: u64) {
+        let per_request = self.opts.cpu_per_request;
+        for w in &mut self.workloads {
+            let v = w.cursor.value_at(secs);
+            w.demand = match self.unit {
+                DemandUnit::Cpu | DemandUnit::Replicas => v,
+                DemandUnit::Requests => v / w.row_secs * per_request,
+            };
+        }
+    }
+
+    /// Horizontal Pod Autoscaler: replicas for the target CPU utilization,
+    /// scale-up limited to max(+4, +100%) per sync, scale-down stabilized.
+    fn hpa(&mut self, now: Time) {
+        let spec = &self.opts.workload;
+        for wi in 0..self.workloads.len() {
+            let w = &mut self.workloads[wi];
+            let desired = if self.unit == DemandUnit::Replicas {
+                w.demand.round() as u32
+            } else {
+                let per_pod = spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization;
+                (w.demand / per_pod).ceil() as u32
+            }
+            .clamp(spec.min_replicas, spec.max_replicas);
+            w.recommendations.push_back((now, desired));
+            let cutoff = now.saturating_sub(self.opts.hpa_stabilization);
+            while w.recommendations.front().is_some_and(|(t, _)| *t < cutoff) {
+                w.recommendations.pop_front();
+            }
+            let stabilized = w
+                .recommendations
+                .iter()
+                .map(|r| r.1)
+                .max()
+                .unwrap_or(desired);
+            let current = w.replicas;
+            let target = if desired > current {
+                desired.min((current * 2).max(current + 4))
+            } else {
+                stabilized.min(current)
+            };
+            w.replicas = target;
+            match target.cmp(&current) {
+                std::cmp::Ordering::Greater => {
+                    (current..target).for_each(|_| self.create_pod(wi, now))
+                }
+                std::cmp::Ordering::Less => {
+                    self.remove_replicas(wi, (current - target) as usize, now)
+                }
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+    }
+
+    fn create_pod(&mut self, workload: usize, now: Time) {
+        let spec = &self.opts.workload;
+        self.pod_counter += 1;
+        let name = format!("{}-{:x}", self.workloads[workload].name, self.pod_counter);
+        let mut pod = Pod::new(
+            "default",
+            &name,
+            Resources::pod(spec.cpu_request_milli, spec.memory_request),
+        );
+        pod.phase = PodPhase::Pending;
+        self.snap.pods.push(pod);
+        self.meta.push(PodMeta {
+            workload,
+            created_at: now,
+        });
+        self.pending += 1;
+    }
+
+    /// The ReplicaSet controller deletes pending pods first, then the newest.
+    fn remove_replicas(&mut self, workload: usize, n: usize, now: Time) {
+        let mut order: Vec<usize> = (0..self.snap.pods.len())
+            .filter(|&i| {
+                self.meta[i].workload == workload
+                    && self.snap.pods[i].owner == OwnerKind::ReplicaSet
+            })
+            .collect();
+        order.sort_by_key(|&i| {
+            (
+                self.snap.pods[i].node_name.is_some(),
+                std::cmp::Reverse(self.meta[i].created_at),
+            )
+        });
+        let mut doomed: Vec<usize> = order.into_iter().take(n).collect();
+        doomed.sort_unstable_by(|a, b| b.cmp(a));
+        for i in doomed {
+            if self.snap.pods[i].node_name.is_none() {
+                self.result
+                    .waits
+                    .push(now.since(self.meta[i].created_at).as_secs_f64());
+                self.pending -= 1;
+            }
+            self.snap.pods.swap_remove(i);
+            self.meta.swap_remove(i);
+        }
+    }
+
+    fn nodes_ready(&mut self, now: Time) -> bool {
+        let (ready, booting): (Vec<usize>, Vec<usize>) = self
+            .booting
+            .iter()
+            .partition(|&&m| self.machines[m].ready_at <= now);
+        if ready.is_empty() {
+            return false;
+        }
+        self.booting = booting;
+        for m in ready {
+            let machine = &self.machines[m];
+            let pool = &self.pools[machine.pool];
+            let mut node = Node::new(
+                &machine.name,
+                Some(&pool.name),
+                pool.template.allocatable,
+                now,
+            );
+            node.labels = pool.template.labels.clone();
+            node.taints = pool.template.taints.clone();
+            self.snap.in_flight.retain(|f| f.name != machine.name);
+            // Every new node runs the DaemonSet pod.
+            let mut ds = Pod::new(
+                "kube-system",
+                &format!("svclb-{}", machine.name),
+                self.opts.daemonset,
+            );
+            ds.owner = OwnerKind::DaemonSet;
+            ds.node_name = Some(machine.name.clone());
+            self.snap.nodes.push(node);
+            self.snap.pods.push(ds);
+            self.meta.push(PodMeta {
+                workload: usize::MAX,
+                created_at: now,
+            });
+        }
+        true
+    }
+
+    fn finish_deletions(&mut self, now: Time) -> bool {
+        if !self.deletions.iter().any(|(at, _)| *at <= now) {
+            return false;
+        }
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.deletions.drain(..).partition(|(at, _)| *at <= now);
+        self.deletions = later;
+        for (_, name) in due {
+            self.snap.nodes.retain(|n| n.name != name);
+            let mut i = 0;
+            while i < self.snap.pods.len() {
+                if self.snap.pods[i].node_name.as_deref() == Some(name.as_str()) {
+                    self.snap.pods.swap_remove(i);
+                    self.meta.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            if let Some(m) = self.machines.iter_mut().find(|m| m.name == name) {
+                m.gone_at = Some(now);
+            }
+        }
+        true
+    }
+
+    /// kube-scheduler with its default LeastAllocated scoring: each pending
+    /// pod goes to the fitting node with the most free capacity.
+    /// Returns whether a pod became unschedulable (a watch event).
+    fn schedule(&mut self, now: Time) -> bool {
+        if self.pending == 0 {
+            return false;
+        }
+        let nodes = &self.snap.nodes;
+        let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
+        for pod in &self.snap.pods {
+            if let Some(i) = pod
+                .node_name
+                .as_deref()
+                .and_then(|name| nodes.iter().position(|n| n.name == name))
+            {
+                free[i] = free[i] - pod.requests;
+            }
+        }
+        let mut newly_unschedulable = false;
+        for (pod, meta) in self.snap.pods.iter_mut().zip(&self.meta) {
+            if pod.node_name.is_some() {
+                continue;
+            }
+            let best = nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| n.schedulable() && pod.requests.fits_in(&free[*i]))
+                .filter(|(_, n)| check_constraints(pod, &n.labels, &n.taints).is_ok())
+                .max_by(|(a, na), (b, nb)| {
+                    let score = |i: usize, n: &Node| {
+                        let f = free[i];
+                        f.cpu_milli as f64 / n.allocatable.cpu_milli.max(1) as f64
+                            + f.memory_bytes as f64 / n.allocatable.memory_bytes.max(1) as f64
+                    };
+                    score(*a, na)
+                        .total_cmp(&score(*b, nb))
+                        .then(nb.name.cmp(&na.name))
+                })
+                .map(|(i, _)| i);
+            match best {
+                Some(i) => {
+                    free[i] = free[i] - pod.requests;
+                    pod.node_name = Some(nodes[i].name.clone());
+                    pod.phase = PodPhase::Running;
+                    pod.unschedulable_since = None;
+                    self.result
+                        .waits
+                        .push(now.since(meta.created_at).as_secs_f64());
+                    self.pending -= 1;
+                }
+                None if pod.unschedulable_since.is_none() => {
+                    pod.unschedulable_since = Some(now);
+                    newly_unschedulable = true;
+                }
+                None => {}
+            }
+        }
+        newly_unschedulable
+    }
+
+    /// What node-exporter would report: cluster CPU and memory utilization.
+    fn scrape(&mut self, now: Time) {
+        let keep = Duration::from_secs(20 * 60);
+        if self.snap.nodes.is_empty() {
+            self.snap.cpu.push(now, None);
+            self.snap.memory.push(now, None);
+            return;
+        }
+        let mut running = vec![0u32; self.workloads.len()];
+        for (pod, meta) in self.snap.pods.iter().zip(&self.meta) {
+            if pod.node_name.is_some() && meta.workload != usize::MAX {
+                running[meta.workload] += 1;
+            }
+        }
+        let limit = self.opts.workload.cpu_limit_milli as f64 / 1000.0;
+        let per_pod: Vec<f64> = self
+            .workloads
+            .iter()
+            .zip(&running)
+            .map(|(w, &r)| {
+                if r == 0 {
+                    0.0
+                } else {
+                    (w.demand / r as f64).min(limit)
+                }
+            })
+            .collect();
+        let (mut cpu_used, mut mem_used, mut cpu_total, mut mem_total) = (0.0, 0.0, 0.0, 0.0);
+        for n in &self.snap.nodes {
+            cpu_total += n.allocatable.cpu_milli as f64 / 1000.0;
+            mem_total += n.allocatable.memory_bytes as f64;
+            cpu_used += self.opts.node_overhead.cpu_milli as f64 / 1000.0;
+            mem_used += self.opts.node_overhead.memory_bytes as f64;
+        }
+        for (pod, meta) in self.snap.pods.iter().zip(&self.meta) {
+            if pod.node_name.is_none() {
+                continue;
+            }
+            if meta.workload == usize::MAX {
+                cpu_used += pod.requests.cpu_milli as f64 / 2000.0;
+                mem_used += pod.requests.memory_bytes as f64 / 2.0;
+            } else {
+                cpu_used += per_pod[meta.workload];
+                mem_used += pod.requests.memory_bytes as f64 * 0.8;
+            }
+        }
+        self.snap
+            .cpu
+            .push(now, Some((cpu_used / cpu_total).min(1.0)));
+        self.snap
+            .memory
+            .push(now, Some((mem_used / mem_total).min(1.0)));
+        self.snap.cpu.trim(now, keep);
+        self.snap.memory.trim(now, keep);
+        for s in self.snap.custom.values_mut() {
+            s.trim(now, keep);
+        }
+    }
+
+    fn apply(&mut self, decision: &k3scale_core::Decision, now: Time) {
+        for up in &decision.scale_up {
+            let Some(pool) = self.pools.iter().position(|p| p.name == up.pool) else {
+                continue;
+            };
+            for _ in 0..up.count {
+                self.launch(pool, now);
+            }
+            self.result.scale_up_events += 1;
+            self.result.nodes_added += up.count;
+            self.snap.last_scale_up = Some(now);
+        }
+        for down in &decision.scale_down {
+            let Some(node) = self.snap.nodes.iter_mut().find(|n| n.name == down.node) else {
+                continue;
+            };
+            node.cordoned = true;
+            // Evict: the ReplicaSet recreates each pod, pending until the scheduler places it.
+            let mut evicted = Vec::new();
+            let mut i = 0;
+            while i < self.snap.pods.len() {
+                let pod = &self.snap.pods[i];
+                if pod.node_name.as_deref() == Some(down.node.as_str()) && !pod.is_node_bound() {
+                    evicted.push(self.meta[i].workload);
+                    self.snap.pods.swap_remove(i);
+                    self.meta.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            for w in evicted {
+                self.create_pod(w, now);
+            }
+            let delay = if down.empty {
+                self.opts.empty_delete_time
+            } else {
+                self.opts.drain_time
+            };
+            self.deletions.push((now + delay, down.node.clone()));
+            self.result.nodes_removed += 1;
+            self.snap.last_scale_down = Some(now);
+        }
+        if !decision.scale_down.is_empty() {
+            self.result.scale_down_events += 1;
+        }
+    }
+
+    fn sample_minute(&mut self) {
+        let alive = self.machines.iter().filter(|m| m.gone_at.is_none()).count() as u32;
+        self.result.nodes_per_minute.push(alive);
+        self.result
+            .demand_per_minute
+            .push(self.workloads.iter().map(|w| w.demand).sum());
+    }
+
+    fn finish(mut self, end: Time) -> RunResult {
+        for (pod, meta) in self.snap.pods.iter().zip(&self.meta) {
+            if pod.node_name.is_none() {
+                self.result
+                    .waits
+                    .push(end.since(meta.created_at).as_secs_f64());
+            }
+        }
+        for m in &self.machines {
+            let lifetime = m.gone_at.unwrap_or(end).since(m.launched_at).as_secs_f64();
+            self.result.node_seconds += lifetime;
+            self.result.cost += lifetime / 3600.0 * self.pools[m.pool].template.price_per_hour;
+        }
+        self.result.duration = end.since(Time::ZERO);
+        self.result
+    }
+}

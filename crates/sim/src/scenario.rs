@@ -1,0 +1,143 @@
+//! Built-in scenarios: synthetic but realistic demand shapes, deterministic
+//! for a given seed.
+
+use crate::trace::{DemandUnit, Trace};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::f64::consts::PI;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    minutes: u64,
+    shape: fn(minute: u64, rng: &mut ChaCha8Rng) -> f64,
+}
+
+pub const DEFAULT_SCENARIO: &str = "flash-sale";
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "flash-sale",
+        about: "a normal day (0.35-1.1 cores of web traffic) with a 10x flash sale at 19:00 for an hour",
+        minutes: 24 * 60,
+        shape: flash_sale,
+    },
+    Scenario {
+        name: "diurnal-week",
+        about: "seven days of office-hours traffic (1-8 cores), quieter weekends",
+        minutes: 7 * 24 * 60,
+        shape: diurnal_week,
+    },
+    Scenario {
+        name: "steady",
+        about: "a flat 3 cores with 5% noise for a day: nothing to gain, nothing to break",
+        minutes: 24 * 60,
+        shape: steady,
+    },
+    Scenario {
+        name: "spikes",
+        about: "two days at 2 cores with sudden 3-5x spikes lasting 5-20 minutes",
+        minutes: 2 * 24 * 60,
+        shape: spikes,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+impl Scenario {
+    /// One row per minute of CPU demand for the `web` workload.
+    pub fn trace(&self, seed: u64) -> Trace {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let points = (0..self.minutes)
+            .map(|m| (m * 60, ((self.shape)(m, &mut rng)).max(0.0)))
+            .collect();
+        Trace {
+            unit: DemandUnit::Cpu,
+            series: BTreeMap::from([("web".to_string(), points)]),
+        }
+    }
+}
+
+fn noise(rng: &mut ChaCha8Rng, amplitude: f64) -> f64 {
+    1.0 + rng.random_range(-amplitude..=amplitude)
+}
+
+/// Daily shape in 0..1: low at night, a broad day peak in the evening.
+fn daily(minute_of_day: u64) -> f64 {
+    let h = minute_of_day as f64 / 60.0;
+    let day = ((h - 7.0) / 16.0 * PI).sin().max(0.0); // 07:00..23:00
+    day.powf(0.8)
+}
+
+fn flash_sale(m: u64, rng: &mut ChaCha8Rng) -> f64 {
+    let base = 0.35 + 0.75 * daily(m % 1440);
+    let t = m as f64;
+    let (start, end) = (19.0 * 60.0, 20.0 * 60.0);
+    // Ramps up over 2 minutes (a sale goes live), decays over 5 after it ends.
+    let boost = if t < start {
+        1.0
+    } else if t < start + 2.0 {
+        1.0 + 9.0 * (t - start + 1.0) / 2.0
+    } else if t < end {
+        10.0
+    } else {
+        1.0 + 9.0 * (-(t - end) / 5.0).exp()
+    };
+    base * boost * noise(rng, 0.05)
+}
+
+fn diurnal_week(m: u64, rng: &mut ChaCha8Rng) -> f64 {
+    let day = m / 1440;
+    let weekend = day % 7 >= 5;
+    let peak = if weekend { 4.5 } else { 8.0 };
+    (1.0 + (peak - 1.0) * daily(m % 1440)) * noise(rng, 0.08)
+}
+
+fn steady(_m: u64, rng: &mut ChaCha8Rng) -> f64 {
+    3.0 * noise(rng, 0.05)
+}
+
+fn spikes(m: u64, rng: &mut ChaCha8Rng) -> f64 {
+    // Spike schedule: derived from the minute only, so it is the same for every seed.
+    let window = m / 360; // one spike per 6 hours
+    let offset = (window * 7919) % 300;
+    let length = 5 + (window * 31) % 16;
+    let height = 3.0 + ((window * 13) % 3) as f64;
+    let in_spike = m % 360 >= offset && m % 360 < offset + length;
+    2.0 * if in_spike { height } else { 1.0 } * noise(rng, 0.05)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_are_deterministic_and_shaped_as_described() {
+        let s = find("flash-sale").unwrap();
+        let a = s.trace(7);
+        assert_eq!(a, s.trace(7));
+        assert_ne!(a, s.trace(8));
+        let web = &a.series["web"];
+        assert_eq!(web.len(), 1440);
+        let at = |h: u64| web[(h * 60) as usize].1;
+        assert!(
+            at(3) < 0.5 && at(12) > 0.6,
+            "night {} noon {}",
+            at(3),
+            at(12)
+        );
+        let ratio = web[19 * 60 + 30].1 / web[18 * 60 + 50].1;
+        assert!((8.5..11.5).contains(&ratio), "flash sale ratio {ratio}");
+        for s in SCENARIOS {
+            assert!(
+                s.trace(1).series["web"]
+                    .iter()
+                    .all(|(_, v)| v.is_finite() && *v >= 0.0)
+            );
+        }
+    }
+}
