@@ -65,8 +65,7 @@ pub(crate) struct Context<'a> {
 impl<'a> Context<'a> {
     fn new(snapshot: &'a Snapshot, policy: &'a Policy, now: Time) -> Self {
         let in_flight: HashSet<&str> = snapshot.in_flight.iter().map(|m| m.name.as_str()).collect();
-        let mut sizes: BTreeMap<String, u32> =
-            policy.pools.iter().map(|p| (p.name.clone(), 0)).collect();
+        let mut sizes: BTreeMap<String, u32> = policy.pools.iter().map(|p| (p.name.clone(), 0)).collect();
         let pools = snapshot
             .nodes
             .iter()

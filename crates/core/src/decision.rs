@@ -66,10 +66,7 @@ impl fmt::Display for Blocker {
             }
             Blocker::LocalStorage { pod } => write!(f, "pod {pod} uses local storage"),
             Blocker::PdbExhausted { pod, pdb } => {
-                write!(
-                    f,
-                    "pod {pod}: PodDisruptionBudget {pdb} allows no disruption"
-                )
+                write!(f, "pod {pod}: PodDisruptionBudget {pdb} allows no disruption")
             }
             Blocker::PodsDoNotFit { pod } => write!(f, "pod {pod} does not fit on any other node"),
         }
@@ -208,26 +205,16 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::BinPacked { pool, nodes, pods } => {
-                write!(
-                    f,
-                    "{pods} pending pods bin-packed onto {nodes} new {pool} nodes"
-                )
+                write!(f, "{pods} pending pods bin-packed onto {nodes} new {pool} nodes")
             }
-            Reason::PodsCannotFit {
-                count,
-                examples,
-                why,
-            } => write!(
+            Reason::PodsCannotFit { count, examples, why } => write!(
                 f,
                 "{count} pods fit no pool ({}), e.g. {}; not scaling for them",
                 why.join("; "),
                 examples.join(", ")
             ),
             Reason::BelowMin { pool, current, min } => {
-                write!(
-                    f,
-                    "pool {pool} has {current} nodes, below its minimum {min}"
-                )
+                write!(f, "pool {pool} has {current} nodes, below its minimum {min}")
             }
             Reason::AtMaxCapacity { pool, max, wanted } => {
                 write!(
@@ -235,15 +222,8 @@ impl fmt::Display for Reason {
                     "pool {pool} is at its maximum of {max} nodes ({wanted} more wanted)"
                 )
             }
-            Reason::Cooldown {
-                direction,
-                remaining,
-            } => {
-                write!(
-                    f,
-                    "scale-{direction:?} cooldown: {}s left",
-                    remaining.as_secs()
-                )
+            Reason::Cooldown { direction, remaining } => {
+                write!(f, "scale-{direction:?} cooldown: {}s left", remaining.as_secs())
             }
             Reason::NodesInFlight { nodes } => write!(
                 f,

@@ -147,9 +147,7 @@ impl Resources {
     }
 
     pub fn fits_in(&self, free: &Resources) -> bool {
-        self.cpu_milli <= free.cpu_milli
-            && self.memory_bytes <= free.memory_bytes
-            && self.pods <= free.pods
+        self.cpu_milli <= free.cpu_milli && self.memory_bytes <= free.memory_bytes && self.pods <= free.pods
     }
 
     /// Which resources exceed `capacity` (for "can never fit" reasons).
@@ -177,8 +175,7 @@ impl Resources {
 
     /// The larger of the CPU and memory shares of `capacity` used by `self`.
     pub fn dominant_share(&self, capacity: &Resources) -> f64 {
-        share(self.cpu_milli, capacity.cpu_milli)
-            .max(share(self.memory_bytes, capacity.memory_bytes))
+        share(self.cpu_milli, capacity.cpu_milli).max(share(self.memory_bytes, capacity.memory_bytes))
     }
 }
 
@@ -255,9 +252,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "", "abc", "1.2.3", "-1", "5Zi", "1e", "Mi", "1 Gi x", "1e99", ".",
-        ] {
+        for bad in ["", "abc", "1.2.3", "-1", "5Zi", "1e", "Mi", "1 Gi x", "1e99", "."] {
             let e = Quantity::parse(bad).expect_err(bad);
             assert_eq!(e.input, bad);
         }

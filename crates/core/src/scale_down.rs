@@ -24,9 +24,7 @@ pub(crate) fn plan(ctx: &mut Context<'_>, unschedulable: usize) {
     if unschedulable > 0 {
         ctx.decision
             .reasons
-            .push(Reason::ScaleDownBlockedByPending {
-                pods: unschedulable,
-            });
+            .push(Reason::ScaleDownBlockedByPending { pods: unschedulable });
         return;
     }
     if !snapshot.in_flight.is_empty() {
@@ -55,12 +53,7 @@ fn cluster_is_cold(ctx: &mut Context<'_>) -> bool {
     let rules = &policy.scale_down;
     let mut checks = vec![
         ("cpu", &snapshot.cpu, rules.cpu_for, rules.cpu_below),
-        (
-            "memory",
-            &snapshot.memory,
-            rules.memory_for,
-            rules.memory_below,
-        ),
+        ("memory", &snapshot.memory, rules.memory_for, rules.memory_below),
     ];
     for rule in &policy.custom {
         if let Some(threshold) = rule.scale_down_below {
@@ -161,9 +154,7 @@ fn choose_nodes(ctx: &mut Context<'_>) {
     let total = rules.max_step.max(rules.max_empty_step);
     for c in &candidates {
         let empty = c.movable.is_empty();
-        if empties + drains >= total
-            || (empties >= rules.max_empty_step && drains >= rules.max_step)
-        {
+        if empties + drains >= total || (empties >= rules.max_empty_step && drains >= rules.max_step) {
             break;
         }
         if (empty && empties >= rules.max_empty_step) || (!empty && drains >= rules.max_step) {
@@ -234,11 +225,7 @@ fn check_removable(
     budgets: &BTreeMap<String, u32>,
 ) -> Result<(), Blocker> {
     let node = &ctx.snapshot.nodes[c.node];
-    if node
-        .annotations
-        .get(DO_NOT_DISRUPT)
-        .is_some_and(|v| v == "true")
-    {
+    if node.annotations.get(DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
         return Err(Blocker::NodeDoNotDisrupt);
     }
     let min = ctx.policy.pool(c.pool).map_or(0, |p| p.min);

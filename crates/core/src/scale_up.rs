@@ -178,8 +178,7 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
     }
     for (pool, pods) in at_max {
         let t = &pool.template;
-        let wanted =
-            estimate_new_nodes(&pods, &t.labels, &t.taints, &t.allocatable, u32::MAX).nodes;
+        let wanted = estimate_new_nodes(&pods, &t.labels, &t.taints, &t.allocatable, u32::MAX).nodes;
         ctx.decision.reasons.push(Reason::AtMaxCapacity {
             pool: pool.name.clone(),
             max: pool.max,
@@ -215,39 +214,63 @@ fn compare_options(
 }
 
 /// Sustained CPU / memory / custom thresholds (and, in `threshold` mode,
-/// "any pod unschedulable"): add `max_step` nodes to the preferred pool.
+/// "any pod unschedulable"): add nodes to the preferred pool, up to `max_step`.
 pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
-    let rules = &ctx.policy.scale_up;
+    let policy = ctx.policy;
+    let rules = &policy.scale_up;
     let snapshot = ctx.snapshot;
+    let ready = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.ready)
+        .fold(Resources::ZERO, |sum, n| sum + n.allocatable);
+    let per_node = preferred_pool(ctx)
+        .map(|p| p.template.allocatable)
+        .unwrap_or_default();
     let mut fired = Vec::new();
-    let mut check = |ctx: &mut Context<'_>, name: &str, series, window, threshold: f64| {
-        if let Some(v) = ctx.signal(name, series, window)
-            && v > threshold
-        {
-            fired.push(Reason::Above {
-                signal: name.to_string(),
-                observed: v,
-                threshold,
-                window,
-            });
+    // Nodes the fired rules want: for cpu and memory, enough to bring the
+    // signal back under its threshold; `max_step` for the others.
+    let mut wanted = 0u32;
+    let signals = [
+        (
+            "cpu",
+            &snapshot.cpu,
+            rules.cpu_for,
+            rules.cpu_above,
+            Some((ready.cpu_milli, per_node.cpu_milli)),
+        ),
+        (
+            "memory",
+            &snapshot.memory,
+            rules.memory_for,
+            rules.memory_above,
+            Some((ready.memory_bytes, per_node.memory_bytes)),
+        ),
+    ];
+    let mut custom = Vec::new();
+    for rule in &policy.custom {
+        match (rule.scale_up_above, snapshot.custom.get(&rule.name)) {
+            (Some(threshold), Some(series)) => {
+                custom.push((rule.name.as_str(), series, rule.window, threshold, None))
+            }
+            (Some(_), None) => ctx.note_unavailable(&rule.name, &Unavailable::NoSamples),
+            (None, _) => {}
         }
-    };
-    check(ctx, "cpu", &snapshot.cpu, rules.cpu_for, rules.cpu_above);
-    check(
-        ctx,
-        "memory",
-        &snapshot.memory,
-        rules.memory_for,
-        rules.memory_above,
-    );
-    for rule in &ctx.policy.custom {
-        if let (Some(threshold), Some(series)) =
-            (rule.scale_up_above, snapshot.custom.get(&rule.name))
-        {
-            check(ctx, &rule.name, series, rule.window, threshold);
-        } else if rule.scale_up_above.is_some() {
-            ctx.note_unavailable(&rule.name, &Unavailable::NoSamples);
+    }
+    for (name, series, window, threshold, capacity) in signals.into_iter().chain(custom) {
+        let Some(observed) = ctx.signal(name, series, window) else {
+            continue;
+        };
+        if observed <= threshold {
+            continue;
         }
+        fired.push(Reason::Above {
+            signal: name.to_string(),
+            observed,
+            threshold,
+            window,
+        });
+        wanted = wanted.max(nodes_to_relieve(observed, threshold, capacity).unwrap_or(rules.max_step));
     }
     if rules.pending_pods == PendingPods::Threshold && !pending.is_empty() {
         fired.push(Reason::Above {
@@ -256,6 +279,7 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
             threshold: 0.0,
             window: rules.pending_grace,
         });
+        wanted = rules.max_step;
     }
     if fired.is_empty() {
         return;
@@ -277,35 +301,45 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
         });
         return;
     }
-    let preferred = ctx
-        .policy
+    match preferred_pool(ctx) {
+        Some(pool) => {
+            let count = wanted.min(rules.max_step).min(pool.max - ctx.size(&pool.name));
+            ctx.decision.add_up(&pool.name, count);
+            *ctx.sizes.entry(pool.name.clone()).or_default() += count;
+        }
+        None => {
+            for pool in &policy.pools {
+                ctx.decision.reasons.push(Reason::AtMaxCapacity {
+                    pool: pool.name.clone(),
+                    max: pool.max,
+                    wanted,
+                });
+            }
+        }
+    }
+}
+
+/// New nodes of `per_node` capacity that bring `observed` utilization of
+/// `total` capacity down to `threshold` (at least one).
+fn nodes_to_relieve(observed: f64, threshold: f64, capacity: Option<(u64, u64)>) -> Option<u32> {
+    let (total, per_node) = capacity.filter(|(t, p)| *t > 0 && *p > 0)?;
+    let missing = observed * total as f64 / threshold - total as f64;
+    Some(((missing / per_node as f64).ceil() as u32).max(1))
+}
+
+/// The pool utilization-driven scale-ups add to: the highest priority with the
+/// `priority` expander, otherwise the lowest price per CPU core; with room left.
+fn preferred_pool<'p>(ctx: &Context<'p>) -> Option<&'p Pool> {
+    let per_core = |p: &Pool| p.template.price_per_hour / (p.template.allocatable.cpu_milli.max(1) as f64);
+    ctx.policy
         .pools
         .iter()
         .filter(|p| ctx.size(&p.name) < p.max)
         .min_by(|a, b| {
-            let per_core = |p: &Pool| {
-                p.template.price_per_hour / (p.template.allocatable.cpu_milli.max(1) as f64)
-            };
             let order = match ctx.policy.expander {
                 Expander::Priority => b.priority.cmp(&a.priority),
                 _ => per_core(a).total_cmp(&per_core(b)),
             };
             order.then_with(|| a.name.cmp(&b.name))
-        });
-    match preferred {
-        Some(pool) => {
-            let count = rules.max_step.min(pool.max - ctx.size(&pool.name));
-            ctx.decision.add_up(&pool.name, count);
-            *ctx.sizes.entry(pool.name.clone()).or_default() += count;
-        }
-        None => {
-            for pool in &ctx.policy.pools {
-                ctx.decision.reasons.push(Reason::AtMaxCapacity {
-                    pool: pool.name.clone(),
-                    max: pool.max,
-                    wanted: rules.max_step,
-                });
-            }
-        }
-    }
+        })
 }

@@ -70,12 +70,7 @@ pub fn check_constraints(pod: &Pod, labels: &Labels, taints: &[Taint]) -> Result
 }
 
 /// Whether `pod` could ever run on an empty node of this shape, and if not, why.
-pub fn check_shape(
-    pod: &Pod,
-    labels: &Labels,
-    taints: &[Taint],
-    capacity: &Resources,
-) -> Result<(), Unfit> {
+pub fn check_shape(pod: &Pod, labels: &Labels, taints: &[Taint], capacity: &Resources) -> Result<(), Unfit> {
     check_constraints(pod, labels, taints)?;
     let over = pod.requests.exceeding(capacity);
     if over.is_empty() {
@@ -152,9 +147,7 @@ pub fn pack(pods: &[&Pod], targets: &mut [Target<'_>]) -> Vec<Option<usize>> {
         for &member in &class.members {
             while cursor < targets.len() {
                 let t = &mut targets[cursor];
-                if pod.requests.fits_in(&t.free)
-                    && check_constraints(pod, t.labels, t.taints).is_ok()
-                {
+                if pod.requests.fits_in(&t.free) && check_constraints(pod, t.labels, t.taints).is_ok() {
                     t.free = t.free - pod.requests;
                     placed[member] = Some(cursor);
                     break;
@@ -273,9 +266,7 @@ mod tests {
     fn estimate_counts_nodes_with_first_fit_decreasing() {
         let cap = Resources::new(2000, 4 << 30, 110);
         let big: Vec<Pod> = (0..3).map(|i| pod(&format!("big{i}"), 1500, 100)).collect();
-        let small: Vec<Pod> = (0..6)
-            .map(|i| pod(&format!("small{i}"), 500, 100))
-            .collect();
+        let small: Vec<Pod> = (0..6).map(|i| pod(&format!("small{i}"), 500, 100)).collect();
         let all: Vec<&Pod> = big.iter().chain(small.iter()).collect();
         let est = estimate_new_nodes(&all, &Labels::new(), &[], &cap, 100);
         // Each big pod opens a node leaving 500m, which one small pod fills;
@@ -284,11 +275,7 @@ mod tests {
         assert_eq!(est.placed.len(), 9);
         let capped = estimate_new_nodes(&all, &Labels::new(), &[], &cap, 2);
         assert_eq!(capped.nodes, 2);
-        assert_eq!(
-            capped.placed.len(),
-            4,
-            "two bigs plus one small beside each"
-        );
+        assert_eq!(capped.placed.len(), 4, "two bigs plus one small beside each");
     }
 
     #[test]

@@ -38,12 +38,7 @@ pub fn workers() -> Pool {
 
 /// A Ready node built from its pool's template.
 pub fn node_of(pool: &Pool, name: &str) -> Node {
-    let mut n = Node::new(
-        name,
-        Some(&pool.name),
-        pool.template.allocatable,
-        Time::ZERO,
-    );
+    let mut n = Node::new(name, Some(&pool.name), pool.template.allocatable, Time::ZERO);
     n.labels = pool.template.labels.clone();
     n.taints = pool.template.taints.clone();
     n

@@ -22,11 +22,7 @@ impl std::fmt::Display for Unavailable {
             Unavailable::Missing => write!(f, "latest reading failed"),
             Unavailable::Gap => write!(f, "a reading in the window failed"),
             Unavailable::ShortHistory { covered } => {
-                write!(
-                    f,
-                    "history covers only {}s of the window",
-                    covered.as_secs()
-                )
+                write!(f, "history covers only {}s of the window", covered.as_secs())
             }
         }
     }
@@ -117,10 +113,7 @@ mod tests {
             Err(Unavailable::Stale { .. })
         ));
         let missing = series(&[(400, Some(0.5)), (590, None)]);
-        assert_eq!(
-            window_mean(&missing, now, w, MIN),
-            Err(Unavailable::Missing)
-        );
+        assert_eq!(window_mean(&missing, now, w, MIN), Err(Unavailable::Missing));
         let gap = series(&[(400, Some(0.5)), (500, None), (590, Some(0.5))]);
         assert_eq!(window_mean(&gap, now, w, MIN), Err(Unavailable::Gap));
         let short = series(&[(550, Some(0.9)), (590, Some(0.9))]);

@@ -52,10 +52,7 @@ fn embedded_default_is_the_smartscale_rules() {
 fn minimal_config_gets_defaults_and_round_trips() {
     let loaded = load("min.yaml", POOL).unwrap();
     assert_eq!(loaded.policy.scale_up.pending_pods, PendingPods::BinPack);
-    assert_eq!(
-        loaded.policy.pools[0].template.boot_time,
-        Duration::from_secs(60)
-    );
+    assert_eq!(loaded.policy.pools[0].template.boot_time, Duration::from_secs(60));
     let printed = to_yaml(&loaded.config);
     assert!(printed.contains("cpu_above: 0.7"), "{printed}");
     let again = load("printed.yaml", &printed).unwrap();

@@ -24,23 +24,21 @@ fn three_workers() -> Vec<k3scale_core::Node> {
 
 #[test]
 fn quiet_cluster_does_nothing_and_says_so() {
-    let s = snapshot(
-        three_workers(),
-        vec![running("a", "w0", 1500, GI)],
-        0.5,
-        0.4,
-        NOW,
-    );
+    let s = snapshot(three_workers(), vec![running("a", "w0", 1500, GI)], 0.5, 0.4, NOW);
     let d = decide(&s, &default_policy(), NOW);
     assert!(d.is_noop(), "{}", reasons(&d));
     assert!(matches!(d.reasons[0], Reason::NotBelow { ref signal, .. } if signal == "cpu"));
 }
 
 #[test]
-fn sustained_cpu_adds_max_step_nodes() {
+fn sustained_cpu_adds_the_nodes_needed_up_to_max_step() {
+    // 85% of 6 cores is 5.1 cores: 7.3 cores keep it under 70%, so one more node.
     let s = snapshot(three_workers(), vec![], 0.85, 0.4, NOW);
     let d = decide(&s, &default_policy(), NOW);
-    assert_eq!(d.nodes_added(), 2, "{}", reasons(&d));
+    assert_eq!(d.nodes_added(), 1, "{}", reasons(&d));
+    // 100% needs 8.6 cores: two nodes, which is also max_step.
+    let hot = snapshot(three_workers(), vec![], 1.0, 0.4, NOW);
+    assert_eq!(decide(&hot, &default_policy(), NOW).nodes_added(), 2);
     assert!(d.reasons.iter().any(|r| matches!(r, Reason::Above { signal, observed, .. } if signal == "cpu" && (*observed - 0.85).abs() < 1e-9)));
 }
 
@@ -59,7 +57,7 @@ fn a_short_cpu_spike_is_not_sustained() {
 fn memory_above_threshold_scales_up() {
     let s = snapshot(three_workers(), vec![], 0.2, 0.8, NOW);
     let d = decide(&s, &default_policy(), NOW);
-    assert_eq!(d.nodes_added(), 2);
+    assert_eq!(d.nodes_added(), 1);
     assert!(d.scale_down.is_empty());
 }
 
@@ -93,11 +91,7 @@ fn at_max_capacity_is_reported_not_an_error() {
 fn max_step_is_capped_by_pool_max() {
     let w = workers();
     let nodes = (0..9).map(|i| node_of(&w, &format!("w{i}"))).collect();
-    let d = decide(
-        &snapshot(nodes, vec![], 0.95, 0.4, NOW),
-        &default_policy(),
-        NOW,
-    );
+    let d = decide(&snapshot(nodes, vec![], 0.95, 0.4, NOW), &default_policy(), NOW);
     assert_eq!(d.nodes_added(), 1);
 }
 
@@ -180,10 +174,7 @@ fn pending_grace_delays_scale_up() {
     let s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
     let d = decide(&s, &policy, NOW);
     assert_eq!(d.nodes_added(), 0);
-    assert!(matches!(
-        d.reasons[0],
-        Reason::PendingWithinGrace { pods: 1, .. }
-    ));
+    assert!(matches!(d.reasons[0], Reason::PendingWithinGrace { pods: 1, .. }));
     assert_eq!(
         decide(&s, &policy, NOW + Duration::from_secs(20)).nodes_added(),
         1
@@ -204,10 +195,7 @@ fn pods_that_fit_no_pool_are_reported_with_why_and_not_scaled_for() {
         text.contains("ml/huge") && text.contains("requests more cpu than a whole node has"),
         "{text}"
     );
-    assert!(
-        text.contains("node selector gpu=true not matched"),
-        "{text}"
-    );
+    assert!(text.contains("node selector gpu=true not matched"), "{text}");
 }
 
 #[test]
@@ -218,11 +206,7 @@ fn pending_pods_at_max_report_at_max_capacity() {
         .map(|i| running(&format!("r{i}"), &format!("w{i}"), 2000, GI))
         .collect();
     pods.push(pending("p", 500, MI, NOW));
-    let d = decide(
-        &snapshot(nodes, pods, 0.6, 0.4, NOW),
-        &default_policy(),
-        NOW,
-    );
+    let d = decide(&snapshot(nodes, pods, 0.6, 0.4, NOW), &default_policy(), NOW);
     assert_eq!(d.nodes_added(), 0);
     assert!(d.reasons.contains(&Reason::AtMaxCapacity {
         pool: "workers".into(),
@@ -295,9 +279,7 @@ fn metrics_unavailable_blocks_scale_down_but_not_pending_scale_up() {
     assert!(d.is_noop());
     let text = reasons(&d);
     assert!(
-        text.contains(
-            "cpu metrics unavailable (no samples yet; last error: prometheus: connection refused)"
-        ),
+        text.contains("cpu metrics unavailable (no samples yet; last error: prometheus: connection refused)"),
         "{text}"
     );
     let pods = vec![
@@ -345,16 +327,8 @@ fn empty_nodes_go_in_bulk_drains_one_at_a_time() {
     let mut ds = running("ds", "w3", 100, 64 * MI);
     ds.owner = OwnerKind::DaemonSet;
     let pods = vec![running("a", "w0", 300, GI), running("b", "w1", 300, GI), ds];
-    let d = decide(
-        &snapshot(nodes, pods, 0.05, 0.1, NOW),
-        &default_policy(),
-        NOW,
-    );
-    let removed: Vec<_> = d
-        .scale_down
-        .iter()
-        .map(|s| (s.node.as_str(), s.empty))
-        .collect();
+    let d = decide(&snapshot(nodes, pods, 0.05, 0.1, NOW), &default_policy(), NOW);
+    let removed: Vec<_> = d.scale_down.iter().map(|s| (s.node.as_str(), s.empty)).collect();
     // w2..w5 are empty (w3 has only a DaemonSet pod); one of w0/w1 is drained; min 2 holds.
     assert_eq!(
         removed,
@@ -369,11 +343,7 @@ fn scale_down_never_goes_below_min() {
     let pods = vec![running("a", "w0", 100, GI)];
     let w = workers();
     let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1")];
-    let d = decide(
-        &snapshot(nodes, pods, 0.05, 0.1, NOW),
-        &default_policy(),
-        NOW,
-    );
+    let d = decide(&snapshot(nodes, pods, 0.05, 0.1, NOW), &default_policy(), NOW);
     assert!(d.scale_down.is_empty());
     assert!(d.reasons.iter().any(|r| matches!(
         r,
@@ -478,10 +448,7 @@ fn no_scale_down_while_pods_are_unschedulable_or_in_cooldown() {
     let s = snapshot(three_workers(), vec![pending_pod], 0.05, 0.1, NOW);
     let d = decide(&s, &default_policy(), NOW);
     assert!(d.scale_down.is_empty());
-    assert!(
-        d.reasons
-            .contains(&Reason::ScaleDownBlockedByPending { pods: 1 })
-    );
+    assert!(d.reasons.contains(&Reason::ScaleDownBlockedByPending { pods: 1 }));
 
     let mut s = snapshot(three_workers(), vec![], 0.05, 0.1, NOW);
     s.last_scale_down = Some(NOW.saturating_sub(Duration::from_secs(60)));
@@ -509,22 +476,15 @@ fn scale_down_needs_the_whole_window_cold() {
 fn unmanaged_and_cordoned_nodes_are_never_candidates() {
     let w = workers();
     let mut server = k3scale_core::Node::new("server", None, w.template.allocatable, Time::ZERO);
-    server.labels.insert(
-        "node-role.kubernetes.io/control-plane".into(),
-        "true".into(),
-    );
+    server
+        .labels
+        .insert("node-role.kubernetes.io/control-plane".into(), "true".into());
     let mut cordoned = node_of(&w, "w9");
     cordoned.cordoned = true;
     let nodes = vec![server, node_of(&w, "w0"), node_of(&w, "w1"), cordoned];
-    let d = decide(
-        &snapshot(nodes, vec![], 0.01, 0.01, NOW),
-        &default_policy(),
-        NOW,
-    );
+    let d = decide(&snapshot(nodes, vec![], 0.01, 0.01, NOW), &default_policy(), NOW);
     assert!(
-        d.scale_down
-            .iter()
-            .all(|s| s.node != "server" && s.node != "w9"),
+        d.scale_down.iter().all(|s| s.node != "server" && s.node != "w9"),
         "{}",
         reasons(&d)
     );
@@ -564,9 +524,7 @@ fn threshold_mode_treats_pending_as_a_cooled_down_trigger() {
     let mut policy = default_policy();
     policy.scale_up.pending_pods = PendingPods::Threshold;
     policy.scale_up.max_step = 1;
-    let pods: Vec<_> = (0..7)
-        .map(|i| pending(&format!("p{i}"), 600, MI, NOW))
-        .collect();
+    let pods: Vec<_> = (0..7).map(|i| pending(&format!("p{i}"), 600, MI, NOW)).collect();
     let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
     assert_eq!(decide(&s, &policy, NOW).nodes_added(), 1);
     s.last_scale_up = Some(NOW);

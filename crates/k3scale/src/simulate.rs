@@ -60,8 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (name, text) = match &args.config {
         Some(path) => {
             let name = path.display().to_string();
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
             (name, text)
         }
         None => (
@@ -74,8 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (label, mut trace) = match &args.trace {
         Some(path) => {
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read trace {file}"))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read trace {file}"))?;
             (file.clone(), Trace::parse(&file, &text)?)
         }
         None => {
@@ -107,14 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("simulating {label}"));
-    let comparison = compare(
-        &label,
-        &trace,
-        &loaded.policy,
-        loaded.interval,
-        &opts,
-        &mut |f| bar.set_position((f * 1000.0) as u64),
-    );
+    let comparison = compare(&label, &trace, &loaded.policy, loaded.interval, &opts, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    });
     bar.finish_and_clear();
 
     let chart_path = args.chart.display().to_string();

@@ -14,8 +14,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let name = args.config.display().to_string();
-    let text =
-        std::fs::read_to_string(&args.config).with_context(|| format!("cannot read {name}"))?;
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("cannot read {name}"))?;
     match config::load(&name, &text) {
         Ok(loaded) => {
             print!("{}", config::to_yaml(&loaded.config));

@@ -82,9 +82,7 @@ pub fn write_svg(path: &str, title: &str, runs: &[RunResult]) -> Result<(), Char
             .draw_series(LineSeries::new(downsample(&nodes), color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(format!("{} (nodes)", run.name))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()

@@ -13,12 +13,7 @@ pub const BASELINE_INTERVAL: Duration = Duration::from_secs(120);
 
 /// k3scale with `policy`; the same thresholds as a plain script evaluated
 /// every 2 minutes with +1/-1 steps; and a fixed cluster sized for the peak.
-pub fn contenders(
-    policy: &Policy,
-    interval: Duration,
-    trace: &Trace,
-    opts: &SimOptions,
-) -> Vec<Contender> {
+pub fn contenders(policy: &Policy, interval: Duration, trace: &Trace, opts: &SimOptions) -> Vec<Contender> {
     let mut plain = policy.clone();
     plain.scale_up.pending_pods = PendingPods::Threshold;
     plain.scale_up.max_step = 1;
@@ -27,13 +22,13 @@ pub fn contenders(
     vec![
         Contender::Autoscaler {
             name: "k3scale".into(),
-            policy: policy.clone(),
+            policy: Box::new(policy.clone()),
             interval,
             event_driven: true,
         },
         Contender::Autoscaler {
             name: "threshold-2m".into(),
-            policy: plain,
+            policy: Box::new(plain),
             interval: BASELINE_INTERVAL,
             event_driven: false,
         },
@@ -56,19 +51,16 @@ pub fn peak_nodes(policy: &Policy, trace: &Trace, opts: &SimOptions) -> u32 {
         .series
         .values()
         .map(|points| {
-            let row_secs = points
-                .get(1)
-                .map_or(60.0, |p| (p.0 - points[0].0).max(1) as f64);
+            let row_secs = points.get(1).map_or(60.0, |p| (p.0 - points[0].0).max(1) as f64);
             let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
             let r = match trace.unit {
                 DemandUnit::Replicas => peak.round(),
-                DemandUnit::Cpu => (peak
-                    / (spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization))
-                    .ceil(),
+                DemandUnit::Cpu => {
+                    (peak / (spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization)).ceil()
+                }
                 DemandUnit::Requests => {
                     let cores = peak / row_secs * opts.cpu_per_request;
-                    (cores / (spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization))
-                        .ceil()
+                    (cores / (spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization)).ceil()
                 }
             };
             (r as u64).clamp(u64::from(spec.min_replicas), u64::from(spec.max_replicas))
@@ -126,9 +118,7 @@ pub fn compare(
     Comparison {
         scenario: scenario.to_string(),
         hours: trace.duration().as_secs_f64() / 3600.0,
-        peak_demand_cores: first.map_or(0.0, |r| {
-            r.demand_per_minute.iter().copied().fold(0.0, f64::max)
-        }),
+        peak_demand_cores: first.map_or(0.0, |r| r.demand_per_minute.iter().copied().fold(0.0, f64::max)),
         summaries: runs.iter().map(Summary::of).collect(),
         runs,
     }

@@ -81,7 +81,7 @@ pub enum Contender {
     /// unschedulable pod or node change when `event_driven`.
     Autoscaler {
         name: String,
-        policy: Policy,
+        policy: Box<Policy>,
         interval: Duration,
         event_driven: bool,
     },
@@ -148,6 +148,9 @@ struct Workload<'t> {
     row_secs: f64,
     replicas: u32,
     recommendations: VecDeque<(Time, u32)>,
+    /// The trace value in force (cores, requests or replicas).
+    wanted: f64,
+    /// CPU cores the workload uses at full service.
     demand: f64,
 }
 
@@ -193,7 +196,7 @@ pub fn run(
     let mut last_progress = 0.0;
     while now < end {
         let secs = now.as_millis() / 1000;
-        let hpa_due = now.as_millis() % millis(opts.hpa_interval) == 0;
+        let hpa_due = now.as_millis().is_multiple_of(millis(opts.hpa_interval));
         sim.update_demand(secs);
         if hpa_due {
             sim.hpa(now);
@@ -201,7 +204,7 @@ pub fn run(
         let mut changed = sim.nodes_ready(now);
         changed |= sim.finish_deletions(now);
         changed |= sim.schedule(now);
-        if now.as_millis() % millis(opts.scrape_interval) == 0 {
+        if now.as_millis().is_multiple_of(millis(opts.scrape_interval)) {
             sim.scrape(now);
         }
         if let Contender::Autoscaler {
@@ -218,7 +221,7 @@ pub fn run(
                 sim.apply(&decision, now);
             }
         }
-        if secs % 60 == 0 && now.as_millis() % 1000 == 0 {
+        if now.as_millis().is_multiple_of(60_000) {
             sim.sample_minute();
         }
         now = now + tick;
@@ -243,11 +246,10 @@ impl<'a> Sim<'a> {
             .map(|(name, points)| Workload {
                 name: name.clone(),
                 cursor: Cursor::new(points),
-                row_secs: points
-                    .get(1)
-                    .map_or(60.0, |p| (p.0 - points[0].0).max(1) as f64),
+                row_secs: points.get(1).map_or(60.0, |p| (p.0 - points[0].0).max(1) as f64),
                 replicas: 0,
                 recommendations: VecDeque::new(),
+                wanted: 0.0,
                 demand: 0.0,
             })
             .collect();
@@ -298,9 +300,15 @@ impl<'a> Sim<'a> {
         let per_request = self.opts.cpu_per_request;
         for w in &mut self.workloads {
             let v = w.cursor.value_at(secs);
+            w.wanted = v;
             w.demand = match self.unit {
-                DemandUnit::Cpu | DemandUnit::Replicas => v,
+                DemandUnit::Cpu => v,
                 DemandUnit::Requests => v / w.row_secs * per_request,
+                // Pods of a replica trace run at the HPA target utilization.
+                DemandUnit::Replicas => {
+                    v.round() * self.opts.workload.cpu_request_milli as f64 / 1000.0
+                        * self.opts.workload.target_utilization
+                }
             };
         }
     }
@@ -312,7 +320,7 @@ impl<'a> Sim<'a> {
         for wi in 0..self.workloads.len() {
             let w = &mut self.workloads[wi];
             let desired = if self.unit == DemandUnit::Replicas {
-                w.demand.round() as u32
+                w.wanted.round() as u32
             } else {
                 let per_pod = spec.cpu_request_milli as f64 / 1000.0 * spec.target_utilization;
                 (w.demand / per_pod).ceil() as u32
@@ -323,12 +331,7 @@ impl<'a> Sim<'a> {
             while w.recommendations.front().is_some_and(|(t, _)| *t < cutoff) {
                 w.recommendations.pop_front();
             }
-            let stabilized = w
-                .recommendations
-                .iter()
-                .map(|r| r.1)
-                .max()
-                .unwrap_or(desired);
+            let stabilized = w.recommendations.iter().map(|r| r.1).max().unwrap_or(desired);
             let current = w.replicas;
             let target = if desired > current {
                 desired.min((current * 2).max(current + 4))
@@ -337,12 +340,8 @@ impl<'a> Sim<'a> {
             };
             w.replicas = target;
             match target.cmp(&current) {
-                std::cmp::Ordering::Greater => {
-                    (current..target).for_each(|_| self.create_pod(wi, now))
-                }
-                std::cmp::Ordering::Less => {
-                    self.remove_replicas(wi, (current - target) as usize, now)
-                }
+                std::cmp::Ordering::Greater => (current..target).for_each(|_| self.create_pod(wi, now)),
+                std::cmp::Ordering::Less => self.remove_replicas(wi, (current - target) as usize, now),
                 std::cmp::Ordering::Equal => {}
             }
         }
@@ -370,8 +369,7 @@ impl<'a> Sim<'a> {
     fn remove_replicas(&mut self, workload: usize, n: usize, now: Time) {
         let mut order: Vec<usize> = (0..self.snap.pods.len())
             .filter(|&i| {
-                self.meta[i].workload == workload
-                    && self.snap.pods[i].owner == OwnerKind::ReplicaSet
+                self.meta[i].workload == workload && self.snap.pods[i].owner == OwnerKind::ReplicaSet
             })
             .collect();
         order.sort_by_key(|&i| {
@@ -406,12 +404,7 @@ impl<'a> Sim<'a> {
         for m in ready {
             let machine = &self.machines[m];
             let pool = &self.pools[machine.pool];
-            let mut node = Node::new(
-                &machine.name,
-                Some(&pool.name),
-                pool.template.allocatable,
-                now,
-            );
+            let mut node = Node::new(&machine.name, Some(&pool.name), pool.template.allocatable, now);
             node.labels = pool.template.labels.clone();
             node.taints = pool.template.taints.clone();
             self.snap.in_flight.retain(|f| f.name != machine.name);
@@ -437,8 +430,7 @@ impl<'a> Sim<'a> {
         if !self.deletions.iter().any(|(at, _)| *at <= now) {
             return false;
         }
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.deletions.drain(..).partition(|(at, _)| *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) = self.deletions.drain(..).partition(|(at, _)| *at <= now);
         self.deletions = later;
         for (_, name) in due {
             self.snap.nodes.retain(|n| n.name != name);
@@ -503,9 +495,7 @@ impl<'a> Sim<'a> {
                     pod.node_name = Some(nodes[i].name.clone());
                     pod.phase = PodPhase::Running;
                     pod.unschedulable_since = None;
-                    self.result
-                        .waits
-                        .push(now.since(meta.created_at).as_secs_f64());
+                    self.result.waits.push(now.since(meta.created_at).as_secs_f64());
                     self.pending -= 1;
                 }
                 None if pod.unschedulable_since.is_none() => {
@@ -564,12 +554,8 @@ impl<'a> Sim<'a> {
                 mem_used += pod.requests.memory_bytes as f64 * 0.8;
             }
         }
-        self.snap
-            .cpu
-            .push(now, Some((cpu_used / cpu_total).min(1.0)));
-        self.snap
-            .memory
-            .push(now, Some((mem_used / mem_total).min(1.0)));
+        self.snap.cpu.push(now, Some((cpu_used / cpu_total).min(1.0)));
+        self.snap.memory.push(now, Some((mem_used / mem_total).min(1.0)));
         self.snap.cpu.trim(now, keep);
         self.snap.memory.trim(now, keep);
         for s in self.snap.custom.values_mut() {
@@ -635,9 +621,7 @@ impl<'a> Sim<'a> {
     fn finish(mut self, end: Time) -> RunResult {
         for (pod, meta) in self.snap.pods.iter().zip(&self.meta) {
             if pod.node_name.is_none() {
-                self.result
-                    .waits
-                    .push(end.since(meta.created_at).as_secs_f64());
+                self.result.waits.push(end.since(meta.created_at).as_secs_f64());
             }
         }
         for m in &self.machines {

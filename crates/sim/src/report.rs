@@ -44,12 +44,7 @@ impl Summary {
             scale_down_events: r.scale_down_events,
             nodes_removed: r.nodes_removed,
             peak_nodes: r.nodes_per_minute.iter().copied().max().unwrap_or(0),
-            mean_nodes: r
-                .nodes_per_minute
-                .iter()
-                .map(|&n| f64::from(n))
-                .sum::<f64>()
-                / minutes,
+            mean_nodes: r.nodes_per_minute.iter().map(|&n| f64::from(n)).sum::<f64>() / minutes,
         }
     }
 }
@@ -65,7 +60,8 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// The comparison as a fixed-width text table, policies as columns.
 pub fn table(summaries: &[Summary]) -> String {
-    let rows: Vec<(&str, Box<dyn Fn(&Summary) -> String>)> = vec![
+    type Cell = Box<dyn Fn(&Summary) -> String>;
+    let rows: Vec<(&str, Cell)> = vec![
         ("node-hours", Box::new(|s| format!("{:.1}", s.node_hours))),
         ("cost ($)", Box::new(|s| format!("{:.2}", s.cost))),
         (

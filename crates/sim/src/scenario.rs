@@ -124,12 +124,7 @@ mod tests {
         let web = &a.series["web"];
         assert_eq!(web.len(), 1440);
         let at = |h: u64| web[(h * 60) as usize].1;
-        assert!(
-            at(3) < 0.5 && at(12) > 0.6,
-            "night {} noon {}",
-            at(3),
-            at(12)
-        );
+        assert!(at(3) < 0.5 && at(12) > 0.6, "night {} noon {}", at(3), at(12));
         let ratio = web[19 * 60 + 30].1 / web[18 * 60 + 50].1;
         assert!((8.5..11.5).contains(&ratio), "flash sale ratio {ratio}");
         for s in SCENARIOS {

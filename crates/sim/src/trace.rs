@@ -91,10 +91,7 @@ impl Trace {
             let time: u64 = fields[time_col].parse().map_err(|_| {
                 bad(
                     line,
-                    format!(
-                        "time_s {:?} is not a whole number of seconds",
-                        fields[time_col]
-                    ),
+                    format!("time_s {:?} is not a whole number of seconds", fields[time_col]),
                 )
             })?;
             let value: f64 = fields[value_col]
@@ -229,9 +226,7 @@ mod tests {
         }
         assert_eq!(
             Trace::parse("t.csv", "# nothing\n"),
-            Err(TraceError::Empty {
-                file: "t.csv".into()
-            })
+            Err(TraceError::Empty { file: "t.csv".into() })
         );
     }
 }

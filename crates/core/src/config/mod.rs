@@ -137,10 +137,7 @@ impl Validator<'_> {
     fn duration(&mut self, path: &str, s: &str) -> Duration {
         let s = s.trim();
         if s.starts_with('-') {
-            self.error(
-                path,
-                format!("negative duration {s:?}: must be zero or more"),
-            );
+            self.error(path, format!("negative duration {s:?}: must be zero or more"));
             return Duration::ZERO;
         }
         match humantime::parse_duration(s) {
@@ -165,13 +162,7 @@ impl Validator<'_> {
     }
 
     /// Exactly one of a `_file` / `_env` pair, for secrets.
-    fn secret_source(
-        &mut self,
-        path: &str,
-        file: &Option<String>,
-        env: &Option<String>,
-        what: &str,
-    ) {
+    fn secret_source(&mut self, path: &str, file: &Option<String>, env: &Option<String>, what: &str) {
         match (file, env) {
             (Some(_), Some(_)) => self.error(path, format!("set only one of {what}_file and {what}_env")),
             (None, None) => self.error(
@@ -354,8 +345,7 @@ fn check_metrics(m: &MetricsConfig, v: &mut Validator<'_>) {
                 &format!("{path}.name"),
                 format!("{:?} must be lowercase letters, digits and '_'", rule.name),
             );
-        } else if matches!(rule.name.as_str(), "cpu" | "memory") || !seen.insert(rule.name.as_str())
-        {
+        } else if matches!(rule.name.as_str(), "cpu" | "memory") || !seen.insert(rule.name.as_str()) {
             v.error(
                 &format!("{path}.name"),
                 format!("duplicate signal name {:?}", rule.name),
@@ -383,7 +373,10 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
     if !is_dns_label(&p.name) || p.name.len() > 40 {
         v.error(
             &format!("{path}.name"),
-            format!("{:?} must be a DNS label of at most 40 characters (lowercase letters, digits, '-')", p.name),
+            format!(
+                "{:?} must be a DNS label of at most 40 characters (lowercase letters, digits, '-')",
+                p.name
+            ),
         );
     }
     if p.min > p.max {
@@ -473,10 +466,7 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
                 v.error(&format!("{path}.region"), "must not be empty");
             }
             if a.subnets.is_empty() {
-                v.error(
-                    &format!("{path}.subnets"),
-                    "at least one subnet is required",
-                );
+                v.error(&format!("{path}.subnets"), "at least one subnet is required");
             }
             match (&a.launch_template, &a.ami) {
                 (None, None) => v.error(&path, "set launch_template, or ami with instance_types"),
@@ -489,11 +479,7 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
         }
         ProviderConfig::Exec(e) => {
             let path = format!("{path}.exec");
-            for (key, cmd) in [
-                ("create", &e.create),
-                ("delete", &e.delete),
-                ("list", &e.list),
-            ] {
+            for (key, cmd) in [("create", &e.create), ("delete", &e.delete), ("list", &e.list)] {
                 if cmd.trim().is_empty() {
                     v.error(&format!("{path}.{key}"), "must not be empty");
                 }
@@ -514,6 +500,5 @@ fn is_dns_label(s: &str) -> bool {
 
 /// The effective configuration as YAML (what `k3scale validate` prints).
 pub fn to_yaml(config: &Config) -> String {
-    serde_saphyr::to_string(config)
-        .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    serde_saphyr::to_string(config).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
 }

@@ -386,17 +386,9 @@ impl Default for StateConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretUrlConfig {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "webhook_url_file"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "webhook_url_file")]
     pub url_file: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "webhook_url_env"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "webhook_url_env")]
     pub url_env: Option<String>,
 }
 

@@ -1,0 +1,121 @@
+//! The binary as users run it.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn k3scale(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_k3scale"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("k3scale-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn simulate_default_prints_the_comparison_and_writes_a_chart() {
+    let dir = temp_dir("sim");
+    let chart = dir.join("chart.svg");
+    let out = k3scale(&["simulate", "--chart", chart.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "k3scale",
+        "threshold-2m",
+        "fixed-peak",
+        "node-hours",
+        "p95 wait (s)",
+        "k3scale vs fixed-peak:",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("k3scale (nodes)") && svg.contains("<polyline"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn simulate_json_is_machine_readable() {
+    let dir = temp_dir("json");
+    let chart = dir.join("c.svg");
+    let out = k3scale(&[
+        "simulate",
+        "--scenario",
+        "spikes",
+        "--output",
+        "json",
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scenario"], "spikes");
+    let policies: Vec<_> = v["summaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["policy"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(policies, ["k3scale", "threshold-2m", "fixed-peak"]);
+    assert!(v["summaries"][0]["node_hours"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn simulate_rejects_unknown_scenarios_and_bad_traces() {
+    let out = k3scale(&["simulate", "--scenario", "black-friday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unknown scenario \"black-friday\" (built in: flash-sale")
+    );
+    let dir = temp_dir("trace");
+    let trace = dir.join("bad.csv");
+    std::fs::write(&trace, "time_s,cpu\n0,1\n60,lots\n").unwrap();
+    let out = k3scale(&["simulate", "--trace", trace.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:3: demand \"lots\" is not a number"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn validate_prints_effective_config_or_every_error() {
+    let dir = temp_dir("validate");
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, "pools:\n  - name: w\n    template: { cpu: \"2\", memory: 4Gi }\n    provider: { exec: { create: c, delete: d, list: l } }\n").unwrap();
+    let out = k3scale(&["validate", "-c", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("cpu_above: 0.7") && stdout.contains("cooldown: 10m"),
+        "{stdout}"
+    );
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "pools:\n  - name: w\n    min: 4\n    max: 2\n    template: { cpu: \"2\", memory: 4Gi }\n    provider: { exec: { create: c, delete: d, list: l } }\n").unwrap();
+    let out = k3scale(&["validate", "-c", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{}:3: pools[0].min: min (4) is greater than max (2)",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn validate_accepts_the_shipped_example() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/config/default.yaml");
+    assert!(k3scale(&["validate", "-c", path]).status.success());
+}

@@ -1,0 +1,93 @@
+//! End-to-end simulations through the real policy.
+#![allow(clippy::unwrap_used)]
+
+use k3scale_core::config::{DEFAULT_CONFIG, load};
+use k3scale_sim::{Comparison, SimOptions, Trace, compare, scenario};
+
+fn default_run(trace: &Trace, name: &str) -> Comparison {
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    compare(
+        name,
+        trace,
+        &loaded.policy,
+        loaded.interval,
+        &SimOptions::default(),
+        &mut |_| {},
+    )
+}
+
+#[test]
+fn default_scenario_meets_the_promise() {
+    let trace = scenario::find(scenario::DEFAULT_SCENARIO).unwrap().trace(42);
+    let c = default_run(&trace, "flash-sale");
+    let k = c.summary("k3scale").unwrap();
+    let plain = c.summary("threshold-2m").unwrap();
+    let fixed = c.summary("fixed-peak").unwrap();
+    assert!(c.saving_vs("fixed-peak").unwrap() >= 40.0, "{:#?}", c.summaries);
+    assert!(
+        k.max_wait_past_boot_s <= 60.0,
+        "k3scale pods waited {}s past boot",
+        k.max_wait_past_boot_s
+    );
+    assert!(k.cost < plain.cost, "cost {} vs {}", k.cost, plain.cost);
+    assert!(k.pod_seconds_unschedulable < plain.pod_seconds_unschedulable);
+    assert!(k.max_wait_s < plain.max_wait_s && k.p95_wait_s <= plain.p95_wait_s);
+    // The fixed cluster is sized for the peak: nothing waits, and k3scale reached the same peak.
+    assert_eq!(fixed.pod_seconds_unschedulable, 0.0);
+    assert!(
+        k.peak_nodes <= 10 && k.peak_nodes >= fixed.peak_nodes - 1,
+        "{} vs {}",
+        k.peak_nodes,
+        fixed.peak_nodes
+    );
+}
+
+#[test]
+fn every_scenario_stays_within_bounds_and_is_deterministic() {
+    for s in scenario::SCENARIOS {
+        let trace = s.trace(7);
+        let a = default_run(&trace, s.name);
+        let b = default_run(&trace, s.name);
+        assert_eq!(a.summaries, b.summaries, "{} is not deterministic", s.name);
+        for run in &a.runs[..2] {
+            // Nodes alive includes ones still draining, never more than max + the step being drained.
+            assert!(
+                run.nodes_per_minute.iter().all(|&n| (2..=11).contains(&n)),
+                "{} {}",
+                s.name,
+                run.name
+            );
+        }
+        assert!(
+            a.saving_vs("fixed-peak").unwrap() > -1.0,
+            "{}: {:#?}",
+            s.name,
+            a.summaries
+        );
+    }
+}
+
+#[test]
+fn nasa_trace_replays_end_to_end() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../traces/nasa-1995-http.csv");
+    let text = std::fs::read_to_string(path).unwrap();
+    let trace = Trace::parse("nasa-1995-http.csv", &text).unwrap().scaled(32.0);
+    assert_eq!(trace.series["web"].len(), 84_333);
+    let c = default_run(&trace, "nasa");
+    assert!((c.hours - 1405.55).abs() < 0.1, "{}", c.hours);
+    let k = c.summary("k3scale").unwrap();
+    assert!(c.saving_vs("fixed-peak").unwrap() >= 40.0, "{:#?}", c.summaries);
+    assert!(c.saving_vs("threshold-2m").unwrap() > 0.0, "{:#?}", c.summaries);
+    assert!(k.max_wait_past_boot_s <= 60.0, "{:#?}", k);
+    assert!(k.max_wait_s < c.summary("threshold-2m").unwrap().max_wait_s);
+}
+
+#[test]
+fn replica_traces_bypass_the_hpa() {
+    let trace = Trace::parse("r.csv", "time_s,replicas\n0,2\n600,30\n1800,2\n3600,2\n").unwrap();
+    let c = default_run(&trace, "replicas");
+    let k = c.summary("k3scale").unwrap();
+    // 30 replicas of 250m on 2-CPU nodes (7 per node with the DaemonSet pod) need 5 nodes.
+    assert_eq!(k.peak_nodes, 5, "{k:#?}");
+    assert_eq!(c.summary("fixed-peak").unwrap().peak_nodes, 5);
+}
