@@ -357,7 +357,8 @@ fn scale_down_never_goes_below_min() {
 #[test]
 fn scale_down_blockers_are_honoured_and_explained() {
     let w = workers();
-    let cases: Vec<(Box<dyn Fn(&mut k3scale_core::Pod)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut k3scale_core::Pod)>;
+    let cases: Vec<(Mutation, &str)> = vec![
         (
             Box::new(|p| {
                 p.annotations.insert(DO_NOT_DISRUPT.into(), "true".into());

@@ -80,9 +80,9 @@ fn world() -> impl Strategy<Value = World> {
                 s.pdbs = BTreeMap::from([("db".to_string(), u32::from(budget % 3))]);
                 s.last_scale_up = up_ago.map(|a| NOW.saturating_sub(Duration::from_secs(a)));
                 s.last_scale_down = down_ago.map(|a| NOW.saturating_sub(Duration::from_secs(a)));
-                for i in 0..in_flight.min(pools.len()) {
+                for (i, p) in pools.iter().take(in_flight).enumerate() {
                     s.in_flight.push(InFlight {
-                        pool: pools[i].name.clone(),
+                        pool: p.name.clone(),
                         name: format!("boot-{i}"),
                         launched_at: NOW,
                     });
