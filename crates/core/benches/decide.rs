@@ -1,0 +1,126 @@
+//! Planner performance targets from DESIGN.md / the foundation issue:
+//! 10,000 pending pods vs 1,000 nodes and 20 pools in < 100 ms;
+//! scale-down evaluation of 1,000 nodes / 30,000 pods in < 200 ms.
+#![allow(clippy::unwrap_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use k3scale_core::model::{Taint, TaintEffect, Toleration, TolerationOperator};
+use k3scale_core::testkit::*;
+use k3scale_core::{Policy, Time, decide};
+use std::hint::black_box;
+
+const NOW: Time = Time::from_secs(100_000);
+
+/// 20 pools: 4 sizes × 5 zones, one tainted size; max high enough to take everything.
+fn pools() -> Vec<k3scale_core::Pool> {
+    let mut out = Vec::new();
+    for (i, (cpu, mem_gi, price)) in [
+        (2000, 4, 0.04),
+        (4000, 16, 0.09),
+        (8000, 32, 0.17),
+        (16000, 64, 0.34),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for zone in 0..5 {
+            let mut p = pool(&format!("s{i}-z{zone}"), 0, 5000, cpu, mem_gi * GI, price);
+            p.template.labels.insert("zone".into(), format!("z{zone}"));
+            if i == 3 {
+                p.template.taints.push(Taint {
+                    key: "big".into(),
+                    value: String::new(),
+                    effect: TaintEffect::NoSchedule,
+                });
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn pending_world() -> (k3scale_core::Snapshot, Policy) {
+    let pools = pools();
+    let nodes: Vec<_> = (0..1000)
+        .map(|i| node_of(&pools[i % 20], &format!("n{i}")))
+        .collect();
+    // Existing nodes are nearly full: 1800m of every 2000m+ node used.
+    let mut pods: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| running(&format!("r{i}"), &n.name, n.template_cpu(), GI))
+        .collect();
+    let shapes = [
+        (100, 128),
+        (250, 256),
+        (500, 512),
+        (1000, 2048),
+        (2000, 4096),
+        (3000, 8192),
+    ];
+    for i in 0..10_000 {
+        let (cpu, mem) = shapes[i % shapes.len()];
+        let mut p = pending(&format!("p{i}"), cpu, mem * MI, NOW);
+        if i % 7 == 0 {
+            p.node_selector.insert("zone".into(), format!("z{}", i % 5));
+        }
+        if i % 11 == 0 {
+            p.tolerations.push(Toleration {
+                key: "big".into(),
+                operator: TolerationOperator::Exists,
+                ..Default::default()
+            });
+        }
+        pods.push(p);
+    }
+    (snapshot(nodes, pods, 0.6, 0.5, NOW), Policy::new(pools))
+}
+
+fn scale_down_world() -> (k3scale_core::Snapshot, Policy) {
+    let pools = pools();
+    let nodes: Vec<_> = (0..1000)
+        .map(|i| node_of(&pools[i % 5], &format!("n{i}")))
+        .collect();
+    let mut pods = Vec::with_capacity(30_000);
+    for (i, n) in nodes.iter().enumerate() {
+        // Every tenth node is light (a scale-down candidate), the rest are busy.
+        let cpu = if i % 10 == 0 { 10 } else { 50 };
+        for j in 0..30 {
+            pods.push(running(&format!("p{i}-{j}"), &n.name, cpu, 32 * MI));
+        }
+    }
+    (snapshot(nodes, pods, 0.1, 0.2, NOW), Policy::new(pools))
+}
+
+trait TemplateCpu {
+    fn template_cpu(&self) -> u64;
+}
+
+impl TemplateCpu for k3scale_core::Node {
+    fn template_cpu(&self) -> u64 {
+        self.allocatable.cpu_milli - 200
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let (s, p) = pending_world();
+    let d = decide(&s, &p, NOW);
+    assert!(d.nodes_added() > 0);
+    c.bench_function("decide: 10k pending pods, 1k nodes, 20 pools", |b| {
+        b.iter(|| decide(black_box(&s), black_box(&p), NOW))
+    });
+
+    let (s, p) = scale_down_world();
+    let d = decide(&s, &p, NOW);
+    assert!(!d.scale_down.is_empty(), "{:?}", d.reasons);
+    c.bench_function("decide: scale-down of 1k nodes / 30k pods", |b| {
+        b.iter(|| decide(black_box(&s), black_box(&p), NOW))
+    });
+}
+
+criterion_group! {
+    name = planner;
+    config = Criterion::default().sample_size(20);
+    targets = benches
+}
+criterion_main!(planner);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs, then
+# checks formatting and lints, runs every test (unit, property, config,
+# simulator end to end including the NASA 1995 trace, CLI), checks that the
+# benchmarks build, and runs the README's main command once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+fi
+cargo --version
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "benchmarks compile"
+cargo bench --workspace --locked --no-run
+
+step "README main command: k3scale simulate (default scenario)"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cargo run --release --locked -q -p k3scale -- simulate --chart "$out/chart.svg" | tee "$out/table.txt"
+grep -q "k3scale vs fixed-peak" "$out/table.txt"
+test -s "$out/chart.svg"
+
+step "all checks passed"
