@@ -3,6 +3,8 @@
 use crate::decision::{Decision, Reason};
 use crate::model::Pod;
 use crate::policy::{PendingPods, Policy};
+use crate::quantity::Resources;
+use crate::scheduling::check_constraints;
 use crate::snapshot::{Series, Snapshot};
 use crate::time::Time;
 use crate::window::{Unavailable, window_mean};
@@ -59,6 +61,8 @@ pub(crate) struct Context<'a> {
     pub decision: Decision,
     /// Nodes (Ready or not) plus machines in flight, per configured pool.
     pub sizes: BTreeMap<String, u32>,
+    /// What a new node of each pool has free once its DaemonSet pods run.
+    pub room: BTreeMap<String, Resources>,
     unavailable_noted: HashSet<String>,
 }
 
@@ -77,14 +81,33 @@ impl<'a> Context<'a> {
                 *size += 1;
             }
         }
+        let room = policy
+            .pools
+            .iter()
+            .map(|p| {
+                let t = &p.template;
+                let daemons = snapshot
+                    .daemonsets
+                    .iter()
+                    .filter(|ds| check_constraints(ds, &t.labels, &t.taints).is_ok())
+                    .fold(Resources::ZERO, |sum, ds| sum + ds.requests);
+                (p.name.clone(), t.allocatable.saturating_sub(&daemons))
+            })
+            .collect();
         Context {
             snapshot,
             policy,
             now,
             decision: Decision::new(now, policy.dry_run),
             sizes,
+            room,
             unavailable_noted: HashSet::new(),
         }
+    }
+
+    /// Free capacity of a new node of `pool` (allocatable minus DaemonSets).
+    pub fn room(&self, pool: &str) -> Resources {
+        self.room.get(pool).copied().unwrap_or_default()
     }
 
     pub fn size(&self, pool: &str) -> u32 {

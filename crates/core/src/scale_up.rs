@@ -83,7 +83,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         .map(|p| Target {
             labels: &p.template.labels,
             taints: &p.template.taints,
-            free: p.template.allocatable,
+            free: ctx.room(&p.name),
         })
         .collect();
     let placed = pack(&rest, &mut in_flight);
@@ -105,7 +105,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             .filter_map(|(i, pool)| {
                 let headroom = pool.max.saturating_sub(ctx.size(&pool.name));
                 let t = &pool.template;
-                let est = estimate_new_nodes(&rest, &t.labels, &t.taints, &t.allocatable, headroom);
+                let est = estimate_new_nodes(&rest, &t.labels, &t.taints, &ctx.room(&pool.name), headroom);
                 (!est.placed.is_empty()).then_some((i, *pool, est))
             })
             .min_by(|a, b| compare_options(ctx.policy.expander, (a.1, &a.2), (b.1, &b.2)));
@@ -152,7 +152,7 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
         let mut fits_some = None;
         for pool in &ctx.policy.pools {
             let t = &pool.template;
-            match check_shape(pod, &t.labels, &t.taints, &t.allocatable) {
+            match check_shape(pod, &t.labels, &t.taints, &ctx.room(&pool.name)) {
                 Ok(()) => {
                     fits_some.get_or_insert(pool);
                 }
@@ -178,7 +178,7 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
     }
     for (pool, pods) in at_max {
         let t = &pool.template;
-        let wanted = estimate_new_nodes(&pods, &t.labels, &t.taints, &t.allocatable, u32::MAX).nodes;
+        let wanted = estimate_new_nodes(&pods, &t.labels, &t.taints, &ctx.room(&pool.name), u32::MAX).nodes;
         ctx.decision.reasons.push(Reason::AtMaxCapacity {
             pool: pool.name.clone(),
             max: pool.max,

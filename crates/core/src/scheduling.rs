@@ -34,7 +34,7 @@ impl fmt::Display for Unfit {
             Unfit::TooLarge { resources } => {
                 write!(
                     f,
-                    "requests more {} than a whole node has",
+                    "requests more {} than a new node has free",
                     resources.join(" and ")
                 )
             }

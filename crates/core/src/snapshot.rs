@@ -47,6 +47,9 @@ pub struct InFlight {
 pub struct Snapshot {
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
+    /// One pod template per DaemonSet: each new node runs those that match it,
+    /// so they take room on nodes not launched yet.
+    pub daemonsets: Vec<Pod>,
     /// PodDisruptionBudget name → disruptions currently allowed.
     pub pdbs: BTreeMap<String, u32>,
     pub in_flight: Vec<InFlight>,

@@ -192,7 +192,7 @@ fn pods_that_fit_no_pool_are_reported_with_why_and_not_scaled_for() {
     assert_eq!(d.nodes_added(), 0);
     let text = reasons(&d);
     assert!(
-        text.contains("ml/huge") && text.contains("requests more cpu than a whole node has"),
+        text.contains("ml/huge") && text.contains("requests more cpu than a new node has free"),
         "{text}"
     );
     assert!(text.contains("node selector gpu=true not matched"), "{text}");
@@ -568,4 +568,27 @@ fn one_by_one_policy_removes_exactly_one_node_per_step() {
     let d = decide(&snapshot(nodes, busy, 0.05, 0.1, NOW), &policy, NOW);
     assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
     assert!(!d.scale_down[0].empty);
+}
+
+#[test]
+fn daemonsets_take_room_on_new_nodes() {
+    let full = vec![
+        running("x", "w0", 2000, GI),
+        running("y", "w1", 2000, GI),
+        running("z", "w2", 2000, GI),
+    ];
+    let mut pods = full;
+    pods.extend((0..8).map(|i| pending(&format!("p{i}"), 250, 128 * MI, NOW)));
+    let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    // Eight 250m pods fill one empty 2-CPU node exactly...
+    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
+    // ...but not once a DaemonSet puts a 100m pod on every node.
+    let mut ds = k3scale_core::Pod::new("kube-system", "svclb", k3scale_core::Resources::pod(100, 64 * MI));
+    ds.owner = OwnerKind::DaemonSet;
+    s.daemonsets.push(ds.clone());
+    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 2);
+    // A DaemonSet that selects other nodes takes no room on these.
+    ds.node_selector.insert("gpu".into(), "true".into());
+    s.daemonsets = vec![ds];
+    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
 }

@@ -253,11 +253,16 @@ impl<'a> Sim<'a> {
                 demand: 0.0,
             })
             .collect();
+        let mut daemonset = Pod::new("kube-system", "svclb", opts.daemonset);
+        daemonset.owner = OwnerKind::DaemonSet;
         Sim {
             opts,
             unit: trace.unit,
             pools,
-            snap: Snapshot::default(),
+            snap: Snapshot {
+                daemonsets: vec![daemonset],
+                ..Snapshot::default()
+            },
             meta: Vec::new(),
             machines: Vec::new(),
             booting: Vec::new(),
