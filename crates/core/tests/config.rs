@@ -208,3 +208,34 @@ fn yaml_syntax_error_has_a_line() {
     let e = errors("pools:\n  - name: [unclosed\n");
     assert!(e[0].starts_with("k3scale.yaml:"), "{}", e[0]);
 }
+
+#[test]
+fn missing_keys_name_the_mapping_they_are_missing_from() {
+    let e = errors("pools:\n  - name: w\n    provider: { exec: { create: c, delete: d, list: l } }\n");
+    assert_eq!(e, vec!["k3scale.yaml:3: pools[0]: missing field `template`"]);
+    let e = errors(
+        "pools:\n  - name: w\n    template: {}\n    provider: { exec: { create: c, delete: d, list: l } }\n",
+    );
+    assert!(
+        e[0].starts_with("k3scale.yaml:3: pools[0].template: missing field `cpu`"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn provider_must_be_exactly_one() {
+    for provider in [
+        "{}",
+        "{ exec: { create: c, delete: d, list: l }, docker: { network: x } }",
+    ] {
+        let e = errors(&format!(
+            "pools:\n  - name: w\n    template: {{ cpu: \"2\", memory: 4Gi }}\n    provider: {provider}\n"
+        ));
+        assert_eq!(
+            e,
+            vec!["k3scale.yaml:4: pools[0].provider: set exactly one provider: docker, aws_ec2 or exec"],
+            "{provider}"
+        );
+    }
+}

@@ -73,24 +73,7 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
     let config: Config = if text.trim().is_empty() {
         Config::default()
     } else {
-        serde_saphyr::from_str(text).map_err(|e| {
-            let (line, path) = match e.location() {
-                Some(loc) => (
-                    Some(loc.line() as usize),
-                    index
-                        .path_at(loc.line() as usize, loc.column() as usize)
-                        .unwrap_or_default()
-                        .to_string(),
-                ),
-                None => (None, String::new()),
-            };
-            ConfigErrors(vec![ConfigError {
-                file: file.to_string(),
-                path,
-                line,
-                message: strip_location(&e.without_snippet().to_string()),
-            }])
-        })?
+        serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![deserialize_error(file, &index, &e)]))?
     };
     let mut v = Validator {
         file,
@@ -107,6 +90,43 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
         })
     } else {
         Err(ConfigErrors(v.errors))
+    }
+}
+
+/// A deserializer error as a `ConfigError`, with the key path recovered from
+/// the error's position and serde's wording made plain where it is obscure.
+fn deserialize_error(file: &str, index: &YamlIndex, e: &serde_saphyr::Error) -> ConfigError {
+    let mut message = strip_location(&e.without_snippet().to_string());
+    let Some(loc) = e.location() else {
+        return ConfigError {
+            file: file.to_string(),
+            path: String::new(),
+            line: None,
+            message,
+        };
+    };
+    let (line, column) = (loc.line() as usize, loc.column() as usize);
+    let entry = index.entry_at(line, column);
+    let mut path = entry.map_or("", |e| e.path.as_str());
+    // A missing field is reported at the last key read from its mapping (or
+    // at the start of an empty mapping): name the mapping itself.
+    if message.starts_with("missing field") && entry.is_some_and(|e| (e.line, e.column) == (line, column)) {
+        path = yaml_index::parent(path);
+    }
+    let in_provider = path.ends_with(".provider") || yaml_index::parent(path).ends_with(".provider");
+    if in_provider && message.contains("enum") {
+        path = if path.ends_with(".provider") {
+            path
+        } else {
+            yaml_index::parent(path)
+        };
+        message = "set exactly one provider: docker, aws_ec2 or exec".to_string();
+    }
+    ConfigError {
+        file: file.to_string(),
+        path: path.to_string(),
+        line: Some(line),
+        message,
     }
 }
 

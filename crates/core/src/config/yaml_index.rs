@@ -103,14 +103,23 @@ impl YamlIndex {
         }
     }
 
-    /// The key path of the last node starting at or before a position.
-    pub fn path_at(&self, line: usize, column: usize) -> Option<&str> {
+    /// The last key (or sequence item) starting at or before a position.
+    pub fn entry_at(&self, line: usize, column: usize) -> Option<&Entry> {
         self.entries
             .iter()
             .filter(|e| (e.line, e.column) <= (line, column))
             .max_by_key(|e| (e.line, e.column))
-            .map(|e| e.path.as_str())
     }
+
+    /// The key path of the last node starting at or before a position.
+    pub fn path_at(&self, line: usize, column: usize) -> Option<&str> {
+        self.entry_at(line, column).map(|e| e.path.as_str())
+    }
+}
+
+/// `pools[1].max` → `pools[1]`; `pools[1]` → `pools`; `cluster` → ``.
+pub fn parent(path: &str) -> &str {
+    path.rfind(['.', '[']).map_or("", |i| &path[..i])
 }
 
 #[cfg(test)]
@@ -130,5 +139,8 @@ mod tests {
         // Missing keys fall back to their parent.
         assert_eq!(idx.line_of("pools[1].min"), Some(7));
         assert_eq!(idx.path_at(6, 10), Some("pools[0].max"));
+        assert_eq!(parent("pools[1].template.cpu"), "pools[1].template");
+        assert_eq!(parent("pools[1]"), "pools");
+        assert_eq!(parent("cluster"), "");
     }
 }
