@@ -101,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let bar = ProgressBar::new(1000);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {percent}% {elapsed}")
+        ProgressStyle::with_template("{msg} [{wide_bar}] {percent:>3}%")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("simulating {label}"));

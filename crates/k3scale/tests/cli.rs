@@ -66,6 +66,20 @@ fn simulate_json_is_machine_readable() {
         .collect();
     assert_eq!(policies, ["k3scale", "threshold-2m", "fixed-peak"]);
     assert!(v["summaries"][0]["node_hours"].as_f64().unwrap() > 0.0);
+    // Every k3scale scale event says why.
+    let events = v["events"]["k3scale"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| !e["reasons"].as_array().unwrap().is_empty())
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reasons"].to_string().contains("bin-packed onto")),
+        "{events:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

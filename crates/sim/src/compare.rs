@@ -1,11 +1,12 @@
 //! The three contenders every simulation compares.
 
-use crate::engine::{Contender, RunResult, SimOptions, run};
+use crate::engine::{Contender, RunResult, ScaleEvent, SimOptions, run};
 use crate::report::Summary;
 use crate::trace::{DemandUnit, Trace};
 use k3scale_core::policy::PendingPods;
 use k3scale_core::{Policy, Resources};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How often cron-run threshold scripts evaluate their rules.
@@ -81,6 +82,8 @@ pub struct Comparison {
     pub hours: f64,
     pub peak_demand_cores: f64,
     pub summaries: Vec<Summary>,
+    /// Policy name → its scale events with reasons.
+    pub events: BTreeMap<String, Vec<ScaleEvent>>,
     #[serde(skip)]
     pub runs: Vec<RunResult>,
 }
@@ -120,6 +123,7 @@ pub fn compare(
         hours: trace.duration().as_secs_f64() / 3600.0,
         peak_demand_cores: first.map_or(0.0, |r| r.demand_per_minute.iter().copied().fold(0.0, f64::max)),
         summaries: runs.iter().map(Summary::of).collect(),
+        events: runs.iter().map(|r| (r.name.clone(), r.events.clone())).collect(),
         runs,
     }
 }

@@ -2,11 +2,12 @@
 //! least-allocated scheduler, booting and draining nodes, and the autoscaler
 //! under test calling the real `decide`.
 
+use crate::clock::VirtualClock;
 use crate::trace::{Cursor, DemandUnit, Trace};
 use k3scale_core::model::{Node, OwnerKind, Pod, PodPhase, Pool};
 use k3scale_core::scheduling::check_constraints;
 use k3scale_core::snapshot::{InFlight, Snapshot};
-use k3scale_core::{Policy, Resources, Time, decide};
+use k3scale_core::{Clock, Decision, Policy, Resources, Time, decide};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -126,6 +127,17 @@ pub struct RunResult {
     /// Total CPU demand (cores) at each minute.
     pub demand_per_minute: Vec<f64>,
     pub boot_time: Duration,
+    /// Every decision that changed the node count, with its reasons.
+    pub events: Vec<ScaleEvent>,
+}
+
+/// One acted-on decision, as the daemon would log it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScaleEvent {
+    pub at_s: u64,
+    pub added: u32,
+    pub removed: u32,
+    pub reasons: Vec<String>,
 }
 
 struct Machine {
@@ -190,21 +202,19 @@ pub fn run(
         }
     }
     let end = Time::ZERO + trace.duration();
-    let tick = opts.tick;
-    let mut now = Time::ZERO;
+    let mut clock = VirtualClock::new(Time::ZERO);
     let mut last_reconcile: Option<Time> = None;
     let mut last_progress = 0.0;
-    while now < end {
-        let secs = now.as_millis() / 1000;
-        let hpa_due = now.as_millis().is_multiple_of(millis(opts.hpa_interval));
-        sim.update_demand(secs);
-        if hpa_due {
+    while clock.now() < end {
+        let now = clock.now();
+        sim.update_demand(now.as_millis() / 1000);
+        if clock.on_multiple_of(opts.hpa_interval) {
             sim.hpa(now);
         }
         let mut changed = sim.nodes_ready(now);
         changed |= sim.finish_deletions(now);
         changed |= sim.schedule(now);
-        if now.as_millis().is_multiple_of(millis(opts.scrape_interval)) {
+        if clock.on_multiple_of(opts.scrape_interval) {
             sim.scrape(now);
         }
         if let Contender::Autoscaler {
@@ -221,21 +231,17 @@ pub fn run(
                 sim.apply(&decision, now);
             }
         }
-        if now.as_millis().is_multiple_of(60_000) {
+        if clock.on_multiple_of(Duration::from_secs(60)) {
             sim.sample_minute();
         }
-        now = now + tick;
-        let done = now.as_millis() as f64 / end.as_millis().max(1) as f64;
+        clock.advance(opts.tick);
+        let done = clock.now().as_millis() as f64 / end.as_millis().max(1) as f64;
         if done - last_progress >= 0.01 {
             progress(done.min(1.0));
             last_progress = done;
         }
     }
     sim.finish(end)
-}
-
-fn millis(d: Duration) -> u64 {
-    (d.as_millis() as u64).max(1)
 }
 
 impl<'a> Sim<'a> {
@@ -568,7 +574,15 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn apply(&mut self, decision: &k3scale_core::Decision, now: Time) {
+    fn apply(&mut self, decision: &Decision, now: Time) {
+        if !decision.is_noop() {
+            self.result.events.push(ScaleEvent {
+                at_s: now.as_millis() / 1000,
+                added: decision.nodes_added(),
+                removed: decision.scale_down.len() as u32,
+                reasons: decision.reasons.iter().map(ToString::to_string).collect(),
+            });
+        }
         for up in &decision.scale_up {
             let Some(pool) = self.pools.iter().position(|p| p.name == up.pool) else {
                 continue;

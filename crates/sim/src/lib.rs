@@ -3,14 +3,16 @@
 //! peak-sized fixed cluster and plain 2-minute threshold rules.
 
 pub mod chart;
+pub mod clock;
 pub mod compare;
 pub mod engine;
 pub mod report;
 pub mod scenario;
 pub mod trace;
 
+pub use clock::VirtualClock;
 pub use compare::{Comparison, compare, contenders};
-pub use engine::{Contender, RunResult, SimOptions, WorkloadSpec, run};
+pub use engine::{Contender, RunResult, ScaleEvent, SimOptions, WorkloadSpec, run};
 pub use report::Summary;
 pub use scenario::{DEFAULT_SCENARIO, SCENARIOS, Scenario};
 pub use trace::{DemandUnit, Trace, TraceError};
