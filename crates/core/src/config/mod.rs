@@ -11,7 +11,7 @@ pub use yaml_index::YamlIndex;
 
 use crate::model::{Labels, NodeTemplate, POOL_LABEL, Pool};
 use crate::policy::{CustomRule, Policy, ScaleDownRules, ScaleUpRules};
-use crate::quantity::{Resources, parse_cpu, parse_memory};
+use crate::quantity::{QuantityError, Resources, parse_cpu, parse_memory};
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
@@ -168,6 +168,26 @@ impl Validator<'_> {
                     format!("invalid duration {s:?}: {e} (examples: 30s, 5m, 1h30m)"),
                 );
                 Duration::ZERO
+            }
+        }
+    }
+
+    /// A quantity that must parse and be above zero (0 when it is not).
+    fn positive_quantity(
+        &mut self,
+        path: &str,
+        s: &str,
+        parse: fn(&str) -> Result<u64, QuantityError>,
+    ) -> u64 {
+        match parse(s) {
+            Ok(0) => {
+                self.error(path, "must be greater than zero");
+                0
+            }
+            Ok(n) => n,
+            Err(e) => {
+                self.error(path, e.to_string());
+                0
             }
         }
     }
@@ -410,28 +430,8 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
     }
     let t = &p.template;
     let tpath = format!("{path}.template");
-    let cpu = match parse_cpu(&t.cpu) {
-        Ok(0) => {
-            v.error(&format!("{tpath}.cpu"), "must be greater than zero");
-            0
-        }
-        Ok(c) => c,
-        Err(e) => {
-            v.error(&format!("{tpath}.cpu"), e.to_string());
-            0
-        }
-    };
-    let memory = match parse_memory(&t.memory) {
-        Ok(0) => {
-            v.error(&format!("{tpath}.memory"), "must be greater than zero");
-            0
-        }
-        Ok(m) => m,
-        Err(e) => {
-            v.error(&format!("{tpath}.memory"), e.to_string());
-            0
-        }
-    };
+    let cpu = v.positive_quantity(&format!("{tpath}.cpu"), &t.cpu, parse_cpu);
+    let memory = v.positive_quantity(&format!("{tpath}.memory"), &t.memory, parse_memory);
     if t.pods == 0 {
         v.error(&format!("{tpath}.pods"), "must be at least 1");
     }
