@@ -110,6 +110,24 @@ impl<'a> Context<'a> {
         self.room.get(pool).copied().unwrap_or_default()
     }
 
+    /// Nodes `pool` may still add now: 0 at max or while it backs off
+    /// (noting the backoff once).
+    pub fn headroom(&mut self, pool: &crate::model::Pool) -> u32 {
+        if let Some(until) = self.snapshot.backoff.get(&pool.name)
+            && *until > self.now
+        {
+            let reason = Reason::PoolBackedOff {
+                pool: pool.name.clone(),
+                remaining: until.since(self.now),
+            };
+            if !self.decision.reasons.contains(&reason) {
+                self.decision.reasons.push(reason);
+            }
+            return 0;
+        }
+        pool.max.saturating_sub(self.size(&pool.name))
+    }
+
     pub fn size(&self, pool: &str) -> u32 {
         self.sizes.get(pool).copied().unwrap_or(0)
     }

@@ -136,6 +136,11 @@ pub enum Reason {
     NodesInFlight {
         nodes: usize,
     },
+    PoolBackedOff {
+        pool: String,
+        #[serde(serialize_with = "serialize_secs")]
+        remaining: Duration,
+    },
     ScaleDownBlockedByPending {
         pods: usize,
     },
@@ -225,6 +230,11 @@ impl fmt::Display for Reason {
             Reason::Cooldown { direction, remaining } => {
                 write!(f, "scale-{direction:?} cooldown: {}s left", remaining.as_secs())
             }
+            Reason::PoolBackedOff { pool, remaining } => write!(
+                f,
+                "pool {pool} is backing off after failed node joins: {}s left",
+                remaining.as_secs()
+            ),
             Reason::NodesInFlight { nodes } => write!(
                 f,
                 "{nodes} nodes still booting: utilization rules wait until their capacity counts"

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 pub(crate) fn to_min(ctx: &mut Context<'_>) {
     for pool in &ctx.policy.pools {
         let current = ctx.size(&pool.name);
-        if current < pool.min {
+        if current < pool.min && ctx.headroom(pool) > 0 {
             ctx.decision.reasons.push(Reason::BelowMin {
                 pool: pool.name.clone(),
                 current,
@@ -99,11 +99,12 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
 
     let mut candidates: Vec<&Pool> = ctx.policy.pools.iter().collect();
     while !rest.is_empty() {
+        let headrooms: Vec<u32> = candidates.iter().map(|p| ctx.headroom(p)).collect();
         let best = candidates
             .iter()
+            .zip(headrooms)
             .enumerate()
-            .filter_map(|(i, pool)| {
-                let headroom = pool.max.saturating_sub(ctx.size(&pool.name));
+            .filter_map(|(i, (pool, headroom))| {
                 let t = &pool.template;
                 let est = estimate_new_nodes(&rest, &t.labels, &t.taints, &ctx.room(&pool.name), headroom);
                 (!est.placed.is_empty()).then_some((i, *pool, est))
@@ -177,6 +178,14 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
         }
     }
     for (pool, pods) in at_max {
+        if ctx
+            .snapshot
+            .backoff
+            .get(&pool.name)
+            .is_some_and(|until| *until > ctx.now)
+        {
+            continue; // already explained as a backoff
+        }
         let t = &pool.template;
         let wanted = estimate_new_nodes(&pods, &t.labels, &t.taints, &ctx.room(&pool.name), u32::MAX).nodes;
         ctx.decision.reasons.push(Reason::AtMaxCapacity {
@@ -308,13 +317,17 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
             *ctx.sizes.entry(pool.name.clone()).or_default() += count;
         }
         None => {
-            for pool in &policy.pools {
-                ctx.decision.reasons.push(Reason::AtMaxCapacity {
-                    pool: pool.name.clone(),
-                    max: pool.max,
+            let full: Vec<Reason> = policy
+                .pools
+                .iter()
+                .filter(|p| ctx.size(&p.name) >= p.max)
+                .map(|p| Reason::AtMaxCapacity {
+                    pool: p.name.clone(),
+                    max: p.max,
                     wanted,
-                });
-            }
+                })
+                .collect();
+            ctx.decision.reasons.extend(full);
         }
     }
 }
@@ -329,17 +342,15 @@ fn nodes_to_relieve(observed: f64, threshold: f64, capacity: Option<(u64, u64)>)
 
 /// The pool utilization-driven scale-ups add to: the highest priority with the
 /// `priority` expander, otherwise the lowest price per CPU core; with room left.
-fn preferred_pool<'p>(ctx: &Context<'p>) -> Option<&'p Pool> {
+fn preferred_pool<'p>(ctx: &mut Context<'p>) -> Option<&'p Pool> {
     let per_core = |p: &Pool| p.template.price_per_hour / (p.template.allocatable.cpu_milli.max(1) as f64);
-    ctx.policy
-        .pools
-        .iter()
-        .filter(|p| ctx.size(&p.name) < p.max)
-        .min_by(|a, b| {
-            let order = match ctx.policy.expander {
-                Expander::Priority => b.priority.cmp(&a.priority),
-                _ => per_core(a).total_cmp(&per_core(b)),
-            };
-            order.then_with(|| a.name.cmp(&b.name))
-        })
+    let policy = ctx.policy;
+    let open: Vec<&Pool> = policy.pools.iter().filter(|p| ctx.headroom(p) > 0).collect();
+    open.into_iter().min_by(|a, b| {
+        let order = match policy.expander {
+            Expander::Priority => b.priority.cmp(&a.priority),
+            _ => per_core(a).total_cmp(&per_core(b)),
+        };
+        order.then_with(|| a.name.cmp(&b.name))
+    })
 }

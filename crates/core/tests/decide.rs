@@ -592,3 +592,33 @@ fn daemonsets_take_room_on_new_nodes() {
     s.daemonsets = vec![ds];
     assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
 }
+
+#[test]
+fn a_pool_backing_off_launches_nothing_and_says_so() {
+    let mut pods = vec![
+        running("x", "w0", 2000, GI),
+        running("y", "w1", 2000, GI),
+        running("z", "w2", 2000, GI),
+    ];
+    pods.push(pending("p", 500, MI, NOW));
+    let mut s = snapshot(three_workers(), pods, 0.95, 0.4, NOW);
+    s.backoff.insert("workers".into(), NOW + Duration::from_secs(90));
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(d.reasons.contains(&Reason::PoolBackedOff {
+        pool: "workers".into(),
+        remaining: Duration::from_secs(90)
+    }));
+    assert!(
+        !d.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::AtMaxCapacity { .. })),
+        "{}",
+        reasons(&d)
+    );
+    // Below min during a backoff: still nothing.
+    s.nodes.truncate(1);
+    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 0);
+    // Once it expires, the pool scales again.
+    assert!(decide(&s, &default_policy(), NOW + Duration::from_secs(90)).nodes_added() > 0);
+}

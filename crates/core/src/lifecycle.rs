@@ -1,0 +1,332 @@
+//! Machine lifecycle: what happens to a machine between the provider's
+//! `create` and its Node being Ready, and when the two disagree.
+//!
+//! Pure: the controller feeds it what the provider and the cluster report,
+//! and carries out the actions it returns.
+//!
+//! launched ──(Node appears)──► registered ──(Node Ready)──► ready
+//!    └──────────── not Ready within provision_timeout ────────► deleting
+//! ready ──(Node gone for orphan_timeout)──► deleting
+//! A Node of ours whose machine is gone (deleted outside k3scale) is deleted.
+
+use crate::snapshot::InFlight;
+use crate::time::{Time, serialize_secs};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LifecycleConfig {
+    /// Launch to Ready; past it the machine is a failed join.
+    #[serde(serialize_with = "serialize_secs")]
+    pub provision_timeout: Duration,
+    /// A Ready machine whose Node has been gone this long is an orphan.
+    #[serde(serialize_with = "serialize_secs")]
+    pub orphan_timeout: Duration,
+    /// A Node whose machine is missing this long was deleted outside k3scale.
+    #[serde(serialize_with = "serialize_secs")]
+    pub missing_machine_grace: Duration,
+    /// How long a just-launched machine may be absent from the provider's list
+    /// (eventually consistent APIs) before it counts as never launched.
+    #[serde(serialize_with = "serialize_secs")]
+    pub inventory_lag: Duration,
+    /// Re-issue a delete that has not taken effect after this long.
+    #[serde(serialize_with = "serialize_secs")]
+    pub delete_retry: Duration,
+    #[serde(serialize_with = "serialize_secs")]
+    pub backoff_base: Duration,
+    #[serde(serialize_with = "serialize_secs")]
+    pub backoff_max: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            provision_timeout: Duration::from_secs(600),
+            orphan_timeout: Duration::from_secs(600),
+            missing_machine_grace: Duration::from_secs(120),
+            inventory_lag: Duration::from_secs(120),
+            delete_retry: Duration::from_secs(60),
+            backoff_base: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// A machine of ours as the provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedMachine {
+    pub name: String,
+    pub pool: String,
+    pub created_at: Time,
+}
+
+/// A Node as the cluster reports it (`pool` from the `k3scale.io/pool` label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedNode {
+    pub name: String,
+    pub pool: Option<String>,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Launched,
+    Registered,
+    Ready,
+    Deleting,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineState {
+    pub pool: String,
+    pub phase: Phase,
+    pub launched_at: Time,
+    /// When the phase last changed (or the delete was last issued).
+    pub since: Time,
+    pub node_last_seen: Option<Time>,
+    /// Seen in the provider's inventory at least once.
+    pub listed: bool,
+    /// Why it is being deleted, once it is.
+    pub deleting: Option<DeleteReason>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Backoff {
+    pub failures: u32,
+    pub until: Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// Not Ready within the provision timeout: a node join failure.
+    JoinTimeout { waited_s: u64 },
+    /// Its Node has been gone for the orphan timeout.
+    Orphan { without_node_s: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum LifecycleAction {
+    DeleteMachine {
+        name: String,
+        pool: String,
+        why: DeleteReason,
+    },
+    /// The Node (and, on K3s, its node-password secret) of a machine that is gone.
+    DeleteNode { name: String },
+    /// Tell the user: the pool backs off until `until`.
+    JoinFailure {
+        pool: String,
+        machine: String,
+        failures: u32,
+        until: Time,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Lifecycle {
+    pub machines: BTreeMap<String, MachineState>,
+    pub backoff: BTreeMap<String, Backoff>,
+    /// Nodes of ours without a machine, since when.
+    pub machine_missing: BTreeMap<String, Time>,
+}
+
+impl Lifecycle {
+    /// Record a launch (call it before the provider's `create`, so a crash
+    /// in between still leaves the machine accounted for).
+    pub fn launched(&mut self, pool: &str, name: &str, now: Time) {
+        self.machines.entry(name.to_string()).or_insert(MachineState {
+            pool: pool.to_string(),
+            phase: Phase::Launched,
+            launched_at: now,
+            since: now,
+            node_last_seen: None,
+            listed: false,
+            deleting: None,
+        });
+    }
+
+    /// The provider could not create it: forget it and back the pool off.
+    pub fn launch_failed(&mut self, name: &str, now: Time, cfg: &LifecycleConfig) -> Option<LifecycleAction> {
+        let m = self.machines.remove(name)?;
+        Some(self.fail(&m.pool, name, now, cfg))
+    }
+
+    /// Machines launched whose Node is not Ready yet, for `Snapshot::in_flight`.
+    pub fn in_flight(&self) -> Vec<InFlight> {
+        self.machines
+            .iter()
+            .filter(|(_, m)| matches!(m.phase, Phase::Launched | Phase::Registered))
+            .map(|(name, m)| InFlight {
+                pool: m.pool.clone(),
+                name: name.clone(),
+                launched_at: m.launched_at,
+            })
+            .collect()
+    }
+
+    /// Pools that may not launch before the given time.
+    pub fn backed_off(&self, now: Time) -> BTreeMap<String, Time> {
+        self.backoff
+            .iter()
+            .filter(|(_, b)| b.until > now)
+            .map(|(pool, b)| (pool.clone(), b.until))
+            .collect()
+    }
+
+    fn fail(&mut self, pool: &str, machine: &str, now: Time, cfg: &LifecycleConfig) -> LifecycleAction {
+        let b = self.backoff.entry(pool.to_string()).or_insert(Backoff {
+            failures: 0,
+            until: now,
+        });
+        b.failures += 1;
+        let factor = 2u32.saturating_pow(b.failures - 1);
+        let delay = cfg.backoff_base.saturating_mul(factor).min(cfg.backoff_max);
+        b.until = now + delay;
+        LifecycleAction::JoinFailure {
+            pool: pool.to_string(),
+            machine: machine.to_string(),
+            failures: b.failures,
+            until: b.until,
+        }
+    }
+
+    /// Reconcile with what the provider and the cluster report now.
+    pub fn step(
+        &mut self,
+        inventory: &[ObservedMachine],
+        nodes: &[ObservedNode],
+        now: Time,
+        cfg: &LifecycleConfig,
+    ) -> Vec<LifecycleAction> {
+        let mut actions = Vec::new();
+        let listed: BTreeMap<&str, &ObservedMachine> =
+            inventory.iter().map(|m| (m.name.as_str(), m)).collect();
+        let node_of: BTreeMap<&str, &ObservedNode> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+
+        // Adopt machines we did not know (e.g. after a restart).
+        for m in inventory {
+            self.machines.entry(m.name.clone()).or_insert(MachineState {
+                pool: m.pool.clone(),
+                phase: Phase::Launched,
+                launched_at: m.created_at,
+                since: now,
+                node_last_seen: None,
+                listed: true,
+                deleting: None,
+            });
+        }
+        // Forget machines the provider no longer has: deleted, or never
+        // launched (a failed launch once the inventory lag has passed).
+        let mut failures = Vec::new();
+        self.machines.retain(|name, m| {
+            if listed.contains_key(name.as_str()) {
+                m.listed = true;
+                return true;
+            }
+            let waiting =
+                !m.listed && m.phase != Phase::Deleting && now.since(m.launched_at) < cfg.inventory_lag;
+            if !waiting && !m.listed && m.phase != Phase::Deleting {
+                failures.push((m.pool.clone(), name.clone()));
+            }
+            waiting
+        });
+
+        for (name, m) in self.machines.iter_mut().filter(|(_, m)| m.listed) {
+            let node = node_of.get(name.as_str());
+            if node.is_some() {
+                m.node_last_seen = Some(now);
+            }
+            match (m.phase, node) {
+                (Phase::Deleting, _) => {
+                    if let Some(why) = m.deleting.clone()
+                        && now.since(m.since) >= cfg.delete_retry
+                    {
+                        actions.push(delete(name, m, why, now));
+                    }
+                }
+                (_, Some(n)) if n.ready => {
+                    if m.phase != Phase::Ready {
+                        m.phase = Phase::Ready;
+                        m.since = now;
+                        self.backoff.remove(&m.pool);
+                    }
+                }
+                (Phase::Launched | Phase::Registered, node) => {
+                    if node.is_some() && m.phase == Phase::Launched {
+                        m.phase = Phase::Registered;
+                        m.since = now;
+                    }
+                    let waited = now.since(m.launched_at);
+                    if waited >= cfg.provision_timeout {
+                        let why = DeleteReason::JoinTimeout {
+                            waited_s: waited.as_secs(),
+                        };
+                        actions.push(delete(name, m, why, now));
+                        failures.push((m.pool.clone(), name.clone()));
+                    }
+                }
+                (Phase::Ready, Some(_)) => {} // NotReady after joining: the kubelet's business, not ours
+                (Phase::Ready, None) => {
+                    let gone = now.since(m.node_last_seen.unwrap_or(m.since));
+                    if gone >= cfg.orphan_timeout {
+                        let why = DeleteReason::Orphan {
+                            without_node_s: gone.as_secs(),
+                        };
+                        actions.push(delete(name, m, why, now));
+                    }
+                }
+            }
+        }
+        for (pool, machine) in failures {
+            let report = self.fail(&pool, &machine, now, cfg);
+            actions.push(report);
+        }
+
+        // Nodes of ours whose machine is gone: deleted outside k3scale.
+        let mut still_missing = BTreeMap::new();
+        for n in nodes.iter().filter(|n| n.pool.is_some()) {
+            if listed.contains_key(n.name.as_str()) || self.machines.contains_key(&n.name) {
+                continue;
+            }
+            let since = self.machine_missing.get(&n.name).copied().unwrap_or(now);
+            if now.since(since) >= cfg.missing_machine_grace {
+                actions.push(LifecycleAction::DeleteNode { name: n.name.clone() });
+            } else {
+                still_missing.insert(n.name.clone(), since);
+            }
+        }
+        self.machine_missing = still_missing;
+        actions
+    }
+}
+
+fn delete(name: &str, m: &mut MachineState, why: DeleteReason, now: Time) -> LifecycleAction {
+    m.phase = Phase::Deleting;
+    m.since = now;
+    m.deleting = Some(why.clone());
+    LifecycleAction::DeleteMachine {
+        name: name.to_string(),
+        pool: m.pool.clone(),
+        why,
+    }
+}
+
+/// A unique node name for a new machine of `pool`: `<pool>-<suffix>`, the
+/// suffix 8 lowercase base-36 characters from the caller's randomness (names
+/// are never reused, so a stale K3s node-password secret cannot reject them).
+pub fn machine_name(pool: &str, random: u64) -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut r = random;
+    let suffix: String = (0..8)
+        .map(|_| {
+            let c = ALPHABET[(r % 36) as usize] as char;
+            r /= 36;
+            c
+        })
+        .collect();
+    format!("{pool}-{suffix}")
+}
