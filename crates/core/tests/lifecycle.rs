@@ -241,11 +241,32 @@ proptest! {
                     l.launched("workers", &name, now);
                     launched.push(name);
                 }
-                Event::Appears(i) => if let Some(n) = pick(i) { if !deleted_once.contains(&n) { inventory.entry(n).or_insert(now); } },
-                Event::Registers(i) => if let Some(n) = pick(i) { if inventory.contains_key(&n) { nodes.entry(n).or_insert(false); } },
-                Event::BecomesReady(i) => if let Some(n) = pick(i) { if let Some(r) = nodes.get_mut(&n) { *r = true; } },
-                Event::NodeDeleted(i) => if let Some(n) = pick(i) { nodes.remove(&n); },
-                Event::MachineDeletedOutside(i) => if let Some(n) = pick(i) { inventory.remove(&n); deleted_once.insert(n); },
+                Event::Appears(i) => {
+                    if let Some(n) = pick(i) && !deleted_once.contains(&n) {
+                        inventory.entry(n).or_insert(now);
+                    }
+                }
+                Event::Registers(i) => {
+                    if let Some(n) = pick(i) && inventory.contains_key(&n) {
+                        nodes.entry(n).or_insert(false);
+                    }
+                }
+                Event::BecomesReady(i) => {
+                    if let Some(n) = pick(i) && let Some(r) = nodes.get_mut(&n) {
+                        *r = true;
+                    }
+                }
+                Event::NodeDeleted(i) => {
+                    if let Some(n) = pick(i) {
+                        nodes.remove(&n);
+                    }
+                }
+                Event::MachineDeletedOutside(i) => {
+                    if let Some(n) = pick(i) {
+                        inventory.remove(&n);
+                        deleted_once.insert(n);
+                    }
+                }
                 Event::Wait(s) => now = now + Duration::from_secs(s),
             }
             let inv: Vec<ObservedMachine> = inventory.iter().map(|(n, at)| ObservedMachine { name: n.clone(), pool: "workers".into(), created_at: *at }).collect();
