@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "system packages (busybox-static builds the stand-in K3s agent image)"
+if [ ! -x /bin/busybox ]; then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q busybox-static
+fi
+docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker Engine is required (provider tests run against it)"; exit 1; }
+
 step "toolchain components"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     rustup component add rustfmt clippy

@@ -155,21 +155,10 @@ impl Validator<'_> {
     }
 
     fn duration(&mut self, path: &str, s: &str) -> Duration {
-        let s = s.trim();
-        if s.starts_with('-') {
-            self.error(path, format!("negative duration {s:?}: must be zero or more"));
-            return Duration::ZERO;
-        }
-        match humantime::parse_duration(s) {
-            Ok(d) => d,
-            Err(e) => {
-                self.error(
-                    path,
-                    format!("invalid duration {s:?}: {e} (examples: 30s, 5m, 1h30m)"),
-                );
-                Duration::ZERO
-            }
-        }
+        parse_duration(s).unwrap_or_else(|e| {
+            self.error(path, e);
+            Duration::ZERO
+        })
     }
 
     /// A quantity that must parse and be above zero (0 when it is not).
@@ -479,6 +468,7 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
                 );
             }
             v.secret_source(&path, &d.token_file, &d.token_env, "token");
+            v.duration(&format!("{path}.stop_timeout"), &d.stop_timeout);
         }
         ProviderConfig::AwsEc2(a) => {
             let path = format!("{path}.aws_ec2");
@@ -505,6 +495,9 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
                 }
             }
             v.duration(&format!("{path}.timeout"), &e.timeout);
+            if e.token_file.is_some() && e.token_env.is_some() {
+                v.error(&path, "set only one of token_file and token_env");
+            }
         }
     }
 }
@@ -516,6 +509,16 @@ fn is_dns_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// A human duration (`30s`, `5m`, `1h30m`), as every duration in the file is written.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.starts_with('-') {
+        return Err(format!("negative duration {s:?}: must be zero or more"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 30s, 5m, 1h30m)"))
 }
 
 /// The effective configuration as YAML (what `k3scale validate` prints).

@@ -300,6 +300,23 @@ pub struct DockerProviderConfig {
     pub token_env: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
+    /// K3s agents need privileged containers; turn off only for engines that forbid them.
+    #[serde(default = "yes")]
+    pub privileged: bool,
+    /// Apply the pool template's CPU and memory as container limits.
+    #[serde(default)]
+    pub limits: bool,
+    /// Grace given to `k3s agent` on delete before the container is killed.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_stop_timeout() -> String {
+    "30s".into()
 }
 
 fn default_k3s_image() -> String {
@@ -345,6 +362,11 @@ pub struct ExecProviderConfig {
     pub list: String,
     #[serde(default = "default_exec_timeout")]
     pub timeout: String,
+    /// Passed to the scripts as `K3S_TOKEN` (redacted from their errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
 }
 
 fn default_exec_timeout() -> String {

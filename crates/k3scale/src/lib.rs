@@ -1,0 +1,4 @@
+//! k3scale's runtime pieces: providers now; the controller, adapters and
+//! HTTP server as they land. The binary (`main.rs`) is a thin CLI over them.
+
+pub mod provider;

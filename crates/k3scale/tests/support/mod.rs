@@ -1,0 +1,118 @@
+//! Real Docker Engine fixtures: the stand-in agent image, and a per-test
+//! cluster (unique name + network) removed on drop, even when a test panics.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const STANDIN_IMAGE: &str = "k3scale-test/k3s-agent:stand-in";
+pub const TOKEN: &str = "K10-test-token::server:do-not-leak-7f3a";
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs")
+}
+
+/// Build the stand-in image once per test binary.
+pub fn standin_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let busybox = std::path::Path::new("/bin/busybox");
+        assert!(
+            busybox.exists(),
+            "/bin/busybox is missing: install Debian's busybox-static (scripts/test.sh does)"
+        );
+        let ctx = std::env::temp_dir().join(format!("k3scale-standin-{}", std::process::id()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/standin");
+        for f in ["Dockerfile", "k3s"] {
+            std::fs::copy(format!("{fixtures}/{f}"), ctx.join(f)).unwrap();
+        }
+        std::fs::copy(busybox, ctx.join("busybox")).unwrap();
+        let out = docker(&["build", "-q", "-t", STANDIN_IMAGE, ctx.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "docker build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_dir_all(&ctx).unwrap();
+    });
+    STANDIN_IMAGE
+}
+
+/// Whether this engine lets containers run privileged (sandboxed engines refuse).
+pub fn engine_allows_privileged() -> bool {
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        let image = standin_image();
+        docker(&["run", "--rm", "--privileged", "--entrypoint", "/bin/true", image])
+            .status
+            .success()
+    })
+}
+
+/// A cluster name and Docker network of this test's own.
+pub struct TestCluster {
+    pub name: String,
+    pub network: String,
+}
+
+impl TestCluster {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "t{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let network = format!("k3scale-{name}");
+        let out = docker(&["network", "create", "--label", "k3scale.io/test=true", &network]);
+        assert!(
+            out.status.success(),
+            "docker network create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestCluster { name, network }
+    }
+
+    /// Names of this cluster's containers, as the docker CLI sees them.
+    pub fn containers(&self) -> Vec<String> {
+        let filter = format!("label=k3scale.io/cluster={}", self.name);
+        let out = docker(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]);
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn inspect(&self, container: &str) -> serde_json::Value {
+        let out = docker(&["inspect", container]);
+        assert!(out.status.success(), "docker inspect {container}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0].clone()
+    }
+
+    pub fn exec(&self, container: &str, args: &[&str]) -> String {
+        let mut full = vec!["exec", container];
+        full.extend(args);
+        String::from_utf8_lossy(&docker(&full).stdout).to_string()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let mut names = self.containers();
+        if !names.is_empty() {
+            names.insert(0, "-f".into());
+            names.insert(0, "rm".into());
+            let args: Vec<&str> = names.iter().map(String::as_str).collect();
+            docker(&args);
+        }
+        docker(&["network", "rm", &self.network]);
+    }
+}
