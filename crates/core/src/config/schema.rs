@@ -362,6 +362,9 @@ pub struct ExecProviderConfig {
     pub list: String,
     #[serde(default = "default_exec_timeout")]
     pub timeout: String,
+    /// Settings for the scripts, passed as environment variables (not secrets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
     /// Passed to the scripts as `K3S_TOKEN` (redacted from their errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,

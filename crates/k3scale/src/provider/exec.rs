@@ -1,1 +1,303 @@
-//! placeholder, replaced below
+//! Machines behind user commands: bare metal, Proxmox, Hetzner, anything.
+//!
+//! Each call runs one configured command with `sh -c`. Contract (README,
+//! "Exec provider"): the request is JSON on stdin and also in `K3SCALE_*`
+//! environment variables; the answer is JSON on stdout; the exit code says
+//! what kind of failure it was. Commands time out (the whole process group
+//! is killed), output is bounded, stderr is kept (secrets redacted) for the
+//! error message.
+
+use super::secret::Secret;
+use super::{Machine, NodeProvider, ProviderError, unix_now};
+use k3scale_core::config::{ExecProviderConfig, parse_duration};
+use k3scale_core::{Pool, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tracing::info;
+
+/// Exit codes of the contract.
+pub const EXIT_NOT_FOUND: i32 = 10;
+pub const EXIT_INSUFFICIENT_CAPACITY: i32 = 11;
+pub const EXIT_TRANSIENT: i32 = 12;
+/// Largest stdout accepted from a command.
+pub const MAX_STDOUT: usize = 1 << 20;
+/// How much of stderr goes into an error message (the end of it).
+const STDERR_TAIL: usize = 4096;
+
+#[derive(Debug)]
+pub struct ExecProvider {
+    cluster: String,
+    pool: Pool,
+    config: ExecProviderConfig,
+    timeout: Duration,
+    token: Option<Secret>,
+}
+
+/// What a command receives on stdin.
+#[derive(Debug, Serialize)]
+struct Request<'a> {
+    version: u32,
+    action: &'a str,
+    cluster: &'a str,
+    pool: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    template: Template<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Template<'a> {
+    cpu_milli: u64,
+    memory_bytes: u64,
+    pods: u64,
+    labels: &'a BTreeMap<String, String>,
+    taints: &'a [k3scale_core::model::Taint],
+}
+
+#[derive(Debug, Deserialize)]
+struct Created {
+    name: String,
+    #[serde(default)]
+    provider_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Listed {
+    machines: Vec<ListedMachine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedMachine {
+    name: String,
+    #[serde(default)]
+    provider_id: Option<String>,
+    /// Unix seconds.
+    #[serde(default)]
+    created_at: Option<u64>,
+    #[serde(default = "running_default")]
+    running: bool,
+}
+
+fn running_default() -> bool {
+    true
+}
+
+impl ExecProvider {
+    pub fn new(cluster: &str, pool: Pool, config: ExecProviderConfig) -> Result<Self, ProviderError> {
+        let timeout = parse_duration(&config.timeout).map_err(ProviderError::Fatal)?;
+        let token = match (&config.token_file, &config.token_env) {
+            (None, None) => None,
+            (file, env) => Some(
+                Secret::load(file.as_deref(), env.as_deref())
+                    .map_err(|e| ProviderError::Fatal(format!("pool {}: K3s token: {e}", pool.name)))?,
+            ),
+        };
+        Ok(ExecProvider {
+            cluster: cluster.to_string(),
+            pool,
+            config,
+            timeout,
+            token,
+        })
+    }
+
+    fn redact(&self, text: &str) -> String {
+        self.token
+            .as_ref()
+            .map_or_else(|| text.to_string(), |t| t.redact(text))
+    }
+
+    /// Run the command for `action`; `Ok(stdout)` on exit 0.
+    async fn run(&self, action: &str, command: &str, name: Option<&str>) -> Result<Vec<u8>, ProviderError> {
+        let t = &self.pool.template;
+        let request = Request {
+            version: 1,
+            action,
+            cluster: &self.cluster,
+            pool: &self.pool.name,
+            name,
+            template: Template {
+                cpu_milli: t.allocatable.cpu_milli,
+                memory_bytes: t.allocatable.memory_bytes,
+                pods: t.allocatable.pods,
+                labels: &t.labels,
+                taints: &t.taints,
+            },
+        };
+        let input = serde_json::to_vec(&request).map_err(|e| ProviderError::Fatal(e.to_string()))?;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .envs(&self.config.env)
+            .env("K3SCALE_ACTION", action)
+            .env("K3SCALE_CLUSTER", &self.cluster)
+            .env("K3SCALE_POOL", &self.pool.name)
+            .env("K3SCALE_NAME", name.unwrap_or_default())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(token) = &self.token {
+            cmd.env("K3S_TOKEN", token.expose());
+        }
+        let what = format!("{action} command of pool {}", self.pool.name);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ProviderError::Fatal(format!("{what}: cannot start sh: {e}")))?;
+        let pgid = child.id();
+        let (mut stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let work = async {
+            if let Some(stdin) = stdin.as_mut() {
+                // A command that does not read its input is fine.
+                let _ = stdin.write_all(&input).await;
+            }
+            drop(stdin);
+            let bounded_stdout = async {
+                let out = read_bounded(stdout, MAX_STDOUT).await;
+                if out.is_none() {
+                    kill_group(pgid); // it would block on a full pipe otherwise
+                }
+                out
+            };
+            let (out, err) = tokio::join!(bounded_stdout, read_tail(stderr));
+            (out, err, child.wait().await)
+        };
+        let (out, err, status) = match tokio::time::timeout(self.timeout, work).await {
+            Ok(done) => done,
+            Err(_) => {
+                kill_group(pgid);
+                return Err(ProviderError::Transient(format!(
+                    "{what} timed out after {}s and was killed",
+                    self.timeout.as_secs()
+                )));
+            }
+        };
+        let status = status.map_err(|e| ProviderError::Transient(format!("{what}: {e}")))?;
+        let stderr = self.redact(String::from_utf8_lossy(&err).trim());
+        let Some(stdout) = out else {
+            return Err(ProviderError::Fatal(format!(
+                "{what} wrote more than {MAX_STDOUT} bytes to stdout"
+            )));
+        };
+        let detail = |msg: String| {
+            if stderr.is_empty() {
+                msg
+            } else {
+                format!("{msg}: {stderr}")
+            }
+        };
+        match status.code() {
+            Some(0) => Ok(stdout),
+            Some(EXIT_NOT_FOUND) => Err(ProviderError::NotFound(detail(format!("{what}: not found")))),
+            Some(EXIT_INSUFFICIENT_CAPACITY) => Err(ProviderError::InsufficientCapacity(detail(what))),
+            Some(EXIT_TRANSIENT) => Err(ProviderError::Transient(detail(format!("{what} asked to retry")))),
+            // 128 + N: the script was killed by signal N (OOM killer, reboot...).
+            Some(code @ 129..=192) => Err(ProviderError::Transient(detail(format!(
+                "{what} was killed by signal {}",
+                code - 128
+            )))),
+            Some(code) => Err(ProviderError::Fatal(detail(format!("{what} exited with {code}")))),
+            None => Err(ProviderError::Transient(detail(format!(
+                "{what} was killed by a signal"
+            )))),
+        }
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(&self, action: &str, stdout: &[u8]) -> Result<T, ProviderError> {
+        serde_json::from_slice(stdout).map_err(|e| {
+            let head: String = String::from_utf8_lossy(stdout).chars().take(200).collect();
+            ProviderError::Fatal(self.redact(&format!(
+                "{action} command of pool {} printed invalid JSON ({e}): {head:?}",
+                self.pool.name
+            )))
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeProvider for ExecProvider {
+    fn kind(&self) -> &'static str {
+        "exec"
+    }
+
+    async fn create(&self, name: &str) -> Result<Machine, ProviderError> {
+        info!(pool = %self.pool.name, node = %name, "running create command");
+        let out = self.run("create", &self.config.create, Some(name)).await?;
+        let created: Created = self.parse("create", &out)?;
+        if created.name != name {
+            return Err(ProviderError::Fatal(format!(
+                "create command of pool {} answered for {:?}, not {name:?}",
+                self.pool.name, created.name
+            )));
+        }
+        Ok(Machine {
+            name: created.name,
+            pool: self.pool.name.clone(),
+            provider_id: created.provider_id.unwrap_or_else(|| format!("exec://{name}")),
+            created_at: unix_now(),
+            running: true,
+        })
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), ProviderError> {
+        info!(pool = %self.pool.name, node = %name, "running delete command");
+        match self.run("delete", &self.config.delete, Some(name)).await {
+            Ok(_) | Err(ProviderError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
+        let out = self.run("list", &self.config.list, None).await?;
+        let listed: Listed = self.parse("list", &out)?;
+        Ok(listed
+            .machines
+            .into_iter()
+            .map(|m| Machine {
+                provider_id: m.provider_id.unwrap_or_else(|| format!("exec://{}", m.name)),
+                name: m.name,
+                pool: self.pool.name.clone(),
+                created_at: m.created_at.map_or_else(unix_now, Time::from_secs),
+                running: m.running,
+            })
+            .collect())
+    }
+}
+
+/// Read all of `r`, or `None` past `limit` bytes.
+async fn read_bounded(r: Option<impl AsyncRead + Unpin>, limit: usize) -> Option<Vec<u8>> {
+    let Some(r) = r else { return Some(Vec::new()) };
+    let mut buf = Vec::new();
+    let mut limited = r.take(limit as u64 + 1);
+    limited.read_to_end(&mut buf).await.ok()?;
+    (buf.len() <= limit).then_some(buf)
+}
+
+/// The last `STDERR_TAIL` bytes of `r`, reading it to the end so the child never blocks.
+async fn read_tail(r: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut r) = r else { return Vec::new() };
+    let mut tail = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = r.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..n]);
+        if tail.len() > STDERR_TAIL {
+            tail.drain(..tail.len() - STDERR_TAIL);
+        }
+    }
+    tail
+}
+
+/// Kill the command and everything it started (it leads its own process group).
+fn kill_group(pgid: Option<u32>) {
+    if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}

@@ -1,0 +1,252 @@
+//! The exec provider with real scripts: the shipped example against the real
+//! Docker Engine, and small scripts for every failure the contract names.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use k3scale::provider::exec::ExecProvider;
+use k3scale::provider::{NodeProvider, ProviderError};
+use k3scale_core::config::ExecProviderConfig;
+use k3scale_core::testkit::{GI, pool};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::{TOKEN, TestCluster, engine_allows_privileged, standin_image};
+
+struct Scripts {
+    dir: PathBuf,
+}
+
+impl Scripts {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("k3scale-exec-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scripts { dir }
+    }
+
+    /// Write an executable script; returns its path.
+    fn script(&self, name: &str, body: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scripts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn provider(
+    create: &str,
+    delete: &str,
+    list: &str,
+    timeout: &str,
+    env: BTreeMap<String, String>,
+) -> ExecProvider {
+    // The token comes from a file, as users configure it.
+    let token_dir = std::env::temp_dir().join(format!("k3scale-exec-token-{}", std::process::id()));
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let token_file = token_dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let cfg = ExecProviderConfig {
+        create: create.into(),
+        delete: delete.into(),
+        list: list.into(),
+        timeout: timeout.into(),
+        env,
+        token_file: Some(token_file.display().to_string()),
+        token_env: None,
+    };
+    ExecProvider::new("home", pool("workers", 0, 10, 2000, 4 * GI, 0.04), cfg).unwrap()
+}
+
+#[tokio::test]
+async fn example_script_runs_a_pool_on_the_real_engine() {
+    let cluster = TestCluster::new("exec");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/exec/docker-agents.sh");
+    let env = BTreeMap::from([
+        ("K3S_IMAGE".to_string(), standin_image().to_string()),
+        ("K3S_NETWORK".to_string(), cluster.network.clone()),
+        ("K3S_URL".to_string(), "https://k3s-server:6443".to_string()),
+        (
+            "K3S_PRIVILEGED".to_string(),
+            engine_allows_privileged().to_string(),
+        ),
+    ]);
+    let cfg = ExecProviderConfig {
+        create: script.into(),
+        delete: script.into(),
+        list: script.into(),
+        timeout: "60s".into(),
+        env,
+        token_file: None,
+        token_env: None,
+    };
+    let p = ExecProvider::new(&cluster.name, pool("workers", 0, 10, 2000, 4 * GI, 0.04), cfg).unwrap();
+    let a = format!("workers-{}-a", cluster.name);
+    let b = format!("workers-{}-b", cluster.name);
+    assert!(p.create(&a).await.unwrap().provider_id.starts_with("docker://"));
+    p.create(&b).await.unwrap();
+    p.create(&b).await.unwrap(); // idempotent
+    let mut names: Vec<String> = p.list().await.unwrap().into_iter().map(|m| m.name).collect();
+    names.sort();
+    assert_eq!(names, vec![a.clone(), b.clone()]);
+    assert!(p.list().await.unwrap().iter().all(|m| m.running));
+    assert_eq!(cluster.containers(), names);
+    p.delete(&a).await.unwrap();
+    p.delete(&a).await.unwrap(); // exit 10: already gone is success
+    assert_eq!(p.list().await.unwrap().len(), 1);
+    assert_eq!(cluster.inspect(&b)["Config"]["Hostname"], b);
+}
+
+#[tokio::test]
+async fn request_arrives_on_stdin_and_in_the_environment() {
+    let s = Scripts::new("req");
+    let create = s.script(
+        "create",
+        &format!(
+            "cat > {dir}/request.json\nenv | grep -E '^K3SCALE_|^K3S_TOKEN=|^SITE=' | sort > {dir}/env\nprintf '{{\"name\":\"%s\",\"provider_id\":\"metal://%s\"}}' \"$K3SCALE_NAME\" \"$K3SCALE_NAME\"",
+            dir = s.dir.display()
+        ),
+    );
+    let p = provider(
+        &create,
+        "true",
+        "true",
+        "10s",
+        BTreeMap::from([("SITE".to_string(), "rack-4".to_string())]),
+    );
+    let m = p.create("workers-abc").await.unwrap();
+    assert_eq!(m.provider_id, "metal://workers-abc");
+    let req: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.dir.join("request.json")).unwrap()).unwrap();
+    assert_eq!(req["version"], 1);
+    assert_eq!(req["action"], "create");
+    assert_eq!(req["cluster"], "home");
+    assert_eq!(req["pool"], "workers");
+    assert_eq!(req["name"], "workers-abc");
+    assert_eq!(req["template"]["cpu_milli"], 2000);
+    assert_eq!(req["template"]["labels"]["k3scale.io/pool"], "workers");
+    let env = std::fs::read_to_string(s.dir.join("env")).unwrap();
+    assert!(
+        env.contains("K3SCALE_ACTION=create\n")
+            && env.contains("K3SCALE_NAME=workers-abc\n")
+            && env.contains("SITE=rack-4\n"),
+        "{env}"
+    );
+    assert!(
+        env.contains(&format!("K3S_TOKEN={TOKEN}\n")),
+        "the script gets the token"
+    );
+}
+
+#[tokio::test]
+async fn exit_codes_map_to_typed_errors_with_redacted_stderr() {
+    let s = Scripts::new("codes");
+    let cases = [
+        ("exit 11", "InsufficientCapacity"),
+        ("exit 12", "Transient"),
+        ("exit 10", "NotFound"),
+        ("echo \"join failed with token $K3S_TOKEN\" >&2; exit 3", "Fatal"),
+        ("kill -9 $$", "Transient"),
+    ];
+    for (i, (body, want)) in cases.iter().enumerate() {
+        let create = s.script(&format!("c{i}"), body);
+        let err = provider(&create, "true", "true", "10s", BTreeMap::new())
+            .create("workers-x")
+            .await
+            .unwrap_err();
+        let kind = match &err {
+            ProviderError::NotFound(_) => "NotFound",
+            ProviderError::InsufficientCapacity(_) => "InsufficientCapacity",
+            ProviderError::Transient(_) => "Transient",
+            ProviderError::Fatal(_) => "Fatal",
+        };
+        assert_eq!(kind, *want, "{body}: {err}");
+        assert!(!err.to_string().contains(TOKEN), "token leaked: {err}");
+    }
+    let create = s.script("stderr", "echo \"join failed with token $K3S_TOKEN\" >&2; exit 3");
+    let err = provider(&create, "true", "true", "10s", BTreeMap::new())
+        .create("workers-x")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "fatal: create command of pool workers exited with 3: join failed with token [redacted]"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_kill_the_command_and_everything_it_started() {
+    let s = Scripts::new("timeout");
+    let marker = s.dir.join("still-running");
+    let create = s.script(
+        "slow",
+        &format!("(sleep 3; touch {}) &\nsleep 30", marker.display()),
+    );
+    let started = Instant::now();
+    let err = provider(&create, "true", "true", "1s", BTreeMap::new())
+        .create("workers-x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Transient(ref m) if m.contains("timed out after 1s")),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!marker.exists(), "a background child survived the timeout");
+}
+
+#[tokio::test]
+async fn bad_json_huge_output_and_wrong_names_are_fatal() {
+    let s = Scripts::new("bad");
+    let cases = [
+        ("echo 'created it!'", "printed invalid JSON"),
+        ("yes '{\"name\":\"x\"}'", "wrote more than 1048576 bytes"),
+        (
+            "echo '{\"name\":\"someone-else\"}'",
+            "answered for \"someone-else\"",
+        ),
+    ];
+    for (i, (body, want)) in cases.iter().enumerate() {
+        let create = s.script(&format!("b{i}"), body);
+        let started = Instant::now();
+        let err = provider(&create, "true", "true", "20s", BTreeMap::new())
+            .create("workers-x")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Fatal(ref m) if m.contains(want)),
+            "{body}: {err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{body} took {:?}",
+            started.elapsed()
+        );
+    }
+    let list = s.script("list", "echo '{\"machines\":[{\"name\":\"workers-a\",\"created_at\":1700000000,\"running\":false},{\"name\":\"workers-b\"}]}'");
+    let machines = provider("true", "true", &list, "5s", BTreeMap::new())
+        .list()
+        .await
+        .unwrap();
+    assert_eq!(machines.len(), 2);
+    assert_eq!(
+        machines[0].created_at,
+        k3scale_core::Time::from_secs(1_700_000_000)
+    );
+    assert!(!machines[0].running && machines[1].running);
+    assert_eq!(machines[1].provider_id, "exec://workers-b");
+}
