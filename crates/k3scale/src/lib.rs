@@ -1,4 +1,5 @@
 //! k3scale's runtime pieces: providers now; the controller, adapters and
 //! HTTP server as they land. The binary (`main.rs`) is a thin CLI over them.
 
+pub mod machines;
 pub mod provider;

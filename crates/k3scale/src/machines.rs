@@ -1,0 +1,118 @@
+//! One pool's machines: the provider (what exists) and the lifecycle (what
+//! it should become), kept in step. The controller calls `launch`, `remove`
+//! and `reconcile`; everything here is idempotent, so a crash between any two
+//! calls is repaired by the next `reconcile`.
+
+use crate::provider::{Machine, NodeProvider, ProviderError, create_many};
+use k3scale_core::Time;
+use k3scale_core::lifecycle::{
+    Lifecycle, LifecycleAction, LifecycleConfig, ObservedMachine, ObservedNode, machine_name,
+};
+use tracing::{info, warn};
+
+pub struct MachinePool {
+    pool: String,
+    provider: Box<dyn NodeProvider>,
+    pub lifecycle: Lifecycle,
+    config: LifecycleConfig,
+    /// Most concurrent `create` calls.
+    parallelism: usize,
+}
+
+impl std::fmt::Debug for MachinePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MachinePool")
+            .field("pool", &self.pool)
+            .field("provider", &self.provider.kind())
+            .field("machines", &self.lifecycle.machines.len())
+            .finish()
+    }
+}
+
+/// What a `launch` did.
+#[derive(Debug, Default)]
+pub struct Launched {
+    pub machines: Vec<Machine>,
+    pub failures: Vec<(String, ProviderError)>,
+    pub reports: Vec<LifecycleAction>,
+}
+
+impl MachinePool {
+    pub fn new(
+        pool: &str,
+        provider: Box<dyn NodeProvider>,
+        config: LifecycleConfig,
+        parallelism: usize,
+    ) -> Self {
+        MachinePool {
+            pool: pool.to_string(),
+            provider,
+            lifecycle: Lifecycle::default(),
+            config,
+            parallelism,
+        }
+    }
+
+    /// Launch `count` machines with fresh names drawn from `random`.
+    pub async fn launch(&mut self, count: u32, now: Time, random: &mut dyn FnMut() -> u64) -> Launched {
+        let names: Vec<String> = (0..count).map(|_| machine_name(&self.pool, random())).collect();
+        for name in &names {
+            self.lifecycle.launched(&self.pool, name, now);
+        }
+        let mut out = Launched::default();
+        for (name, result) in names
+            .iter()
+            .zip(create_many(self.provider.as_ref(), &names, self.parallelism).await)
+        {
+            match result {
+                Ok(m) => out.machines.push(m),
+                Err(e) => {
+                    warn!(pool = %self.pool, node = %name, error = %e, "launch failed");
+                    if let Some(report) = self.lifecycle.launch_failed(name, now, &self.config) {
+                        out.reports.push(report);
+                    }
+                    out.failures.push((name.clone(), e));
+                }
+            }
+        }
+        out
+    }
+
+    /// Delete a machine (after its Node was drained). Gone already is fine.
+    pub async fn remove(&mut self, name: &str) -> Result<(), ProviderError> {
+        info!(pool = %self.pool, node = %name, "deleting machine");
+        self.provider.delete(name).await
+    }
+
+    /// Compare the provider's inventory with the cluster's Nodes; delete the
+    /// machines the lifecycle gives up on. Returns every action taken or
+    /// owed: `DeleteNode` is for the cluster adapter, `JoinFailure` for the notifier.
+    pub async fn reconcile(
+        &mut self,
+        nodes: &[ObservedNode],
+        now: Time,
+    ) -> Result<Vec<LifecycleAction>, ProviderError> {
+        let inventory: Vec<ObservedMachine> = self
+            .provider
+            .list()
+            .await?
+            .into_iter()
+            .map(|m| ObservedMachine {
+                name: m.name,
+                pool: m.pool,
+                created_at: m.created_at,
+            })
+            .collect();
+        let actions = self.lifecycle.step(&inventory, nodes, now, &self.config);
+        for action in &actions {
+            if let LifecycleAction::DeleteMachine { name, why, .. } = action {
+                info!(pool = %self.pool, node = %name, reason = ?why, "deleting machine");
+                if let Err(e) = self.provider.delete(name).await {
+                    // Retried after delete_retry by the lifecycle.
+                    warn!(pool = %self.pool, node = %name, error = %e, "delete failed");
+                }
+            }
+        }
+        Ok(actions)
+    }
+}
