@@ -1,5 +1,6 @@
 //! k3scale's runtime pieces: providers now; the controller, adapters and
 //! HTTP server as they land. The binary (`main.rs`) is a thin CLI over them.
 
+pub mod logging;
 pub mod machines;
 pub mod provider;

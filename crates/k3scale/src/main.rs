@@ -22,12 +22,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("K3SCALE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let directives = std::env::var("K3SCALE_LOG").unwrap_or_else(|_| "warn".into());
+    let json = std::env::var("K3SCALE_LOG_FORMAT").is_ok_and(|f| f == "json");
+    if let Err(e) = k3scale::logging::init(&directives, json, std::io::stderr) {
+        eprintln!("error: K3SCALE_LOG: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),

@@ -250,3 +250,24 @@ async fn bad_json_huge_output_and_wrong_names_are_fatal() {
     assert!(!machines[0].running && machines[1].running);
     assert_eq!(machines[1].provider_id, "exec://workers-b");
 }
+
+#[tokio::test]
+async fn providers_are_built_from_the_configuration_file() {
+    let yaml = "pools:\n  - name: metal\n    template: { cpu: \"4\", memory: 8Gi }\n    provider:\n      exec: { create: ./c, delete: ./d, list: ./l, token_env: K3SCALE_TEST_MISSING_TOKEN }\n  - name: cloud\n    template: { cpu: \"4\", memory: 8Gi }\n    provider:\n      aws_ec2: { region: eu-west-1, subnets: [a], launch_template: lt }\n";
+    let loaded = k3scale_core::config::load("k.yaml", yaml).unwrap();
+    let err =
+        k3scale::provider::from_config("home", &loaded.policy.pools[0], &loaded.config.pools[0].provider)
+            .await
+            .unwrap_err();
+    assert_eq!(
+        err,
+        ProviderError::Fatal(
+            "pool metal: K3s token: environment variable K3SCALE_TEST_MISSING_TOKEN is not set".into()
+        )
+    );
+    let err =
+        k3scale::provider::from_config("home", &loaded.policy.pools[1], &loaded.config.pools[1].provider)
+            .await
+            .unwrap_err();
+    assert!(matches!(err, ProviderError::Fatal(ref m) if m.contains("aws_ec2")));
+}

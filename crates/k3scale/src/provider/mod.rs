@@ -49,7 +49,7 @@ pub struct Machine {
 }
 
 #[async_trait::async_trait]
-pub trait NodeProvider: Send + Sync {
+pub trait NodeProvider: Send + Sync + std::fmt::Debug {
     /// `docker`, `exec`, `aws_ec2`...
     fn kind(&self) -> &'static str;
 
@@ -62,6 +62,33 @@ pub trait NodeProvider: Send + Sync {
 
     /// Every machine of this cluster and pool, and nothing else.
     async fn list(&self) -> Result<Vec<Machine>, ProviderError>;
+}
+
+/// The provider a pool's configuration asks for. Secrets are read here,
+/// from their files or environment variables.
+pub async fn from_config(
+    cluster: &str,
+    pool: &k3scale_core::Pool,
+    config: &k3scale_core::config::ProviderConfig,
+) -> Result<Box<dyn NodeProvider>, ProviderError> {
+    use k3scale_core::config::ProviderConfig;
+    match config {
+        ProviderConfig::Docker(d) => {
+            let token = secret::Secret::load(d.token_file.as_deref(), d.token_env.as_deref())
+                .map_err(|e| ProviderError::Fatal(format!("pool {}: K3s token: {e}", pool.name)))?;
+            let p = docker::DockerProvider::connect(cluster, pool.clone(), d.clone(), token).await?;
+            Ok(Box::new(p))
+        }
+        ProviderConfig::Exec(e) => Ok(Box::new(exec::ExecProvider::new(
+            cluster,
+            pool.clone(),
+            e.clone(),
+        )?)),
+        ProviderConfig::AwsEc2(_) => Err(ProviderError::Fatal(format!(
+            "pool {}: the aws_ec2 provider is not part of this build yet",
+            pool.name
+        ))),
+    }
 }
 
 /// Create machines concurrently, at most `parallelism` at a time; one result per name, in order.

@@ -1,0 +1,33 @@
+//! Structured logs (`tracing`), with one rule no filter can override: the
+//! Docker client and HTTP stack never log below INFO, because their debug
+//! output contains request and response bodies, and those carry the K3s
+//! token (the agent container's environment).
+
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+/// Targets whose debug/trace output may contain secrets.
+const BODY_LOGGERS: &[&str] = &["bollard", "hyper", "hyper_util", "h2", "reqwest"];
+
+/// Whether an event may be logged at all, whatever the user's filter says.
+pub fn secret_safe(meta: &Metadata<'_>) -> bool {
+    *meta.level() <= Level::INFO || !BODY_LOGGERS.iter().any(|t| meta.target().starts_with(t))
+}
+
+/// Install the global subscriber: `directives` as in `RUST_LOG`, text or JSON lines.
+pub fn init<W>(directives: &str, json: bool, writer: W) -> Result<(), String>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(directives).map_err(|e| format!("bad log filter {directives:?}: {e}"))?;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    Registry::default()
+        .with(fmt.with_filter(filter).with_filter(filter_fn(secret_safe)))
+        .try_init()
+        .map_err(|e| e.to_string())
+}
