@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (busybox-static builds the stand-in K3s agent image)"
-if [ ! -x /bin/busybox ]; then
+step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests)"
+if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q busybox-static
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends busybox-static prometheus
 fi
+prometheus --version 2>&1 | head -n 1
 docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker Engine is required (provider tests run against it)"; exit 1; }
 
 step "shellcheck"

@@ -22,5 +22,5 @@ pub use model::{Node, NodeTemplate, OwnerKind, Pod, PodPhase, Pool};
 pub use policy::{Expander, PendingPods, Policy};
 pub use quantity::Resources;
 pub use scale_down::pod_blocker;
-pub use snapshot::{InFlight, Series, Snapshot};
+pub use snapshot::{InFlight, Reading, Series, Snapshot};
 pub use time::{Clock, Time};

@@ -35,6 +35,46 @@ impl Series {
     }
 }
 
+/// One poll of the metrics source: each signal a value or why it is unavailable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Reading {
+    pub cpu: Option<Result<f64, String>>,
+    pub memory: Option<Result<f64, String>>,
+    pub custom: BTreeMap<String, Result<f64, String>>,
+}
+
+impl Snapshot {
+    /// Append a reading to the series (a failure is a gap, never a zero) and
+    /// keep `keep` of history.
+    pub fn record(&mut self, at: Time, reading: &Reading, keep: Duration) {
+        let mut errors = Vec::new();
+        let mut push = |series: &mut Series, name: &str, value: &Result<f64, String>| {
+            match value {
+                Ok(v) if v.is_finite() => series.push(at, Some(*v)),
+                Ok(v) => {
+                    errors.push(format!("{name}: not a number ({v})"));
+                    series.push(at, None);
+                }
+                Err(e) => {
+                    errors.push(format!("{name}: {e}"));
+                    series.push(at, None);
+                }
+            }
+            series.trim(at, keep);
+        };
+        if let Some(cpu) = &reading.cpu {
+            push(&mut self.cpu, "cpu", cpu);
+        }
+        if let Some(memory) = &reading.memory {
+            push(&mut self.memory, "memory", memory);
+        }
+        for (name, value) in &reading.custom {
+            push(self.custom.entry(name.clone()).or_default(), name, value);
+        }
+        self.metrics_error = (!errors.is_empty()).then(|| errors.join("; "));
+    }
+}
+
 /// A machine the provider has launched whose Node is not Ready yet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InFlight {

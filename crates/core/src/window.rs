@@ -126,6 +126,41 @@ mod tests {
     }
 
     #[test]
+    fn recorded_failures_are_gaps_with_their_cause() {
+        use crate::snapshot::{Reading, Snapshot};
+        let mut snap = Snapshot::default();
+        let keep = Duration::from_secs(900);
+        for t in (0..=300).step_by(15) {
+            let r = Reading {
+                cpu: Some(Ok(0.5)),
+                memory: Some(Ok(0.4)),
+                ..Reading::default()
+            };
+            snap.record(Time::from_secs(t), &r, keep);
+        }
+        assert_eq!(snap.metrics_error, None);
+        let now = Time::from_secs(315);
+        let broken = Reading {
+            cpu: Some(Err("prometheus: connection refused".into())),
+            memory: Some(Ok(f64::NAN)),
+            ..Reading::default()
+        };
+        snap.record(now, &broken, keep);
+        assert_eq!(
+            snap.metrics_error.as_deref(),
+            Some("cpu: prometheus: connection refused; memory: not a number (NaN)")
+        );
+        assert_eq!(
+            window_mean(&snap.cpu, now, Duration::from_secs(180), MIN),
+            Err(Unavailable::Missing)
+        );
+        assert_eq!(
+            window_mean(&snap.memory, now, Duration::ZERO, MIN),
+            Err(Unavailable::Missing)
+        );
+    }
+
+    #[test]
     fn trim_keeps_the_window_start_covered() {
         let mut s = series(&[
             (0, Some(1.0)),

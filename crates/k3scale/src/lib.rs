@@ -3,4 +3,5 @@
 
 pub mod logging;
 pub mod machines;
+pub mod metrics;
 pub mod provider;
