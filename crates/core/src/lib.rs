@@ -4,6 +4,7 @@
 pub mod config;
 mod decide;
 pub mod decision;
+pub mod drain;
 pub mod lifecycle;
 pub mod model;
 pub mod policy;

@@ -144,6 +144,11 @@ pub enum PodPhase {
 pub struct Pod {
     pub namespace: String,
     pub name: String,
+    /// `metadata.uid`: evictions use it as a precondition.
+    pub uid: String,
+    /// `spec.terminationGracePeriodSeconds`.
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub termination_grace: Duration,
     pub requests: Resources,
     pub node_selector: Labels,
     pub tolerations: Vec<Toleration>,
@@ -170,6 +175,8 @@ impl Pod {
         Pod {
             namespace: namespace.to_string(),
             name: name.to_string(),
+            uid: format!("uid-{namespace}-{name}"),
+            termination_grace: Duration::from_secs(30),
             requests,
             node_selector: Labels::new(),
             tolerations: Vec::new(),
