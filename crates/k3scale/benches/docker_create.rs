@@ -9,27 +9,16 @@ mod support;
 use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;
 use k3scale::provider::{NodeProvider, create_many};
-use k3scale_core::config::DockerProviderConfig;
 use k3scale_core::testkit::{GI, pool};
 use std::time::{Duration, Instant};
-use support::{TestCluster, engine_allows_privileged, standin_image};
+use support::TestCluster;
 
 const ROUNDS: usize = 5;
 
 #[tokio::main]
 async fn main() {
     let cluster = TestCluster::new("bench");
-    let cfg = DockerProviderConfig {
-        image: standin_image().into(),
-        network: cluster.network.clone(),
-        server_url: "https://k3s-server:6443".into(),
-        token_file: None,
-        token_env: None,
-        extra_args: vec![],
-        privileged: engine_allows_privileged(),
-        limits: false,
-        stop_timeout: "1s".into(),
-    };
+    let cfg = support::standin_config(&cluster);
     let p = DockerProvider::connect(
         &cluster.name,
         pool("bench", 0, 100, 2000, 4 * GI, 0.0),

@@ -8,26 +8,15 @@ mod support;
 use k3scale::machines::MachinePool;
 use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;
-use k3scale_core::config::DockerProviderConfig;
 use k3scale_core::lifecycle::{LifecycleAction, LifecycleConfig, ObservedNode};
 use k3scale_core::testkit::{GI, MI, node_of, pending, pool, snapshot};
 use k3scale_core::{Policy, Pool, Reason, Time, decide};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{TOKEN, TestCluster, engine_allows_privileged, standin_image};
+use support::{TOKEN, TestCluster};
 
 async fn machine_pool(cluster: &TestCluster, pool: &Pool) -> MachinePool {
-    let cfg = DockerProviderConfig {
-        image: standin_image().into(),
-        network: cluster.network.clone(),
-        server_url: "https://k3s-server:6443".into(),
-        token_file: None,
-        token_env: None,
-        extra_args: vec![],
-        privileged: engine_allows_privileged(),
-        limits: false,
-        stop_timeout: "1s".into(),
-    };
+    let cfg = support::standin_config(cluster);
     let provider = DockerProvider::connect(&cluster.name, pool.clone(), cfg, Secret::new(TOKEN))
         .await
         .unwrap();

@@ -9,19 +9,15 @@ use k3scale::provider::secret::Secret;
 use k3scale::provider::{NodeProvider, ProviderError, create_many};
 use k3scale_core::config::DockerProviderConfig;
 use k3scale_core::testkit::{GI, pool};
-use support::{TOKEN, TestCluster, engine_allows_privileged, standin_image};
+use support::{TOKEN, TestCluster, standin_image};
 
 fn config(cluster: &TestCluster, image: &str) -> DockerProviderConfig {
     DockerProviderConfig {
         image: image.to_string(),
-        network: cluster.network.clone(),
-        server_url: "https://k3s-server:6443".into(),
-        token_file: None,
         token_env: Some("K3S_TOKEN".into()),
         extra_args: vec!["--kubelet-arg=max-pods=50".into()],
-        privileged: engine_allows_privileged(),
-        limits: false,
         stop_timeout: "2s".into(),
+        ..support::standin_config(cluster)
     }
 }
 

@@ -11,7 +11,7 @@ use k3scale_core::config::DockerProviderConfig;
 use k3scale_core::testkit::{GI, pool};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use support::{TOKEN, TestCluster, engine_allows_privileged, standin_image};
+use support::{TOKEN, TestCluster};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -33,17 +33,7 @@ async fn trace_logs_of_real_docker_calls_never_contain_the_token() {
     k3scale::logging::init("trace", false, move || sink.clone()).unwrap();
 
     let cluster = TestCluster::new("logs");
-    let cfg = DockerProviderConfig {
-        image: standin_image().into(),
-        network: cluster.network.clone(),
-        server_url: "https://k3s-server:6443".into(),
-        token_file: None,
-        token_env: None,
-        extra_args: vec![],
-        privileged: engine_allows_privileged(),
-        limits: false,
-        stop_timeout: "1s".into(),
-    };
+    let cfg = support::standin_config(&cluster);
     let p = DockerProvider::connect(
         &cluster.name,
         pool("workers", 0, 5, 2000, 4 * GI, 0.0),

@@ -2,6 +2,7 @@
 //! cluster (unique name + network) removed on drop, even when a test panics.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use k3scale_core::config::DockerProviderConfig;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,6 +53,21 @@ pub fn engine_allows_privileged() -> bool {
             .status
             .success()
     })
+}
+
+/// A Docker provider configuration for the stand-in agent on `cluster`'s network.
+pub fn standin_config(cluster: &TestCluster) -> DockerProviderConfig {
+    DockerProviderConfig {
+        image: standin_image().to_string(),
+        network: cluster.network.clone(),
+        server_url: "https://k3s-server:6443".into(),
+        token_file: None,
+        token_env: None,
+        extra_args: vec![],
+        privileged: engine_allows_privileged(),
+        limits: false,
+        stop_timeout: "1s".into(),
+    }
 }
 
 /// A cluster name and Docker network of this test's own.
