@@ -9,7 +9,6 @@ use crate::quantity::{Resources, share};
 use crate::scheduling::{NewNodeEstimate, Target, check_shape, classify, estimate_new_nodes, pack};
 use crate::window::Unavailable;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// Bring every pool up to its minimum (no cooldown: the bound is the contract).
 pub(crate) fn to_min(ctx: &mut Context<'_>) {
@@ -27,30 +26,9 @@ pub(crate) fn to_min(ctx: &mut Context<'_>) {
     }
 }
 
-/// Free capacity of every schedulable node (allocatable minus bound requests).
+/// Free capacity of every node of the snapshot.
 pub(crate) fn free_capacity(ctx: &Context<'_>) -> Vec<Resources> {
-    let index: HashMap<&str, usize> = ctx
-        .snapshot
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
-    let mut used = vec![Resources::ZERO; ctx.snapshot.nodes.len()];
-    for pod in &ctx.snapshot.pods {
-        if pod.is_terminal() {
-            continue;
-        }
-        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
-            used[i] += pod.requests;
-        }
-    }
-    ctx.snapshot
-        .nodes
-        .iter()
-        .zip(used)
-        .map(|(n, u)| n.allocatable.saturating_sub(&u))
-        .collect()
+    crate::scheduling::free_capacity(&ctx.snapshot.nodes, &ctx.snapshot.pods)
 }
 
 /// Add exactly the nodes the unschedulable pods need, after counting free
@@ -228,32 +206,20 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
     let policy = ctx.policy;
     let rules = &policy.scale_up;
     let snapshot = ctx.snapshot;
-    let ready = snapshot
-        .nodes
-        .iter()
-        .filter(|n| n.ready)
-        .fold(Resources::ZERO, |sum, n| sum + n.allocatable);
-    let per_node = preferred_pool(ctx)
-        .map(|p| p.template.allocatable)
-        .unwrap_or_default();
-    let mut fired = Vec::new();
-    // Nodes the fired rules want: for cpu and memory, enough to bring the
-    // signal back under its threshold; `max_step` for the others.
-    let mut wanted = 0u32;
     let signals = [
         (
             "cpu",
             &snapshot.cpu,
             rules.cpu_for,
             rules.cpu_above,
-            Some((ready.cpu_milli, per_node.cpu_milli)),
+            Some(Capacity::Cpu),
         ),
         (
             "memory",
             &snapshot.memory,
             rules.memory_for,
             rules.memory_above,
-            Some((ready.memory_bytes, per_node.memory_bytes)),
+            Some(Capacity::Memory),
         ),
     ];
     let mut custom = Vec::new();
@@ -266,6 +232,9 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
             (None, _) => {}
         }
     }
+    let mut fired = Vec::new();
+    // (observed, threshold, capacity it measures) of each fired rule, to size the step.
+    let mut over = Vec::new();
     for (name, series, window, threshold, capacity) in signals.into_iter().chain(custom) {
         let Some(observed) = ctx.signal(name, series, window) else {
             continue;
@@ -279,7 +248,7 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
             threshold,
             window,
         });
-        wanted = wanted.max(nodes_to_relieve(observed, threshold, capacity).unwrap_or(rules.max_step));
+        over.push((observed, threshold, capacity));
     }
     if rules.pending_pods == PendingPods::Threshold && !pending.is_empty() {
         fired.push(Reason::Above {
@@ -288,7 +257,7 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
             threshold: 0.0,
             window: rules.pending_grace,
         });
-        wanted = rules.max_step;
+        over.push((pending.len() as f64, 0.0, None));
     }
     if fired.is_empty() {
         return;
@@ -310,7 +279,24 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
         });
         return;
     }
-    match preferred_pool(ctx) {
+    let preferred = preferred_pool(ctx);
+    // For cpu and memory: enough nodes to bring the signal back under its
+    // threshold; `max_step` for signals without a capacity model.
+    let ready = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.ready)
+        .fold(Resources::ZERO, |sum, n| sum + n.allocatable);
+    let per_node = preferred.map(|p| p.template.allocatable).unwrap_or_default();
+    let wanted = over
+        .into_iter()
+        .map(|(observed, threshold, capacity)| {
+            let sizes = capacity.map(|c| (c.of(&ready), c.of(&per_node)));
+            nodes_to_relieve(observed, threshold, sizes).unwrap_or(rules.max_step)
+        })
+        .max()
+        .unwrap_or(rules.max_step);
+    match preferred {
         Some(pool) => {
             let count = wanted.min(rules.max_step).min(pool.max - ctx.size(&pool.name));
             ctx.decision.add_up(&pool.name, count);
@@ -328,6 +314,22 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
                 })
                 .collect();
             ctx.decision.reasons.extend(full);
+        }
+    }
+}
+
+/// Which resource a utilization signal measures.
+#[derive(Debug, Clone, Copy)]
+enum Capacity {
+    Cpu,
+    Memory,
+}
+
+impl Capacity {
+    fn of(self, r: &Resources) -> u64 {
+        match self {
+            Capacity::Cpu => r.cpu_milli,
+            Capacity::Memory => r.memory_bytes,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! capacity only shrinks while packing), so packing costs
 //! O(classes × targets + pods) rather than O(pods × targets).
 
-use crate::model::{Labels, Pod, Taint, TaintEffect};
+use crate::model::{Labels, Node, Pod, Taint, TaintEffect};
 use crate::quantity::Resources;
 use std::collections::HashMap;
 use std::fmt;
@@ -78,6 +78,22 @@ pub fn check_shape(pod: &Pod, labels: &Labels, taints: &[Taint], capacity: &Reso
     } else {
         Err(Unfit::TooLarge { resources: over })
     }
+}
+
+/// Each node's allocatable minus the requests of the non-terminal pods bound to it.
+pub fn free_capacity(nodes: &[Node], pods: &[Pod]) -> Vec<Resources> {
+    let index: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
+    for pod in pods.iter().filter(|p| !p.is_terminal()) {
+        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
+            free[i] = free[i].saturating_sub(&pod.requests);
+        }
+    }
+    free
 }
 
 /// A place pods can go: an existing node's free capacity, or a new node.

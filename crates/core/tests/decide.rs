@@ -616,6 +616,14 @@ fn a_pool_backing_off_launches_nothing_and_says_so() {
         "{}",
         reasons(&d)
     );
+    // A quiet decision does not mention a backoff that blocks nothing.
+    let quiet = snapshot(three_workers(), vec![], 0.5, 0.4, NOW);
+    let mut quiet_backed_off = quiet.clone();
+    quiet_backed_off.backoff = s.backoff.clone();
+    assert_eq!(
+        decide(&quiet_backed_off, &default_policy(), NOW).reasons,
+        decide(&quiet, &default_policy(), NOW).reasons
+    );
     // Below min during a backoff: still nothing.
     s.nodes.truncate(1);
     assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 0);

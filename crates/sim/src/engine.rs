@@ -5,7 +5,7 @@
 use crate::clock::VirtualClock;
 use crate::trace::{Cursor, DemandUnit, Trace};
 use k3scale_core::model::{Node, OwnerKind, Pod, PodPhase, Pool};
-use k3scale_core::scheduling::check_constraints;
+use k3scale_core::scheduling::{check_constraints, free_capacity};
 use k3scale_core::snapshot::{InFlight, Snapshot};
 use k3scale_core::{Clock, Decision, Policy, Resources, Time, decide};
 use std::collections::VecDeque;
@@ -419,20 +419,27 @@ impl<'a> Sim<'a> {
             node.labels = pool.template.labels.clone();
             node.taints = pool.template.taints.clone();
             self.snap.in_flight.retain(|f| f.name != machine.name);
-            // Every new node runs the DaemonSet pod.
-            let mut ds = Pod::new(
-                "kube-system",
-                &format!("svclb-{}", machine.name),
-                self.opts.daemonset,
-            );
-            ds.owner = OwnerKind::DaemonSet;
-            ds.node_name = Some(machine.name.clone());
+            // Every new node runs one pod of each DaemonSet.
+            let daemons: Vec<Pod> = self
+                .snap
+                .daemonsets
+                .iter()
+                .map(|template| {
+                    let mut ds = template.clone();
+                    ds.name = format!("{}-{}", template.name, machine.name);
+                    ds.uid = format!("uid-{}", ds.name);
+                    ds.node_name = Some(machine.name.clone());
+                    ds
+                })
+                .collect();
             self.snap.nodes.push(node);
-            self.snap.pods.push(ds);
-            self.meta.push(PodMeta {
-                workload: usize::MAX,
-                created_at: now,
-            });
+            for ds in daemons {
+                self.snap.pods.push(ds);
+                self.meta.push(PodMeta {
+                    workload: usize::MAX,
+                    created_at: now,
+                });
+            }
         }
         true
     }
@@ -469,16 +476,7 @@ impl<'a> Sim<'a> {
             return false;
         }
         let nodes = &self.snap.nodes;
-        let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
-        for pod in &self.snap.pods {
-            if let Some(i) = pod
-                .node_name
-                .as_deref()
-                .and_then(|name| nodes.iter().position(|n| n.name == name))
-            {
-                free[i] = free[i] - pod.requests;
-            }
-        }
+        let mut free = free_capacity(nodes, &self.snap.pods);
         let mut newly_unschedulable = false;
         for (pod, meta) in self.snap.pods.iter_mut().zip(&self.meta) {
             if pod.node_name.is_some() {
