@@ -246,6 +246,15 @@ impl Drain {
             .collect()
     }
 
+    /// The executor cannot go on (e.g. the cordon keeps failing past the
+    /// eviction deadline): give up and uncordon.
+    pub fn abort(&mut self, why: String) -> Vec<DrainAction> {
+        if self.outcome.is_some() {
+            return Vec::new();
+        }
+        self.give_up(why)
+    }
+
     fn give_up(&mut self, why: String) -> Vec<DrainAction> {
         self.outcome = Some(DrainOutcome::GaveUp { why });
         vec![DrainAction::Uncordon]

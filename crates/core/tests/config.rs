@@ -239,3 +239,15 @@ fn provider_must_be_exactly_one() {
         );
     }
 }
+
+#[test]
+fn custom_rules_need_prometheus() {
+    let yaml = format!(
+        "metrics:\n  source: metrics-server\n  custom:\n    - {{ name: rps, query: \"sum(rate(x[1m]))\", scale_up_above: 800 }}\n{POOL}"
+    );
+    let errs = errors(&yaml);
+    assert!(
+        errs.iter().any(|e| e.starts_with("k3scale.yaml:3: metrics.custom: custom PromQL rules need")),
+        "{errs:?}"
+    );
+}

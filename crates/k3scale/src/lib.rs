@@ -4,4 +4,6 @@
 pub mod logging;
 pub mod machines;
 pub mod metrics;
+pub mod drain;
+pub mod kube;
 pub mod provider;

@@ -1,5 +1,5 @@
 //! Structured logs (`tracing`), with one rule no filter can override: the
-//! Docker client and HTTP stack never log below INFO, because their debug
+//! Docker client, the Kubernetes client and the HTTP stack never log below INFO, because their debug
 //! output contains request and response bodies, and those carry the K3s
 //! token (the agent container's environment).
 
@@ -11,7 +11,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 /// Targets whose debug/trace output may contain secrets.
-const BODY_LOGGERS: &[&str] = &["bollard", "hyper", "hyper_util", "h2", "reqwest"];
+const BODY_LOGGERS: &[&str] = &["bollard", "hyper", "hyper_util", "h2", "reqwest", "kube_client", "tower"];
 
 /// Whether an event may be logged at all, whatever the user's filter says.
 pub fn secret_safe(meta: &Metadata<'_>) -> bool {

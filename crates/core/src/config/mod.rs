@@ -361,6 +361,12 @@ fn check_metrics(m: &MetricsConfig, v: &mut Validator<'_>) {
             );
         }
     }
+    if m.source == MetricsSourceKind::MetricsServer && !m.custom.is_empty() {
+        v.error(
+            "metrics.custom",
+            "custom PromQL rules need `metrics.source: prometheus` (metrics-server has CPU and memory only)",
+        );
+    }
     let mut seen = HashSet::new();
     for (i, rule) in m.custom.iter().enumerate() {
         let path = format!("metrics.custom[{i}]");

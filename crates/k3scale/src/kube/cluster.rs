@@ -1,0 +1,409 @@
+//! The cluster as k3scale sees it over the Kubernetes API: watch-fed caches
+//! of Nodes, Pods, PodDisruptionBudgets and DaemonSets, and the writes.
+
+use super::KubeError;
+use super::cache::{self, Cache};
+use super::convert::{self, PdbIndex};
+use k3scale_core::drain::EvictionResult;
+use k3scale_core::model::{DO_NOT_DISRUPT, Labels, SAFE_TO_EVICT};
+use k3scale_core::{Node, Pod, Snapshot};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Taint a draining node carries, so nothing new lands on it.
+pub const DRAINING_TAINT: &str = "k3scale.io/draining";
+/// Namespace of K3s's node-password secrets.
+const NODE_PASSWORD_NAMESPACE: &str = "kube-system";
+/// Namespace Node events go to (as the kubelet's do).
+const EVENT_NAMESPACE: &str = "default";
+pub const REPORTING_CONTROLLER: &str = "k3scale.io/autoscaler";
+/// Attempts of a read-modify-write that meets 409 Conflicts.
+const CONFLICT_RETRIES: usize = 5;
+
+#[derive(Debug, Clone)]
+struct CachedNode {
+    node: Node,
+    uid: String,
+}
+
+#[derive(Debug, Clone)]
+struct CachedPod {
+    /// With `pdb` unset: the covering PDB is found when a snapshot is made,
+    /// since PDBs change independently of pods.
+    pod: Pod,
+    labels: Labels,
+}
+
+/// Only the annotations the core reads are kept (others can be large).
+fn cached_pod(p: &core::Pod) -> CachedPod {
+    let mut pod = convert::pod(p, &PdbIndex::default());
+    pod.annotations.retain(|k, _| k == DO_NOT_DISRUPT || k == SAFE_TO_EVICT);
+    CachedPod {
+        pod,
+        labels: p.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+/// What kind of Event: `Normal` or `Warning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+pub struct KubeCluster {
+    client: Client,
+    /// This replica's name, as `reportingInstance` of its Events.
+    identity: String,
+    nodes: Arc<Cache<CachedNode>>,
+    pods: Arc<Cache<CachedPod>>,
+    pdbs: Arc<Cache<PodDisruptionBudget>>,
+    daemonsets: Arc<Cache<Option<Pod>>>,
+    /// Bumped when a reconcile should run now: a pod became unschedulable, a node changed.
+    changes: watch::Sender<u64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("identity", &self.identity)
+            .field("nodes", &self.nodes.len())
+            .field("pods", &self.pods.len())
+            .field("synced", &self.is_synced())
+            .finish()
+    }
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn bump(changes: &watch::Sender<u64>) {
+    changes.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+impl KubeCluster {
+    /// Start the watches. Call [`KubeCluster::wait_synced`] before the first snapshot.
+    pub fn start(client: Client, identity: &str) -> KubeCluster {
+        let changes = watch::channel(0).0;
+        let (nodes, pods, pdbs, daemonsets) = (Cache::new(), Cache::new(), Cache::new(), Cache::new());
+        let cfg = watcher::Config::default;
+        let mut tasks = Vec::new();
+
+        let tx = changes.clone();
+        tasks.push(tokio::spawn(cache::run(
+            Api::<core::Node>::all(client.clone()),
+            cfg(),
+            nodes.clone(),
+            |n: &core::Node| CachedNode {
+                node: convert::node(n),
+                uid: n.metadata.uid.clone().unwrap_or_default(),
+            },
+            move |e: &Event<(String, CachedNode)>| {
+                if matches!(e, Event::Apply(_) | Event::Delete(_)) {
+                    bump(&tx);
+                }
+            },
+        )));
+
+        let tx = changes.clone();
+        tasks.push(tokio::spawn(cache::run(
+            Api::<core::Pod>::all(client.clone()),
+            cfg(),
+            pods.clone(),
+            cached_pod,
+            move |e: &Event<(String, CachedPod)>| match e {
+                Event::Apply((_, p)) if p.pod.unschedulable_since.is_some() => bump(&tx),
+                Event::Delete(_) => bump(&tx),
+                _ => {}
+            },
+        )));
+
+        tasks.push(tokio::spawn(cache::run(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            cfg(),
+            pdbs.clone(),
+            |p: &PodDisruptionBudget| {
+                let mut p = p.clone();
+                p.metadata.managed_fields = None;
+                p.metadata.annotations = None;
+                p
+            },
+            |_: &Event<(String, PodDisruptionBudget)>| {},
+        )));
+
+        tasks.push(tokio::spawn(cache::run(
+            Api::<DaemonSet>::all(client.clone()),
+            cfg(),
+            daemonsets.clone(),
+            convert::daemonset_pod,
+            |_: &Event<(String, Option<Pod>)>| {},
+        )));
+
+        KubeCluster {
+            client,
+            identity: identity.to_string(),
+            nodes,
+            pods,
+            pdbs,
+            daemonsets,
+            changes,
+            tasks,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Every cache has listed once.
+    pub fn is_synced(&self) -> bool {
+        self.nodes.is_synced() && self.pods.is_synced() && self.pdbs.is_synced() && self.daemonsets.is_synced()
+    }
+
+    pub async fn wait_synced(&self) {
+        self.nodes.wait_synced().await;
+        self.pods.wait_synced().await;
+        self.pdbs.wait_synced().await;
+        self.daemonsets.wait_synced().await;
+    }
+
+    /// Changes that should trigger a reconcile now (see `changes`).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Put the cluster's nodes, pods, DaemonSet templates and PDB budgets into `snapshot`.
+    pub fn fill(&self, snapshot: &mut Snapshot) {
+        let pdbs = self.pdbs.read();
+        let index = PdbIndex::new(pdbs.values());
+        drop(pdbs);
+        snapshot.nodes = self.nodes.read().values().map(|n| n.node.clone()).collect();
+        snapshot.pods = self
+            .pods
+            .read()
+            .values()
+            .map(|c| {
+                let mut pod = c.pod.clone();
+                pod.pdb = index.covering(&pod.namespace, &c.labels);
+                pod
+            })
+            .collect();
+        snapshot.daemonsets = self.daemonsets.read().values().flatten().cloned().collect();
+        snapshot.pdbs = index.allowed;
+    }
+
+    pub fn node(&self, name: &str) -> Option<Node> {
+        self.nodes.get(name).map(|n| n.node)
+    }
+
+    /// Pods bound to `node`, as the cache has them now.
+    pub fn pods_on_node(&self, node: &str) -> Vec<Pod> {
+        self.pods
+            .read()
+            .values()
+            .filter(|c| c.pod.node_name.as_deref() == Some(node))
+            .map(|c| c.pod.clone())
+            .collect()
+    }
+
+    fn nodes_api(&self) -> Api<core::Node> {
+        Api::all(self.client.clone())
+    }
+
+    /// Set `spec.unschedulable` and add or remove the draining taint, as a
+    /// merge patch conditioned on the resourceVersion just read (the taint
+    /// list is replaced whole, so a concurrent change must not be lost).
+    async fn set_draining(&self, node: &str, draining: bool) -> Result<(), KubeError> {
+        let what = || format!("{} node {node}", if draining { "cordon" } else { "uncordon" });
+        let api = self.nodes_api();
+        let mut last = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let current = api.get(node).await.map_err(|e| KubeError::from_kube(what(), e))?;
+            let mut taints: Vec<core::Taint> = current
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t.key != DRAINING_TAINT)
+                .collect();
+            if draining {
+                taints.push(core::Taint {
+                    key: DRAINING_TAINT.into(),
+                    value: Some("true".into()),
+                    effect: "NoSchedule".into(),
+                    time_added: None,
+                });
+            }
+            let patch = json!({
+                "metadata": { "resourceVersion": current.metadata.resource_version },
+                "spec": { "unschedulable": draining, "taints": taints },
+            });
+            match api.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let e = KubeError::from_kube(what(), e);
+                    if e.code() != Some(409) {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| KubeError::Transport {
+            what: what(),
+            cause: "conflict retries exhausted".into(),
+        }))
+    }
+
+    pub async fn cordon(&self, node: &str) -> Result<(), KubeError> {
+        self.set_draining(node, true).await
+    }
+
+    /// Make the node schedulable again; a node that is gone needs nothing.
+    pub async fn uncordon(&self, node: &str) -> Result<(), KubeError> {
+        match self.set_draining(node, false).await {
+            Err(e) if e.code() == Some(404) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Evict through the Eviction API with the pod's UID as precondition.
+    pub async fn evict(&self, namespace: &str, name: &str, uid: &str) -> EvictionResult {
+        let api: Api<core::Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = EvictParams {
+            delete_options: Some(DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            }),
+            post_options: PostParams::default(),
+        };
+        match api.evict(name, &params).await {
+            Ok(_) => EvictionResult::Created,
+            Err(e) => {
+                let e = KubeError::from_kube(format!("evict pod {namespace}/{name}"), e);
+                match e.code() {
+                    Some(429) => EvictionResult::TooManyRequests,
+                    Some(404 | 409) => EvictionResult::Gone,
+                    _ => EvictionResult::Failed(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Delete the Node object; already gone is success.
+    pub async fn delete_node(&self, node: &str) -> Result<(), KubeError> {
+        ignore_not_found(
+            self.nodes_api().delete(node, &DeleteParams::default()).await,
+            format!("delete node {node}"),
+        )
+    }
+
+    /// Delete K3s's `<node>.node-password.k3s` secret, so the name could join again.
+    pub async fn delete_node_password(&self, node: &str) -> Result<(), KubeError> {
+        let api: Api<core::Secret> = Api::namespaced(self.client.clone(), NODE_PASSWORD_NAMESPACE);
+        let name = format!("{node}.node-password.k3s");
+        ignore_not_found(
+            api.delete(&name, &DeleteParams::default()).await,
+            format!("delete secret {NODE_PASSWORD_NAMESPACE}/{name}"),
+        )
+    }
+
+    /// Merge labels into a node (k3scale marks the nodes it manages).
+    pub async fn label_node(&self, node: &str, labels: &BTreeMap<String, String>) -> Result<(), KubeError> {
+        let patch = json!({ "metadata": { "labels": labels } });
+        self.nodes_api()
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| KubeError::from_kube(format!("label node {node}"), e))
+    }
+
+    /// Record an events.k8s.io/v1 Event about a node (`kubectl describe node` shows it).
+    pub async fn node_event(
+        &self,
+        node: &str,
+        kind: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) -> Result<(), KubeError> {
+        let now = jiff::Timestamp::now();
+        let uid = self.nodes.get(node).map(|n| n.uid);
+        let event = KubeEvent {
+            metadata: ObjectMeta {
+                name: Some(format!("{node}.{:x}", now.as_nanosecond())),
+                namespace: Some(EVENT_NAMESPACE.into()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            reporting_controller: Some(REPORTING_CONTROLLER.into()),
+            reporting_instance: Some(self.identity.clone()),
+            action: Some(action.into()),
+            reason: Some(reason.into()),
+            type_: Some(match kind {
+                EventType::Normal => "Normal".into(),
+                EventType::Warning => "Warning".into(),
+            }),
+            // The API caps a note at 1 kB.
+            note: Some(truncate(note, 1024)),
+            regarding: Some(core::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.into()),
+                uid,
+                ..core::ObjectReference::default()
+            }),
+            ..KubeEvent::default()
+        };
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), EVENT_NAMESPACE);
+        api.create(&PostParams::default(), &event)
+            .await
+            .map(|_| ())
+            .map_err(|e| KubeError::from_kube(format!("event {reason} on node {node}"), e))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn ignore_not_found<T>(result: Result<T, kube::Error>, what: String) -> Result<(), KubeError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => match KubeError::from_kube(what, e) {
+            e if e.code() == Some(404) => Ok(()),
+            e => Err(e),
+        },
+    }
+}
+
+/// How long the watches may take to list everything before a caller gives up.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,332 @@
+//! Kubernetes objects (k8s-openapi) into the core's model, at the edge.
+//! Pure functions: the reflector stores feed them, tests feed them recorded
+//! objects from a real API server.
+
+use k3scale_core::model::{
+    Labels, NodeAffinity, NodeSelectorRequirement, OwnerKind, PodPhase, SelectorOperator, Taint, TaintEffect,
+    Toleration, TolerationOperator,
+};
+use k3scale_core::quantity::{parse_cpu, parse_memory};
+use k3scale_core::{Node, Pod, Resources, Time};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Annotation the kubelet puts on mirror pods of static pods.
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+pub fn time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Time {
+    Time::from_millis(u64::try_from(t.0.as_millisecond()).unwrap_or(0))
+}
+
+fn labels(map: &Option<BTreeMap<String, String>>) -> Labels {
+    map.clone().unwrap_or_default()
+}
+
+/// A malformed quantity counts as zero here: the API server validated it,
+/// so this only guards against a broken fixture.
+fn cpu(q: Option<&Quantity>) -> u64 {
+    q.and_then(|q| parse_cpu(&q.0).ok()).unwrap_or(0)
+}
+
+fn memory(q: Option<&Quantity>) -> u64 {
+    q.and_then(|q| parse_memory(&q.0).ok()).unwrap_or(0)
+}
+
+fn resources(map: Option<&BTreeMap<String, Quantity>>, pods: u64) -> Resources {
+    Resources::new(
+        cpu(map.and_then(|m| m.get("cpu"))),
+        memory(map.and_then(|m| m.get("memory"))),
+        pods,
+    )
+}
+
+fn max(a: Resources, b: Resources) -> Resources {
+    Resources::new(
+        a.cpu_milli.max(b.cpu_milli),
+        a.memory_bytes.max(b.memory_bytes),
+        a.pods.max(b.pods),
+    )
+}
+
+/// What the scheduler reserves for a pod: the sum of its containers and
+/// sidecars, or the largest init container if that is more, plus overhead.
+pub fn pod_requests(spec: &core::PodSpec) -> Resources {
+    let requests = |c: &core::Container| resources(c.resources.as_ref().and_then(|r| r.requests.as_ref()), 0);
+    let mut sidecars = Resources::ZERO;
+    let mut init_peak = Resources::ZERO;
+    for c in spec.init_containers.iter().flatten() {
+        if c.restart_policy.as_deref() == Some("Always") {
+            sidecars = sidecars + requests(c);
+        } else {
+            // An init container runs beside the sidecars started before it.
+            init_peak = max(init_peak, sidecars + requests(c));
+        }
+    }
+    let running = spec.containers.iter().fold(sidecars, |sum, c| sum + requests(c));
+    let overhead = resources(spec.overhead.as_ref(), 0);
+    let total = max(running, init_peak) + overhead;
+    Resources::new(total.cpu_milli, total.memory_bytes, 1)
+}
+
+fn taint_effect(effect: &str) -> Option<TaintEffect> {
+    match effect {
+        "NoSchedule" => Some(TaintEffect::NoSchedule),
+        "PreferNoSchedule" => Some(TaintEffect::PreferNoSchedule),
+        "NoExecute" => Some(TaintEffect::NoExecute),
+        _ => None,
+    }
+}
+
+pub fn taint(t: &core::Taint) -> Option<Taint> {
+    Some(Taint {
+        key: t.key.clone(),
+        value: t.value.clone().unwrap_or_default(),
+        effect: taint_effect(&t.effect)?,
+    })
+}
+
+fn toleration(t: &core::Toleration) -> Toleration {
+    Toleration {
+        key: t.key.clone().unwrap_or_default(),
+        operator: match t.operator.as_deref() {
+            Some("Exists") => TolerationOperator::Exists,
+            _ => TolerationOperator::Equal,
+        },
+        value: t.value.clone().unwrap_or_default(),
+        effect: t.effect.as_deref().and_then(taint_effect),
+    }
+}
+
+fn selector_operator(op: &str) -> Option<SelectorOperator> {
+    Some(match op {
+        "In" => SelectorOperator::In,
+        "NotIn" => SelectorOperator::NotIn,
+        "Exists" => SelectorOperator::Exists,
+        "DoesNotExist" => SelectorOperator::DoesNotExist,
+        "Gt" => SelectorOperator::Gt,
+        "Lt" => SelectorOperator::Lt,
+        _ => return None,
+    })
+}
+
+fn node_affinity(affinity: Option<&core::Affinity>) -> NodeAffinity {
+    let terms = affinity
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .map(|required| {
+            required
+                .node_selector_terms
+                .iter()
+                .map(|term| {
+                    term.match_expressions
+                        .iter()
+                        .flatten()
+                        .filter_map(|e| {
+                            Some(NodeSelectorRequirement {
+                                key: e.key.clone(),
+                                operator: selector_operator(&e.operator)?,
+                                values: e.values.clone().unwrap_or_default(),
+                            })
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    NodeAffinity { terms }
+}
+
+fn owner(meta: &ObjectMeta) -> OwnerKind {
+    if meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
+    {
+        return OwnerKind::Mirror;
+    }
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    match controller.map(|o| o.kind.as_str()) {
+        None => OwnerKind::None,
+        Some("ReplicaSet") => OwnerKind::ReplicaSet,
+        Some("StatefulSet") => OwnerKind::StatefulSet,
+        Some("DaemonSet") => OwnerKind::DaemonSet,
+        Some("Job") => OwnerKind::Job,
+        // K3s runs static control-plane pods as mirror pods owned by their Node.
+        Some("Node") => OwnerKind::Mirror,
+        Some(_) => OwnerKind::Other,
+    }
+}
+
+/// emptyDir on disk or hostPath: the data dies with the node.
+fn uses_local_storage(spec: &core::PodSpec) -> bool {
+    spec.volumes.iter().flatten().any(|v| {
+        v.host_path.is_some()
+            || v
+                .empty_dir
+                .as_ref()
+                .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
+    })
+}
+
+fn phase(status: Option<&core::PodStatus>) -> PodPhase {
+    match status.and_then(|s| s.phase.as_deref()) {
+        Some("Running") => PodPhase::Running,
+        Some("Succeeded") => PodPhase::Succeeded,
+        Some("Failed") => PodPhase::Failed,
+        _ => PodPhase::Pending,
+    }
+}
+
+/// Since when the scheduler has said the pod does not fit.
+fn unschedulable_since(status: Option<&core::PodStatus>) -> Option<Time> {
+    status?.conditions.iter().flatten().find_map(|c| {
+        (c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+            .then(|| c.last_transition_time.as_ref().map_or(Time::ZERO, time))
+    })
+}
+
+/// PDBs of one namespace, ready to match pods against.
+#[derive(Debug, Default)]
+pub struct PdbIndex {
+    by_namespace: BTreeMap<String, Vec<(String, LabelSelector)>>,
+    /// `namespace/name` → disruptions allowed now.
+    pub allowed: BTreeMap<String, u32>,
+}
+
+impl PdbIndex {
+    pub fn new<'a>(pdbs: impl IntoIterator<Item = &'a PodDisruptionBudget>) -> Self {
+        let mut index = PdbIndex::default();
+        for pdb in pdbs {
+            let ns = pdb.metadata.namespace.clone().unwrap_or_default();
+            let name = pdb.metadata.name.clone().unwrap_or_default();
+            let key = format!("{ns}/{name}");
+            let allowed = pdb
+                .status
+                .as_ref()
+                .map_or(0, |s| u32::try_from(s.disruptions_allowed).unwrap_or(0));
+            index.allowed.insert(key.clone(), allowed);
+            // A PDB with no selector selects nothing (policy/v1).
+            if let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.clone()) {
+                index.by_namespace.entry(ns).or_default().push((key, selector));
+            }
+        }
+        index
+    }
+
+    /// The PDB covering a pod (`namespace/name`), if any.
+    pub fn covering(&self, namespace: &str, pod_labels: &Labels) -> Option<String> {
+        self.by_namespace
+            .get(namespace)?
+            .iter()
+            .find(|(_, selector)| selector_matches(selector, pod_labels))
+            .map(|(key, _)| key.clone())
+    }
+}
+
+pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
+    let match_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    match_labels
+        && selector.match_expressions.iter().flatten().all(|e| {
+            selector_operator(&e.operator).is_some_and(|operator| {
+                NodeSelectorRequirement {
+                    key: e.key.clone(),
+                    operator,
+                    values: e.values.clone().unwrap_or_default(),
+                }
+                .matches(labels)
+            })
+        })
+}
+
+/// A Kubernetes pod in the core's terms.
+pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
+    let meta = &p.metadata;
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let pod_labels = labels(&meta.labels);
+    let empty = core::PodSpec::default();
+    let spec = p.spec.as_ref().unwrap_or(&empty);
+    Pod {
+        uid: meta.uid.clone().unwrap_or_default(),
+        termination_grace: Duration::from_secs(
+            spec.termination_grace_period_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(30),
+        ),
+        requests: pod_requests(spec),
+        node_selector: labels(&spec.node_selector),
+        tolerations: spec.tolerations.iter().flatten().map(toleration).collect(),
+        affinity: node_affinity(spec.affinity.as_ref()),
+        owner: owner(meta),
+        pdb: pdbs.covering(&namespace, &pod_labels),
+        annotations: labels(&meta.annotations),
+        local_storage: uses_local_storage(spec),
+        priority: spec.priority.unwrap_or(0),
+        phase: phase(p.status.as_ref()),
+        node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
+        unschedulable_since: unschedulable_since(p.status.as_ref()),
+        name: meta.name.clone().unwrap_or_default(),
+        namespace,
+    }
+}
+
+/// The pod a DaemonSet would put on a new node (its template).
+pub fn daemonset_pod(ds: &DaemonSet) -> Option<Pod> {
+    let template = &ds.spec.as_ref()?.template;
+    let spec = template.spec.as_ref()?;
+    let name = ds.metadata.name.clone().unwrap_or_default();
+    let namespace = ds.metadata.namespace.clone().unwrap_or_default();
+    let mut pod = Pod::new(&namespace, &name, pod_requests(spec));
+    pod.node_selector = labels(&spec.node_selector);
+    pod.tolerations = spec.tolerations.iter().flatten().map(toleration).collect();
+    pod.affinity = node_affinity(spec.affinity.as_ref());
+    pod.owner = OwnerKind::DaemonSet;
+    pod.uid = ds.metadata.uid.clone().unwrap_or_default();
+    Some(pod)
+}
+
+/// A Kubernetes node in the core's terms; `pool` from the `k3scale.io/pool` label.
+pub fn node(n: &core::Node) -> Node {
+    let meta = &n.metadata;
+    let node_labels = labels(&meta.labels);
+    let status = n.status.as_ref();
+    let allocatable = status.and_then(|s| s.allocatable.as_ref());
+    let pods = allocatable
+        .and_then(|a| a.get("pods"))
+        .and_then(|q| k3scale_core::quantity::Quantity::parse(&q.0).ok())
+        .map_or(0, |q| q.whole());
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let spec = n.spec.as_ref();
+    Node {
+        name: meta.name.clone().unwrap_or_default(),
+        pool: node_labels.get(k3scale_core::model::POOL_LABEL).cloned(),
+        allocatable: resources(allocatable, pods),
+        taints: spec
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(taint)
+            .collect(),
+        ready,
+        cordoned: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+        created_at: meta.creation_timestamp.as_ref().map_or(Time::ZERO, time),
+        annotations: labels(&meta.annotations),
+        labels: node_labels,
+    }
+}

@@ -1,0 +1,142 @@
+//! Leader election over a `coordination.k8s.io` Lease: the I/O around
+//! `k3scale_core::lease::Elector` (read, then create or replace with the
+//! resourceVersion just read, so a concurrent writer gets a 409).
+
+use super::KubeError;
+use k3scale_core::Time;
+use k3scale_core::lease::{ElectionConfig, Elector, LeaseRecord, LeaseStep};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use std::time::Duration;
+
+fn micro_time(t: Time) -> MicroTime {
+    let ms = i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
+    MicroTime(jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+fn from_micro_time(t: Option<&MicroTime>) -> Time {
+    t.map_or(Time::ZERO, |t| {
+        Time::from_millis(u64::try_from(t.0.as_millisecond()).unwrap_or(0))
+    })
+}
+
+fn record(lease: &Lease) -> LeaseRecord {
+    let spec = lease.spec.clone().unwrap_or_default();
+    LeaseRecord {
+        holder: spec.holder_identity.filter(|h| !h.is_empty()),
+        acquire_time: from_micro_time(spec.acquire_time.as_ref()),
+        renew_time: from_micro_time(spec.renew_time.as_ref()),
+        lease_duration: Duration::from_secs(
+            spec.lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(15),
+        ),
+        transitions: spec
+            .lease_transitions
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(0),
+    }
+}
+
+fn spec(r: &LeaseRecord) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: Some(r.holder.clone().unwrap_or_default()),
+        acquire_time: Some(micro_time(r.acquire_time)),
+        renew_time: Some(micro_time(r.renew_time)),
+        lease_duration_seconds: Some(i32::try_from(r.lease_duration.as_secs()).unwrap_or(i32::MAX)),
+        lease_transitions: Some(i32::try_from(r.transitions).unwrap_or(i32::MAX)),
+        ..LeaseSpec::default()
+    }
+}
+
+#[derive(Debug)]
+pub struct LeaseLock {
+    api: Api<Lease>,
+    name: String,
+    pub elector: Elector,
+}
+
+impl LeaseLock {
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, config: ElectionConfig) -> Self {
+        LeaseLock {
+            api: Api::namespaced(client, namespace),
+            name: name.to_string(),
+            elector: Elector::new(identity, config),
+        }
+    }
+
+    /// One round: read the Lease, then create, renew or take it over if the
+    /// elector says so. Returns whether this replica may act until the next
+    /// round. An API failure is returned after the elector has been told, so
+    /// leadership still ends at the renew deadline.
+    pub async fn round(&mut self, now: Time) -> Result<bool, KubeError> {
+        let what = || format!("lease {}", self.name);
+        let current = match self.api.get_opt(&self.name).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                self.elector.write_failed(now);
+                return Err(KubeError::from_kube(what(), e));
+            }
+        };
+        let step = self.elector.step(current.as_ref().map(record).as_ref(), now);
+        let written = match &step {
+            LeaseStep::Wait { .. } => return Ok(self.elector.is_leader(now)),
+            LeaseStep::Create(r) => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(spec(r)),
+                };
+                self.api.create(&PostParams::default(), &lease).await.map(|_| r)
+            }
+            LeaseStep::Update(r) => {
+                let mut lease = current.unwrap_or_default();
+                lease.spec = Some(spec(r));
+                self.api
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await
+                    .map(|_| r)
+            }
+        };
+        match written {
+            Ok(r) => {
+                self.elector.written(r, now);
+                Ok(self.elector.is_leader(now))
+            }
+            // 409: another replica wrote first; it holds the Lease now.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                self.elector.write_failed(now);
+                Ok(self.elector.is_leader(now))
+            }
+            Err(e) => {
+                self.elector.write_failed(now);
+                Err(KubeError::from_kube(what(), e))
+            }
+        }
+    }
+
+    /// Give the Lease up (on shutdown) so another replica takes over at once.
+    pub async fn release(&mut self, now: Time) -> Result<(), KubeError> {
+        let what = || format!("release lease {}", self.name);
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| KubeError::from_kube(what(), e))?
+        else {
+            return Ok(());
+        };
+        if let Some(released) = self.elector.release(&record(&lease), now) {
+            lease.spec = Some(spec(&released));
+            self.api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map_err(|e| KubeError::from_kube(what(), e))?;
+        }
+        Ok(())
+    }
+}
