@@ -247,7 +247,8 @@ fn custom_rules_need_prometheus() {
     );
     let errs = errors(&yaml);
     assert!(
-        errs.iter().any(|e| e.starts_with("k3scale.yaml:3: metrics.custom: custom PromQL rules need")),
+        errs.iter()
+            .any(|e| e.starts_with("k3scale.yaml:3: metrics.custom: custom PromQL rules need")),
         "{errs:?}"
     );
 }

@@ -64,7 +64,8 @@ impl<'a> DrainExecutor<'a> {
             let exists = self.cluster.node(&node).is_some();
             let mut actions = drain.next(&refs, exists, now);
             // Giving up ends the drain's decisions, but the uncordon must succeed.
-            if actions.is_empty() && matches!(drain.outcome, Some(DrainOutcome::GaveUp { .. })) && !uncordoned {
+            if actions.is_empty() && matches!(drain.outcome, Some(DrainOutcome::GaveUp { .. })) && !uncordoned
+            {
                 actions.push(DrainAction::Uncordon);
             }
             let mut error = None;
@@ -87,7 +88,9 @@ impl<'a> DrainExecutor<'a> {
                     EvictionResult::TooManyRequests => {
                         info!(node, pod = %format!("{ns}/{name}"), "eviction refused by a disruption budget, will retry")
                     }
-                    EvictionResult::Failed(e) => warn!(node, pod = %format!("{ns}/{name}"), error = %e, "eviction failed, will retry"),
+                    EvictionResult::Failed(e) => {
+                        warn!(node, pod = %format!("{ns}/{name}"), error = %e, "eviction failed, will retry")
+                    }
                     EvictionResult::Gone => {}
                 }
                 drain.evicted(&format!("{ns}/{name}"), result, now);
@@ -124,13 +127,25 @@ impl<'a> DrainExecutor<'a> {
                 match &outcome {
                     DrainOutcome::Removed => {
                         info!(node, "node removed");
-                        self.event(&node, EventType::Normal, "ScaleDown", "Delete", "node drained and removed")
-                            .await;
+                        self.event(
+                            &node,
+                            EventType::Normal,
+                            "ScaleDown",
+                            "Delete",
+                            "node drained and removed",
+                        )
+                        .await;
                     }
                     DrainOutcome::GaveUp { why } => {
                         warn!(node, why, "drain gave up, node uncordoned");
-                        self.event(&node, EventType::Warning, "ScaleDownFailed", "Drain", &format!("not removed: {why}"))
-                            .await;
+                        self.event(
+                            &node,
+                            EventType::Warning,
+                            "ScaleDownFailed",
+                            "Drain",
+                            &format!("not removed: {why}"),
+                        )
+                        .await;
                     }
                 }
                 return Ok(outcome);
@@ -147,8 +162,14 @@ impl<'a> DrainExecutor<'a> {
                 Ok(()) => {
                     drain.cordoned();
                     info!(node, "cordoned");
-                    self.event(&node, EventType::Normal, "ScaleDown", "Drain", "cordoned; evicting its pods")
-                        .await;
+                    self.event(
+                        &node,
+                        EventType::Normal,
+                        "ScaleDown",
+                        "Drain",
+                        "cordoned; evicting its pods",
+                    )
+                    .await;
                     Ok(())
                 }
                 // Gone before we cordoned it: the drain goes straight to removal.

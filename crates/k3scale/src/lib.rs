@@ -1,9 +1,9 @@
 //! k3scale's runtime pieces: providers now; the controller, adapters and
 //! HTTP server as they land. The binary (`main.rs`) is a thin CLI over them.
 
+pub mod drain;
+pub mod kube;
 pub mod logging;
 pub mod machines;
 pub mod metrics;
-pub mod drain;
-pub mod kube;
 pub mod provider;

@@ -11,7 +11,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 /// Targets whose debug/trace output may contain secrets.
-const BODY_LOGGERS: &[&str] = &["bollard", "hyper", "hyper_util", "h2", "reqwest", "kube_client", "tower"];
+const BODY_LOGGERS: &[&str] = &[
+    "bollard",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "kube_client",
+    "tower",
+];
 
 /// Whether an event may be logged at all, whatever the user's filter says.
 pub fn secret_safe(meta: &Metadata<'_>) -> bool {

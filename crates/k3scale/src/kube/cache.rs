@@ -7,8 +7,8 @@
 //! compact value made by a conversion function.
 
 use futures::StreamExt;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
@@ -97,7 +97,12 @@ pub async fn run<K, T>(
     convert: impl Fn(&K) -> T + Send + 'static,
     changed: impl Fn(&Event<(String, T)>) + Send + 'static,
 ) where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
     T: Clone + Send + Sync + 'static,
 {
     let kind = K::kind(&()).to_string();

@@ -10,9 +10,11 @@ use k3scale_core::{Node, Pod, Snapshot};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Preconditions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::json;
@@ -48,7 +50,8 @@ struct CachedPod {
 /// Only the annotations the core reads are kept (others can be large).
 fn cached_pod(p: &core::Pod) -> CachedPod {
     let mut pod = convert::pod(p, &PdbIndex::default());
-    pod.annotations.retain(|k, _| k == DO_NOT_DISRUPT || k == SAFE_TO_EVICT);
+    pod.annotations
+        .retain(|k, _| k == DO_NOT_DISRUPT || k == SAFE_TO_EVICT);
     CachedPod {
         pod,
         labels: p.metadata.labels.clone().unwrap_or_default(),
@@ -174,7 +177,10 @@ impl KubeCluster {
 
     /// Every cache has listed once.
     pub fn is_synced(&self) -> bool {
-        self.nodes.is_synced() && self.pods.is_synced() && self.pdbs.is_synced() && self.daemonsets.is_synced()
+        self.nodes.is_synced()
+            && self.pods.is_synced()
+            && self.pdbs.is_synced()
+            && self.daemonsets.is_synced()
     }
 
     pub async fn wait_synced(&self) {
@@ -256,7 +262,10 @@ impl KubeCluster {
                 "metadata": { "resourceVersion": current.metadata.resource_version },
                 "spec": { "unschedulable": draining, "taints": taints },
             });
-            match api.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     let e = KubeError::from_kube(what(), e);
@@ -286,22 +295,42 @@ impl KubeCluster {
     }
 
     /// Evict through the Eviction API with the pod's UID as precondition.
+    ///
+    /// The Eviction is built here rather than with `Api::evict`: kube 5 sends
+    /// its delete options as `delete_options`, a field the API server ignores,
+    /// so the UID precondition would silently be lost.
     pub async fn evict(&self, namespace: &str, name: &str, uid: &str) -> EvictionResult {
-        let api: Api<core::Pod> = Api::namespaced(self.client.clone(), namespace);
-        let params = EvictParams {
-            delete_options: Some(DeleteParams {
+        let what = format!("evict pod {namespace}/{name}");
+        let eviction = Eviction {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                ..ObjectMeta::default()
+            },
+            delete_options: Some(DeleteOptions {
                 preconditions: Some(Preconditions {
-                    uid: Some(uid.to_string()),
+                    uid: Some(uid.into()),
                     resource_version: None,
                 }),
-                ..DeleteParams::default()
+                ..DeleteOptions::default()
             }),
-            post_options: PostParams::default(),
         };
-        match api.evict(name, &params).await {
+        let request = serde_json::to_vec(&eviction)
+            .map_err(|e| e.to_string())
+            .and_then(|body| {
+                http::Request::post(format!("/api/v1/namespaces/{namespace}/pods/{name}/eviction"))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .map_err(|e| e.to_string())
+            });
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return EvictionResult::Failed(format!("{what}: {e}")),
+        };
+        match self.client.request::<kube::core::Status>(request).await {
             Ok(_) => EvictionResult::Created,
             Err(e) => {
-                let e = KubeError::from_kube(format!("evict pod {namespace}/{name}"), e);
+                let e = KubeError::from_kube(what, e);
                 match e.code() {
                     Some(429) => EvictionResult::TooManyRequests,
                     Some(404 | 409) => EvictionResult::Gone,

@@ -170,8 +170,7 @@ fn owner(meta: &ObjectMeta) -> OwnerKind {
 fn uses_local_storage(spec: &core::PodSpec) -> bool {
     spec.volumes.iter().flatten().any(|v| {
         v.host_path.is_some()
-            || v
-                .empty_dir
+            || v.empty_dir
                 .as_ref()
                 .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
     })

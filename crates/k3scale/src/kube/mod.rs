@@ -80,6 +80,11 @@ pub async fn client(config: &KubernetesConfig) -> Result<kube::Client, KubeError
             Err(e) => return Err(KubeError::Config(e.to_string())),
         },
     };
+    let mut cfg = cfg;
+    // No hidden retries: a 429 from the Eviction API is the drain's signal
+    // (it backs off within its own deadline), and a reconcile that fails is
+    // simply tried again on the next one.
+    cfg.default_retry = false;
     kube::Client::try_from(cfg).map_err(|e| KubeError::Config(e.to_string()))
 }
 
