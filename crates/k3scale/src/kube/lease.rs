@@ -45,7 +45,11 @@ fn spec(r: &LeaseRecord) -> LeaseSpec {
         holder_identity: Some(r.holder.clone().unwrap_or_default()),
         acquire_time: Some(micro_time(r.acquire_time)),
         renew_time: Some(micro_time(r.renew_time)),
-        lease_duration_seconds: Some(i32::try_from(r.lease_duration.as_secs()).unwrap_or(i32::MAX)),
+        // Whole seconds in the API: round up, so followers never wait less than configured.
+        lease_duration_seconds: Some(
+            i32::try_from(r.lease_duration.as_secs() + u64::from(r.lease_duration.subsec_nanos() > 0))
+                .unwrap_or(i32::MAX),
+        ),
         lease_transitions: Some(i32::try_from(r.transitions).unwrap_or(i32::MAX)),
         ..LeaseSpec::default()
     }
