@@ -37,6 +37,8 @@ pub const NEVER_TERMINATE: &str = "testapi.k3scale.io/never-terminate";
 pub struct Options {
     /// Bearer token clients must send; `None` accepts everyone.
     pub token: Option<String>,
+    /// Who the token authenticates as (RBAC messages name it).
+    pub user: String,
     /// How often open watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
     /// How long the kubelet takes to stop a deleted pod (at most its grace period).
@@ -47,6 +49,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             token: Some("test-token".into()),
+            user: "system:serviceaccount:k3scale:k3scale".into(),
             bookmark_interval: Duration::from_secs(1),
             termination_delay: Duration::from_millis(200),
         }

@@ -110,7 +110,7 @@ fn authorize(shared: &Shared, headers: &HeaderMap, verb: &str, t: &Target) -> Re
         .and_then(|v| v.strip_prefix("Bearer "));
     let user = match sent {
         None => "system:anonymous",
-        Some(token) if token == expected => "k3scale",
+        Some(token) if token == expected => shared.options.user.as_str(),
         Some(_) => return Err(status::unauthorized()),
     };
     let allowed = user != "system:anonymous"
@@ -307,6 +307,15 @@ fn validate_event(event: &Value, name: &str) -> Result<(), ApiError> {
     }
     if event["reportingController"].as_str().unwrap_or("").is_empty() {
         causes.push(Cause::required("reportingController"));
+        // The server also runs its name checks on the empty value.
+        causes.push(Cause::invalid(
+            "reportingController",
+            "Invalid value: \"\": name part must be non-empty".into(),
+        ));
+        causes.push(Cause::invalid(
+            "reportingController",
+            "Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into(),
+        ));
     }
     if event["reportingInstance"].as_str().unwrap_or("").is_empty() {
         causes.push(Cause::required("reportingInstance"));

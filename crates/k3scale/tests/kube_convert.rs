@@ -1,0 +1,142 @@
+//! Kubernetes objects recorded from a real API server, converted to the
+//! core's model: what the scheduler and the disruption controller would see.
+#![allow(clippy::unwrap_used)]
+
+use k3scale::kube::convert::{self, PdbIndex};
+use k3scale_core::Time;
+use k3scale_core::model::{OwnerKind, PodPhase, TaintEffect};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde_json::{Value, json};
+
+fn golden(name: &str) -> Value {
+    let path = format!("{}/../testapi/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["response"]["body"].clone()
+}
+
+fn unix(rfc3339: &str) -> Time {
+    let t: jiff::Timestamp = rfc3339.parse().unwrap();
+    Time::from_millis(t.as_millisecond() as u64)
+}
+
+#[test]
+fn recorded_nodes() {
+    let items = golden("01-list-nodes")["items"].clone();
+    let nodes: Vec<Node> = serde_json::from_value(items).unwrap();
+    let n = convert::node(&nodes[0]);
+    assert_eq!(n.name, "node-a");
+    assert_eq!(n.pool.as_deref(), Some("default"));
+    assert_eq!(
+        (
+            n.allocatable.cpu_milli,
+            n.allocatable.memory_bytes,
+            n.allocatable.pods
+        ),
+        (2000, 4 << 30, 110)
+    );
+    assert!(n.ready && !n.cordoned);
+    assert_eq!(n.created_at, unix("2026-11-22T23:24:49Z"));
+}
+
+#[test]
+fn recorded_cordoned_and_tainted_node() {
+    let node: Node = serde_json::from_value(golden("04-taint-merge-patch")).unwrap();
+    let n = convert::node(&node);
+    assert!(n.cordoned, "cordoned by the earlier strategic merge patch");
+    assert_eq!(n.taints.len(), 1);
+    assert_eq!(n.taints[0].key, "k3scale.io/scale-down");
+    assert_eq!(n.taints[0].effect, TaintEffect::NoSchedule);
+}
+
+#[test]
+fn recorded_unschedulable_pod() {
+    let pod: Pod = serde_json::from_value(golden("09-unschedulable-pod-status")).unwrap();
+    let p = convert::pod(&pod, &PdbIndex::default());
+    assert_eq!(p.key(), "default/too-big");
+    assert_eq!(p.requests.cpu_milli, 100_000);
+    assert_eq!(p.requests.memory_bytes, 64 << 20);
+    assert_eq!(p.requests.pods, 1);
+    assert_eq!(p.phase, PodPhase::Pending);
+    assert_eq!(p.node_name, None);
+    assert_eq!(p.unschedulable_since, Some(unix("2026-11-22T23:28:55Z")));
+    assert_eq!(p.owner, OwnerKind::None, "created bare");
+    assert_eq!(
+        p.tolerations.len(),
+        2,
+        "the default not-ready / unreachable tolerations"
+    );
+}
+
+#[test]
+fn recorded_bound_pod_and_its_budget() {
+    let pods: Vec<Pod> =
+        serde_json::from_value(golden("01-list-pods-field-selector-node")["items"].clone()).unwrap();
+    let bound = convert::pod(&pods[0], &PdbIndex::default());
+    assert_eq!(bound.node_name.as_deref(), Some("node-a"));
+    assert_eq!(bound.unschedulable_since, None);
+    assert_eq!(bound.termination_grace.as_secs(), 30);
+
+    let pdb: PodDisruptionBudget = serde_json::from_value(golden("05-pdb-status-one-disruption")).unwrap();
+    let index = PdbIndex::new([&pdb]);
+    assert_eq!(index.allowed.get("work/db-pdb"), Some(&1));
+    let db: Pod = serde_json::from_value(golden("05-pod-after-wrong-uid-eviction")).unwrap();
+    assert_eq!(convert::pod(&db, &index).pdb.as_deref(), Some("work/db-pdb"));
+    // Same labels in another namespace: not covered.
+    let mut elsewhere = db.clone();
+    elsewhere.metadata.namespace = Some("other".into());
+    assert_eq!(convert::pod(&elsewhere, &index).pdb, None);
+}
+
+fn pod(spec: Value) -> Pod {
+    serde_json::from_value(json!({ "metadata": { "name": "p", "namespace": "ns" }, "spec": spec })).unwrap()
+}
+
+#[test]
+fn requests_count_init_containers_sidecars_and_overhead_as_the_scheduler_does() {
+    let c = |name: &str, cpu: &str, mem: &str| json!({ "name": name, "resources": { "requests": { "cpu": cpu, "memory": mem } } });
+    // Containers 300m; the largest init container (1 CPU) dominates CPU.
+    let p = pod(json!({
+        "containers": [c("a", "100m", "64Mi"), c("b", "200m", "64Mi")],
+        "initContainers": [c("init", "1", "32Mi")],
+    }));
+    let r = convert::pod_requests(p.spec.as_ref().unwrap());
+    assert_eq!((r.cpu_milli, r.memory_bytes), (1000, 128 << 20));
+
+    // A sidecar (restartPolicy Always) runs beside everything after it.
+    let mut sidecar = c("proxy", "50m", "16Mi");
+    sidecar["restartPolicy"] = json!("Always");
+    let p = pod(json!({
+        "containers": [c("a", "100m", "64Mi")],
+        "initContainers": [sidecar, c("migrate", "100m", "100Mi")],
+        "overhead": { "cpu": "10m", "memory": "1Mi" },
+    }));
+    let r = convert::pod_requests(p.spec.as_ref().unwrap());
+    assert_eq!(r.cpu_milli, 160, "max(50+100, 50+100) + 10 overhead");
+    assert_eq!(r.memory_bytes, (116 << 20) + (1 << 20), "max(16+64, 16+100) + 1");
+}
+
+#[test]
+fn owners_local_storage_and_affinity() {
+    let mut p = pod(json!({
+        "containers": [],
+        "volumes": [{ "name": "cache", "emptyDir": {} }, { "name": "shm", "emptyDir": { "medium": "Memory" } }],
+        "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{ "matchExpressions": [{ "key": "zone", "operator": "In", "values": ["a"] }] }]
+        } } },
+    }));
+    p.metadata.owner_references = serde_json::from_value(json!([
+        { "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "x", "controller": true }
+    ]))
+    .unwrap();
+    let c = convert::pod(&p, &PdbIndex::default());
+    assert_eq!(c.owner, OwnerKind::StatefulSet);
+    assert!(c.local_storage, "a disk-backed emptyDir dies with the node");
+    assert_eq!(c.affinity.terms.len(), 1);
+
+    p.metadata.annotations = Some([("kubernetes.io/config.mirror".to_string(), "abc".to_string())].into());
+    assert_eq!(convert::pod(&p, &PdbIndex::default()).owner, OwnerKind::Mirror);
+    let memory_only =
+        pod(json!({ "containers": [], "volumes": [{ "name": "shm", "emptyDir": { "medium": "Memory" } }] }));
+    assert!(!convert::pod(&memory_only, &PdbIndex::default()).local_storage);
+}
