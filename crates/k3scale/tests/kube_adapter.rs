@@ -1,6 +1,7 @@
 //! The Kubernetes adapter against the test API server, over HTTP, through a
 //! K3s-style kubeconfig: watches into the snapshot, cordon, eviction, deletes,
 //! Events, and metrics-server.
+#![allow(clippy::unwrap_used)]
 
 mod kubefix;
 

@@ -2,6 +2,7 @@
 //! are Ready, a pod that never terminates, a Node deleted behind our back,
 //! and a journaled drain resumed after a stop. One runs with the real
 //! Docker provider, so the agent container itself is removed.
+#![allow(clippy::unwrap_used)]
 
 mod kubefix;
 mod support;
@@ -81,7 +82,7 @@ async fn pdb_blocks_until_replacements_are_ready_then_the_agent_container_goes()
     .await
     .unwrap();
     let machine = provider.create("workers-d1").await.unwrap();
-    assert_eq!(docker.containers(), [machine.name.clone()]);
+    assert_eq!(docker.containers(), std::slice::from_ref(&machine.name));
 
     let k = start().await;
     k.apply(&node("workers-d1", Some("workers"), "2", "4Gi"));

@@ -1,5 +1,6 @@
 //! Two replicas elect a leader on one Lease in the test API server: never
 //! both leader, takeover only after the lease expires, at once after a release.
+#![allow(clippy::unwrap_used)]
 
 mod kubefix;
 

@@ -61,7 +61,7 @@ pub fn pod_requests(spec: &core::PodSpec) -> Resources {
     let mut init_peak = Resources::ZERO;
     for c in spec.init_containers.iter().flatten() {
         if c.restart_policy.as_deref() == Some("Always") {
-            sidecars = sidecars + requests(c);
+            sidecars += requests(c);
         } else {
             // An init container runs beside the sidecars started before it.
             init_peak = max(init_peak, sidecars + requests(c));
