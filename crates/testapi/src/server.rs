@@ -253,13 +253,6 @@ fn list(shared: &Shared, t: &Target, query: &Query) -> Answer {
             "The resourceVersion for the provided list is too old.".into(),
         ));
     }
-    let matching: Vec<Value> = store
-        .list(&t.resource, &t.namespace)
-        .filter(|o| labels.matches_labels(o) && fields.matches_fields(o))
-        .map(as_item)
-        .collect();
-    let rv = store.resource_version();
-    drop(store);
     // `continue` is an opaque token: here, the offset into the same ordering.
     let start: usize = query
         .get("continue")
@@ -274,12 +267,21 @@ fn list(shared: &Shared, t: &Target, query: &Query) -> Answer {
         .and_then(|l| l.parse().ok())
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
-    let end = start.saturating_add(limit).min(matching.len());
+    // Only the page is copied: one more item tells whether another page follows.
+    let mut items: Vec<Value> = store
+        .list(&t.resource, &t.namespace)
+        .filter(|o| labels.matches_labels(o) && fields.matches_fields(o))
+        .skip(start)
+        .take(limit.saturating_add(1))
+        .map(as_item)
+        .collect();
+    let rv = store.resource_version();
+    drop(store);
     let mut metadata = json!({ "resourceVersion": rv.to_string() });
-    if end < matching.len() {
-        metadata["continue"] = json!(end.to_string());
+    if items.len() > limit {
+        items.truncate(limit);
+        metadata["continue"] = json!((start + limit).to_string());
     }
-    let items: Vec<Value> = matching.get(start.min(end)..end).unwrap_or_default().to_vec();
     Ok((
         200,
         json!({
@@ -587,7 +589,11 @@ fn evict(shared: &Shared, t: &Target, eviction: &Value) -> Answer {
         .ok_or_else(|| status::not_found(&PODS, &t.name))?;
     disruption::judge(&mut store, &pod)?;
     let options = &eviction["deleteOptions"];
-    check_uid(t, "Pod", &pod, options)?;
+    if let Err(e) = check_uid(t, "Pod", &pod, options) {
+        // The budget was taken all the same; the controller sees it.
+        after_change(shared, &mut store, &PODS, &t.namespace);
+        return Err(e);
+    }
     let grace = grace_period(&Query::new(), options, &pod);
     let condition = json!({
         "type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
