@@ -65,11 +65,12 @@ fn pending_world() -> (k3scale_core::Snapshot, Policy) {
             p.node_selector.insert("zone".into(), format!("z{}", i % 5));
         }
         if i % 11 == 0 {
-            p.tolerations.push(Toleration {
+            p.tolerations = vec![Toleration {
                 key: "big".into(),
                 operator: TolerationOperator::Exists,
                 ..Default::default()
-            });
+            }]
+            .into();
         }
         pods.push(p);
     }

@@ -5,6 +5,7 @@ use crate::quantity::Resources;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub type Labels = BTreeMap<String, String>;
@@ -151,7 +152,8 @@ pub struct Pod {
     pub termination_grace: Duration,
     pub requests: Resources,
     pub node_selector: Labels,
-    pub tolerations: Vec<Toleration>,
+    /// Shared: most pods carry one of a few identical sets (the defaults).
+    pub tolerations: Arc<[Toleration]>,
     pub affinity: NodeAffinity,
     pub owner: OwnerKind,
     /// Name of the PodDisruptionBudget covering this pod, if any.
@@ -179,7 +181,7 @@ impl Pod {
             termination_grace: Duration::from_secs(30),
             requests,
             node_selector: Labels::new(),
-            tolerations: Vec::new(),
+            tolerations: Arc::from([]),
             affinity: NodeAffinity::default(),
             owner: OwnerKind::ReplicaSet,
             pdb: None,

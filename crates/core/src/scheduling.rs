@@ -264,11 +264,12 @@ mod tests {
         c.node_selector = gpu.clone();
         let mut d = c.clone();
         d.name = "d".into();
-        d.tolerations.push(Toleration {
+        d.tolerations = vec![Toleration {
             key: "gpu".into(),
             operator: TolerationOperator::Exists,
             ..Default::default()
-        });
+        }]
+        .into();
         let pods = [&a, &b, &c, &d];
         let placed = pack(&pods, &mut targets);
         // a fits node 0; b does not fit what is left and cannot tolerate node 1's taint;

@@ -105,6 +105,8 @@ struct Shared {
     terminating: Mutex<HashMap<(String, String), (Instant, Duration)>>,
     disruption_paused: AtomicBool,
     close_watches: tokio::sync::watch::Sender<u64>,
+    /// While true, new watch requests wait (the connection is down).
+    watches_held: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running server on 127.0.0.1; it stops when dropped.
@@ -134,6 +136,7 @@ impl TestApiServer {
             terminating: Mutex::new(HashMap::new()),
             disruption_paused: AtomicBool::new(false),
             close_watches: tokio::sync::watch::channel(0).0,
+            watches_held: tokio::sync::watch::channel(false).0,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -231,6 +234,17 @@ impl TestApiServer {
     /// Close every open watch stream (a dropped connection).
     pub fn disconnect_watches(&self) {
         self.shared.close_watches.send_modify(|g| *g += 1);
+    }
+
+    /// Cut watches off until [`TestApiServer::release_watches`]: open streams
+    /// close and new ones wait, so changes made meanwhile are missed.
+    pub fn hold_watches(&self) {
+        self.shared.watches_held.send_replace(true);
+        self.disconnect_watches();
+    }
+
+    pub fn release_watches(&self) {
+        self.shared.watches_held.send_replace(false);
     }
 
     /// Forget the change history, as etcd compaction does: watches from an

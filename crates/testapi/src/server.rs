@@ -182,7 +182,12 @@ pub async fn handle(
         .trim()
         .to_string();
     let result = match (verb, target.subresource.as_deref()) {
-        ("watch", None) => return watch(shared, target, &query),
+        ("watch", None) => {
+            let mut held = shared.watches_held.subscribe();
+            // Only fails if the server is gone.
+            let _ = held.wait_for(|h| !h).await;
+            return watch(shared, target, &query);
+        }
         ("list", None) => list(&shared, &target, &query),
         ("get", None) => get(&shared, &target),
         ("create", None) => parse_body(&body).and_then(|b| create(&shared, &target, b)),
@@ -754,7 +759,11 @@ fn watch(shared: Arc<Shared>, t: Target, query: &Query) -> Response {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             tokio::select! {
+                // A disconnect wins over anything that arrives with it.
+                biased;
+                _ = closed.changed() => return,
                 change = live.recv() => match change {
+                    Ok(_) if closed.has_changed().unwrap_or(true) => return,
                     Ok(c) if c.rv > last_rv => {
                         last_rv = c.rv;
                         if wanted(&c) && tx.send(event_line(c.kind.as_str(), &c.object)).await.is_err() {
@@ -770,6 +779,9 @@ fn watch(shared: Arc<Shared>, t: Target, query: &Query) -> Response {
                     // (writes broadcast under the lock): pass it on, then bookmark.
                     let rv = shared.store.lock().expect("store lock").resource_version();
                     while let Ok(c) = live.try_recv() {
+                        if closed.has_changed().unwrap_or(true) {
+                            return;
+                        }
                         if c.rv > last_rv {
                             last_rv = c.rv;
                             if wanted(&c) && tx.send(event_line(c.kind.as_str(), &c.object)).await.is_err() {
@@ -783,7 +795,6 @@ fn watch(shared: Arc<Shared>, t: Target, query: &Query) -> Response {
                     }
                 }
                 _ = &mut deadline => return,
-                _ = closed.changed() => return,
             }
         }
     });

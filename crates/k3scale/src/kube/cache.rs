@@ -94,7 +94,7 @@ pub async fn run<K, T>(
     api: kube::Api<K>,
     config: watcher::Config,
     cache: Arc<Cache<T>>,
-    convert: impl Fn(&K) -> T + Send + 'static,
+    mut convert: impl FnMut(&K) -> T + Send + 'static,
     changed: impl Fn(&Event<(String, T)>) + Send + 'static,
 ) where
     K: kube::Resource<DynamicType = ()>
@@ -121,7 +121,7 @@ pub async fn run<K, T>(
     }
 }
 
-fn map_event<K, T>(event: Event<K>, f: impl Fn(&K) -> T) -> Event<T> {
+fn map_event<K, T>(event: Event<K>, mut f: impl FnMut(&K) -> T) -> Event<T> {
     match event {
         Event::Apply(k) => Event::Apply(f(&k)),
         Event::Delete(k) => Event::Delete(f(&k)),
