@@ -3,7 +3,8 @@
 //! memory is not counted), watched into k3scale's caches. Reports:
 //! - the resident memory the caches add to the process (VmRSS after the
 //!   caches synced, minus VmRSS of the same process with a client and no caches);
-//! - the time to build a snapshot from the caches (median of 50).
+//! - the time to build a snapshot from the caches (median of 50), and the
+//!   RSS after those snapshots were built and dropped.
 #![allow(clippy::unwrap_used)]
 
 use k3scale::kube::KubeCluster;
@@ -191,6 +192,7 @@ fn main() {
             std::hint::black_box(&s);
         }
         times.sort();
+        let after_snapshots = rss_kib();
         println!("caches: {NODES} nodes, {PODS} pods, 300 PDBs; initial list + sync {:.2?}", sync);
         println!(
             "snapshot from the caches: median {:.2?}, min {:.2?}, max {:.2?} ({ROUNDS} rounds)",
@@ -203,6 +205,11 @@ fn main() {
             empty as f64 / 1024.0,
             full as f64 / 1024.0,
             (full.saturating_sub(empty)) as f64 / 1024.0
+        );
+        println!(
+            "RSS after {ROUNDS} snapshots (each built, then dropped): {:.1} MiB: +{:.1} MiB",
+            after_snapshots as f64 / 1024.0,
+            (after_snapshots.saturating_sub(empty)) as f64 / 1024.0
         );
     });
     drop(child.stdin.take());

@@ -4,8 +4,8 @@
 use super::KubeError;
 use super::cache::{self, Cache};
 use super::convert::{self, PdbIndex};
+use super::pod_cache::{CachedPod, PodCompactor, PodShape};
 use k3scale_core::drain::EvictionResult;
-use k3scale_core::model::{DO_NOT_DISRUPT, Labels, SAFE_TO_EVICT, Toleration};
 use k3scale_core::{Node, Pod, Snapshot};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1 as core;
@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -37,71 +37,6 @@ const CONFLICT_RETRIES: usize = 5;
 struct CachedNode {
     node: Node,
     uid: String,
-}
-
-#[derive(Debug, Clone)]
-struct CachedPod {
-    /// With `pdb` unset: the covering PDB is found when a snapshot is made,
-    /// since PDBs change independently of pods.
-    pod: Pod,
-    /// The pod's labels (for PDB selectors), packed by [`pack_labels`].
-    labels: Box<str>,
-}
-
-/// Labels as `key=value` lines in key order, in one allocation: a cached pod
-/// must stay small (30,000 of them), and only PDB matching reads these.
-/// Neither keys nor values can contain `=` or a newline.
-fn pack_labels(labels: Option<&BTreeMap<String, String>>) -> Box<str> {
-    let mut packed = String::new();
-    for (k, v) in labels.into_iter().flatten() {
-        packed.push_str(k);
-        packed.push('=');
-        packed.push_str(v);
-        packed.push('\n');
-    }
-    packed.into_boxed_str()
-}
-
-fn unpack_labels(packed: &str) -> Labels {
-    packed
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// Most pods carry one of a few toleration sets (the defaults every pod
-/// gets): each distinct set is stored once.
-#[derive(Debug, Default)]
-struct TolerationSets(HashSet<Arc<[Toleration]>>);
-
-impl TolerationSets {
-    /// Past this many distinct sets, start over (old sets stay shared by their pods).
-    const MAX: usize = 10_000;
-
-    fn share(&mut self, set: Arc<[Toleration]>) -> Arc<[Toleration]> {
-        if let Some(shared) = self.0.get(&set[..]) {
-            return shared.clone();
-        }
-        if self.0.len() >= Self::MAX {
-            self.0.clear();
-        }
-        self.0.insert(set.clone());
-        set
-    }
-}
-
-/// A pod as the cache keeps it: only the annotations the core reads, shared
-/// toleration sets, packed labels.
-fn cached_pod(p: &core::Pod, tolerations: &mut TolerationSets) -> CachedPod {
-    let mut pod = convert::pod(p, &PdbIndex::default());
-    pod.annotations
-        .retain(|k, _| k == DO_NOT_DISRUPT || k == SAFE_TO_EVICT);
-    pod.tolerations = tolerations.share(pod.tolerations);
-    CachedPod {
-        pod,
-        labels: pack_labels(p.metadata.labels.as_ref()),
-    }
 }
 
 /// What kind of Event: `Normal` or `Warning`.
@@ -152,7 +87,7 @@ impl KubeCluster {
     pub fn start(client: Client, identity: &str) -> KubeCluster {
         let changes = watch::channel(0).0;
         let (nodes, pods, pdbs, daemonsets) = (Cache::new(), Cache::new(), Cache::new(), Cache::new());
-        let cfg = watcher::Config::default;
+        let cfg = || watcher::Config::default().page_size(100);
         let mut tasks = Vec::new();
 
         let tx = changes.clone();
@@ -177,11 +112,11 @@ impl KubeCluster {
             cfg(),
             pods.clone(),
             {
-                let mut tolerations = TolerationSets::default();
-                move |p: &core::Pod| cached_pod(p, &mut tolerations)
+                let mut compactor = PodCompactor::default();
+                move |p: &core::Pod| compactor.compact(p)
             },
             move |e: &Event<(String, CachedPod)>| match e {
-                Event::Apply((_, p)) if p.pod.unschedulable_since.is_some() => bump(&tx),
+                Event::Apply((_, p)) if p.unschedulable() => bump(&tx),
                 Event::Delete(_) => bump(&tx),
                 _ => {}
             },
@@ -250,18 +185,18 @@ impl KubeCluster {
         let index = PdbIndex::new(pdbs.values());
         drop(pdbs);
         snapshot.nodes = self.nodes.read().values().map(|n| n.node.clone()).collect();
-        // Pods of one workload share their labels: match each label set once.
+        // Pods of one workload share a shape: match each shape once per namespace.
         let pods = self.pods.read();
-        let mut covering: HashMap<(&str, &str), Option<String>> = HashMap::new();
+        let mut covering: HashMap<(&str, *const PodShape), Option<String>> = HashMap::new();
         snapshot.pods = pods
-            .values()
-            .map(|c| {
-                let mut pod = c.pod.clone();
-                pod.pdb = covering
-                    .entry((c.pod.namespace.as_str(), &c.labels))
-                    .or_insert_with(|| index.covering(&c.pod.namespace, &unpack_labels(&c.labels)))
+            .iter()
+            .map(|(key, c)| {
+                let namespace = key.split_once('/').map_or("", |(ns, _)| ns);
+                let pdb = covering
+                    .entry((namespace, Arc::as_ptr(&c.shape)))
+                    .or_insert_with(|| index.covering(namespace, &c.shape.labels))
                     .clone();
-                pod
+                c.to_pod(key, pdb)
             })
             .collect();
         drop(pods);
@@ -277,9 +212,9 @@ impl KubeCluster {
     pub fn pods_on_node(&self, node: &str) -> Vec<Pod> {
         self.pods
             .read()
-            .values()
-            .filter(|c| c.pod.node_name.as_deref() == Some(node))
-            .map(|c| c.pod.clone())
+            .iter()
+            .filter(|(_, c)| c.node_name.as_deref() == Some(node))
+            .map(|(key, c)| c.to_pod(key, None))
             .collect()
     }
 

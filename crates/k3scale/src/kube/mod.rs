@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cluster;
 pub mod convert;
 pub mod lease;
+pub mod pod_cache;
 
 pub use cluster::KubeCluster;
 
