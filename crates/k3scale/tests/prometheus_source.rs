@@ -225,6 +225,70 @@ async fn utilization_is_what_was_written_and_failures_are_errors() {
 }
 
 #[tokio::test]
+async fn range_queries_backfill_the_sustained_windows() {
+    let prom = start_prometheus("range");
+    let p = Prometheus::new(&config(&prom.url), vec![rps_rule()]).unwrap();
+    let end = prom.end as f64;
+    let cpu = p
+        .query_range(
+            &config(&prom.url).cpu_query,
+            end - 600.0,
+            end,
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cpu.len(), 41, "10 minutes at 15 s, both ends included");
+    assert!(
+        cpu.iter().all(|(_, v)| v.is_some_and(|v| (v - 0.5).abs() < 1e-9)),
+        "{cpu:?}"
+    );
+    let many = p
+        .query_range(
+            "node_memory_MemTotal_bytes",
+            end - 60.0,
+            end,
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(many, MetricsError::Ambiguous { count: 2, .. }),
+        "{many:?}"
+    );
+    let none = p
+        .query_range("up{job=\"nowhere\"}", end - 60.0, end, Duration::from_secs(15))
+        .await
+        .unwrap_err();
+    assert!(matches!(none, MetricsError::Empty { .. }), "{none:?}");
+    // NaN steps are gaps, not zeros.
+    let nan = p
+        .query_range("0/0", end - 30.0, end, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(nan.iter().all(|(_, v)| v.is_none()), "{nan:?}");
+
+    // A restarted daemon backfills 10 minutes and can judge a 10-minute window at once.
+    let mut snapshot = Snapshot::default();
+    let now = Time::from_secs(prom.end);
+    let steps = p
+        .backfill(
+            &mut snapshot,
+            Duration::from_secs(600),
+            Duration::from_secs(15),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(steps, 41);
+    let mean =
+        |s| k3scale_core::window::window_mean(s, now, Duration::from_secs(600), Duration::from_secs(60));
+    assert!((mean(&snapshot.cpu).unwrap() - 0.5).abs() < 1e-9);
+    assert!((mean(&snapshot.memory).unwrap() - 0.625).abs() < 1e-9);
+    assert!((mean(&snapshot.custom["rps"]).unwrap() - 800.0).abs() < 1e-6);
+}
+
+#[tokio::test]
 async fn prometheus_stopped_mid_run_makes_metrics_unavailable_not_zero() {
     let mut prom = start_prometheus("outage");
     let p = Prometheus::new(&config(&prom.url), vec![]).unwrap();

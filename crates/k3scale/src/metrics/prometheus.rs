@@ -49,9 +49,15 @@ struct ApiResponse {
 enum ApiData {
     Vector(Vec<VectorSample>),
     Scalar((f64, String)),
-    // Parsed to tell them apart; a range or string result is refused.
-    Matrix(#[allow(dead_code)] serde::de::IgnoredAny),
+    Matrix(Vec<MatrixSeries>),
+    // Parsed to tell it apart; a string result is refused.
     String(#[allow(dead_code)] serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    values: Vec<(f64, String)>,
 }
 
 #[derive(Deserialize)]
@@ -107,13 +113,14 @@ impl Prometheus {
         })
     }
 
-    /// Evaluate `query` now (or at `at`, Unix seconds): every series of the result.
-    pub async fn query(&self, query: &str, at: Option<f64>) -> Result<Vec<Sample>, MetricsError> {
-        let url = format!("{}/api/v1/query", self.base);
-        let mut params = vec![("query", query.to_string())];
-        if let Some(t) = at {
-            params.push(("time", format!("{t:.3}")));
-        }
+    /// POST one API call (`query` or `query_range`) and return its data.
+    async fn call(
+        &self,
+        endpoint: &str,
+        query: &str,
+        params: Vec<(&str, String)>,
+    ) -> Result<ApiData, MetricsError> {
+        let url = format!("{}/api/v1/{endpoint}", self.base);
         let mut req = self.client.post(&url).form(&params);
         req = match &self.auth {
             Some(Auth::Bearer(token)) => req.bearer_auth(token.expose()),
@@ -139,6 +146,10 @@ impl Prometheus {
             cause: root_cause(&e),
         })?;
         let parsed: Result<ApiResponse, _> = serde_json::from_str(&body);
+        let bad = |cause: String| MetricsError::BadResponse {
+            query: query.to_string(),
+            cause,
+        };
         match parsed {
             // The API reports query errors as JSON with 400 / 422 / 503.
             Ok(api) if api.status == "error" => Err(MetricsError::Query {
@@ -146,39 +157,123 @@ impl Prometheus {
                 kind: api.error_type.unwrap_or_else(|| "error".into()),
                 message: api.error.unwrap_or_default(),
             }),
-            Ok(api) if status.is_success() && api.status == "success" => match api.data {
-                Some(ApiData::Vector(series)) => series
-                    .into_iter()
-                    .map(|s| {
-                        Ok(Sample {
-                            value: parse_value(query, &s.value.1)?,
-                            labels: s.metric,
-                        })
-                    })
-                    .collect(),
-                Some(ApiData::Scalar((_, raw))) => Ok(vec![Sample {
-                    labels: BTreeMap::new(),
-                    value: parse_value(query, &raw)?,
-                }]),
-                Some(ApiData::Matrix(_) | ApiData::String(_)) | None => Err(MetricsError::BadResponse {
-                    query: query.to_string(),
-                    cause: "expected an instant vector or scalar".into(),
-                }),
-            },
+            Ok(api) if status.is_success() && api.status == "success" => {
+                api.data.ok_or_else(|| bad("no data".into()))
+            }
             _ if !status.is_success() => Err(MetricsError::Status {
                 url,
                 status: status.as_u16(),
                 body: body.chars().take(200).collect(),
             }),
-            Ok(_) => Err(MetricsError::BadResponse {
+            Ok(_) => Err(bad("status is not success".into())),
+            Err(e) => Err(bad(format!("invalid JSON: {e}"))),
+        }
+    }
+
+    /// Evaluate `query` now (or at `at`, Unix seconds): every series of the result.
+    pub async fn query(&self, query: &str, at: Option<f64>) -> Result<Vec<Sample>, MetricsError> {
+        let mut params = vec![("query", query.to_string())];
+        if let Some(t) = at {
+            params.push(("time", format!("{t:.3}")));
+        }
+        match self.call("query", query, params).await? {
+            ApiData::Vector(series) => series
+                .into_iter()
+                .map(|s| {
+                    Ok(Sample {
+                        value: parse_value(query, &s.value.1)?,
+                        labels: s.metric,
+                    })
+                })
+                .collect(),
+            ApiData::Scalar((_, raw)) => Ok(vec![Sample {
+                labels: BTreeMap::new(),
+                value: parse_value(query, &raw)?,
+            }]),
+            ApiData::Matrix(_) | ApiData::String(_) => Err(MetricsError::BadResponse {
                 query: query.to_string(),
-                cause: "status is not success".into(),
-            }),
-            Err(e) => Err(MetricsError::BadResponse {
-                query: query.to_string(),
-                cause: format!("invalid JSON: {e}"),
+                cause: "expected an instant vector or scalar".into(),
             }),
         }
+    }
+
+    /// Evaluate `query` from `start` to `end` (Unix seconds) every `step`; it
+    /// must yield one series. A step without a finite value is a gap (`None`).
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<(f64, Option<f64>)>, MetricsError> {
+        let params = vec![
+            ("query", query.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{}s", step.as_secs().max(1))),
+        ];
+        let series = match self.call("query_range", query, params).await? {
+            ApiData::Matrix(series) => series,
+            _ => {
+                return Err(MetricsError::BadResponse {
+                    query: query.to_string(),
+                    cause: "expected a range vector".into(),
+                });
+            }
+        };
+        match series.as_slice() {
+            [] => Err(MetricsError::Empty {
+                query: query.to_string(),
+            }),
+            [one] => Ok(one
+                .values
+                .iter()
+                .map(|(t, raw)| (*t, parse_value(query, raw).ok()))
+                .collect()),
+            many => Err(MetricsError::Ambiguous {
+                query: query.to_string(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// Fill `snapshot`'s CPU, memory and custom series with the last `window`
+    /// of history (every `step`, ending at `now`, Unix milliseconds), so
+    /// sustained windows are covered right after a start, not only after
+    /// they have been observed live. Missing steps stay gaps.
+    pub async fn backfill(
+        &self,
+        snapshot: &mut k3scale_core::Snapshot,
+        window: Duration,
+        step: Duration,
+        now: k3scale_core::Time,
+    ) -> Result<usize, MetricsError> {
+        let end = now.as_secs_f64();
+        let start = end - window.as_secs_f64();
+        let mut signals = vec![
+            ("cpu".to_string(), self.cpu_query.clone()),
+            ("memory".to_string(), self.memory_query.clone()),
+        ];
+        signals.extend(self.custom.iter().map(|r| (r.name.clone(), r.query.clone())));
+        let mut readings: BTreeMap<u64, Reading> = BTreeMap::new();
+        for (name, query) in &signals {
+            for (t, value) in self.query_range(query, start, end, step).await? {
+                let value = value.ok_or_else(|| "no value at this step".to_string());
+                let reading = readings.entry((t * 1000.0) as u64).or_default();
+                match name.as_str() {
+                    "cpu" => reading.cpu = Some(value),
+                    "memory" => reading.memory = Some(value),
+                    custom => {
+                        reading.custom.insert(custom.to_string(), value);
+                    }
+                }
+            }
+        }
+        let count = readings.len();
+        for (ms, reading) in &readings {
+            snapshot.record(k3scale_core::Time::from_millis(*ms), reading, window);
+        }
+        Ok(count)
     }
 
     /// A query that must yield exactly one number (e.g. a cluster average).
