@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cluster;
 pub mod convert;
+pub mod events;
 pub mod lease;
 pub mod pod_cache;
 
