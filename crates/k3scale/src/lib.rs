@@ -7,3 +7,4 @@ pub mod logging;
 pub mod machines;
 pub mod metrics;
 pub mod provider;
+pub mod state;

@@ -1,0 +1,113 @@
+//! What k3scale must remember across restarts: versioned values (cooldown
+//! stamps, machine lifecycle), the journal of actions in flight, recent
+//! scale events, and a lock so only one `run` or `once` acts at a time.
+//!
+//! Every write that another replica could race is compare-and-swap, and a
+//! lock is only renewed or released by its owner (a lock anyone can release
+//! is a known bug of cron-script autoscalers).
+
+pub mod sqlite;
+
+use k3scale_core::Time;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A compare-and-swap lost: someone else wrote since we read.
+    #[error("{key}: changed by someone else (expected version {expected}, found {found})")]
+    Conflict { key: String, expected: u64, found: u64 },
+    /// The store cannot be used (file, permissions, corrupt data).
+    #[error("state store {location}: {cause}")]
+    Unavailable { location: String, cause: String },
+}
+
+/// A value with the version a compare-and-swap must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: String,
+    /// Starts at 1; 0 means "does not exist" in a compare-and-swap.
+    pub version: u64,
+}
+
+/// An action recorded before it is carried out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// `launch`, `drain`, `delete-machine`...
+    pub kind: String,
+    pub pool: String,
+    pub node: String,
+    /// What the action needs to resume (e.g. a serialized drain).
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub id: u64,
+    pub intent: Intent,
+    pub opened_at: Time,
+}
+
+/// One line of the scale history (`/api/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    pub at: Time,
+    /// `scale-up`, `scale-down`, `failure`...
+    pub kind: String,
+    pub pool: String,
+    pub nodes: Vec<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: u64,
+    #[serde(flatten)]
+    pub event: ScaleEvent,
+}
+
+/// Who holds a lock now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub owner: String,
+    pub expires_at: Time,
+}
+
+#[async_trait::async_trait]
+pub trait StateStore: Send + Sync + std::fmt::Debug {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StateError>;
+
+    /// Write `value` if the stored version is `expected` (0: only if absent);
+    /// returns the new version.
+    async fn put(&self, key: &str, value: &str, expected: u64) -> Result<u64, StateError>;
+
+    /// Record an intent before acting on it; returns its id.
+    async fn open(&self, intent: &Intent, now: Time) -> Result<u64, StateError>;
+
+    /// Replace an open intent's detail (a drain's progress).
+    async fn update(&self, id: u64, detail: &serde_json::Value) -> Result<(), StateError>;
+
+    /// The action is over (`outcome`: what happened, for the record).
+    async fn close(&self, id: u64, outcome: &str, now: Time) -> Result<(), StateError>;
+
+    /// Intents opened and never closed: what a crash interrupted.
+    async fn unfinished(&self) -> Result<Vec<JournalEntry>, StateError>;
+
+    async fn push_event(&self, event: &ScaleEvent) -> Result<u64, StateError>;
+
+    /// Newest first: up to `limit` events with an id below `before` (all if `None`).
+    async fn events(&self, before: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, StateError>;
+
+    /// Take or renew lock `name` for `owner` until `now + ttl`: succeeds if it
+    /// is free, expired, or already `owner`'s. A refusal is `Ok(Err(holder))`.
+    async fn lock(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Time,
+    ) -> Result<Result<(), LockHolder>, StateError>;
+
+    /// Release lock `name` if `owner` holds it; returns whether it did.
+    async fn unlock(&self, name: &str, owner: &str) -> Result<bool, StateError>;
+}
