@@ -11,7 +11,7 @@
 
 use crate::snapshot::InFlight;
 use crate::time::{Time, serialize_secs};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ pub struct ObservedNode {
     pub ready: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Launched,
@@ -78,7 +78,7 @@ pub enum Phase {
     Deleting,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineState {
     pub pool: String,
     pub phase: Phase,
@@ -92,13 +92,13 @@ pub struct MachineState {
     pub deleting: Option<DeleteReason>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backoff {
     pub failures: u32,
     pub until: Time,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum DeleteReason {
     /// Not Ready within the provision timeout: a node join failure.
@@ -126,7 +126,7 @@ pub enum LifecycleAction {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lifecycle {
     pub machines: BTreeMap<String, MachineState>,
     pub backoff: BTreeMap<String, Backoff>,

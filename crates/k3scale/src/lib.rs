@@ -1,6 +1,7 @@
 //! k3scale's runtime pieces: providers now; the controller, adapters and
 //! HTTP server as they land. The binary (`main.rs`) is a thin CLI over them.
 
+pub mod controller;
 pub mod drain;
 pub mod kube;
 pub mod logging;

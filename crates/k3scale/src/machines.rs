@@ -56,6 +56,12 @@ impl MachinePool {
     /// Launch `count` machines with fresh names drawn from `random`.
     pub async fn launch(&mut self, count: u32, now: Time, random: &mut dyn FnMut() -> u64) -> Launched {
         let names: Vec<String> = (0..count).map(|_| machine_name(&self.pool, random())).collect();
+        self.launch_named(&names, now).await
+    }
+
+    /// Launch machines with these (fresh, unique) names, e.g. ones already journaled.
+    pub async fn launch_named(&mut self, names: &[String], now: Time) -> Launched {
+        let names = names.to_vec();
         for name in &names {
             self.lifecycle.launched(&self.pool, name, now);
         }
@@ -76,6 +82,10 @@ impl MachinePool {
             }
         }
         out
+    }
+
+    pub fn provider(&self) -> &dyn NodeProvider {
+        self.provider.as_ref()
     }
 
     /// Delete a machine (after its Node was drained). Gone already is fine.

@@ -1,5 +1,6 @@
 //! k3scale: a node autoscaler for K3s clusters.
 
+mod once;
 mod simulate;
 mod validate;
 
@@ -19,6 +20,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Check a configuration file; print the effective configuration or every error.
     Validate(validate::Args),
+    /// One observe, decide and act pass against the cluster, then exit (for cron jobs).
+    Once(once::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Once(args) => once::run(args),
     };
     match result {
         Ok(code) => code,

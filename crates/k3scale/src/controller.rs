@@ -1,0 +1,458 @@
+//! One reconcile: observe → snapshot → decide → act → record → tell.
+//!
+//! Every action is journaled before it is carried out, and the machine
+//! lifecycle and cooldown stamps live in the state store, so a process
+//! killed at any point is repaired by the next reconcile, whether that is
+//! the next tick of `run` or the next cron `once`.
+
+use crate::drain::DrainExecutor;
+use crate::kube::KubeCluster;
+use crate::kube::events::NodeEvents;
+use crate::machines::MachinePool;
+use crate::metrics::MetricsSource;
+use crate::state::{Intent, ScaleEvent, StateError, StateStore};
+use k3scale_core::drain::{Drain, DrainConfig, DrainOutcome};
+use k3scale_core::lifecycle::{Lifecycle, LifecycleAction, ObservedNode, machine_name};
+use k3scale_core::{Decision, Policy, Snapshot, Time, decide};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info, info_span, warn};
+
+const STAMPS_KEY: &str = "stamps";
+
+fn lifecycle_key(pool: &str) -> String {
+    format!("lifecycle/{pool}")
+}
+
+/// Cooldown stamps: when the last scale-up and scale-down were started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Stamps {
+    last_scale_up: Option<Time>,
+    last_scale_down: Option<Time>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("stored {key} is unreadable: {cause}")]
+    Corrupt { key: String, cause: String },
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciled {
+    pub decision: Decision,
+    pub launched: Vec<String>,
+    pub removed: Vec<String>,
+    /// Actions that failed, with why.
+    pub failed: Vec<String>,
+    /// Journaled actions left by an earlier run and finished here.
+    pub recovered: Vec<String>,
+}
+
+pub struct Controller {
+    pub policy: Policy,
+    kube: Arc<KubeCluster>,
+    metrics: Option<Box<dyn MetricsSource>>,
+    pools: BTreeMap<String, MachinePool>,
+    store: Arc<dyn StateStore>,
+    events: NodeEvents,
+    /// Metric history across reconciles (the sustained windows).
+    snapshot: Snapshot,
+    pub drain: DrainConfig,
+    pub drain_poll: Duration,
+    random: Box<dyn FnMut() -> u64 + Send>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("pools", &self.pools.keys().collect::<Vec<_>>())
+            .field("dry_run", &self.policy.dry_run)
+            .finish()
+    }
+}
+
+/// How much metric history the policy's longest window needs.
+fn history_needed(policy: &Policy) -> Duration {
+    let windows = [
+        policy.scale_up.cpu_for,
+        policy.scale_up.memory_for,
+        policy.scale_down.cpu_for,
+        policy.scale_down.memory_for,
+    ];
+    let custom = policy.custom.iter().map(|c| c.window);
+    windows.into_iter().chain(custom).max().unwrap_or_default() + policy.metrics_max_age
+}
+
+impl Controller {
+    pub fn new(
+        policy: Policy,
+        kube: Arc<KubeCluster>,
+        metrics: Option<Box<dyn MetricsSource>>,
+        pools: BTreeMap<String, MachinePool>,
+        store: Arc<dyn StateStore>,
+        random: Box<dyn FnMut() -> u64 + Send>,
+    ) -> Self {
+        Controller {
+            policy,
+            kube,
+            metrics,
+            pools,
+            store,
+            events: NodeEvents::default(),
+            snapshot: Snapshot::default(),
+            drain: DrainConfig::default(),
+            drain_poll: Duration::from_secs(1),
+            random,
+        }
+    }
+
+    /// Fill the metric history from Prometheus, so the sustained windows are
+    /// covered at once (a `once` run has no history of its own).
+    pub async fn backfill(
+        &mut self,
+        prometheus: &crate::metrics::prometheus::Prometheus,
+        step: Duration,
+        now: Time,
+    ) -> Result<usize, crate::metrics::MetricsError> {
+        let history = history_needed(&self.policy);
+        prometheus.backfill(&mut self.snapshot, history, step, now).await
+    }
+
+    pub fn cluster(&self) -> Arc<KubeCluster> {
+        self.kube.clone()
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    async fn load<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+        key: &str,
+    ) -> Result<(T, u64), ControllerError> {
+        match self.store.get(key).await? {
+            None => Ok((T::default(), 0)),
+            Some(v) => serde_json::from_str(&v.value)
+                .map(|t| (t, v.version))
+                .map_err(|e| ControllerError::Corrupt {
+                    key: key.to_string(),
+                    cause: e.to_string(),
+                }),
+        }
+    }
+
+    async fn save<T: Serialize>(&self, key: &str, value: &T, version: u64) -> Result<u64, ControllerError> {
+        let text = serde_json::to_string(value).map_err(|e| ControllerError::Corrupt {
+            key: key.to_string(),
+            cause: e.to_string(),
+        })?;
+        Ok(self.store.put(key, &text, version).await?)
+    }
+
+    /// One observe → decide → act → record pass at `now`.
+    pub async fn reconcile(&mut self, now: Time) -> Result<Reconciled, ControllerError> {
+        let span = info_span!("reconcile", at = now.as_millis());
+        self.reconcile_inner(now).instrument(span).await
+    }
+
+    async fn reconcile_inner(&mut self, now: Time) -> Result<Reconciled, ControllerError> {
+        let (mut stamps, stamps_version): (Stamps, u64) = self.load(STAMPS_KEY).await?;
+        let mut lifecycles = BTreeMap::new();
+        for name in self.pools.keys() {
+            let (lifecycle, version): (Lifecycle, u64) = self.load(&lifecycle_key(name)).await?;
+            lifecycles.insert(name.clone(), (lifecycle, version));
+        }
+        for (name, pool) in &mut self.pools {
+            pool.lifecycle = lifecycles[name].0.clone();
+        }
+        let mut done = Reconciled {
+            decision: Decision::new(now, self.policy.dry_run),
+            launched: Vec::new(),
+            removed: Vec::new(),
+            failed: Vec::new(),
+            recovered: Vec::new(),
+        };
+
+        self.recover(now, &mut done).await?;
+        self.observe(now).await;
+        self.snapshot.last_scale_up = stamps.last_scale_up;
+        self.snapshot.last_scale_down = stamps.last_scale_down;
+        let decision = decide(&self.snapshot, &self.policy, now);
+        for reason in &decision.reasons {
+            info!(%reason, "decision");
+        }
+        done.decision = decision.clone();
+        // Dry run: the same decision, logged and returned, nothing executed.
+        if !self.policy.dry_run {
+            self.act(&decision, now, &mut stamps, &mut done).await?;
+            for e in self.events.plan(&decision, now) {
+                if let Err(err) = self
+                    .kube
+                    .node_event(&e.node, e.kind, e.reason, e.action, &e.note)
+                    .await
+                {
+                    warn!(node = %e.node, error = %err, "could not record the event");
+                }
+            }
+        }
+
+        self.save(STAMPS_KEY, &stamps, stamps_version).await?;
+        for (name, pool) in &self.pools {
+            let (_, version) = &lifecycles[name];
+            self.save(&lifecycle_key(name), &pool.lifecycle, *version).await?;
+        }
+        Ok(done)
+    }
+
+    /// Finish what a killed run left in the journal.
+    async fn recover(&mut self, now: Time, done: &mut Reconciled) -> Result<(), ControllerError> {
+        for entry in self.store.unfinished().await? {
+            let Some(pool) = self.pools.get_mut(&entry.intent.pool) else {
+                self.store
+                    .close(entry.id, "pool no longer configured", now)
+                    .await?;
+                continue;
+            };
+            let node = entry.intent.node.clone();
+            match entry.intent.kind.as_str() {
+                "launch" => {
+                    // The name is unique: if the machine exists it is adopted,
+                    // if not, the launch never happened. Never launched twice.
+                    let exists = pool
+                        .provider()
+                        .list()
+                        .await
+                        .map(|ms| ms.iter().any(|m| m.name == node));
+                    match exists {
+                        Ok(true) => {
+                            pool.lifecycle
+                                .launched(&entry.intent.pool, &node, entry.opened_at);
+                            self.store.close(entry.id, "adopted after restart", now).await?;
+                        }
+                        // Killed before the provider call: not a failed join, no backoff.
+                        Ok(false) => {
+                            pool.lifecycle.machines.remove(&node);
+                            self.store.close(entry.id, "never launched", now).await?;
+                        }
+                        // Try again next time.
+                        Err(e) => warn!(node, error = %e, "cannot list machines to recover a launch"),
+                    }
+                }
+                "drain" => {
+                    let mut drain: Drain =
+                        serde_json::from_value(entry.intent.detail.clone()).map_err(|e| {
+                            ControllerError::Corrupt {
+                                key: format!("journal entry {}", entry.id),
+                                cause: e.to_string(),
+                            }
+                        })?;
+                    info!(node, "resuming a drain after restart");
+                    let outcome = self.run_drain(&entry.intent.pool, &mut drain, entry.id).await;
+                    self.finish_drain(entry.id, &entry.intent.pool, &node, outcome, now, done)
+                        .await?;
+                }
+                other => {
+                    self.store
+                        .close(entry.id, &format!("unknown intent {other}"), now)
+                        .await?;
+                }
+            }
+            done.recovered.push(format!("{} {node}", entry.intent.kind));
+        }
+        Ok(())
+    }
+
+    async fn observe(&mut self, now: Time) {
+        self.kube.fill(&mut self.snapshot);
+        if let Some(metrics) = &self.metrics {
+            let reading = metrics.read().await;
+            self.snapshot.record(now, &reading, history_needed(&self.policy));
+        }
+        let observed: Vec<ObservedNode> = self
+            .snapshot
+            .nodes
+            .iter()
+            .map(|n| ObservedNode {
+                name: n.name.clone(),
+                pool: n.pool.clone(),
+                ready: n.ready,
+            })
+            .collect();
+        self.snapshot.in_flight.clear();
+        self.snapshot.backoff.clear();
+        for (name, pool) in &mut self.pools {
+            match pool.reconcile(&observed, now).await {
+                Ok(actions) => {
+                    for action in actions {
+                        match action {
+                            LifecycleAction::DeleteNode { name: node } => {
+                                if let Err(e) = self.kube.delete_node(&node).await {
+                                    warn!(node, error = %e, "could not delete the Node of a vanished machine");
+                                }
+                                let _ = self.kube.delete_node_password(&node).await;
+                            }
+                            LifecycleAction::JoinFailure {
+                                machine,
+                                failures,
+                                until,
+                                ..
+                            } => {
+                                warn!(pool = %name, machine, failures, until = until.as_millis(), "node join failed, pool backs off");
+                            }
+                            LifecycleAction::DeleteMachine { .. } => {}
+                        }
+                    }
+                }
+                Err(e) => warn!(pool = %name, error = %e, "cannot list the pool's machines"),
+            }
+            self.snapshot.in_flight.extend(pool.lifecycle.in_flight());
+            self.snapshot.backoff.extend(pool.lifecycle.backed_off(now));
+        }
+    }
+
+    async fn act(
+        &mut self,
+        decision: &Decision,
+        now: Time,
+        stamps: &mut Stamps,
+        done: &mut Reconciled,
+    ) -> Result<(), ControllerError> {
+        for up in &decision.scale_up {
+            let Some(pool) = self.pools.get_mut(&up.pool) else {
+                continue;
+            };
+            let names: Vec<String> = (0..up.count)
+                .map(|_| machine_name(&up.pool, (self.random)()))
+                .collect();
+            let mut ids = Vec::new();
+            for name in &names {
+                let intent = Intent {
+                    kind: "launch".into(),
+                    pool: up.pool.clone(),
+                    node: name.clone(),
+                    detail: serde_json::Value::Null,
+                };
+                ids.push(self.store.open(&intent, now).await?);
+            }
+            let launched = pool.launch_named(&names, now).await;
+            for (name, id) in names.iter().zip(ids) {
+                let failure = launched.failures.iter().find(|(n, _)| n == name);
+                let outcome = failure.map_or("launched".to_string(), |(_, e)| format!("failed: {e}"));
+                self.store.close(id, &outcome, now).await?;
+                match failure {
+                    None => done.launched.push(name.clone()),
+                    Some((_, e)) => done.failed.push(format!("launch {name}: {e}")),
+                }
+            }
+            stamps.last_scale_up = Some(now);
+            self.store
+                .push_event(&ScaleEvent {
+                    at: now,
+                    kind: "scale-up".into(),
+                    pool: up.pool.clone(),
+                    nodes: names.clone(),
+                    message: decision
+                        .reasons
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                })
+                .await?;
+        }
+        for down in &decision.scale_down {
+            let mut drain = Drain::start(&down.node, now, self.drain.clone());
+            let intent = Intent {
+                kind: "drain".into(),
+                pool: down.pool.clone(),
+                node: down.node.clone(),
+                detail: serde_json::to_value(&drain).unwrap_or_default(),
+            };
+            let id = self.store.open(&intent, now).await?;
+            stamps.last_scale_down = Some(now);
+            let outcome = self.run_drain(&down.pool, &mut drain, id).await;
+            self.finish_drain(id, &down.pool, &down.node, outcome, now, done)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Drive a drain, journaling each state as it goes.
+    async fn run_drain(
+        &self,
+        pool: &str,
+        drain: &mut Drain,
+        journal_id: u64,
+    ) -> Result<DrainOutcome, String> {
+        let Some(machines) = self.pools.get(pool) else {
+            return Err(format!("pool {pool} is not configured"));
+        };
+        let executor = DrainExecutor {
+            poll: self.drain_poll,
+            ..DrainExecutor::new(&self.kube, machines.provider())
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+        let store = self.store.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(detail) = rx.recv().await {
+                if let Err(e) = store.update(journal_id, &detail).await {
+                    warn!(error = %e, "could not journal the drain's progress");
+                }
+            }
+        });
+        let mut journal = move |d: &Drain| {
+            let _ = tx.send(serde_json::to_value(d).unwrap_or_default());
+        };
+        let result = executor.run(drain, &mut journal).await.map_err(|e| e.to_string());
+        drop(journal);
+        let _ = writer.await;
+        result
+    }
+
+    async fn finish_drain(
+        &mut self,
+        id: u64,
+        pool: &str,
+        node: &str,
+        outcome: Result<DrainOutcome, String>,
+        now: Time,
+        done: &mut Reconciled,
+    ) -> Result<(), ControllerError> {
+        let (summary, kind) = match &outcome {
+            Ok(DrainOutcome::Removed) => {
+                done.removed.push(node.to_string());
+                ("removed".to_string(), "scale-down")
+            }
+            Ok(DrainOutcome::GaveUp { why }) => {
+                done.failed.push(format!("drain {node}: {why}"));
+                (format!("gave up: {why}"), "failure")
+            }
+            // Left open: the next reconcile resumes it from the journal.
+            Err(e) => {
+                done.failed.push(format!("drain {node}: {e}"));
+                return Ok(());
+            }
+        };
+        self.store.close(id, &summary, now).await?;
+        if let Some(p) = self.pools.get_mut(pool)
+            && matches!(outcome, Ok(DrainOutcome::Removed))
+        {
+            p.lifecycle.machines.remove(node);
+        }
+        self.store
+            .push_event(&ScaleEvent {
+                at: now,
+                kind: kind.into(),
+                pool: pool.to_string(),
+                nodes: vec![node.to_string()],
+                message: summary,
+            })
+            .await?;
+        Ok(())
+    }
+}

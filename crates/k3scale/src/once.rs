@@ -1,0 +1,172 @@
+//! `k3scale once -c FILE`: one observe → decide → act pass, then exit. For
+//! cron jobs and scheduled functions, the way autoscaler scripts are run,
+//! but with the daemon's state store, lock and journal: two overlapping
+//! runs never both act, and a run killed half-way is finished by the next.
+
+use anyhow::{Context, bail};
+use k3scale::controller::Controller;
+use k3scale::kube::KubeCluster;
+use k3scale::kube::cluster::SYNC_TIMEOUT;
+use k3scale::machines::MachinePool;
+use k3scale::metrics::MetricsSource;
+use k3scale::metrics::metrics_server::MetricsServer;
+use k3scale::metrics::prometheus::Prometheus;
+use k3scale::provider::{self, unix_now};
+use k3scale::state::StateStore;
+use k3scale::state::sqlite::SqliteStore;
+use k3scale_core::config::{self, Loaded, MetricsSourceKind, StateBackend};
+use k3scale_core::lifecycle::LifecycleConfig;
+use rand::{RngCore, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The store lock every acting k3scale process takes.
+const LOCK: &str = "k3scale-act";
+/// Longer than any single pass should take (drains included).
+const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
+/// Prometheus history step when backfilling the windows.
+const BACKFILL_STEP: Duration = Duration::from_secs(15);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (YAML).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Decide and print, act on nothing (overrides `policy.dry_run`).
+    #[arg(long)]
+    dry_run: bool,
+    /// Output: `text` or `json`.
+    #[arg(short, long, default_value = "text")]
+    output: String,
+}
+
+/// Who this process is, for locks and Events.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "k3scale".into());
+    format!("{host}-{}", std::process::id())
+}
+
+pub fn load_config(path: &PathBuf) -> anyhow::Result<Loaded> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    config::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Everything a controller needs, built from the configuration.
+pub async fn controller(
+    loaded: &Loaded,
+    identity: &str,
+) -> anyhow::Result<(Controller, Arc<dyn StateStore>)> {
+    let cfg = &loaded.config;
+    let store: Arc<dyn StateStore> = match cfg.state.backend {
+        StateBackend::Sqlite => Arc::new(SqliteStore::open(std::path::Path::new(&cfg.state.path))?),
+        other => bail!("state.backend {other:?} is not part of this build yet; use sqlite"),
+    };
+    let client = k3scale::kube::client(&cfg.kubernetes).await?;
+    let cluster = Arc::new(KubeCluster::start(client, identity));
+    tokio::time::timeout(SYNC_TIMEOUT, cluster.wait_synced())
+        .await
+        .context("the Kubernetes API did not list nodes, pods, PDBs and DaemonSets in time")?;
+    let mut pools = BTreeMap::new();
+    for (pool, pool_cfg) in loaded.policy.pools.iter().zip(&cfg.pools) {
+        let p = provider::from_config(&cfg.cluster, pool, &pool_cfg.provider).await?;
+        pools.insert(
+            pool.name.clone(),
+            MachinePool::new(&pool.name, p, LifecycleConfig::default(), 8),
+        );
+    }
+    let metrics: Box<dyn MetricsSource> = match cfg.metrics.source {
+        MetricsSourceKind::Prometheus => Box::new(Prometheus::new(
+            &cfg.metrics.prometheus,
+            loaded.policy.custom.clone(),
+        )?),
+        MetricsSourceKind::MetricsServer => Box::new(MetricsServer::new(cluster.clone())),
+    };
+    let seed = unix_now().as_millis() ^ u64::from(std::process::id()).rotate_left(32);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let controller = Controller::new(
+        loaded.policy.clone(),
+        cluster,
+        Some(metrics),
+        pools,
+        store.clone(),
+        Box::new(move || rng.next_u64()),
+    );
+    Ok((controller, store))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut loaded = load_config(&args.config)?;
+    if args.dry_run {
+        loaded.policy.dry_run = true;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let me = identity();
+        let (mut controller, store) = controller(&loaded, &me).await?;
+        if let Err(holder) = store.lock(LOCK, &me, LOCK_TTL, unix_now()).await? {
+            eprintln!(
+                "another k3scale ({}) is acting until {}; not acting",
+                holder.owner,
+                holder.expires_at.as_millis() / 1000
+            );
+            return Ok(ExitCode::from(3));
+        }
+        if let Some(prom) = prometheus_for_backfill(&loaded)? {
+            // Without history a cron run could never judge a sustained window.
+            if let Err(e) = controller.backfill(&prom, BACKFILL_STEP, unix_now()).await {
+                tracing::warn!(error = %e, "no metric history: sustained windows start empty");
+            }
+        }
+        let result = controller.reconcile(unix_now()).await;
+        store.unlock(LOCK, &me).await?;
+        let done = result?;
+        if args.output == "json" {
+            println!("{}", serde_json::to_string_pretty(&done)?);
+        } else {
+            for reason in &done.decision.reasons {
+                println!("{reason}");
+            }
+            let verb = if done.decision.dry_run {
+                "would launch"
+            } else {
+                "launched"
+            };
+            println!(
+                "{verb}: {}",
+                if done.decision.dry_run {
+                    format!("{} nodes", done.decision.nodes_added())
+                } else {
+                    done.launched.join(", ")
+                }
+            );
+            println!("removed: {}", done.removed.join(", "));
+            for f in &done.failed {
+                println!("failed: {f}");
+            }
+            for r in &done.recovered {
+                println!("recovered: {r}");
+            }
+        }
+        Ok(if done.failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+fn prometheus_for_backfill(loaded: &Loaded) -> anyhow::Result<Option<Prometheus>> {
+    Ok(match loaded.config.metrics.source {
+        MetricsSourceKind::Prometheus => Some(Prometheus::new(
+            &loaded.config.metrics.prometheus,
+            loaded.policy.custom.clone(),
+        )?),
+        MetricsSourceKind::MetricsServer => None,
+    })
+}

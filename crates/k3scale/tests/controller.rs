@@ -1,0 +1,321 @@
+//! The controller end to end: the test API server (playing the K3s server,
+//! scheduler and kubelets), the real Docker provider with stand-in agents,
+//! metrics-server through the API, and the SQLite state store.
+//! A pending pod gets a new agent container; when the load is gone the node
+//! is drained and the container, Node and secret are removed. Journaled
+//! actions of a killed run are finished by the next one, never repeated.
+#![allow(clippy::unwrap_used)]
+
+mod kubefix;
+mod support;
+
+use k3scale::controller::Controller;
+use k3scale::machines::MachinePool;
+use k3scale::metrics::metrics_server::MetricsServer;
+use k3scale::provider::docker::DockerProvider;
+use k3scale::provider::secret::Secret;
+use k3scale::provider::{NodeProvider, unix_now};
+use k3scale::state::sqlite::SqliteStore;
+use k3scale::state::{Intent, StateStore};
+use k3scale_core::config::load;
+use k3scale_core::drain::{Drain, DrainConfig};
+use k3scale_core::lifecycle::LifecycleConfig;
+use k3scale_testapi::MetricsMode;
+use k3scale_testapi::resources::{NODES, PODS};
+use kubefix::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CONFIG: &str = "
+cluster: test
+metrics: { source: metrics-server }
+policy:
+  scale_up: { cooldown: 0s }
+  scale_down: { cpu_for: 0s, memory_for: 0s, cooldown: 0s }
+pools:
+  - name: workers
+    min: 0
+    max: 3
+    template: { cpu: \"2\", memory: 4Gi, boot_time: 5s }
+    provider:
+      docker: { network: unused, server_url: \"https://k3s:6443\", token_env: UNUSED }
+";
+
+struct Rig {
+    docker: support::TestCluster,
+    k: Kube,
+    store: Arc<SqliteStore>,
+    controller: Controller,
+    _db: tempdir::Dir,
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn rig(tag: &str) -> Rig {
+    let loaded = load("k3scale.yaml", CONFIG).unwrap();
+    let docker = support::TestCluster::new(tag);
+    let pool = loaded.policy.pools[0].clone();
+    let provider = DockerProvider::connect(
+        &docker.name,
+        pool.clone(),
+        support::standin_config(&docker),
+        Secret::new(support::TOKEN),
+    )
+    .await
+    .unwrap();
+    let k = start().await;
+    // The K3s server: not managed, busy with one pod.
+    k.apply(&node("server", None, "2", "4Gi"));
+    k.apply(&pod(
+        "kube-system",
+        "traefik",
+        "traefik",
+        Some("server"),
+        "1",
+        "1Gi",
+    ));
+    let cluster = k.cluster().await;
+    let dir = std::env::temp_dir().join(format!("k3scale-controller-{tag}-{}", std::process::id()));
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let pools = BTreeMap::from([(
+        pool.name.clone(),
+        MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
+    )]);
+    let mut seq = 0u64;
+    let mut controller = Controller::new(
+        loaded.policy,
+        cluster.clone(),
+        Some(Box::new(MetricsServer::new(cluster))),
+        pools,
+        store.clone(),
+        Box::new(move || {
+            seq += 1;
+            seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        }),
+    );
+    controller.drain = DrainConfig {
+        eviction_timeout: Duration::from_secs(20),
+        termination_slack: Duration::from_secs(2),
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(500),
+    };
+    controller.drain_poll = Duration::from_millis(50);
+    Rig {
+        docker,
+        k,
+        store,
+        controller,
+        _db: tempdir::Dir(dir),
+    }
+}
+
+impl Rig {
+    /// K3s's side of a join: the agent registers its Node, Ready.
+    fn register(&self, name: &str) {
+        self.k.apply(&node(name, Some("workers"), "2", "4Gi"));
+        self.k.server.apply(node_password(name));
+    }
+
+    fn usage(&self, cpu: &str) {
+        let nodes: Vec<String> = self
+            .k
+            .server
+            .list(&NODES)
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        self.k.server.set_metrics(MetricsMode::Serving(
+            nodes
+                .into_iter()
+                .map(|n| (n, (cpu.to_string(), "512Mi".to_string())))
+                .collect(),
+        ));
+    }
+
+    async fn synced(&self, what: &str, cond: impl Fn(&k3scale::kube::KubeCluster) -> bool) {
+        let cluster = self.controller_cluster();
+        eventually(10, what, || cond(&cluster)).await;
+    }
+
+    fn controller_cluster(&self) -> Arc<k3scale::kube::KubeCluster> {
+        self.controller.cluster()
+    }
+}
+
+#[tokio::test]
+async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
+    let mut r = rig("e2e").await;
+    r.usage("200m");
+    r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    r.synced("pending pod seen", |c| {
+        let mut s = k3scale_core::Snapshot::default();
+        c.fill(&mut s);
+        s.pods
+            .iter()
+            .any(|p| p.name == "web-0" && p.unschedulable_since.is_some())
+    })
+    .await;
+
+    let first = r.controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(first.launched.len(), 1, "{:?}", first.decision.reasons);
+    let agent = first.launched[0].clone();
+    assert!(agent.starts_with("workers-"));
+    assert_eq!(
+        r.docker.containers(),
+        std::slice::from_ref(&agent),
+        "one agent container, named as its Node"
+    );
+    assert!(
+        r.store.unfinished().await.unwrap().is_empty(),
+        "the launch intent is closed"
+    );
+
+    // A second pass before the node joins: the launch in flight covers the pod.
+    let second = r.controller.reconcile(unix_now()).await.unwrap();
+    assert!(second.launched.is_empty(), "{:?}", second.decision.reasons);
+    assert_eq!(r.docker.containers().len(), 1, "no double launch");
+
+    // The agent joins and the scheduler places the pod on it.
+    r.register(&agent);
+    r.k.apply(&pod("shop", "web-0", "web", Some(&agent), "1500m", "1Gi"));
+    r.usage("1500m");
+    r.synced("node and pod seen", |c| c.pods_on_node(&agent).len() == 1)
+        .await;
+    let third = r.controller.reconcile(unix_now()).await.unwrap();
+    assert!(
+        third.launched.is_empty() && third.removed.is_empty(),
+        "{:?}",
+        third.decision.reasons
+    );
+
+    // The load is gone: the idle agent is drained and removed.
+    r.k.server.remove(&PODS, "shop", "web-0");
+    r.usage("100m");
+    r.synced("pod gone", |c| c.pods_on_node(&agent).is_empty()).await;
+    let fourth = r.controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(
+        fourth.removed,
+        std::slice::from_ref(&agent),
+        "{:?}",
+        fourth.decision.reasons
+    );
+    assert!(r.docker.containers().is_empty(), "the agent container is gone");
+    assert!(r.k.server.get(&NODES, "", &agent).is_none(), "and its Node");
+    assert!(
+        r.k.server
+            .get(
+                &k3scale_testapi::resources::SECRETS,
+                "kube-system",
+                &format!("{agent}.node-password.k3s")
+            )
+            .is_none()
+    );
+
+    let history = r.store.events(None, 10).await.unwrap();
+    let kinds: Vec<&str> = history.iter().map(|e| e.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["scale-down", "scale-up"]);
+    assert!(
+        history[1].event.message.contains("unschedulable"),
+        "{}",
+        history[1].event.message
+    );
+    assert!(r.store.unfinished().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_decides_the_same_and_does_nothing() {
+    let mut r = rig("dry").await;
+    r.usage("200m");
+    r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    r.synced("pending pod seen", |c| {
+        let mut s = k3scale_core::Snapshot::default();
+        c.fill(&mut s);
+        s.pods.iter().any(|p| p.name == "web-0")
+    })
+    .await;
+    r.controller.policy.dry_run = true;
+    let done = r.controller.reconcile(unix_now()).await.unwrap();
+    assert!(done.decision.dry_run);
+    assert_eq!(done.decision.scale_up.len(), 1, "the decision is made");
+    assert!(done.launched.is_empty());
+    assert!(r.docker.containers().is_empty(), "nothing was created");
+    assert!(r.store.events(None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_killed_run_is_finished_by_the_next_never_repeated() {
+    let mut r = rig("recover").await;
+    r.usage("100m");
+    let provider = DockerProvider::connect(
+        &r.docker.name,
+        load("k3scale.yaml", CONFIG).unwrap().policy.pools[0].clone(),
+        support::standin_config(&r.docker),
+        Secret::new(support::TOKEN),
+    )
+    .await
+    .unwrap();
+    let now = unix_now();
+    let intent = |kind: &str, node: &str, detail: serde_json::Value| Intent {
+        kind: kind.into(),
+        pool: "workers".into(),
+        node: node.into(),
+        detail,
+    };
+    // Killed after the provider call: the machine exists, the intent is open.
+    r.store
+        .open(
+            &intent("launch", "workers-made0001", serde_json::Value::Null),
+            now,
+        )
+        .await
+        .unwrap();
+    provider.create("workers-made0001").await.unwrap();
+    // Killed after the intent, before the provider call.
+    r.store
+        .open(
+            &intent("launch", "workers-never001", serde_json::Value::Null),
+            now,
+        )
+        .await
+        .unwrap();
+    // Killed mid-drain: a cordoned node with its journaled drain state.
+    provider.create("workers-drain001").await.unwrap();
+    r.register("workers-drain001");
+    r.synced("drained node seen", |c| c.node("workers-drain001").is_some())
+        .await;
+    r.controller_cluster().cordon("workers-drain001").await.unwrap();
+    let mut drain = Drain::start("workers-drain001", now, r.controller.drain.clone());
+    drain.cordoned();
+    r.store
+        .open(
+            &intent("drain", "workers-drain001", serde_json::to_value(&drain).unwrap()),
+            now,
+        )
+        .await
+        .unwrap();
+
+    let done = r.controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(done.recovered.len(), 3, "{:?}", done.recovered);
+    assert!(r.store.unfinished().await.unwrap().is_empty());
+    assert_eq!(
+        r.docker.containers(),
+        ["workers-made0001"],
+        "adopted, the drained one gone, none twice"
+    );
+    assert!(r.k.server.get(&NODES, "", "workers-drain001").is_none());
+    let requests = r.k.server.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|q| q.verb == "delete" && q.resource == "pods"),
+        "no pod deleted directly"
+    );
+}
