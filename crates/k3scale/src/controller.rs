@@ -26,6 +26,25 @@ fn lifecycle_key(pool: &str) -> String {
     format!("lifecycle/{pool}")
 }
 
+fn parse<T: for<'de> Deserialize<'de> + Default>(
+    key: &str,
+    raw: Option<String>,
+) -> Result<T, ControllerError> {
+    raw.map_or(Ok(T::default()), |text| {
+        serde_json::from_str(&text).map_err(|e| ControllerError::Corrupt {
+            key: key.to_string(),
+            cause: e.to_string(),
+        })
+    })
+}
+
+fn to_json<T: Serialize>(key: &str, value: &T) -> Result<String, ControllerError> {
+    serde_json::to_string(value).map_err(|e| ControllerError::Corrupt {
+        key: key.to_string(),
+        cause: e.to_string(),
+    })
+}
+
 /// Cooldown stamps: when the last scale-up and scale-down were started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Stamps {
@@ -64,7 +83,7 @@ pub struct Controller {
     snapshot: Snapshot,
     pub drain: DrainConfig,
     pub drain_poll: Duration,
-    random: Box<dyn FnMut() -> u64 + Send>,
+    random: Box<dyn FnMut() -> u64 + Send + Sync>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -95,7 +114,7 @@ impl Controller {
         metrics: Option<Box<dyn MetricsSource>>,
         pools: BTreeMap<String, MachinePool>,
         store: Arc<dyn StateStore>,
-        random: Box<dyn FnMut() -> u64 + Send>,
+        random: Box<dyn FnMut() -> u64 + Send + Sync>,
     ) -> Self {
         Controller {
             policy,
@@ -131,41 +150,40 @@ impl Controller {
         &self.snapshot
     }
 
-    async fn load<T: for<'de> Deserialize<'de> + Default>(
-        &self,
-        key: &str,
-    ) -> Result<(T, u64), ControllerError> {
-        match self.store.get(key).await? {
-            None => Ok((T::default(), 0)),
-            Some(v) => serde_json::from_str(&v.value)
-                .map(|t| (t, v.version))
-                .map_err(|e| ControllerError::Corrupt {
-                    key: key.to_string(),
-                    cause: e.to_string(),
-                }),
-        }
+    /// The stored value at `key` and its version (0: none). Parsing is kept
+    /// out of the async part (generic async fns trip the `Send` check).
+    async fn load(&self, key: &str) -> Result<(Option<String>, u64), ControllerError> {
+        Ok(match self.store.get(key).await? {
+            None => (None, 0),
+            Some(v) => (Some(v.value), v.version),
+        })
     }
 
-    async fn save<T: Serialize>(&self, key: &str, value: &T, version: u64) -> Result<u64, ControllerError> {
-        let text = serde_json::to_string(value).map_err(|e| ControllerError::Corrupt {
-            key: key.to_string(),
-            cause: e.to_string(),
-        })?;
+    async fn save(&self, key: &str, text: String, version: u64) -> Result<u64, ControllerError> {
         Ok(self.store.put(key, &text, version).await?)
     }
 
     /// One observe → decide → act → record pass at `now`.
-    pub async fn reconcile(&mut self, now: Time) -> Result<Reconciled, ControllerError> {
+    ///
+    /// Boxed so callers that spawn it see a plain `Send` future.
+    pub fn reconcile(
+        &mut self,
+        now: Time,
+    ) -> futures::future::BoxFuture<'_, Result<Reconciled, ControllerError>> {
         let span = info_span!("reconcile", at = now.as_millis());
-        self.reconcile_inner(now).instrument(span).await
+        Box::pin(self.reconcile_inner(now).instrument(span))
     }
 
     async fn reconcile_inner(&mut self, now: Time) -> Result<Reconciled, ControllerError> {
-        let (mut stamps, stamps_version): (Stamps, u64) = self.load(STAMPS_KEY).await?;
+        let (raw, stamps_version) = self.load(STAMPS_KEY).await?;
+        let mut stamps: Stamps = parse(STAMPS_KEY, raw)?;
         let mut lifecycles = BTreeMap::new();
-        for name in self.pools.keys() {
-            let (lifecycle, version): (Lifecycle, u64) = self.load(&lifecycle_key(name)).await?;
-            lifecycles.insert(name.clone(), (lifecycle, version));
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let key = lifecycle_key(&name);
+            let (raw, version) = self.load(&key).await?;
+            let lifecycle: Lifecycle = parse(&key, raw)?;
+            lifecycles.insert(name, (lifecycle, version));
         }
         for (name, pool) in &mut self.pools {
             pool.lifecycle = lifecycles[name].0.clone();
@@ -201,10 +219,24 @@ impl Controller {
             }
         }
 
-        self.save(STAMPS_KEY, &stamps, stamps_version).await?;
-        for (name, pool) in &self.pools {
-            let (_, version) = &lifecycles[name];
-            self.save(&lifecycle_key(name), &pool.lifecycle, *version).await?;
+        // What was just launched is on its way: status and metrics show it now.
+        self.snapshot.in_flight = self
+            .pools
+            .values()
+            .flat_map(|p| p.lifecycle.in_flight())
+            .collect();
+        self.save(STAMPS_KEY, to_json(STAMPS_KEY, &stamps)?, stamps_version)
+            .await?;
+        let saves: Vec<(String, String, u64)> = self
+            .pools
+            .iter()
+            .map(|(name, pool)| {
+                let key = lifecycle_key(name);
+                to_json(&key, &pool.lifecycle).map(|text| (key, text, lifecycles[name].1))
+            })
+            .collect::<Result<_, _>>()?;
+        for (key, text, version) in saves {
+            self.save(&key, text, version).await?;
         }
         Ok(done)
     }

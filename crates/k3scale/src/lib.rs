@@ -2,10 +2,14 @@
 //! HTTP server as they land. The binary (`main.rs`) is a thin CLI over them.
 
 pub mod controller;
+pub mod daemon;
 pub mod drain;
 pub mod kube;
 pub mod logging;
 pub mod machines;
 pub mod metrics;
 pub mod provider;
+pub mod server;
 pub mod state;
+pub mod status;
+pub mod telemetry;

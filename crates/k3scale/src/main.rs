@@ -1,6 +1,7 @@
 //! k3scale: a node autoscaler for K3s clusters.
 
 mod once;
+mod run;
 mod simulate;
 mod validate;
 
@@ -20,6 +21,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Check a configuration file; print the effective configuration or every error.
     Validate(validate::Args),
+    /// Run the autoscaler: watch the cluster, act as the elected replica, serve status.
+    Run(run::Args),
     /// One observe, decide and act pass against the cluster, then exit (for cron jobs).
     Once(once::Args),
 }
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Run(args) => run::run(args),
         Command::Once(args) => once::run(args),
     };
     match result {

@@ -23,8 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The store lock every acting k3scale process takes.
-const LOCK: &str = "k3scale-act";
+use k3scale::daemon::ACT_LOCK as LOCK;
 /// Longer than any single pass should take (drains included).
 const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
 /// Prometheus history step when backfilling the windows.

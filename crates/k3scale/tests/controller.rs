@@ -7,148 +7,18 @@
 #![allow(clippy::unwrap_used)]
 
 mod kubefix;
+mod rig;
 mod support;
 
-use k3scale::controller::Controller;
-use k3scale::machines::MachinePool;
-use k3scale::metrics::metrics_server::MetricsServer;
 use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;
 use k3scale::provider::{NodeProvider, unix_now};
-use k3scale::state::sqlite::SqliteStore;
 use k3scale::state::{Intent, StateStore};
 use k3scale_core::config::load;
-use k3scale_core::drain::{Drain, DrainConfig};
-use k3scale_core::lifecycle::LifecycleConfig;
-use k3scale_testapi::MetricsMode;
+use k3scale_core::drain::Drain;
 use k3scale_testapi::resources::{NODES, PODS};
 use kubefix::*;
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-const CONFIG: &str = "
-cluster: test
-metrics: { source: metrics-server }
-policy:
-  scale_up: { cooldown: 0s }
-  scale_down: { cpu_for: 0s, memory_for: 0s, cooldown: 0s }
-pools:
-  - name: workers
-    min: 0
-    max: 3
-    template: { cpu: \"2\", memory: 4Gi, boot_time: 5s }
-    provider:
-      docker: { network: unused, server_url: \"https://k3s:6443\", token_env: UNUSED }
-";
-
-struct Rig {
-    docker: support::TestCluster,
-    k: Kube,
-    store: Arc<SqliteStore>,
-    controller: Controller,
-    _db: tempdir::Dir,
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-async fn rig(tag: &str) -> Rig {
-    let loaded = load("k3scale.yaml", CONFIG).unwrap();
-    let docker = support::TestCluster::new(tag);
-    let pool = loaded.policy.pools[0].clone();
-    let provider = DockerProvider::connect(
-        &docker.name,
-        pool.clone(),
-        support::standin_config(&docker),
-        Secret::new(support::TOKEN),
-    )
-    .await
-    .unwrap();
-    let k = start().await;
-    // The K3s server: not managed, busy with one pod.
-    k.apply(&node("server", None, "2", "4Gi"));
-    k.apply(&pod(
-        "kube-system",
-        "traefik",
-        "traefik",
-        Some("server"),
-        "1",
-        "1Gi",
-    ));
-    let cluster = k.cluster().await;
-    let dir = std::env::temp_dir().join(format!("k3scale-controller-{tag}-{}", std::process::id()));
-    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
-    let pools = BTreeMap::from([(
-        pool.name.clone(),
-        MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
-    )]);
-    let mut seq = 0u64;
-    let mut controller = Controller::new(
-        loaded.policy,
-        cluster.clone(),
-        Some(Box::new(MetricsServer::new(cluster))),
-        pools,
-        store.clone(),
-        Box::new(move || {
-            seq += 1;
-            seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        }),
-    );
-    controller.drain = DrainConfig {
-        eviction_timeout: Duration::from_secs(20),
-        termination_slack: Duration::from_secs(2),
-        retry_base: Duration::from_millis(100),
-        retry_max: Duration::from_millis(500),
-    };
-    controller.drain_poll = Duration::from_millis(50);
-    Rig {
-        docker,
-        k,
-        store,
-        controller,
-        _db: tempdir::Dir(dir),
-    }
-}
-
-impl Rig {
-    /// K3s's side of a join: the agent registers its Node, Ready.
-    fn register(&self, name: &str) {
-        self.k.apply(&node(name, Some("workers"), "2", "4Gi"));
-        self.k.server.apply(node_password(name));
-    }
-
-    fn usage(&self, cpu: &str) {
-        let nodes: Vec<String> = self
-            .k
-            .server
-            .list(&NODES)
-            .iter()
-            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
-            .collect();
-        self.k.server.set_metrics(MetricsMode::Serving(
-            nodes
-                .into_iter()
-                .map(|n| (n, (cpu.to_string(), "512Mi".to_string())))
-                .collect(),
-        ));
-    }
-
-    async fn synced(&self, what: &str, cond: impl Fn(&k3scale::kube::KubeCluster) -> bool) {
-        let cluster = self.controller_cluster();
-        eventually(10, what, || cond(&cluster)).await;
-    }
-
-    fn controller_cluster(&self) -> Arc<k3scale::kube::KubeCluster> {
-        self.controller.cluster()
-    }
-}
+use rig::{CONFIG, rig};
 
 #[tokio::test]
 async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {

@@ -76,39 +76,35 @@ impl LeaseLock {
     /// round. An API failure is returned after the elector has been told, so
     /// leadership still ends at the renew deadline.
     pub async fn round(&mut self, now: Time) -> Result<bool, KubeError> {
-        let what = || format!("lease {}", self.name);
+        let what = format!("lease {}", self.name);
         let current = match self.api.get_opt(&self.name).await {
             Ok(lease) => lease,
             Err(e) => {
                 self.elector.write_failed(now);
-                return Err(KubeError::from_kube(what(), e));
+                return Err(KubeError::from_kube(what, e));
             }
         };
-        let step = self.elector.step(current.as_ref().map(record).as_ref(), now);
-        let written = match &step {
+        let (record, create) = match self.elector.step(current.as_ref().map(record).as_ref(), now) {
             LeaseStep::Wait { .. } => return Ok(self.elector.is_leader(now)),
-            LeaseStep::Create(r) => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(self.name.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(spec(r)),
-                };
-                self.api.create(&PostParams::default(), &lease).await.map(|_| r)
-            }
-            LeaseStep::Update(r) => {
-                let mut lease = current.unwrap_or_default();
-                lease.spec = Some(spec(r));
-                self.api
-                    .replace(&self.name, &PostParams::default(), &lease)
-                    .await
-                    .map(|_| r)
-            }
+            LeaseStep::Create(r) => (r, true),
+            LeaseStep::Update(r) => (r, false),
+        };
+        let mut lease = current.unwrap_or_else(|| Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+        });
+        lease.spec = Some(spec(&record));
+        let written = if create {
+            self.api.create(&PostParams::default(), &lease).await
+        } else {
+            self.api.replace(&self.name, &PostParams::default(), &lease).await
         };
         match written {
-            Ok(r) => {
-                self.elector.written(r, now);
+            Ok(_) => {
+                self.elector.written(&record, now);
                 Ok(self.elector.is_leader(now))
             }
             // 409: another replica wrote first; it holds the Lease now.
@@ -118,19 +114,19 @@ impl LeaseLock {
             }
             Err(e) => {
                 self.elector.write_failed(now);
-                Err(KubeError::from_kube(what(), e))
+                Err(KubeError::from_kube(what, e))
             }
         }
     }
 
     /// Give the Lease up (on shutdown) so another replica takes over at once.
     pub async fn release(&mut self, now: Time) -> Result<(), KubeError> {
-        let what = || format!("release lease {}", self.name);
+        let what = format!("release lease {}", self.name);
         let Some(mut lease) = self
             .api
             .get_opt(&self.name)
             .await
-            .map_err(|e| KubeError::from_kube(what(), e))?
+            .map_err(|e| KubeError::from_kube(what.clone(), e))?
         else {
             return Ok(());
         };
@@ -139,7 +135,7 @@ impl LeaseLock {
             self.api
                 .replace(&self.name, &PostParams::default(), &lease)
                 .await
-                .map_err(|e| KubeError::from_kube(what(), e))?;
+                .map_err(|e| KubeError::from_kube(what, e))?;
         }
         Ok(())
     }

@@ -97,8 +97,10 @@ pub async fn create_many(
     names: &[String],
     parallelism: usize,
 ) -> Vec<Result<Machine, ProviderError>> {
-    futures::stream::iter(names)
-        .map(|name| provider.create(name))
+    // Owned names: a closure over borrowed ones makes the future fail the
+    // `Send` check of callers that spawn it.
+    futures::stream::iter(names.to_vec())
+        .map(|name| async move { provider.create(&name).await })
         .buffered(parallelism.max(1))
         .collect()
         .await

@@ -1,0 +1,169 @@
+//! `k3scale run`: the controller as a daemon. It reconciles on every watch
+//! event that matters (a pod becomes unschedulable, a node changes) and at
+//! least every `policy.interval`. Only the Lease holder acts, and only with
+//! the state store's lock (so a cron `once` cannot act beside it); the
+//! others serve read-only status. On shutdown the current reconcile
+//! finishes (or stays journaled), then the Lease and lock are released.
+
+use crate::controller::Controller;
+use crate::kube::lease::LeaseLock;
+use crate::provider::unix_now;
+use crate::server::Shared;
+use crate::state::StateStore;
+use crate::status::Status;
+use k3scale_core::lease::Elector;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// The store lock every acting k3scale process takes.
+pub const ACT_LOCK: &str = "k3scale-act";
+
+#[derive(Debug)]
+pub struct Daemon {
+    pub controller: Controller,
+    pub shared: Arc<Shared>,
+    pub store: Arc<dyn StateStore>,
+    pub identity: String,
+    pub interval: Duration,
+    /// `None`: no election (a single replica outside the cluster).
+    pub lease: Option<LeaseLock>,
+}
+
+/// Keep the Lease: a round every retry period, each publishing the elector
+/// (whose `is_leader(now)` ends at the renew deadline).
+async fn elect(
+    mut lease: LeaseLock,
+    tx: watch::Sender<Elector>,
+    mut stop: watch::Receiver<bool>,
+) -> LeaseLock {
+    let retry = lease.elector.config.retry_period;
+    loop {
+        let now = unix_now();
+        if let Err(e) = lease.round(now).await {
+            warn!(error = %e, "lease round failed");
+        }
+        // Always the latest elector; wake the daemon only when leadership flips.
+        let latest = lease.elector.clone();
+        tx.send_if_modified(|e| {
+            let flipped = e.is_leader(now) != latest.is_leader(now);
+            *e = latest;
+            flipped
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = stop.wait_for(|s| *s) => return lease,
+        }
+    }
+}
+
+impl Daemon {
+    /// Run until `shutdown` completes.
+    pub fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.run_inner(shutdown))
+    }
+
+    async fn run_inner(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let cluster = self.controller.cluster();
+        let mut changes = cluster.changes();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (task, mut leader_rx) = match self.lease.take() {
+            Some(lease) => {
+                let (tx, rx) = watch::channel(lease.elector.clone());
+                (Some(tokio::spawn(elect(lease, tx, stop_rx))), Some(rx))
+            }
+            None => (None, None),
+        };
+        let lock_ttl = self.interval * 3 + Duration::from_secs(60);
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {}
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                // Just became leader (or stopped being): act now.
+                _ = async {
+                    match &mut leader_rx {
+                        Some(rx) => rx.changed().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+            let now = unix_now();
+            let leader = leader_rx.as_ref().is_none_or(|rx| rx.borrow().is_leader(now));
+            let acting = leader && self.take_lock(now, lock_ttl).await;
+            self.shared.telemetry.set_leader(acting);
+            if !acting {
+                let mut status = self.shared.status();
+                status.leader = false;
+                status.identity = self.identity.clone();
+                self.shared.set_status(status);
+                continue;
+            }
+            self.reconcile(now).await;
+        }
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+        if let Some(task) = task
+            && let Ok(mut lease) = task.await
+            && let Err(e) = lease.release(unix_now()).await
+        {
+            warn!(error = %e, "could not release the lease");
+        }
+        if let Err(e) = self.store.unlock(ACT_LOCK, &self.identity).await {
+            warn!(error = %e, "could not release the state store lock");
+        }
+    }
+
+    async fn take_lock(&self, now: k3scale_core::Time, ttl: Duration) -> bool {
+        match self.store.lock(ACT_LOCK, &self.identity, ttl, now).await {
+            Ok(Ok(())) => true,
+            Ok(Err(holder)) => {
+                info!(holder = %holder.owner, "another k3scale holds the lock; not acting");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "state store unavailable; not acting");
+                false
+            }
+        }
+    }
+
+    async fn reconcile(&mut self, now: k3scale_core::Time) {
+        let started = Instant::now();
+        let result = self.controller.reconcile(now).await;
+        let took = started.elapsed();
+        let telemetry = &self.shared.telemetry;
+        let status = match result {
+            Ok(done) => {
+                let snapshot = self.controller.snapshot();
+                telemetry.reconciled(&done, snapshot, &self.controller.policy, took, now);
+                Status::build(snapshot, &done.decision, &self.controller.policy, now)
+            }
+            Err(e) => {
+                warn!(error = %e, "reconcile failed");
+                telemetry.reconcile_failed(took);
+                Status {
+                    last_error: Some(e.to_string()),
+                    ..self.shared.status()
+                }
+            }
+        };
+        self.shared.set_status(Status {
+            identity: self.identity.clone(),
+            leader: true,
+            ..status
+        });
+    }
+}

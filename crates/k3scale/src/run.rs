@@ -1,0 +1,101 @@
+//! `k3scale run -c FILE`: the daemon, with its HTTP server.
+
+use crate::once::{controller, identity, load_config};
+use anyhow::Context;
+use k3scale::daemon::Daemon;
+use k3scale::kube::lease::LeaseLock;
+use k3scale::server::{Shared, router};
+use k3scale::status::Status;
+use k3scale::telemetry::Telemetry;
+use k3scale_core::lease::ElectionConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (YAML).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Decide and log, act on nothing (overrides `policy.dry_run`).
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Where the Lease lives: the pod's namespace in a cluster.
+fn lease_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "kube-system".into())
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut loaded = load_config(&args.config)?;
+    if args.dry_run {
+        loaded.policy.dry_run = true;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let me = identity();
+        let (controller, store) = controller(&loaded, &me).await?;
+        let cluster = controller.cluster();
+        let shared = Arc::new(Shared {
+            telemetry: Telemetry::new(),
+            store: store.clone(),
+            status: RwLock::new(Status {
+                identity: me.clone(),
+                ..Status::default()
+            }),
+            cluster: cluster.clone(),
+        });
+        let listen = &loaded.config.server.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
+        eprintln!("k3scale {me}: serving http://{}", listener.local_addr()?);
+        let app = router(shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        let lease = LeaseLock::new(
+            cluster.client().clone(),
+            &lease_namespace(),
+            &format!("k3scale-{}", loaded.config.cluster),
+            &me,
+            ElectionConfig::default(),
+        );
+        let daemon = Daemon {
+            controller,
+            shared,
+            store,
+            identity: me,
+            interval: loaded.interval,
+            lease: Some(lease),
+        };
+        daemon.run(shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

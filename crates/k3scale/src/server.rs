@@ -1,0 +1,203 @@
+//! The HTTP server: `/healthz`, `/readyz`, `/metrics`, `/api/status`,
+//! `/api/events` and a status page at `/` that refreshes itself.
+
+use crate::kube::KubeCluster;
+use crate::state::StateStore;
+use crate::status::Status;
+use crate::telemetry::Telemetry;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+
+/// What the handlers read; the daemon writes `status` after each reconcile.
+#[derive(Debug)]
+pub struct Shared {
+    pub telemetry: Telemetry,
+    pub store: Arc<dyn StateStore>,
+    pub status: RwLock<Status>,
+    pub cluster: Arc<KubeCluster>,
+}
+
+impl Shared {
+    pub fn status(&self) -> Status {
+        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_status(&self, status: Status) {
+        *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(status))
+        .route("/api/events", get(events))
+        .with_state(shared)
+}
+
+/// Ready when the caches have synced and the state store answers; a
+/// metrics source that fails is reported but does not make k3scale unready
+/// (pending-pod scale-up still works without it).
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    let mut body = String::new();
+    let synced = s.cluster.is_synced();
+    let _ = writeln!(body, "caches: {}", if synced { "synced" } else { "not synced" });
+    let store = s.store.get("stamps").await;
+    let _ = writeln!(
+        body,
+        "state store: {}",
+        match &store {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        }
+    );
+    let status = s.status();
+    let _ = writeln!(
+        body,
+        "metrics: {}",
+        status
+            .metrics_error
+            .as_deref()
+            .map_or("ok".to_string(), |e| format!("unavailable: {e}"))
+    );
+    let code = if synced && store.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body).into_response()
+}
+
+/// OpenMetrics for clients that ask for it (Prometheus does), else the
+/// Prometheus text format.
+async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+    let wants_om = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if wants_om {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            s.telemetry.encode_openmetrics(),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            s.telemetry.encode_prometheus(),
+        )
+            .into_response()
+    }
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Json<Status> {
+    Json(s.status())
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn events(State(s): State<Arc<Shared>>, Query(page): Query<Page>) -> Response {
+    let limit = page.limit.unwrap_or(50).clamp(1, 500);
+    match s.store.events(page.before, limit).await {
+        Ok(events) => {
+            let next = (events.len() == limit)
+                .then(|| events.last().map(|e| e.id))
+                .flatten();
+            Json(serde_json::json!({ "events": events, "next_before": next })).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
+    let st = s.status();
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=10>\
+         <title>k3scale</title><style>body{{font-family:sans-serif;margin:2em}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
+         .warn{{color:#a40}}</style></head><body><h1>k3scale</h1><p>{} &middot; {}{}</p>",
+        esc(&st.identity),
+        if st.leader { "leader" } else { "standby" },
+        if st.dry_run {
+            " &middot; <b>dry run</b>"
+        } else {
+            ""
+        }
+    );
+    if let Some(e) = &st.last_error {
+        let _ = write!(h, "<p class=warn>last reconcile failed: {}</p>", esc(e));
+    }
+    if let Some(e) = &st.metrics_error {
+        let _ = write!(h, "<p class=warn>metrics unavailable: {}</p>", esc(e));
+    }
+    h.push_str("<h2>Pools</h2><table><tr><th>pool</th><th>nodes</th><th>launching</th><th>min</th><th>max</th><th>$/h each</th></tr>");
+    for p in &st.pools {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td></tr>",
+            esc(&p.name),
+            p.nodes,
+            p.launching,
+            p.min,
+            p.max,
+            p.price_per_hour
+        );
+    }
+    h.push_str("</table><h2>Nodes</h2><table><tr><th>node</th><th>pool</th><th>state</th><th>requested</th><th>pods</th><th>scale-down</th></tr>");
+    for n in &st.nodes {
+        let state = match (n.ready, n.cordoned) {
+            (_, true) => "cordoned",
+            (true, _) => "ready",
+            _ => "not ready",
+        };
+        let why = if n.removable {
+            "removable".to_string()
+        } else {
+            esc(&n.kept_because.join("; "))
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{state}</td><td>{:.0}%</td><td>{}</td><td>{why}</td></tr>",
+            esc(&n.name),
+            esc(n.pool.as_deref().unwrap_or("(not managed)")),
+            n.requested * 100.0,
+            n.pods
+        );
+    }
+    h.push_str("</table><h2>Last decision</h2><ul>");
+    for r in &st.reasons {
+        let _ = write!(h, "<li>{}</li>", esc(r));
+    }
+    let _ = write!(
+        h,
+        "</ul><p>cooldowns: scale-up {} s, scale-down {} s &middot; unschedulable pods: {}</p>\
+         <p><a href=/api/status>status JSON</a> &middot; <a href=/api/events>events</a> &middot; <a href=/metrics>metrics</a></p></body></html>",
+        st.cooldown_up_s, st.cooldown_down_s, st.unschedulable_pods
+    );
+    Html(h)
+}

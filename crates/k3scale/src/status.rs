@@ -1,0 +1,148 @@
+//! What `/api/status`, the status page and `k3scale status` / `explain`
+//! show: pools, nodes (and why each stays), machines on the way, the last
+//! decision with its reasons, and the cooldowns left.
+
+use k3scale_core::{Decision, InFlight, Policy, Reason, Snapshot, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub identity: String,
+    pub leader: bool,
+    pub dry_run: bool,
+    /// Unix milliseconds.
+    pub last_reconcile: Option<u64>,
+    pub last_error: Option<String>,
+    pub pools: Vec<PoolStatus>,
+    pub nodes: Vec<NodeStatus>,
+    pub in_flight: Vec<InFlightStatus>,
+    /// The last decision's reasons, as text.
+    pub reasons: Vec<String>,
+    /// The last decision itself (structured reasons).
+    pub decision: Option<serde_json::Value>,
+    pub cooldown_up_s: u64,
+    pub cooldown_down_s: u64,
+    pub metrics_error: Option<String>,
+    pub unschedulable_pods: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub min: u32,
+    pub max: u32,
+    pub nodes: u32,
+    pub launching: u32,
+    pub price_per_hour: f64,
+    /// Unix milliseconds until which the pool launches nothing.
+    pub backoff_until: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub pool: Option<String>,
+    pub ready: bool,
+    pub cordoned: bool,
+    /// Requested share of the larger of CPU and memory.
+    pub requested: f64,
+    pub pods: usize,
+    /// Why the last decision kept it (empty if it was not considered or is removable).
+    pub kept_because: Vec<String>,
+    pub removable: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InFlightStatus {
+    pub pool: String,
+    pub name: String,
+    pub launched_at: u64,
+}
+
+impl From<&InFlight> for InFlightStatus {
+    fn from(f: &InFlight) -> Self {
+        InFlightStatus {
+            pool: f.pool.clone(),
+            name: f.name.clone(),
+            launched_at: f.launched_at.as_millis(),
+        }
+    }
+}
+
+fn remaining(last: Option<Time>, cooldown: std::time::Duration, now: Time) -> u64 {
+    last.map_or(0, |t| cooldown.saturating_sub(now.since(t)).as_secs())
+}
+
+impl Status {
+    pub fn build(snapshot: &Snapshot, decision: &Decision, policy: &Policy, now: Time) -> Status {
+        let mut kept: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut removable: Vec<&str> = Vec::new();
+        for reason in &decision.reasons {
+            match reason {
+                Reason::NotRemovable { node, blocker } => {
+                    kept.entry(node).or_default().push(blocker.to_string())
+                }
+                Reason::Removable { node, .. } => removable.push(node),
+                _ => {}
+            }
+        }
+        let free = k3scale_core::scheduling::free_capacity(&snapshot.nodes, &snapshot.pods);
+        let nodes: Vec<NodeStatus> = snapshot
+            .nodes
+            .iter()
+            .zip(free)
+            .map(|(n, free)| {
+                let used = n.allocatable.saturating_sub(&free);
+                NodeStatus {
+                    name: n.name.clone(),
+                    pool: n.pool.clone(),
+                    ready: n.ready,
+                    cordoned: n.cordoned,
+                    requested: used.dominant_share(&n.allocatable),
+                    pods: snapshot
+                        .pods
+                        .iter()
+                        .filter(|p| p.node_name.as_deref() == Some(n.name.as_str()))
+                        .count(),
+                    kept_because: kept.remove(n.name.as_str()).unwrap_or_default(),
+                    removable: removable.contains(&n.name.as_str()),
+                }
+            })
+            .collect();
+        let pools = policy
+            .pools
+            .iter()
+            .map(|p| PoolStatus {
+                name: p.name.clone(),
+                min: p.min,
+                max: p.max,
+                nodes: nodes
+                    .iter()
+                    .filter(|n| n.pool.as_deref() == Some(p.name.as_str()))
+                    .count() as u32,
+                launching: snapshot.in_flight.iter().filter(|f| f.pool == p.name).count() as u32,
+                price_per_hour: p.template.price_per_hour,
+                backoff_until: snapshot.backoff.get(&p.name).map(|t| t.as_millis()),
+            })
+            .collect();
+        Status {
+            dry_run: decision.dry_run,
+            last_reconcile: Some(now.as_millis()),
+            pools,
+            nodes,
+            in_flight: snapshot.in_flight.iter().map(InFlightStatus::from).collect(),
+            reasons: decision.reasons.iter().map(ToString::to_string).collect(),
+            decision: serde_json::to_value(decision).ok(),
+            cooldown_up_s: remaining(snapshot.last_scale_up, policy.scale_up.cooldown, now),
+            cooldown_down_s: remaining(snapshot.last_scale_down, policy.scale_down.cooldown, now),
+            metrics_error: snapshot.metrics_error.clone(),
+            unschedulable_pods: snapshot
+                .pods
+                .iter()
+                .filter(|p| p.unschedulable_since.is_some())
+                .count(),
+            ..Status::default()
+        }
+    }
+}

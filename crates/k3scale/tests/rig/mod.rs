@@ -1,0 +1,156 @@
+//! A controller wired to the test API server (the K3s server with one busy
+//! node), the real Docker provider with stand-in agents, metrics-server
+//! through the API, and a SQLite store: shared by the controller and daemon tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use crate::kubefix::*;
+use crate::support;
+use k3scale::controller::Controller;
+use k3scale::machines::MachinePool;
+use k3scale::metrics::metrics_server::MetricsServer;
+use k3scale::provider::docker::DockerProvider;
+use k3scale::provider::secret::Secret;
+use k3scale::state::sqlite::SqliteStore;
+use k3scale_core::config::load;
+use k3scale_core::drain::DrainConfig;
+use k3scale_core::lifecycle::LifecycleConfig;
+use k3scale_testapi::MetricsMode;
+use k3scale_testapi::resources::NODES;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const CONFIG: &str = "
+cluster: test
+metrics: { source: metrics-server }
+policy:
+  scale_up: { cooldown: 0s }
+  scale_down: { cpu_for: 0s, memory_for: 0s, cooldown: 0s }
+pools:
+  - name: workers
+    min: 0
+    max: 3
+    template: { cpu: \"2\", memory: 4Gi, boot_time: 5s }
+    provider:
+      docker: { network: unused, server_url: \"https://k3s:6443\", token_env: UNUSED }
+";
+
+pub struct Rig {
+    pub docker: support::TestCluster,
+    pub k: Kube,
+    pub store: Arc<SqliteStore>,
+    pub controller: Controller,
+    pub db: tempdir::Dir,
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub async fn rig(tag: &str) -> Rig {
+    let docker = support::TestCluster::new(tag);
+    let k = start().await;
+    // The K3s server: not managed, busy with one pod.
+    k.apply(&node("server", None, "2", "4Gi"));
+    k.apply(&pod(
+        "kube-system",
+        "traefik",
+        "traefik",
+        Some("server"),
+        "1",
+        "1Gi",
+    ));
+    let dir = std::env::temp_dir().join(format!("k3scale-controller-{tag}-{}", std::process::id()));
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let controller = controller(&k, &docker, store.clone(), 0).await;
+    Rig {
+        docker,
+        k,
+        store,
+        controller,
+        db: tempdir::Dir(dir),
+    }
+}
+
+/// A controller (its own caches and provider) on the rig's cluster, Docker
+/// network and store: another replica. `seed` varies its machine names.
+pub async fn controller(
+    k: &Kube,
+    docker: &support::TestCluster,
+    store: Arc<SqliteStore>,
+    seed: u64,
+) -> Controller {
+    let loaded = load("k3scale.yaml", CONFIG).unwrap();
+    let pool = loaded.policy.pools[0].clone();
+    let provider = DockerProvider::connect(
+        &docker.name,
+        pool.clone(),
+        support::standin_config(docker),
+        Secret::new(support::TOKEN),
+    )
+    .await
+    .unwrap();
+    let cluster = k.cluster().await;
+    let pools = BTreeMap::from([(
+        pool.name.clone(),
+        MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
+    )]);
+    let mut seq = seed << 32;
+    let mut controller = Controller::new(
+        loaded.policy,
+        cluster.clone(),
+        Some(Box::new(MetricsServer::new(cluster))),
+        pools,
+        store,
+        Box::new(move || {
+            seq += 1;
+            seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        }),
+    );
+    controller.drain = DrainConfig {
+        eviction_timeout: Duration::from_secs(20),
+        termination_slack: Duration::from_secs(2),
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(500),
+    };
+    controller.drain_poll = Duration::from_millis(50);
+    controller
+}
+
+impl Rig {
+    /// K3s's side of a join: the agent registers its Node, Ready.
+    pub fn register(&self, name: &str) {
+        self.k.apply(&node(name, Some("workers"), "2", "4Gi"));
+        self.k.server.apply(node_password(name));
+    }
+
+    pub fn usage(&self, cpu: &str) {
+        let nodes: Vec<String> = self
+            .k
+            .server
+            .list(&NODES)
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        self.k.server.set_metrics(MetricsMode::Serving(
+            nodes
+                .into_iter()
+                .map(|n| (n, (cpu.to_string(), "512Mi".to_string())))
+                .collect(),
+        ));
+    }
+
+    pub async fn synced(&self, what: &str, cond: impl Fn(&k3scale::kube::KubeCluster) -> bool) {
+        let cluster = self.controller_cluster();
+        eventually(10, what, || cond(&cluster)).await;
+    }
+
+    pub fn controller_cluster(&self) -> Arc<k3scale::kube::KubeCluster> {
+        self.controller.cluster()
+    }
+}
