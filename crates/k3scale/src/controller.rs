@@ -10,10 +10,11 @@ use crate::kube::KubeCluster;
 use crate::kube::events::NodeEvents;
 use crate::machines::MachinePool;
 use crate::metrics::MetricsSource;
+use crate::notify::{Kind, Notification, Notifier};
 use crate::state::{Intent, ScaleEvent, StateError, StateStore};
 use k3scale_core::drain::{Drain, DrainConfig, DrainOutcome};
 use k3scale_core::lifecycle::{Lifecycle, LifecycleAction, ObservedNode, machine_name};
-use k3scale_core::{Decision, Policy, Snapshot, Time, decide};
+use k3scale_core::{Decision, Policy, Reason, Snapshot, Time, decide};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use std::time::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 const STAMPS_KEY: &str = "stamps";
+/// Metrics failing this long are worth a notification.
+pub const METRICS_ALERT_AFTER: Duration = Duration::from_secs(5 * 60);
 
 fn lifecycle_key(pool: &str) -> String {
     format!("lifecycle/{pool}")
@@ -83,6 +86,14 @@ pub struct Controller {
     snapshot: Snapshot,
     pub drain: DrainConfig,
     pub drain_poll: Duration,
+    /// Where notifications go, and the cluster name they carry.
+    pub notifier: Option<(Arc<Notifier>, String)>,
+    /// Since when the metrics source has been failing.
+    metrics_down_since: Option<Time>,
+    /// Join failures seen while observing, to be told.
+    join_failures: Vec<Notification>,
+    /// Notifications still being delivered.
+    sending: Vec<tokio::task::JoinHandle<()>>,
     random: Box<dyn FnMut() -> u64 + Send + Sync>,
 }
 
@@ -126,6 +137,10 @@ impl Controller {
             snapshot: Snapshot::default(),
             drain: DrainConfig::default(),
             drain_poll: Duration::from_secs(1),
+            notifier: None,
+            metrics_down_since: None,
+            join_failures: Vec::new(),
+            sending: Vec::new(),
             random,
         }
     }
@@ -219,6 +234,7 @@ impl Controller {
             }
         }
 
+        self.tell(&done, now);
         // What was just launched is on its way: status and metrics show it now.
         self.snapshot.in_flight = self
             .pools
@@ -335,6 +351,17 @@ impl Controller {
                                 ..
                             } => {
                                 warn!(pool = %name, machine, failures, until = until.as_millis(), "node join failed, pool backs off");
+                                let wait = until.since(now).as_secs();
+                                self.join_failures.push(Notification {
+                                    kind: Kind::JoinFailed,
+                                    cluster: String::new(),
+                                    pool: name.clone(),
+                                    nodes: vec![machine],
+                                    message: format!(
+                                        "machine did not become a Ready node in time and was deleted ({failures} in a row); no launches in this pool for {wait}s"
+                                    ),
+                                    at: now.as_millis(),
+                                });
                             }
                             LifecycleAction::DeleteMachine { .. } => {}
                         }
@@ -412,6 +439,115 @@ impl Controller {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Notifications for what this reconcile did and what stands in the
+    /// way, sent in the background so a slow receiver never delays scaling.
+    fn tell(&mut self, done: &Reconciled, now: Time) {
+        let failing_since = match &self.snapshot.metrics_error {
+            Some(_) => *self.metrics_down_since.get_or_insert(now),
+            None => {
+                self.metrics_down_since = None;
+                now
+            }
+        };
+        let joins = std::mem::take(&mut self.join_failures);
+        let Some((notifier, cluster)) = self.notifier.clone() else {
+            return;
+        };
+        if self.policy.dry_run {
+            return;
+        }
+        let note = |kind, pool: &str, nodes: Vec<String>, message: String| Notification {
+            kind,
+            cluster: cluster.clone(),
+            pool: pool.to_string(),
+            nodes,
+            message,
+            at: now.as_millis(),
+        };
+        let reasons = done
+            .decision
+            .reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut out: Vec<Notification> = joins
+            .into_iter()
+            .map(|n| Notification {
+                cluster: cluster.clone(),
+                ..n
+            })
+            .collect();
+        for up in &done.decision.scale_up {
+            let nodes: Vec<String> = done
+                .launched
+                .iter()
+                .filter(|n| n.starts_with(&format!("{}-", up.pool)))
+                .cloned()
+                .collect();
+            if !nodes.is_empty() {
+                out.push(note(
+                    Kind::ScaleUp,
+                    &up.pool,
+                    nodes,
+                    format!("launched: {reasons}"),
+                ));
+            }
+        }
+        for down in &done.decision.scale_down {
+            if done.removed.contains(&down.node) {
+                out.push(note(
+                    Kind::ScaleDown,
+                    &down.pool,
+                    vec![down.node.clone()],
+                    "drained and removed".into(),
+                ));
+            }
+        }
+        for failure in &done.failed {
+            out.push(note(Kind::Failure, "", Vec::new(), failure.clone()));
+        }
+        for reason in &done.decision.reasons {
+            if let Reason::AtMaxCapacity { pool, max, .. } = reason {
+                out.push(note(
+                    Kind::AtMaxCapacity,
+                    pool,
+                    Vec::new(),
+                    format!("at its maximum of {max} nodes; pods wait for room"),
+                ));
+            }
+        }
+        if let Some(cause) = &self.snapshot.metrics_error
+            && now.since(failing_since) >= METRICS_ALERT_AFTER
+        {
+            out.push(note(
+                Kind::MetricsUnavailable,
+                "",
+                Vec::new(),
+                format!(
+                    "metrics unavailable for {} min ({cause}); no scale-down until they return",
+                    now.since(failing_since).as_secs() / 60
+                ),
+            ));
+        }
+        if out.is_empty() {
+            return;
+        }
+        self.sending.retain(|t| !t.is_finished());
+        self.sending.push(tokio::spawn(async move {
+            for n in out {
+                notifier.send(&n, now).await;
+            }
+        }));
+    }
+
+    /// Wait (at most `limit`) for notifications still being delivered, e.g.
+    /// before a `once` run exits.
+    pub async fn flush_notifications(&mut self, limit: Duration) {
+        let pending = std::mem::take(&mut self.sending);
+        let _ = tokio::time::timeout(limit, futures::future::join_all(pending)).await;
     }
 
     /// Drive a drain, journaling each state as it goes.

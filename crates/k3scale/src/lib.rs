@@ -8,6 +8,7 @@ pub mod kube;
 pub mod logging;
 pub mod machines;
 pub mod metrics;
+pub mod notify;
 pub mod provider;
 pub mod server;
 pub mod state;

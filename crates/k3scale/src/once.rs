@@ -11,6 +11,8 @@ use k3scale::machines::MachinePool;
 use k3scale::metrics::MetricsSource;
 use k3scale::metrics::metrics_server::MetricsServer;
 use k3scale::metrics::prometheus::Prometheus;
+use k3scale::notify::Notifier;
+use k3scale::provider::secret::Secret;
 use k3scale::provider::{self, unix_now};
 use k3scale::state::StateStore;
 use k3scale::state::sqlite::SqliteStore;
@@ -88,7 +90,18 @@ pub async fn controller(
     };
     let seed = unix_now().as_millis() ^ u64::from(std::process::id()).rotate_left(32);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let controller = Controller::new(
+    let secret =
+        |c: &Option<k3scale_core::config::SecretUrlConfig>, key: &str| -> anyhow::Result<Option<Secret>> {
+            c.as_ref()
+                .map(|c| Secret::load(c.url_file.as_deref(), c.url_env.as_deref()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("notify.{key}: {e}"))
+        };
+    let notifier = Notifier::new(
+        secret(&cfg.notify.slack, "slack")?,
+        secret(&cfg.notify.webhook, "webhook")?,
+    );
+    let mut controller = Controller::new(
         loaded.policy.clone(),
         cluster,
         Some(metrics),
@@ -96,6 +109,9 @@ pub async fn controller(
         store.clone(),
         Box::new(move || rng.next_u64()),
     );
+    if !notifier.is_empty() {
+        controller.notifier = Some((Arc::new(notifier), cfg.cluster.clone()));
+    }
     Ok((controller, store))
 }
 
@@ -123,6 +139,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         let result = controller.reconcile(unix_now()).await;
+        controller
+            .flush_notifications(std::time::Duration::from_secs(30))
+            .await;
         store.unlock(LOCK, &me).await?;
         let done = result?;
         if args.output == "json" {

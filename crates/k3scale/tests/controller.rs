@@ -9,6 +9,7 @@
 mod kubefix;
 mod rig;
 mod support;
+mod webhook;
 
 use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;
@@ -19,10 +20,14 @@ use k3scale_core::drain::Drain;
 use k3scale_testapi::resources::{NODES, PODS};
 use kubefix::*;
 use rig::{CONFIG, rig};
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
     let mut r = rig("e2e").await;
+    let hook = webhook::Receiver::start(0, 200).await;
+    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
+    r.controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
     r.usage("200m");
     r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
     r.synced("pending pod seen", |c| {
@@ -87,6 +92,27 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
                 &format!("{agent}.node-password.k3s")
             )
             .is_none()
+    );
+
+    r.controller.flush_notifications(Duration::from_secs(10)).await;
+    let told: Vec<(String, String)> = hook
+        .bodies()
+        .iter()
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap().to_string(),
+                b["nodes"][0].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("scale_up".to_string(), agent.clone()),
+            ("scale_down".to_string(), agent.clone())
+        ],
+        "{:?}",
+        hook.bodies()
     );
 
     let history = r.store.events(None, 10).await.unwrap();
