@@ -1,5 +1,6 @@
 //! k3scale: a node autoscaler for K3s clusters.
 
+mod inspect;
 mod once;
 mod run;
 mod simulate;
@@ -25,6 +26,10 @@ enum Command {
     Run(run::Args),
     /// One observe, decide and act pass against the cluster, then exit (for cron jobs).
     Once(once::Args),
+    /// Pools, nodes and cooldowns, from a running daemon.
+    Status(inspect::StatusArgs),
+    /// Why the last decision; or why a node is or is not a scale-down candidate.
+    Explain(inspect::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Run(args) => run::run(args),
         Command::Once(args) => once::run(args),
+        Command::Status(args) => inspect::status(args),
+        Command::Explain(args) => inspect::explain(args),
     };
     match result {
         Ok(code) => code,

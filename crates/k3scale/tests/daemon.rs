@@ -181,6 +181,58 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
         "{page}"
     );
 
+    // The CLI on top of the API.
+    let cli = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_k3scale"))
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = cli(vec!["status".into(), "--server".into(), url.clone()]).await;
+    assert!(text.contains("k3scale-a (leader)"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("workers") && l.split_whitespace().nth(2) == Some("1")),
+        "{text}"
+    );
+    assert!(text.contains("unschedulable pods: 1"), "{text}");
+    let text = cli(vec![
+        "explain".into(),
+        "server".into(),
+        "--server".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(text.contains("not managed by k3scale"), "{text}");
+    let text = cli(vec!["explain".into(), "--server".into(), url.clone()]).await;
+    assert!(text.contains("unschedulable"), "{text}");
+    let json = cli(vec![
+        "status".into(),
+        "--server".into(),
+        url.clone(),
+        "-o".into(),
+        "json".into(),
+    ])
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["leader"],
+        true
+    );
+    let down = tokio::process::Command::new(env!("CARGO_BIN_EXE_k3scale"))
+        .args(["status", "--server", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the k3scale daemon"));
+
     // The standby saw the same pod and never acted.
     assert!(!standby_shared.status().leader);
     assert_eq!(docker.containers().len(), 1, "only the leader launched");

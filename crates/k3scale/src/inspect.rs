@@ -1,0 +1,180 @@
+//! `k3scale status` and `k3scale explain [NODE]`: the running daemon's
+//! `/api/status`, as tables or JSON.
+
+use anyhow::Context;
+use k3scale::status::{NodeStatus, Status};
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The daemon's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Output: `text` or `json`.
+    #[arg(short, long, default_value = "text")]
+    output: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// A node: why it is or is not a scale-down candidate. Without it: the last decision.
+    node: Option<String>,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[arg(short, long, default_value = "text")]
+    output: String,
+}
+
+fn fetch(server: &str) -> anyhow::Result<(Status, serde_json::Value)> {
+    let url = format!("{}/api/status", server.trim_end_matches('/'));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let text = rt.block_on(async {
+        let resp = reqwest::get(&url).await.with_context(|| {
+            format!("cannot reach the k3scale daemon at {server} (is `k3scale run` up? --server)")
+        })?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{url} answered HTTP {}: {text}",
+            status.as_u16()
+        );
+        Ok::<_, anyhow::Error>(text)
+    })?;
+    let raw: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{url}: not JSON"))?;
+    let status: Status =
+        serde_json::from_value(raw.clone()).with_context(|| format!("{url}: unexpected shape"))?;
+    Ok((status, raw))
+}
+
+fn state(n: &NodeStatus) -> &'static str {
+    match (n.ready, n.cordoned) {
+        (_, true) => "cordoned",
+        (true, false) => "ready",
+        (false, false) => "not-ready",
+    }
+}
+
+fn render_status(s: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} ({}{})",
+        s.identity,
+        if s.leader { "leader" } else { "standby" },
+        if s.dry_run { ", dry run" } else { "" }
+    );
+    if let Some(e) = &s.last_error {
+        let _ = writeln!(out, "last reconcile failed: {e}");
+    }
+    if let Some(e) = &s.metrics_error {
+        let _ = writeln!(out, "metrics unavailable: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<16} {:>5} {:>9} {:>4} {:>4}",
+        "POOL", "NODES", "LAUNCHING", "MIN", "MAX"
+    );
+    for p in &s.pools {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>5} {:>9} {:>4} {:>4}",
+            p.name, p.nodes, p.launching, p.min, p.max
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<28} {:<12} {:<10} {:>9} {:>5}",
+        "NODE", "POOL", "STATE", "REQUESTED", "PODS"
+    );
+    for n in &s.nodes {
+        let _ = writeln!(
+            out,
+            "{:<28} {:<12} {:<10} {:>8.0}% {:>5}",
+            n.name,
+            n.pool.as_deref().unwrap_or("-"),
+            state(n),
+            n.requested * 100.0,
+            n.pods
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nunschedulable pods: {} · cooldowns: up {}s, down {}s",
+        s.unschedulable_pods, s.cooldown_up_s, s.cooldown_down_s
+    );
+    out
+}
+
+fn render_explain(s: &Status, node: Option<&str>) -> anyhow::Result<String> {
+    let mut out = String::new();
+    match node {
+        None => {
+            let _ = writeln!(out, "last decision:");
+            for r in &s.reasons {
+                let _ = writeln!(out, "  - {r}");
+            }
+        }
+        Some(name) => {
+            let n = s
+                .nodes
+                .iter()
+                .find(|n| n.name == name)
+                .with_context(|| format!("no node {name} in the daemon's view"))?;
+            let _ = writeln!(
+                out,
+                "{name}: {}, pool {}, {:.0}% requested, {} pods",
+                state(n),
+                n.pool.as_deref().unwrap_or("(not managed)"),
+                n.requested * 100.0,
+                n.pods
+            );
+            if n.pool.is_none() {
+                let _ = writeln!(
+                    out,
+                    "  not managed by k3scale: its capacity is used, it is never removed"
+                );
+            } else if n.removable {
+                let _ = writeln!(out, "  a scale-down candidate: its pods fit elsewhere");
+            } else if n.kept_because.is_empty() {
+                let _ = writeln!(out, "  not considered for removal in the last decision:");
+                for r in s.reasons.iter().filter(|r| !r.starts_with("node ")) {
+                    let _ = writeln!(out, "  - {r}");
+                }
+            } else {
+                let _ = writeln!(out, "  kept because:");
+                for why in &n.kept_because {
+                    let _ = writeln!(out, "  - {why}");
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let (status, raw) = fetch(&args.server)?;
+    if args.output == "json" {
+        println!("{}", serde_json::to_string_pretty(&raw)?);
+    } else {
+        print!("{}", render_status(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let (status, raw) = fetch(&args.server)?;
+    if args.output == "json" {
+        let value = match &args.node {
+            Some(name) => serde_json::to_value(status.nodes.iter().find(|n| &n.name == name))?,
+            None => raw["decision"].clone(),
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", render_explain(&status, args.node.as_deref())?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
