@@ -398,7 +398,9 @@ impl Controller {
                 };
                 ids.push(self.store.open(&intent, now).await?);
             }
+            crate::faults::crash_point("launch:intent-written");
             let launched = pool.launch_named(&names, now).await;
+            crate::faults::crash_point("launch:created");
             for (name, id) in names.iter().zip(ids) {
                 let failure = launched.failures.iter().find(|(n, _)| n == name);
                 let outcome = failure.map_or("launched".to_string(), |(_, e)| format!("failed: {e}"));

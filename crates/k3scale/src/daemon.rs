@@ -5,6 +5,7 @@
 //! others serve read-only status. On shutdown the current reconcile
 //! finishes (or stays journaled), then the Lease and lock are released.
 
+use crate::act_lock::ActLock;
 use crate::controller::Controller;
 use crate::kube::lease::LeaseLock;
 use crate::provider::unix_now;
@@ -17,9 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-/// The store lock every acting k3scale process takes.
-pub const ACT_LOCK: &str = "k3scale-act";
 
 #[derive(Debug)]
 pub struct Daemon {
@@ -79,7 +77,7 @@ impl Daemon {
             }
             None => (None, None),
         };
-        let lock_ttl = self.interval * 3 + Duration::from_secs(60);
+        let mut act_lock: Option<ActLock> = None;
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -102,7 +100,14 @@ impl Daemon {
             }
             let now = unix_now();
             let leader = leader_rx.as_ref().is_none_or(|rx| rx.borrow().is_leader(now));
-            let acting = leader && self.take_lock(now, lock_ttl).await;
+            if !leader && let Some(lock) = act_lock.take() {
+                // A new leader (or a cron `once`) may need it now.
+                lock.release().await;
+            }
+            if leader && !act_lock.as_ref().is_some_and(ActLock::held) {
+                act_lock = self.take_lock().await;
+            }
+            let acting = leader && act_lock.as_ref().is_some_and(ActLock::held);
             self.shared.telemetry.set_leader(acting);
             if !acting {
                 let mut status = self.shared.status();
@@ -121,21 +126,21 @@ impl Daemon {
         {
             warn!(error = %e, "could not release the lease");
         }
-        if let Err(e) = self.store.unlock(ACT_LOCK, &self.identity).await {
-            warn!(error = %e, "could not release the state store lock");
+        if let Some(lock) = act_lock {
+            lock.release().await;
         }
     }
 
-    async fn take_lock(&self, now: k3scale_core::Time, ttl: Duration) -> bool {
-        match self.store.lock(ACT_LOCK, &self.identity, ttl, now).await {
-            Ok(Ok(())) => true,
+    async fn take_lock(&self) -> Option<ActLock> {
+        match ActLock::acquire(self.store.clone(), &self.identity).await {
+            Ok(Ok(lock)) => Some(lock),
             Ok(Err(holder)) => {
                 info!(holder = %holder.owner, "another k3scale holds the lock; not acting");
-                false
+                None
             }
             Err(e) => {
                 warn!(error = %e, "state store unavailable; not acting");
-                false
+                None
             }
         }
     }

@@ -93,7 +93,11 @@ impl<'a> DrainExecutor<'a> {
                     }
                     EvictionResult::Gone => {}
                 }
+                let created = result == EvictionResult::Created;
                 drain.evicted(&format!("{ns}/{name}"), result, now);
+                if created {
+                    crate::faults::crash_point("drain:evicting");
+                }
             }
             for action in actions.iter().filter(|a| !matches!(a, DrainAction::Evict { .. })) {
                 match self.perform(drain, action).await {
@@ -195,6 +199,7 @@ impl<'a> DrainExecutor<'a> {
             },
             DrainAction::DeleteNode => {
                 self.cluster.delete_node(&node).await.map_err(|e| e.to_string())?;
+                crate::faults::crash_point("drain:node-deleted");
                 drain.removal_done(action);
                 Ok(())
             }

@@ -1,9 +1,11 @@
 //! k3scale's runtime pieces: providers now; the controller, adapters and
 //! HTTP server as they land. The binary (`main.rs`) is a thin CLI over them.
 
+pub mod act_lock;
 pub mod controller;
 pub mod daemon;
 pub mod drain;
+pub mod faults;
 pub mod kube;
 pub mod logging;
 pub mod machines;

@@ -25,9 +25,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k3scale::daemon::ACT_LOCK as LOCK;
-/// Longer than any single pass should take (drains included).
-const LOCK_TTL: Duration = Duration::from_secs(15 * 60);
+use k3scale::act_lock::ActLock;
 /// Prometheus history step when backfilling the windows.
 const BACKFILL_STEP: Duration = Duration::from_secs(15);
 
@@ -44,13 +42,7 @@ pub struct Args {
     output: String,
 }
 
-/// Who this process is, for locks and Events.
-pub fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "k3scale".into());
-    format!("{host}-{}", std::process::id())
-}
+pub use k3scale::act_lock::identity;
 
 pub fn load_config(path: &PathBuf) -> anyhow::Result<Loaded> {
     let name = path.display().to_string();
@@ -124,14 +116,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let me = identity();
         let (mut controller, store) = controller(&loaded, &me).await?;
-        if let Err(holder) = store.lock(LOCK, &me, LOCK_TTL, unix_now()).await? {
-            eprintln!(
-                "another k3scale ({}) is acting until {}; not acting",
-                holder.owner,
-                holder.expires_at.as_millis() / 1000
-            );
-            return Ok(ExitCode::from(3));
-        }
+        let lock = match ActLock::acquire(store.clone(), &me).await? {
+            Ok(lock) => lock,
+            Err(holder) => {
+                eprintln!(
+                    "another k3scale ({}) is acting until {}; not acting",
+                    holder.owner,
+                    holder.expires_at.as_millis() / 1000
+                );
+                return Ok(ExitCode::from(3));
+            }
+        };
         if let Some(prom) = prometheus_for_backfill(&loaded)? {
             // Without history a cron run could never judge a sustained window.
             if let Err(e) = controller.backfill(&prom, BACKFILL_STEP, unix_now()).await {
@@ -142,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         controller
             .flush_notifications(std::time::Duration::from_secs(30))
             .await;
-        store.unlock(LOCK, &me).await?;
+        lock.release().await;
         let done = result?;
         if args.output == "json" {
             println!("{}", serde_json::to_string_pretty(&done)?);

@@ -182,3 +182,19 @@ fn an_unusable_path_is_an_error_naming_it() {
     let err = SqliteStore::open(std::path::Path::new("/proc/k3scale/state.db")).unwrap_err();
     assert!(err.to_string().contains("/proc/k3scale"), "{err}");
 }
+
+#[tokio::test]
+async fn a_crashed_holders_lock_is_taken_over_only_from_that_holder() {
+    let dir = TempDir::new("takeover");
+    let s = SqliteStore::open(&dir.db()).unwrap();
+    let ttl = Duration::from_secs(60);
+    let t = Time::from_secs;
+    assert_eq!(s.lock("act", "host-1", ttl, t(0)).await.unwrap(), Ok(()));
+    assert!(
+        !s.take_over("act", "host-2", "me", ttl, t(1)).await.unwrap(),
+        "host-2 does not hold it"
+    );
+    assert!(s.take_over("act", "host-1", "me", ttl, t(1)).await.unwrap());
+    let holder = s.lock("act", "other", ttl, t(2)).await.unwrap().unwrap_err();
+    assert_eq!(holder.owner, "me");
+}

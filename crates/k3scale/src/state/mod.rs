@@ -108,6 +108,17 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         now: Time,
     ) -> Result<Result<(), LockHolder>, StateError>;
 
+    /// Take lock `name` from `dead_owner` (known to have crashed), whatever
+    /// its expiry; fails (`false`) if someone else holds it by now.
+    async fn take_over(
+        &self,
+        name: &str,
+        dead_owner: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Time,
+    ) -> Result<bool, StateError>;
+
     /// Release lock `name` if `owner` holds it; returns whether it did.
     async fn unlock(&self, name: &str, owner: &str) -> Result<bool, StateError>;
 }

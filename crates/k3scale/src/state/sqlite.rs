@@ -314,6 +314,31 @@ impl StateStore for SqliteStore {
         .await
     }
 
+    async fn take_over(
+        &self,
+        name: &str,
+        dead_owner: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Time,
+    ) -> Result<bool, StateError> {
+        let (name, dead, owner, err) = (
+            name.to_string(),
+            dead_owner.to_string(),
+            owner.to_string(),
+            self.sql_error(),
+        );
+        self.with(move |c| {
+            c.execute(
+                "UPDATE locks SET owner = ?1, expires_ms = ?2 WHERE name = ?3 AND owner = ?4",
+                params![owner, ms(now + ttl), name, dead],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
     async fn unlock(&self, name: &str, owner: &str) -> Result<bool, StateError> {
         let (name, owner, err) = (name.to_string(), owner.to_string(), self.sql_error());
         self.with(move |c| {

@@ -1,0 +1,238 @@
+//! Crash safety: `k3scale once` is SIGKILLed at each step of a scale-up and
+//! of a scale-down (`K3SCALE_CRASH_AT`), then run again. Afterwards there
+//! must be no orphaned container, no duplicate launch, no node left
+//! cordoned, and no pod deleted other than through the Eviction API.
+#![allow(clippy::unwrap_used)]
+
+mod kubefix;
+mod support;
+
+use k3scale::provider::NodeProvider;
+use k3scale::provider::docker::DockerProvider;
+use k3scale::provider::secret::Secret;
+use k3scale_core::config::load;
+use k3scale_testapi::MetricsMode;
+use k3scale_testapi::resources::{NODES, PODS};
+use kubefix::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+struct Setup {
+    docker: support::TestCluster,
+    k: Kube,
+    config: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config_text(s: &Setup, kubeconfig: &std::path::Path) -> String {
+    format!(
+        "cluster: {cluster}
+kubernetes: {{ kubeconfig: {kubeconfig} }}
+metrics: {{ source: metrics-server }}
+policy:
+  scale_up: {{ cooldown: 0s }}
+  scale_down: {{ cpu_for: 0s, memory_for: 0s, cooldown: 0s }}
+state: {{ backend: sqlite, path: {db} }}
+pools:
+  - name: workers
+    min: 0
+    max: 3
+    template: {{ cpu: \"2\", memory: 4Gi }}
+    provider:
+      docker:
+        image: {image}
+        network: {network}
+        server_url: https://k3s-server:6443
+        token_env: K3SCALE_TEST_TOKEN
+        privileged: {privileged}
+        stop_timeout: 1s
+",
+        cluster = s.docker.name,
+        kubeconfig = kubeconfig.display(),
+        db = s.dir.join("state.db").display(),
+        image = support::standin_image(),
+        network = s.docker.network,
+        privileged = support::engine_allows_privileged(),
+    )
+}
+
+async fn setup(tag: &str) -> Setup {
+    let docker = support::TestCluster::new(tag);
+    let k = start().await;
+    k.apply(&node("server", None, "2", "4Gi"));
+    k.apply(&pod(
+        "kube-system",
+        "traefik",
+        "traefik",
+        Some("server"),
+        "1",
+        "1Gi",
+    ));
+    let dir = std::env::temp_dir().join(format!("k3scale-faults-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let k3s_yaml = dir.join("k3s.yaml");
+    std::fs::write(&k3s_yaml, kubeconfig(&k.server.url(), k.server.token().unwrap())).unwrap();
+    let s = Setup {
+        docker,
+        k,
+        config: dir.join("k3scale.yaml"),
+        dir,
+    };
+    std::fs::write(&s.config, config_text(&s, &k3s_yaml)).unwrap();
+    s
+}
+
+/// Run `k3scale once`; `crash_at` kills it at that point. Returns (exit code, signal).
+async fn once(s: &Setup, crash_at: Option<&str>) -> (Option<i32>, Option<i32>, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_k3scale"));
+    cmd.arg("once")
+        .arg("-c")
+        .arg(&s.config)
+        .env("K3SCALE_TEST_TOKEN", support::TOKEN);
+    if let Some(point) = crash_at {
+        cmd.env("K3SCALE_CRASH_AT", point);
+    }
+    let out = cmd.output().await.unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    (
+        out.status.code(),
+        out.status.signal(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn set_usage(s: &Setup, cpu: &str) {
+    let usage: BTreeMap<String, (String, String)> =
+        s.k.server
+            .list(&NODES)
+            .iter()
+            .map(|n| {
+                (
+                    n["metadata"]["name"].as_str().unwrap().to_string(),
+                    (cpu.to_string(), "512Mi".to_string()),
+                )
+            })
+            .collect();
+    s.k.server.set_metrics(MetricsMode::Serving(usage));
+}
+
+fn no_pod_deleted_directly(s: &Setup) {
+    let requests = s.k.server.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.verb == "delete" && r.resource == "pods"),
+        "a pod was deleted other than by eviction"
+    );
+}
+
+fn cordoned_nodes(s: &Setup) -> Vec<String> {
+    s.k.server
+        .list(&NODES)
+        .iter()
+        .filter(|n| n["spec"]["unschedulable"] == true)
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scale_up_killed_at_any_step_launches_exactly_once() {
+    for point in ["launch:intent-written", "launch:created"] {
+        let s = setup(&point.replace(':', "-")).await;
+        set_usage(&s, "300m");
+        s.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+
+        let (code, signal, output) = once(&s, Some(point)).await;
+        assert_eq!(
+            (code, signal),
+            (None, Some(9)),
+            "{point}: killed by SIGKILL\n{output}"
+        );
+        let after_crash = s.docker.containers().len();
+        assert_eq!(after_crash, usize::from(point == "launch:created"), "{point}");
+
+        let (code, _, output) = once(&s, None).await;
+        assert_eq!(code, Some(0), "{point}: the next run succeeds\n{output}");
+        assert!(output.contains("recovered: launch"), "{point}: {output}");
+        let containers = s.docker.containers();
+        assert_eq!(
+            containers.len(),
+            1,
+            "{point}: exactly one agent, never two: {containers:?}\n{output}"
+        );
+
+        // A third run changes nothing: the launch is in flight.
+        let (code, _, output) = once(&s, None).await;
+        assert_eq!(code, Some(0), "{output}");
+        assert_eq!(s.docker.containers(), containers, "{point}: no second launch");
+        no_pod_deleted_directly(&s);
+    }
+}
+
+#[tokio::test]
+async fn a_scale_down_killed_at_any_step_still_removes_the_node_cleanly() {
+    for point in ["drain:evicting", "drain:node-deleted"] {
+        let s = setup(&point.replace(':', "-")).await;
+        let pool = load("k3scale.yaml", &std::fs::read_to_string(&s.config).unwrap())
+            .unwrap()
+            .policy
+            .pools[0]
+            .clone();
+        let provider = DockerProvider::connect(
+            &s.docker.name,
+            pool,
+            support::standin_config(&s.docker),
+            Secret::new(support::TOKEN),
+        )
+        .await
+        .unwrap();
+        // An idle agent with one small pod that fits on the server.
+        provider.create("workers-idle0001").await.unwrap();
+        s.k.apply(&node("workers-idle0001", Some("workers"), "2", "4Gi"));
+        s.k.server.apply(node_password("workers-idle0001"));
+        s.k.apply(&pod(
+            "shop",
+            "cron-0",
+            "cron",
+            Some("workers-idle0001"),
+            "100m",
+            "64Mi",
+        ));
+        set_usage(&s, "100m");
+
+        let (code, signal, output) = once(&s, Some(point)).await;
+        assert_eq!(
+            (code, signal),
+            (None, Some(9)),
+            "{point}: killed by SIGKILL\n{output}"
+        );
+
+        let (code, _, output) = once(&s, None).await;
+        assert_eq!(code, Some(0), "{point}: the next run succeeds\n{output}");
+        assert!(output.contains("recovered: drain"), "{point}: {output}");
+        assert!(
+            s.docker.containers().is_empty(),
+            "{point}: no orphaned container\n{output}"
+        );
+        assert!(
+            s.k.server.get(&NODES, "", "workers-idle0001").is_none(),
+            "{point}: Node gone"
+        );
+        assert!(cordoned_nodes(&s).is_empty(), "{point}: nothing left cordoned");
+        assert!(
+            s.k.server.get(&PODS, "shop", "cron-0").is_none(),
+            "{point}: the pod was evicted"
+        );
+        no_pod_deleted_directly(&s);
+    }
+}
