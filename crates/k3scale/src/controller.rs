@@ -165,6 +165,14 @@ impl Controller {
         &self.snapshot
     }
 
+    /// Drop the cluster part of the snapshot between reconciles (each one
+    /// rebuilds it from the caches); the metric history stays.
+    pub fn forget_cluster_view(&mut self) {
+        self.snapshot.nodes = Vec::new();
+        self.snapshot.pods = Vec::new();
+        self.snapshot.daemonsets = Vec::new();
+    }
+
     /// The stored value at `key` and its version (0: none). Parsing is kept
     /// out of the async part (generic async fns trip the `Send` check).
     async fn load(&self, key: &str) -> Result<(Option<String>, u64), ControllerError> {

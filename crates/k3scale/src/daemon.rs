@@ -170,5 +170,7 @@ impl Daemon {
             leader: true,
             ..status
         });
+        // 30,000 pods need not stay in memory until the next reconcile.
+        self.controller.forget_cluster_view();
     }
 }

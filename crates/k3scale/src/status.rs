@@ -88,6 +88,10 @@ impl Status {
             }
         }
         let free = k3scale_core::scheduling::free_capacity(&snapshot.nodes, &snapshot.pods);
+        let mut pods_on: BTreeMap<&str, usize> = BTreeMap::new();
+        for node in snapshot.pods.iter().filter_map(|p| p.node_name.as_deref()) {
+            *pods_on.entry(node).or_default() += 1;
+        }
         let nodes: Vec<NodeStatus> = snapshot
             .nodes
             .iter()
@@ -100,11 +104,7 @@ impl Status {
                     ready: n.ready,
                     cordoned: n.cordoned,
                     requested: used.dominant_share(&n.allocatable),
-                    pods: snapshot
-                        .pods
-                        .iter()
-                        .filter(|p| p.node_name.as_deref() == Some(n.name.as_str()))
-                        .count(),
+                    pods: pods_on.get(n.name.as_str()).copied().unwrap_or(0),
                     kept_because: kept.remove(n.name.as_str()).unwrap_or_default(),
                     removable: removable.contains(&n.name.as_str()),
                 }
