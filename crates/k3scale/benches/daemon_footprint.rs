@@ -22,6 +22,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+// The allocator of the k3scale binary.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const IDLE: Duration = Duration::from_secs(60);
 
 const CONFIG: &str = "
@@ -57,7 +61,9 @@ fn main() {
         let empty = rss_kib();
 
         let cluster = Arc::new(KubeCluster::start(client, "bench"));
-        tokio::time::timeout(Duration::from_secs(300), cluster.wait_synced()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(300), cluster.wait_synced())
+            .await
+            .unwrap();
         let loaded = load("bench.yaml", CONFIG).unwrap();
         let pools = BTreeMap::from([(
             "workers".to_string(),
@@ -68,7 +74,14 @@ fn main() {
                 8,
             ),
         )]);
-        let controller = Controller::new(loaded.policy, cluster.clone(), None, pools, store.clone(), Box::new(|| 7));
+        let controller = Controller::new(
+            loaded.policy,
+            cluster.clone(),
+            None,
+            pools,
+            store.clone(),
+            Box::new(|| 7),
+        );
         let shared = Arc::new(Shared {
             telemetry: Telemetry::new(),
             store: store.clone(),

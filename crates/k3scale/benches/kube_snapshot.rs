@@ -13,6 +13,10 @@ use k3scale::kube::KubeCluster;
 use k3scale_core::Snapshot;
 use std::time::{Duration, Instant};
 
+// The allocator of the k3scale binary.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const ROUNDS: usize = 50;
 
 fn main() {
@@ -24,7 +28,9 @@ fn main() {
 
         let start = Instant::now();
         let cluster = KubeCluster::start(client, "bench");
-        tokio::time::timeout(Duration::from_secs(300), cluster.wait_synced()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(300), cluster.wait_synced())
+            .await
+            .unwrap();
         let sync = start.elapsed();
         let mut snapshot = Snapshot::default();
         cluster.fill(&mut snapshot);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod kubefix;
+mod oncefix;
 mod support;
 
 use k3scale::provider::NodeProvider;
@@ -14,102 +15,8 @@ use k3scale_core::config::load;
 use k3scale_testapi::MetricsMode;
 use k3scale_testapi::resources::{NODES, PODS};
 use kubefix::*;
+use oncefix::{Setup, once, setup};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-struct Setup {
-    docker: support::TestCluster,
-    k: Kube,
-    config: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn config_text(s: &Setup, kubeconfig: &std::path::Path) -> String {
-    format!(
-        "cluster: {cluster}
-kubernetes: {{ kubeconfig: {kubeconfig} }}
-metrics: {{ source: metrics-server }}
-policy:
-  scale_up: {{ cooldown: 0s }}
-  scale_down: {{ cpu_for: 0s, memory_for: 0s, cooldown: 0s }}
-state: {{ backend: sqlite, path: {db} }}
-pools:
-  - name: workers
-    min: 0
-    max: 3
-    template: {{ cpu: \"2\", memory: 4Gi }}
-    provider:
-      docker:
-        image: {image}
-        network: {network}
-        server_url: https://k3s-server:6443
-        token_env: K3SCALE_TEST_TOKEN
-        privileged: {privileged}
-        stop_timeout: 1s
-",
-        cluster = s.docker.name,
-        kubeconfig = kubeconfig.display(),
-        db = s.dir.join("state.db").display(),
-        image = support::standin_image(),
-        network = s.docker.network,
-        privileged = support::engine_allows_privileged(),
-    )
-}
-
-async fn setup(tag: &str) -> Setup {
-    let docker = support::TestCluster::new(tag);
-    let k = start().await;
-    k.apply(&node("server", None, "2", "4Gi"));
-    k.apply(&pod(
-        "kube-system",
-        "traefik",
-        "traefik",
-        Some("server"),
-        "1",
-        "1Gi",
-    ));
-    let dir = std::env::temp_dir().join(format!("k3scale-faults-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let k3s_yaml = dir.join("k3s.yaml");
-    std::fs::write(&k3s_yaml, kubeconfig(&k.server.url(), k.server.token().unwrap())).unwrap();
-    let s = Setup {
-        docker,
-        k,
-        config: dir.join("k3scale.yaml"),
-        dir,
-    };
-    std::fs::write(&s.config, config_text(&s, &k3s_yaml)).unwrap();
-    s
-}
-
-/// Run `k3scale once`; `crash_at` kills it at that point. Returns (exit code, signal).
-async fn once(s: &Setup, crash_at: Option<&str>) -> (Option<i32>, Option<i32>, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_k3scale"));
-    cmd.arg("once")
-        .arg("-c")
-        .arg(&s.config)
-        .env("K3SCALE_TEST_TOKEN", support::TOKEN);
-    if let Some(point) = crash_at {
-        cmd.env("K3SCALE_CRASH_AT", point);
-    }
-    let out = cmd.output().await.unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    (
-        out.status.code(),
-        out.status.signal(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 fn set_usage(s: &Setup, cpu: &str) {
     let usage: BTreeMap<String, (String, String)> =
@@ -152,7 +59,7 @@ async fn a_scale_up_killed_at_any_step_launches_exactly_once() {
         set_usage(&s, "300m");
         s.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
 
-        let (code, signal, output) = once(&s, Some(point)).await;
+        let (code, signal, output) = once(&s, Some(point), &[]).await;
         assert_eq!(
             (code, signal),
             (None, Some(9)),
@@ -161,7 +68,7 @@ async fn a_scale_up_killed_at_any_step_launches_exactly_once() {
         let after_crash = s.docker.containers().len();
         assert_eq!(after_crash, usize::from(point == "launch:created"), "{point}");
 
-        let (code, _, output) = once(&s, None).await;
+        let (code, _, output) = once(&s, None, &[]).await;
         assert_eq!(code, Some(0), "{point}: the next run succeeds\n{output}");
         assert!(output.contains("recovered: launch"), "{point}: {output}");
         let containers = s.docker.containers();
@@ -172,7 +79,7 @@ async fn a_scale_up_killed_at_any_step_launches_exactly_once() {
         );
 
         // A third run changes nothing: the launch is in flight.
-        let (code, _, output) = once(&s, None).await;
+        let (code, _, output) = once(&s, None, &[]).await;
         assert_eq!(code, Some(0), "{output}");
         assert_eq!(s.docker.containers(), containers, "{point}: no second launch");
         no_pod_deleted_directly(&s);
@@ -210,14 +117,14 @@ async fn a_scale_down_killed_at_any_step_still_removes_the_node_cleanly() {
         ));
         set_usage(&s, "100m");
 
-        let (code, signal, output) = once(&s, Some(point)).await;
+        let (code, signal, output) = once(&s, Some(point), &[]).await;
         assert_eq!(
             (code, signal),
             (None, Some(9)),
             "{point}: killed by SIGKILL\n{output}"
         );
 
-        let (code, _, output) = once(&s, None).await;
+        let (code, _, output) = once(&s, None, &[]).await;
         assert_eq!(code, Some(0), "{point}: the next run succeeds\n{output}");
         assert!(output.contains("recovered: drain"), "{point}: {output}");
         assert!(

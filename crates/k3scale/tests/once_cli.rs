@@ -1,9 +1,9 @@
-//! `k3scale once` as a cron job runs it: a config file, a kubeconfig, the
-//! token in the environment, the real Docker Engine and a SQLite file. The
-//! test API server stands in for the K3s server.
+//! `k3scale once` as a cron job runs it (see `oncefix`): a dry run, a run
+//! that finds the lock taken, and a run that launches an agent.
 #![allow(clippy::unwrap_used)]
 
 mod kubefix;
+mod oncefix;
 mod support;
 
 use k3scale::provider::unix_now;
@@ -11,90 +11,27 @@ use k3scale::state::StateStore;
 use k3scale::state::sqlite::SqliteStore;
 use k3scale_testapi::MetricsMode;
 use kubefix::*;
+use oncefix::{once, setup};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-async fn once(config: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_k3scale"))
-        .arg("once")
-        .arg("-c")
-        .arg(config)
-        .args(extra)
-        .env("K3SCALE_TEST_TOKEN", support::TOKEN)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn once_launches_for_a_pending_pod_and_respects_the_lock() {
-    let docker = support::TestCluster::new("once");
-    let image = support::standin_image();
-    let privileged = support::engine_allows_privileged();
-    let k = start().await;
-    k.apply(&node("server", None, "2", "4Gi"));
-    k.apply(&pod(
-        "kube-system",
-        "traefik",
-        "traefik",
-        Some("server"),
-        "1",
-        "1Gi",
-    ));
-    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
-    k.server.set_metrics(MetricsMode::Serving(BTreeMap::from([(
+    let s = setup("once").await;
+    s.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    s.k.server.set_metrics(MetricsMode::Serving(BTreeMap::from([(
         "server".into(),
         ("300m".into(), "1Gi".into()),
     )])));
 
-    let dir = std::env::temp_dir().join(format!("k3scale-once-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("k3s.yaml");
-    std::fs::write(&kubeconfig, kubeconfig_text(&k)).unwrap();
-    let db = dir.join("state/state.db");
-    let config = dir.join("k3scale.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "cluster: {cluster}
-kubernetes: {{ kubeconfig: {kubeconfig} }}
-metrics: {{ source: metrics-server }}
-state: {{ backend: sqlite, path: {db} }}
-pools:
-  - name: workers
-    min: 0
-    max: 3
-    template: {{ cpu: \"2\", memory: 4Gi }}
-    provider:
-      docker:
-        image: {image}
-        network: {network}
-        server_url: https://k3s-server:6443
-        token_env: K3SCALE_TEST_TOKEN
-        privileged: {privileged}
-        stop_timeout: 1s
-",
-            cluster = docker.name,
-            kubeconfig = kubeconfig.display(),
-            db = db.display(),
-            network = docker.network,
-        ),
-    )
-    .unwrap();
-
     // Dry run: the decision, printed; nothing created.
-    let (code, stdout, stderr) = once(&config, &["--dry-run"]).await;
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("would launch: 1 nodes"), "{stdout}");
-    assert!(docker.containers().is_empty());
+    let (code, _, output) = once(&s, None, &["--dry-run"]).await;
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("would launch: 1 nodes"), "{output}");
+    assert!(s.docker.containers().is_empty());
 
-    // Another k3scale holds the lock: this run does not act.
-    let store = SqliteStore::open(&db).unwrap();
+    // Another k3scale (on another host) holds the lock: this run does not act.
+    let store = SqliteStore::open(&s.dir.join("state.db")).unwrap();
     store
         .lock(
             "k3scale-act",
@@ -105,20 +42,25 @@ pools:
         .await
         .unwrap()
         .unwrap();
-    let (code, _, stderr) = once(&config, &[]).await;
-    assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("other-host-42"), "{stderr}");
-    assert!(docker.containers().is_empty());
+    let (code, _, output) = once(&s, None, &[]).await;
+    assert_eq!(code, Some(3), "{output}");
+    assert!(output.contains("other-host-42"), "{output}");
+    assert!(s.docker.containers().is_empty());
     assert!(store.unlock("k3scale-act", "other-host-42").await.unwrap());
 
-    let (code, stdout, stderr) = once(&config, &["-o", "json"]).await;
-    assert_eq!(code, 0, "{stderr}");
-    let done: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (code, _, output) = once(&s, None, &["-o", "json"]).await;
+    assert_eq!(code, Some(0), "{output}");
+    // stdout (the JSON) comes first, then stderr.
+    let done: serde_json::Value = serde_json::Deserializer::from_str(&output)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
     let launched = done["launched"].as_array().unwrap();
-    assert_eq!(launched.len(), 1, "{stdout}");
-    assert_eq!(docker.containers(), [launched[0].as_str().unwrap()]);
+    assert_eq!(launched.len(), 1, "{output}");
+    assert_eq!(s.docker.containers(), [launched[0].as_str().unwrap()]);
     assert!(
-        !stderr.contains(support::TOKEN),
+        !output.contains(support::TOKEN),
         "the token never reaches the output"
     );
     // The lock was released, and the launch is on record.
@@ -130,9 +72,4 @@ pools:
             .is_ok()
     );
     assert_eq!(store.events(None, 5).await.unwrap()[0].event.kind, "scale-up");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn kubeconfig_text(k: &Kube) -> String {
-    kubeconfig(&k.server.url(), k.server.token().unwrap())
 }
