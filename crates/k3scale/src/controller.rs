@@ -22,7 +22,7 @@ use std::time::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 const STAMPS_KEY: &str = "stamps";
-/// Metrics failing this long are worth a notification.
+/// By default, metrics failing this long are worth a notification.
 pub const METRICS_ALERT_AFTER: Duration = Duration::from_secs(5 * 60);
 
 fn lifecycle_key(pool: &str) -> String {
@@ -90,6 +90,8 @@ pub struct Controller {
     pub notifier: Option<(Arc<Notifier>, String)>,
     /// Since when the metrics source has been failing.
     metrics_down_since: Option<Time>,
+    /// Metrics failing this long are worth a notification.
+    pub metrics_alert_after: Duration,
     /// Join failures seen while observing, to be told.
     join_failures: Vec<Notification>,
     /// Notifications still being delivered.
@@ -139,6 +141,7 @@ impl Controller {
             drain_poll: Duration::from_secs(1),
             notifier: None,
             metrics_down_since: None,
+            metrics_alert_after: METRICS_ALERT_AFTER,
             join_failures: Vec::new(),
             sending: Vec::new(),
             random,
@@ -530,7 +533,7 @@ impl Controller {
             }
         }
         if let Some(cause) = &self.snapshot.metrics_error
-            && now.since(failing_since) >= METRICS_ALERT_AFTER
+            && now.since(failing_since) >= self.metrics_alert_after
         {
             out.push(note(
                 Kind::MetricsUnavailable,

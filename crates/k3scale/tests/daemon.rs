@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod kubefix;
+mod promfix;
 mod rig;
 mod support;
+mod webhook;
 
 use k3scale::controller::Controller;
 use k3scale::daemon::Daemon;
@@ -273,4 +275,128 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
             .unwrap()
             .is_ok()
     );
+}
+
+#[tokio::test]
+async fn a_prometheus_outage_in_a_quiet_period_blocks_scale_down_and_is_told() {
+    // Prometheus will listen here, but is down for now.
+    let port = promfix::free_port();
+    let prometheus = k3scale_core::config::PrometheusConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        timeout: "1s".into(),
+        // Quiet: once readable, CPU 10% and memory 20%, so an idle node may go.
+        cpu_query: "vector(0.1)".into(),
+        memory_query: "vector(0.2)".into(),
+        ..Default::default()
+    };
+    let r = rig::rig_with("outage", Some(prometheus)).await;
+    let rig::Rig {
+        docker,
+        k,
+        store,
+        mut controller,
+        db: _db,
+    } = r;
+    let hook = webhook::Receiver::start(0, 200).await;
+    let notifier = k3scale::notify::Notifier::new(
+        None,
+        Some(k3scale::provider::secret::Secret::new(hook.url.clone())),
+    );
+    controller.notifier = Some((Arc::new(notifier), "test".into()));
+    controller.metrics_alert_after = Duration::ZERO;
+
+    // An idle agent whose one small pod fits on the server.
+    let pool = k3scale_core::config::load("k3scale.yaml", rig::CONFIG)
+        .unwrap()
+        .policy
+        .pools[0]
+        .clone();
+    let provider = k3scale::provider::docker::DockerProvider::connect(
+        &docker.name,
+        pool,
+        support::standin_config(&docker),
+        k3scale::provider::secret::Secret::new(support::TOKEN),
+    )
+    .await
+    .unwrap();
+    use k3scale::provider::NodeProvider;
+    provider.create("workers-idle0001").await.unwrap();
+    k.apply(&node("workers-idle0001", Some("workers"), "2", "4Gi"));
+    k.server.apply(node_password("workers-idle0001"));
+    k.apply(&pod(
+        "shop",
+        "cron-0",
+        "cron",
+        Some("workers-idle0001"),
+        "100m",
+        "64Mi",
+    ));
+
+    let (shared, url, stop, task) = start_daemon(controller, store.clone(), "k3scale-a").await;
+    eventually(10, "elected and reconciled", || {
+        shared.status().last_reconcile.is_some()
+    })
+    .await;
+    // A few more reconciles during the outage (node updates trigger them).
+    for _ in 0..3 {
+        k.apply(&node("server", None, "2", "4Gi"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let status = shared.status();
+    assert!(
+        status
+            .metrics_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot reach")),
+        "{status:?}"
+    );
+    assert!(
+        status.reasons.iter().any(|r| r.contains("metrics unavailable")),
+        "{:?}",
+        status.reasons
+    );
+    assert!(
+        k.server
+            .get(&k3scale_testapi::resources::NODES, "", "workers-idle0001")
+            .is_some(),
+        "no scale-down"
+    );
+    assert_eq!(docker.containers().len(), 1);
+
+    let (code, body) = get(&format!("{url}/readyz")).await;
+    assert_eq!(code, 200, "pending-pod scale-up still works: ready, degraded");
+    assert!(body.contains("metrics: unavailable"), "{body}");
+    let (_, metrics) = get(&format!("{url}/metrics")).await;
+    assert!(
+        metrics.contains("k3scale_metrics_available{signal=\"cpu\"} 0"),
+        "{metrics}"
+    );
+    eventually(5, "alert delivered", || !hook.bodies().is_empty()).await;
+    let alerts: Vec<_> = hook
+        .bodies()
+        .into_iter()
+        .filter(|b| b["kind"] == "metrics_unavailable")
+        .collect();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "told once, not at every reconcile: {:?}",
+        hook.bodies()
+    );
+
+    // Prometheus comes back: the idle node is drained and removed.
+    let _prom = promfix::start("outage", port, None);
+    k.apply(&node("server", None, "2", "4Gi"));
+    eventually(20, "idle node removed once metrics return", || {
+        k.server
+            .get(&k3scale_testapi::resources::NODES, "", "workers-idle0001")
+            .is_none()
+    })
+    .await;
+    assert!(docker.containers().is_empty());
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
 }

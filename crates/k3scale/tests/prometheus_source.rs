@@ -2,45 +2,22 @@
 //! started by the test on 127.0.0.1 with backfilled node-exporter series.
 #![allow(clippy::unwrap_used)]
 
+mod promfix;
+
 use k3scale::metrics::MetricsError;
 use k3scale::metrics::prometheus::Prometheus;
 use k3scale_core::config::PrometheusConfig;
 use k3scale_core::policy::CustomRule;
 use k3scale_core::testkit::{default_policy, node_of, workers};
 use k3scale_core::{Reason, Snapshot, Time, decide};
+use promfix::TestPrometheus;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 const GI: f64 = 1073741824.0;
-
-/// A Prometheus of the test's own, killed (and its data removed) on drop.
-struct TestPrometheus {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-    /// Unix seconds of the last backfilled sample.
-    end: u64,
-}
-
-impl Drop for TestPrometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// 30 minutes at 15 s of: CPU seconds per mode for two 2-CPU nodes (node-a 75% busy,
 /// node-b 25% busy), memory (1 GiB and 2 GiB available of 4 GiB each), and
@@ -87,57 +64,12 @@ fn openmetrics(end: u64) -> String {
 }
 
 fn start_prometheus(tag: &str) -> TestPrometheus {
-    let dir = std::env::temp_dir().join(format!("k3scale-prom-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("data")).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let end = now - now % 15 - 60;
-    std::fs::write(dir.join("series.om"), openmetrics(end)).unwrap();
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(dir.join("series.om"))
-        .arg(dir.join("data"))
-        .output()
-        .expect("promtool (Debian package prometheus) runs");
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 15s\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--storage.tsdb.retention.time=10y")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("prometheus (Debian package) starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let prom = TestPrometheus { child, dir, url, end };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            let _ = s.write_all(b"GET /-/ready HTTP/1.0\r\n\r\n");
-            let mut buf = String::new();
-            let _ = s.read_to_string(&mut buf);
-            buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
-        });
-        if ready {
-            return prom;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus not ready: {}",
-            std::fs::read_to_string(prom.dir.join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    promfix::start(tag, promfix::free_port(), Some((&openmetrics(end), end)))
 }
 
 fn config(url: &str) -> PrometheusConfig {

@@ -7,11 +7,13 @@ use crate::kubefix::*;
 use crate::support;
 use k3scale::controller::Controller;
 use k3scale::machines::MachinePool;
+use k3scale::metrics::MetricsSource;
 use k3scale::metrics::metrics_server::MetricsServer;
+use k3scale::metrics::prometheus::Prometheus;
 use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;
 use k3scale::state::sqlite::SqliteStore;
-use k3scale_core::config::load;
+use k3scale_core::config::{PrometheusConfig, load};
 use k3scale_core::drain::DrainConfig;
 use k3scale_core::lifecycle::LifecycleConfig;
 use k3scale_testapi::MetricsMode;
@@ -53,6 +55,11 @@ mod tempdir {
 }
 
 pub async fn rig(tag: &str) -> Rig {
+    rig_with(tag, None).await
+}
+
+/// A rig whose metrics come from Prometheus (`Some`) or metrics-server.
+pub async fn rig_with(tag: &str, prometheus: Option<PrometheusConfig>) -> Rig {
     let docker = support::TestCluster::new(tag);
     let k = start().await;
     // The K3s server: not managed, busy with one pod.
@@ -67,7 +74,7 @@ pub async fn rig(tag: &str) -> Rig {
     ));
     let dir = std::env::temp_dir().join(format!("k3scale-controller-{tag}-{}", std::process::id()));
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
-    let controller = controller(&k, &docker, store.clone(), 0).await;
+    let controller = controller_with(&k, &docker, store.clone(), 0, prometheus).await;
     Rig {
         docker,
         k,
@@ -84,6 +91,16 @@ pub async fn controller(
     docker: &support::TestCluster,
     store: Arc<SqliteStore>,
     seed: u64,
+) -> Controller {
+    controller_with(k, docker, store, seed, None).await
+}
+
+pub async fn controller_with(
+    k: &Kube,
+    docker: &support::TestCluster,
+    store: Arc<SqliteStore>,
+    seed: u64,
+    prometheus: Option<PrometheusConfig>,
 ) -> Controller {
     let loaded = load("k3scale.yaml", CONFIG).unwrap();
     let pool = loaded.policy.pools[0].clone();
@@ -104,7 +121,10 @@ pub async fn controller(
     let mut controller = Controller::new(
         loaded.policy,
         cluster.clone(),
-        Some(Box::new(MetricsServer::new(cluster))),
+        Some(match prometheus {
+            Some(cfg) => Box::new(Prometheus::new(&cfg, vec![]).unwrap()) as Box<dyn MetricsSource>,
+            None => Box::new(MetricsServer::new(cluster)),
+        }),
         pools,
         store,
         Box::new(move || {
