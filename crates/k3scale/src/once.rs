@@ -15,6 +15,7 @@ use k3scale::notify::Notifier;
 use k3scale::provider::secret::Secret;
 use k3scale::provider::{self, unix_now};
 use k3scale::state::StateStore;
+use k3scale::state::kubernetes::KubernetesStore;
 use k3scale::state::sqlite::SqliteStore;
 use k3scale_core::config::{self, Loaded, MetricsSourceKind, StateBackend};
 use k3scale_core::lifecycle::LifecycleConfig;
@@ -56,11 +57,19 @@ pub async fn controller(
     identity: &str,
 ) -> anyhow::Result<(Controller, Arc<dyn StateStore>)> {
     let cfg = &loaded.config;
+    let client = k3scale::kube::client(&cfg.kubernetes).await?;
     let store: Arc<dyn StateStore> = match cfg.state.backend {
         StateBackend::Sqlite => Arc::new(SqliteStore::open(std::path::Path::new(&cfg.state.path))?),
-        other => bail!("state.backend {other:?} is not part of this build yet; use sqlite"),
+        StateBackend::Kubernetes => {
+            let namespace = cfg
+                .state
+                .namespace
+                .clone()
+                .unwrap_or_else(crate::run::lease_namespace);
+            Arc::new(KubernetesStore::new(client.clone(), &namespace))
+        }
+        other => bail!("state.backend {other:?} is not part of this build yet; use sqlite or kubernetes"),
     };
-    let client = k3scale::kube::client(&cfg.kubernetes).await?;
     let cluster = Arc::new(KubeCluster::start(client, identity));
     tokio::time::timeout(SYNC_TIMEOUT, cluster.wait_synced())
         .await

@@ -23,7 +23,7 @@ pub struct Args {
 }
 
 /// Where the Lease lives: the pod's namespace in a cluster.
-fn lease_namespace() -> String {
+pub fn lease_namespace() -> String {
     std::env::var("POD_NAMESPACE")
         .ok()
         .or_else(|| {

@@ -6,6 +6,7 @@
 //! lock is only renewed or released by its owner (a lock anyone can release
 //! is a known bug of cron-script autoscalers).
 
+pub mod kubernetes;
 pub mod sqlite;
 
 use k3scale_core::Time;
