@@ -14,12 +14,10 @@ use k3scale::machines::MachinePool;
 use k3scale::provider::fake::FakeProvider;
 use k3scale::server::Shared;
 use k3scale::state::sqlite::SqliteStore;
-use k3scale::status::Status;
-use k3scale::telemetry::Telemetry;
 use k3scale_core::config::load;
 use k3scale_core::lifecycle::LifecycleConfig;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The allocator of the k3scale binary.
@@ -82,12 +80,7 @@ fn main() {
             store.clone(),
             Box::new(|| 7),
         );
-        let shared = Arc::new(Shared {
-            telemetry: Telemetry::new(),
-            store: store.clone(),
-            status: RwLock::new(Status::default()),
-            cluster,
-        });
+        let shared = Shared::new(store.clone(), cluster.clone(), "bench");
         let watch = shared.clone();
         let daemon = Daemon {
             controller,
@@ -97,10 +90,7 @@ fn main() {
             interval: loaded.interval,
             lease: None,
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(daemon.run(async {
-            let _ = stopped.await;
-        }));
+        let (stop, task) = daemon.spawn();
         // Settle: the first reconciles.
         tokio::time::sleep(Duration::from_secs(15)).await;
         let status = watch.status();

@@ -13,14 +13,12 @@ use k3scale::provider::fake::FakeProvider;
 use k3scale::provider::{Machine, NodeProvider, ProviderError};
 use k3scale::server::Shared;
 use k3scale::state::sqlite::SqliteStore;
-use k3scale::status::Status;
-use k3scale::telemetry::Telemetry;
 use k3scale_core::config::{KubernetesConfig, load};
 use k3scale_core::lifecycle::LifecycleConfig;
 use k3scale_testapi::{Options, TestApiServer};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TRIALS: usize = 100;
@@ -130,12 +128,7 @@ async fn main() {
             n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
         }),
     );
-    let shared = Arc::new(Shared {
-        telemetry: Telemetry::new(),
-        store: store.clone(),
-        status: RwLock::new(Status::default()),
-        cluster,
-    });
+    let shared = Shared::new(store.clone(), cluster.clone(), "bench");
     let debug = shared.clone();
     let daemon = Daemon {
         controller,
@@ -145,10 +138,7 @@ async fn main() {
         interval: loaded.interval,
         lease: None,
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(daemon.run(async {
-        let _ = stopped.await;
-    }));
+    let (stop, task) = daemon.spawn();
     // The first reconcile (at start) has nothing to do.
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -58,6 +58,15 @@ async fn elect(
 }
 
 impl Daemon {
+    /// Run in the background until the returned sender is used (or dropped).
+    pub fn spawn(self) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    }
+
     /// Run until `shutdown` completes.
     pub fn run(
         self,

@@ -30,14 +30,29 @@ use k3scale::act_lock::ActLock;
 /// Prometheus history step when backfilling the windows.
 const BACKFILL_STEP: Duration = Duration::from_secs(15);
 
+/// The configuration file and the dry-run switch, shared by `run` and `once`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct ConfigArgs {
     /// Configuration file (YAML).
     #[arg(short, long)]
     config: PathBuf,
-    /// Decide and print, act on nothing (overrides `policy.dry_run`).
+    /// Decide and report, act on nothing (overrides `policy.dry_run`).
     #[arg(long)]
     dry_run: bool,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> anyhow::Result<Loaded> {
+        let mut loaded = load_config(&self.config)?;
+        loaded.policy.dry_run |= self.dry_run;
+        Ok(loaded)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Output: `text` or `json`.
     #[arg(short, long, default_value = "text")]
     output: String,
@@ -45,7 +60,7 @@ pub struct Args {
 
 pub use k3scale::act_lock::identity;
 
-pub fn load_config(path: &PathBuf) -> anyhow::Result<Loaded> {
+fn load_config(path: &PathBuf) -> anyhow::Result<Loaded> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
     config::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))
@@ -117,10 +132,7 @@ pub async fn controller(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut loaded = load_config(&args.config)?;
-    if args.dry_run {
-        loaded.policy.dry_run = true;
-    }
+    let loaded = args.config.load()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let me = identity();

@@ -1,25 +1,17 @@
 //! `k3scale run -c FILE`: the daemon, with its HTTP server.
 
-use crate::once::{controller, identity, load_config};
+use crate::once::{ConfigArgs, controller, identity};
 use anyhow::Context;
 use k3scale::daemon::Daemon;
 use k3scale::kube::lease::LeaseLock;
 use k3scale::server::{Shared, router};
-use k3scale::status::Status;
-use k3scale::telemetry::Telemetry;
 use k3scale_core::lease::ElectionConfig;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file (YAML).
-    #[arg(short, long)]
-    config: PathBuf,
-    /// Decide and log, act on nothing (overrides `policy.dry_run`).
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 /// Where the Lease lives: the pod's namespace in a cluster.
@@ -35,24 +27,13 @@ pub fn lease_namespace() -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut loaded = load_config(&args.config)?;
-    if args.dry_run {
-        loaded.policy.dry_run = true;
-    }
+    let loaded = args.config.load()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let me = identity();
         let (controller, store) = controller(&loaded, &me).await?;
         let cluster = controller.cluster();
-        let shared = Arc::new(Shared {
-            telemetry: Telemetry::new(),
-            store: store.clone(),
-            status: RwLock::new(Status {
-                identity: me.clone(),
-                ..Status::default()
-            }),
-            cluster: cluster.clone(),
-        });
+        let shared = Shared::new(store.clone(), cluster.clone(), &me);
         let listen = &loaded.config.server.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -24,6 +24,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    pub fn new(store: Arc<dyn StateStore>, cluster: Arc<KubeCluster>, identity: &str) -> Arc<Shared> {
+        Arc::new(Shared {
+            telemetry: Telemetry::new(),
+            store,
+            status: RwLock::new(Status {
+                identity: identity.to_string(),
+                ..Status::default()
+            }),
+            cluster,
+        })
+    }
+
     pub fn status(&self) -> Status {
         self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -16,13 +16,11 @@ use k3scale::daemon::Daemon;
 use k3scale::kube::lease::LeaseLock;
 use k3scale::server::{Shared, router};
 use k3scale::state::StateStore;
-use k3scale::status::Status;
-use k3scale::telemetry::Telemetry;
 use k3scale_core::lease::ElectionConfig;
 use k3scale_testapi::resources::LEASES;
 use kubefix::*;
 use std::io::Write;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn election() -> ElectionConfig {
@@ -45,12 +43,7 @@ async fn start_daemon(
     tokio::task::JoinHandle<()>,
 ) {
     let cluster = controller.cluster();
-    let shared = Arc::new(Shared {
-        telemetry: Telemetry::new(),
-        store: store.clone(),
-        status: RwLock::new(Status::default()),
-        cluster: cluster.clone(),
-    });
+    let shared = Shared::new(store.clone(), cluster.clone(), identity);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = router(shared.clone());
@@ -71,10 +64,7 @@ async fn start_daemon(
         interval: Duration::from_secs(600),
         lease: Some(lease),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(daemon.run(async {
-        let _ = stopped.await;
-    }));
+    let (stop, task) = daemon.spawn();
     (shared, url, stop, task)
 }
 

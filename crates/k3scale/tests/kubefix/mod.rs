@@ -101,6 +101,20 @@ impl Kube {
     }
 }
 
+/// The K3s server's node as k3scale finds it: not managed, and busy with
+/// one pod (so pending pods need new nodes).
+pub fn k3s_server(k: &Kube) {
+    k.apply(&node("server", None, "2", "4Gi"));
+    k.apply(&pod(
+        "kube-system",
+        "traefik",
+        "traefik",
+        Some("server"),
+        "1",
+        "1Gi",
+    ));
+}
+
 /// Poll `cond` every 20 ms for up to `secs` seconds.
 pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

@@ -56,15 +56,7 @@ pools:
 pub async fn setup(tag: &str) -> Setup {
     let docker = support::TestCluster::new(tag);
     let k = start().await;
-    k.apply(&node("server", None, "2", "4Gi"));
-    k.apply(&pod(
-        "kube-system",
-        "traefik",
-        "traefik",
-        Some("server"),
-        "1",
-        "1Gi",
-    ));
+    k3s_server(&k);
     let dir = std::env::temp_dir().join(format!("k3scale-faults-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let k3s_yaml = dir.join("k3s.yaml");

@@ -62,16 +62,7 @@ pub async fn rig(tag: &str) -> Rig {
 pub async fn rig_with(tag: &str, prometheus: Option<PrometheusConfig>) -> Rig {
     let docker = support::TestCluster::new(tag);
     let k = start().await;
-    // The K3s server: not managed, busy with one pod.
-    k.apply(&node("server", None, "2", "4Gi"));
-    k.apply(&pod(
-        "kube-system",
-        "traefik",
-        "traefik",
-        Some("server"),
-        "1",
-        "1Gi",
-    ));
+    k3s_server(&k);
     let dir = std::env::temp_dir().join(format!("k3scale-controller-{tag}-{}", std::process::id()));
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let controller = controller_with(&k, &docker, store.clone(), 0, prometheus).await;
