@@ -63,6 +63,13 @@ pub enum ControllerError {
     Corrupt { key: String, cause: String },
 }
 
+#[derive(Debug)]
+struct RunningDrain {
+    journal_id: u64,
+    pool: String,
+    task: tokio::task::JoinHandle<Result<DrainOutcome, String>>,
+}
+
 /// What one reconcile did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciled {
@@ -96,6 +103,11 @@ pub struct Controller {
     join_failures: Vec<Notification>,
     /// Notifications still being delivered.
     sending: Vec<tokio::task::JoinHandle<()>>,
+    /// Run drains in the background (the daemon), so a long drain never
+    /// delays the next reconcile; `once` drains inline.
+    pub background_drains: bool,
+    /// Drains running in the background, by node.
+    draining: BTreeMap<String, RunningDrain>,
     random: Box<dyn FnMut() -> u64 + Send + Sync>,
 }
 
@@ -144,6 +156,8 @@ impl Controller {
             metrics_alert_after: METRICS_ALERT_AFTER,
             join_failures: Vec::new(),
             sending: Vec::new(),
+            background_drains: false,
+            draining: BTreeMap::new(),
             random,
         }
     }
@@ -222,8 +236,15 @@ impl Controller {
             recovered: Vec::new(),
         };
 
+        self.collect_drains(now, &mut done).await?;
         self.recover(now, &mut done).await?;
         self.observe(now).await;
+        // A node being drained is leaving: never a candidate again, never room for pods.
+        for node in &mut self.snapshot.nodes {
+            if self.draining.contains_key(&node.name) {
+                node.cordoned = true;
+            }
+        }
         self.snapshot.last_scale_up = stamps.last_scale_up;
         self.snapshot.last_scale_down = stamps.last_scale_down;
         let decision = decide(&self.snapshot, &self.policy, now);
@@ -302,18 +323,20 @@ impl Controller {
                         Err(e) => warn!(node, error = %e, "cannot list machines to recover a launch"),
                     }
                 }
+                // Running in the background here: not interrupted, nothing to recover.
+                "drain" if self.draining.values().any(|d| d.journal_id == entry.id) => continue,
                 "drain" => {
-                    let mut drain: Drain =
-                        serde_json::from_value(entry.intent.detail.clone()).map_err(|e| {
-                            ControllerError::Corrupt {
-                                key: format!("journal entry {}", entry.id),
-                                cause: e.to_string(),
-                            }
-                        })?;
+                    let drain: Drain = serde_json::from_value(entry.intent.detail.clone()).map_err(|e| {
+                        ControllerError::Corrupt {
+                            key: format!("journal entry {}", entry.id),
+                            cause: e.to_string(),
+                        }
+                    })?;
                     info!(node, "resuming a drain after restart");
-                    let outcome = self.run_drain(&entry.intent.pool, &mut drain, entry.id).await;
-                    self.finish_drain(entry.id, &entry.intent.pool, &node, outcome, now, done)
-                        .await?;
+                    if let Some(outcome) = self.drain(&entry.intent.pool, drain, entry.id).await {
+                        self.finish_drain(entry.id, &entry.intent.pool, &node, outcome, now, done)
+                            .await?;
+                    }
                 }
                 other => {
                     self.store
@@ -438,7 +461,7 @@ impl Controller {
                 .await?;
         }
         for down in &decision.scale_down {
-            let mut drain = Drain::start(&down.node, now, self.drain.clone());
+            let drain = Drain::start(&down.node, now, self.drain.clone());
             let intent = Intent {
                 kind: "drain".into(),
                 pool: down.pool.clone(),
@@ -447,9 +470,10 @@ impl Controller {
             };
             let id = self.store.open(&intent, now).await?;
             stamps.last_scale_down = Some(now);
-            let outcome = self.run_drain(&down.pool, &mut drain, id).await;
-            self.finish_drain(id, &down.pool, &down.node, outcome, now, done)
-                .await?;
+            if let Some(outcome) = self.drain(&down.pool, drain, id).await {
+                self.finish_drain(id, &down.pool, &down.node, outcome, now, done)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -563,36 +587,70 @@ impl Controller {
         let _ = tokio::time::timeout(limit, futures::future::join_all(pending)).await;
     }
 
-    /// Drive a drain, journaling each state as it goes.
-    async fn run_drain(
-        &self,
+    /// Carry out a drain: inline (awaited here), or in the background and
+    /// finished by a later reconcile, in which case this returns `None`.
+    async fn drain(
+        &mut self,
         pool: &str,
-        drain: &mut Drain,
+        drain: Drain,
         journal_id: u64,
-    ) -> Result<DrainOutcome, String> {
+    ) -> Option<Result<DrainOutcome, String>> {
         let Some(machines) = self.pools.get(pool) else {
-            return Err(format!("pool {pool} is not configured"));
+            return Some(Err(format!("pool {pool} is not configured")));
         };
-        let executor = DrainExecutor {
-            poll: self.drain_poll,
-            ..DrainExecutor::new(&self.kube, machines.provider())
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-        let store = self.store.clone();
-        let writer = tokio::spawn(async move {
-            while let Some(detail) = rx.recv().await {
-                if let Err(e) = store.update(journal_id, &detail).await {
-                    warn!(error = %e, "could not journal the drain's progress");
-                }
-            }
-        });
-        let mut journal = move |d: &Drain| {
-            let _ = tx.send(serde_json::to_value(d).unwrap_or_default());
-        };
-        let result = executor.run(drain, &mut journal).await.map_err(|e| e.to_string());
-        drop(journal);
-        let _ = writer.await;
-        result
+        let node = drain.node.clone();
+        let work = drive_drain(
+            self.kube.clone(),
+            machines.provider(),
+            self.store.clone(),
+            self.drain_poll,
+            drain,
+            journal_id,
+        );
+        if !self.background_drains {
+            return Some(work.await);
+        }
+        let task = tokio::spawn(work);
+        self.draining.insert(
+            node,
+            RunningDrain {
+                journal_id,
+                pool: pool.to_string(),
+                task,
+            },
+        );
+        None
+    }
+
+    /// Stop the background drains (shutdown, or no longer the leader): their
+    /// journal entries stay open, so whoever acts next resumes them.
+    pub fn stop_drains(&mut self) {
+        for (node, d) in std::mem::take(&mut self.draining) {
+            info!(node, "drain interrupted; it stays journaled");
+            d.task.abort();
+        }
+    }
+
+    /// Record the drains that finished in the background since last time.
+    async fn collect_drains(&mut self, now: Time, done: &mut Reconciled) -> Result<(), ControllerError> {
+        let finished: Vec<String> = self
+            .draining
+            .iter()
+            .filter(|(_, d)| d.task.is_finished())
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in finished {
+            let Some(d) = self.draining.remove(&node) else {
+                continue;
+            };
+            let outcome = d
+                .task
+                .await
+                .unwrap_or_else(|e| Err(format!("drain task failed: {e}")));
+            self.finish_drain(d.journal_id, &d.pool, &node, outcome, now, done)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn finish_drain(
@@ -636,4 +694,37 @@ impl Controller {
             .await?;
         Ok(())
     }
+}
+
+/// Drive a drain to its outcome, journaling each state as it goes.
+async fn drive_drain(
+    kube: Arc<KubeCluster>,
+    provider: Arc<dyn crate::provider::NodeProvider>,
+    store: Arc<dyn StateStore>,
+    poll: Duration,
+    mut drain: Drain,
+    journal_id: u64,
+) -> Result<DrainOutcome, String> {
+    let executor = DrainExecutor {
+        poll,
+        ..DrainExecutor::new(&kube, provider.as_ref())
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let writer = tokio::spawn(async move {
+        while let Some(detail) = rx.recv().await {
+            if let Err(e) = store.update(journal_id, &detail).await {
+                warn!(error = %e, "could not journal the drain's progress");
+            }
+        }
+    });
+    let mut journal = move |d: &Drain| {
+        let _ = tx.send(serde_json::to_value(d).unwrap_or_default());
+    };
+    let result = executor
+        .run(&mut drain, &mut journal)
+        .await
+        .map_err(|e| e.to_string());
+    drop(journal);
+    let _ = writer.await;
+    result
 }

@@ -86,6 +86,8 @@ impl Daemon {
             }
             None => (None, None),
         };
+        // A long drain must not hold up the next reconcile.
+        self.controller.background_drains = true;
         let mut act_lock: Option<ActLock> = None;
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(self.interval);
@@ -111,6 +113,7 @@ impl Daemon {
             let leader = leader_rx.as_ref().is_none_or(|rx| rx.borrow().is_leader(now));
             if !leader && let Some(lock) = act_lock.take() {
                 // A new leader (or a cron `once`) may need it now.
+                self.controller.stop_drains();
                 lock.release().await;
             }
             if leader && !act_lock.as_ref().is_some_and(ActLock::held) {
@@ -128,6 +131,7 @@ impl Daemon {
             self.reconcile(now).await;
         }
         info!("shutting down");
+        self.controller.stop_drains();
         let _ = stop_tx.send(true);
         if let Some(task) = task
             && let Ok(mut lease) = task.await

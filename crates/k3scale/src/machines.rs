@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 pub struct MachinePool {
     pool: String,
-    provider: Box<dyn NodeProvider>,
+    provider: std::sync::Arc<dyn NodeProvider>,
     pub lifecycle: Lifecycle,
     config: LifecycleConfig,
     /// Most concurrent `create` calls.
@@ -46,7 +46,7 @@ impl MachinePool {
     ) -> Self {
         MachinePool {
             pool: pool.to_string(),
-            provider,
+            provider: provider.into(),
             lifecycle: Lifecycle::default(),
             config,
             parallelism,
@@ -84,8 +84,8 @@ impl MachinePool {
         out
     }
 
-    pub fn provider(&self) -> &dyn NodeProvider {
-        self.provider.as_ref()
+    pub fn provider(&self) -> std::sync::Arc<dyn NodeProvider> {
+        self.provider.clone()
     }
 
     /// Delete a machine (after its Node was drained). Gone already is fine.

@@ -390,3 +390,74 @@ async fn a_prometheus_outage_in_a_quiet_period_blocks_scale_down_and_is_told() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_long_drain_does_not_delay_a_scale_up() {
+    let r = rig::rig("longdrain").await;
+    let rig::Rig {
+        docker,
+        k,
+        store,
+        controller,
+        db: _db,
+    } = r;
+    // An idle agent whose only pod takes its time to stop: its drain will wait.
+    let pool = k3scale_core::config::load("k3scale.yaml", rig::CONFIG)
+        .unwrap()
+        .policy
+        .pools[0]
+        .clone();
+    let provider = k3scale::provider::docker::DockerProvider::connect(
+        &docker.name,
+        pool,
+        support::standin_config(&docker),
+        k3scale::provider::secret::Secret::new(support::TOKEN),
+    )
+    .await
+    .unwrap();
+    use k3scale::provider::NodeProvider;
+    provider.create("workers-long0001").await.unwrap();
+    k.apply(&node("workers-long0001", Some("workers"), "2", "4Gi"));
+    let mut slow = pod("shop", "db-0", "db", Some("workers-long0001"), "100m", "64Mi");
+    slow.metadata.annotations = Some(labels(&[(k3scale_testapi::NEVER_TERMINATE, "true")]));
+    k.apply(&slow);
+    let usage: std::collections::BTreeMap<String, (String, String)> = ["server", "workers-long0001"]
+        .iter()
+        .map(|n| (n.to_string(), ("100m".to_string(), "256Mi".to_string())))
+        .collect();
+    k.server.set_metrics(k3scale_testapi::MetricsMode::Serving(usage));
+
+    let (shared, _url, stop, task) = start_daemon(controller, store.clone(), "k3scale-a").await;
+    let cordoned = || {
+        k.server
+            .get(&k3scale_testapi::resources::NODES, "", "workers-long0001")
+            .is_some_and(|n| n["spec"]["unschedulable"] == true)
+    };
+    eventually(10, "drain started", cordoned).await;
+
+    // While the drain waits on the budget, a pod needs a new node: it gets one at once.
+    let asked = std::time::Instant::now();
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    eventually(5, "agent launched during the drain", || {
+        docker.containers().len() == 2
+    })
+    .await;
+    assert!(asked.elapsed() < Duration::from_secs(3), "{:?}", asked.elapsed());
+    assert!(cordoned(), "the drain is still going");
+    assert!(shared.status().leader);
+
+    // Shutdown interrupts the drain; it stays journaled for whoever acts next.
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let open: Vec<String> = store
+        .unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.intent.kind)
+        .collect();
+    assert_eq!(open, ["drain"]);
+}
