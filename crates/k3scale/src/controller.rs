@@ -534,14 +534,25 @@ impl Controller {
             }
         }
         for down in &done.decision.scale_down {
-            if done.removed.contains(&down.node) {
+            if self.draining.contains_key(&down.node) {
                 out.push(note(
                     Kind::ScaleDown,
                     &down.pool,
                     vec![down.node.clone()],
-                    "drained and removed".into(),
+                    "draining started".into(),
                 ));
             }
+        }
+        // Removed now, or finished in the background since the last reconcile.
+        for node in &done.removed {
+            // Machine names are `<pool>-<suffix>`.
+            let pool = node.rsplit_once('-').map_or("", |(pool, _)| pool);
+            out.push(note(
+                Kind::ScaleDown,
+                pool,
+                vec![node.clone()],
+                "drained and removed".into(),
+            ));
         }
         for failure in &done.failed {
             out.push(note(Kind::Failure, "", Vec::new(), failure.clone()));
@@ -620,6 +631,11 @@ impl Controller {
             },
         );
         None
+    }
+
+    /// Nodes being drained in the background now.
+    pub fn draining(&self) -> Vec<String> {
+        self.draining.keys().cloned().collect()
     }
 
     /// Stop the background drains (shutdown, or no longer the leader): their

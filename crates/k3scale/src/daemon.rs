@@ -181,6 +181,7 @@ impl Daemon {
         self.shared.set_status(Status {
             identity: self.identity.clone(),
             leader: true,
+            draining: self.controller.draining(),
             ..status
         });
         // 30,000 pods need not stay in memory until the next reconcile.

@@ -201,7 +201,11 @@ async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
             n.pods
         );
     }
-    h.push_str("</table><h2>Last decision</h2><ul>");
+    h.push_str("</table>");
+    if !st.draining.is_empty() {
+        let _ = write!(h, "<p>draining now: {}</p>", esc(&st.draining.join(", ")));
+    }
+    h.push_str("<h2>Last decision</h2><ul>");
     for r in &st.reasons {
         let _ = write!(h, "<li>{}</li>", esc(r));
     }

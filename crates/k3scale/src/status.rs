@@ -17,6 +17,8 @@ pub struct Status {
     pub pools: Vec<PoolStatus>,
     pub nodes: Vec<NodeStatus>,
     pub in_flight: Vec<InFlightStatus>,
+    /// Nodes being drained now.
+    pub draining: Vec<String>,
     /// The last decision's reasons, as text.
     pub reasons: Vec<String>,
     /// The last decision itself (structured reasons).

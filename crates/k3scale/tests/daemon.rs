@@ -445,6 +445,10 @@ async fn a_long_drain_does_not_delay_a_scale_up() {
     assert!(asked.elapsed() < Duration::from_secs(3), "{:?}", asked.elapsed());
     assert!(cordoned(), "the drain is still going");
     assert!(shared.status().leader);
+    eventually(5, "status lists the drain", || {
+        shared.status().draining == ["workers-long0001"]
+    })
+    .await;
 
     // Shutdown interrupts the drain; it stays journaled for whoever acts next.
     stop.send(()).unwrap();

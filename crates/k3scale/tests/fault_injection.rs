@@ -143,3 +143,97 @@ async fn a_scale_down_killed_at_any_step_still_removes_the_node_cleanly() {
         no_pod_deleted_directly(&s);
     }
 }
+
+/// Start `k3scale run` with the setup's config; stderr goes to `log`.
+fn run_daemon(s: &Setup, crash_at: Option<&str>, log: &str) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_k3scale"));
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&s.config)
+        .env("K3SCALE_TEST_TOKEN", support::TOKEN)
+        .env("K3SCALE_LOG", "k3scale=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(s.dir.join(log)).unwrap());
+    if let Some(point) = crash_at {
+        cmd.env("K3SCALE_CRASH_AT", point);
+    }
+    cmd.spawn().unwrap()
+}
+
+#[tokio::test]
+async fn the_daemon_killed_mid_drain_is_finished_by_its_successor_which_stops_on_sigterm() {
+    let s = setup("daemon-kill").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config.push_str(&format!("server: {{ listen: \"127.0.0.1:{port}\" }}\n"));
+    std::fs::write(&s.config, config).unwrap();
+    let pool = load("k3scale.yaml", &std::fs::read_to_string(&s.config).unwrap())
+        .unwrap()
+        .policy
+        .pools[0]
+        .clone();
+    let provider = DockerProvider::connect(
+        &s.docker.name,
+        pool,
+        support::standin_config(&s.docker),
+        Secret::new(support::TOKEN),
+    )
+    .await
+    .unwrap();
+    provider.create("workers-dkill001").await.unwrap();
+    s.k.apply(&node("workers-dkill001", Some("workers"), "2", "4Gi"));
+    s.k.server.apply(node_password("workers-dkill001"));
+    s.k.apply(&pod(
+        "shop",
+        "cron-0",
+        "cron",
+        Some("workers-dkill001"),
+        "100m",
+        "64Mi",
+    ));
+    set_usage(&s, "100m");
+
+    let mut first = run_daemon(&s, Some("drain:evicting"), "first.log");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), first.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    let log = |name: &str| std::fs::read_to_string(s.dir.join(name)).unwrap_or_default();
+    assert_eq!(status.signal(), Some(9), "{}", log("first.log"));
+    assert!(
+        s.k.server.get(&NODES, "", "workers-dkill001").is_some(),
+        "killed mid-drain"
+    );
+
+    // The successor waits out the dead leader's Lease (15 s), then resumes the drain.
+    let mut second = run_daemon(&s, None, "second.log");
+    eventually(45, "the successor finishes the drain", || {
+        s.k.server.get(&NODES, "", "workers-dkill001").is_none() && s.docker.containers().is_empty()
+    })
+    .await;
+    assert!(cordoned_nodes(&s).is_empty());
+    no_pod_deleted_directly(&s);
+
+    // SIGTERM: a clean exit that hands the Lease over.
+    let pid = nix::unistd::Pid::from_raw(second.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), second.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log("second.log"));
+    let lease =
+        s.k.server
+            .get(
+                &k3scale_testapi::resources::LEASES,
+                "kube-system",
+                &format!("k3scale-{}", s.docker.name),
+            )
+            .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "", "released on SIGTERM");
+}
