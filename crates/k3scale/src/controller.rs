@@ -13,7 +13,7 @@ use crate::metrics::MetricsSource;
 use crate::notify::{Kind, Notification, Notifier};
 use crate::state::{Intent, ScaleEvent, StateError, StateStore};
 use k3scale_core::drain::{Drain, DrainConfig, DrainOutcome};
-use k3scale_core::lifecycle::{Lifecycle, LifecycleAction, ObservedNode, machine_name};
+use k3scale_core::lifecycle::{Lifecycle, LifecycleAction, ObservedNode, Phase, machine_name};
 use k3scale_core::{Decision, Policy, Reason, Snapshot, Time, decide};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -99,8 +99,8 @@ pub struct Controller {
     metrics_down_since: Option<Time>,
     /// Metrics failing this long are worth a notification.
     pub metrics_alert_after: Duration,
-    /// Join failures seen while observing, to be told.
-    join_failures: Vec<Notification>,
+    /// Joins and join failures seen while observing, to be told.
+    lifecycle_notes: Vec<Notification>,
     /// Notifications still being delivered.
     sending: Vec<tokio::task::JoinHandle<()>>,
     /// Run drains in the background (the daemon), so a long drain never
@@ -154,7 +154,7 @@ impl Controller {
             notifier: None,
             metrics_down_since: None,
             metrics_alert_after: METRICS_ALERT_AFTER,
-            join_failures: Vec::new(),
+            lifecycle_notes: Vec::new(),
             sending: Vec::new(),
             background_drains: false,
             draining: BTreeMap::new(),
@@ -368,6 +368,7 @@ impl Controller {
         self.snapshot.in_flight.clear();
         self.snapshot.backoff.clear();
         for (name, pool) in &mut self.pools {
+            let launching: Vec<String> = pool.lifecycle.in_flight().into_iter().map(|f| f.name).collect();
             match pool.reconcile(&observed, now).await {
                 Ok(actions) => {
                     for action in actions {
@@ -386,7 +387,7 @@ impl Controller {
                             } => {
                                 warn!(pool = %name, machine, failures, until = until.as_millis(), "node join failed, pool backs off");
                                 let wait = until.since(now).as_secs();
-                                self.join_failures.push(Notification {
+                                self.lifecycle_notes.push(Notification {
                                     kind: Kind::JoinFailed,
                                     cluster: String::new(),
                                     pool: name.clone(),
@@ -402,6 +403,26 @@ impl Controller {
                     }
                 }
                 Err(e) => warn!(pool = %name, error = %e, "cannot list the pool's machines"),
+            }
+            // A scale-up completes when its machines' Nodes are Ready.
+            let joined: Vec<String> = launching
+                .into_iter()
+                .filter(|m| {
+                    pool.lifecycle
+                        .machines
+                        .get(m)
+                        .is_some_and(|s| s.phase == Phase::Ready)
+                })
+                .collect();
+            if !joined.is_empty() {
+                self.lifecycle_notes.push(Notification {
+                    kind: Kind::ScaleUp,
+                    cluster: String::new(),
+                    pool: name.clone(),
+                    nodes: joined,
+                    message: "joined the cluster: Ready".into(),
+                    at: now.as_millis(),
+                });
             }
             self.snapshot.in_flight.extend(pool.lifecycle.in_flight());
             self.snapshot.backoff.extend(pool.lifecycle.backed_off(now));
@@ -488,7 +509,7 @@ impl Controller {
                 now
             }
         };
-        let joins = std::mem::take(&mut self.join_failures);
+        let joins = std::mem::take(&mut self.lifecycle_notes);
         let Some((notifier, cluster)) = self.notifier.clone() else {
             return;
         };

@@ -113,10 +113,13 @@ pub async fn controller(
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("notify.{key}: {e}"))
         };
-    let notifier = Notifier::new(
+    let mut notifier = Notifier::new(
         secret(&cfg.notify.slack, "slack")?,
         secret(&cfg.notify.webhook, "webhook")?,
     );
+    // Validated by `config::load`.
+    let duration = |s: &str| k3scale_core::config::parse_duration(s).unwrap_or_default();
+    notifier.repeat_after = duration(&cfg.notify.repeat_after);
     let mut controller = Controller::new(
         loaded.policy.clone(),
         cluster,
@@ -128,6 +131,7 @@ pub async fn controller(
     if !notifier.is_empty() {
         controller.notifier = Some((Arc::new(notifier), cfg.cluster.clone()));
     }
+    controller.metrics_alert_after = duration(&cfg.notify.metrics_unavailable_after);
     Ok((controller, store))
 }
 

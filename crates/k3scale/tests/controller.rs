@@ -95,24 +95,25 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
     );
 
     r.controller.flush_notifications(Duration::from_secs(10)).await;
-    let told: Vec<(String, String)> = hook
+    // Started (launched), completed (Ready), then the drain's removal.
+    let told: Vec<(String, String, String)> = hook
         .bodies()
         .iter()
         .map(|b| {
+            let field = |k: &str| b[k].as_str().unwrap_or("").to_string();
             (
-                b["kind"].as_str().unwrap().to_string(),
+                field("kind"),
                 b["nodes"][0].as_str().unwrap_or("").to_string(),
+                field("message"),
             )
         })
         .collect();
-    assert_eq!(
-        told,
-        [
-            ("scale_up".to_string(), agent.clone()),
-            ("scale_down".to_string(), agent.clone())
-        ],
-        "{:?}",
-        hook.bodies()
+    let kinds: Vec<&str> = told.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(kinds, ["scale_up", "scale_up", "scale_down"], "{told:?}");
+    assert!(told.iter().all(|t| t.1 == agent), "{told:?}");
+    assert!(
+        told[0].2.starts_with("launched") && told[1].2.contains("Ready"),
+        "{told:?}"
     );
 
     let history = r.store.events(None, 10).await.unwrap();

@@ -317,6 +317,11 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
     if let Some(slack) = &c.notify.slack {
         v.secret_source("notify.slack", &slack.url_file, &slack.url_env, "url");
     }
+    v.duration(
+        "notify.metrics_unavailable_after",
+        &c.notify.metrics_unavailable_after,
+    );
+    v.duration("notify.repeat_after", &c.notify.repeat_after);
     if let Some(hook) = &c.notify.webhook {
         v.secret_source("notify.webhook", &hook.url_file, &hook.url_env, "url");
     }

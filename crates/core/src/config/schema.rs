@@ -417,13 +417,28 @@ pub struct SecretUrlConfig {
     pub url_env: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<SecretUrlConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<SecretUrlConfig>,
+    /// Metrics failing this long are worth a notification.
+    pub metrics_unavailable_after: String,
+    /// A standing condition (at max capacity, metrics down) is repeated at most this often.
+    pub repeat_after: String,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            slack: None,
+            webhook: None,
+            metrics_unavailable_after: "5m".into(),
+            repeat_after: "30m".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
