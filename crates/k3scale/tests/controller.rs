@@ -11,15 +11,13 @@ mod rig;
 mod support;
 mod webhook;
 
-use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;
 use k3scale::provider::{NodeProvider, unix_now};
 use k3scale::state::{Intent, StateStore};
-use k3scale_core::config::load;
 use k3scale_core::drain::Drain;
 use k3scale_testapi::resources::{NODES, PODS};
 use kubefix::*;
-use rig::{CONFIG, rig};
+use rig::rig;
 use std::time::Duration;
 
 #[tokio::test]
@@ -151,14 +149,7 @@ async fn dry_run_decides_the_same_and_does_nothing() {
 async fn a_killed_run_is_finished_by_the_next_never_repeated() {
     let mut r = rig("recover").await;
     r.usage("100m");
-    let provider = DockerProvider::connect(
-        &r.docker.name,
-        load("k3scale.yaml", CONFIG).unwrap().policy.pools[0].clone(),
-        support::standin_config(&r.docker),
-        Secret::new(support::TOKEN),
-    )
-    .await
-    .unwrap();
+    let provider = support::standin_provider(&r.docker).await;
     let now = unix_now();
     let intent = |kind: &str, node: &str, detail: serde_json::Value| Intent {
         kind: kind.into(),

@@ -296,23 +296,10 @@ async fn a_prometheus_outage_in_a_quiet_period_blocks_scale_down_and_is_told() {
     controller.metrics_alert_after = Duration::ZERO;
 
     // An idle agent whose one small pod fits on the server.
-    let pool = k3scale_core::config::load("k3scale.yaml", rig::CONFIG)
-        .unwrap()
-        .policy
-        .pools[0]
-        .clone();
-    let provider = k3scale::provider::docker::DockerProvider::connect(
-        &docker.name,
-        pool,
-        support::standin_config(&docker),
-        k3scale::provider::secret::Secret::new(support::TOKEN),
-    )
-    .await
-    .unwrap();
+    let provider = support::standin_provider(&docker).await;
     use k3scale::provider::NodeProvider;
     provider.create("workers-idle0001").await.unwrap();
-    k.apply(&node("workers-idle0001", Some("workers"), "2", "4Gi"));
-    k.server.apply(node_password("workers-idle0001"));
+    register(&k, "workers-idle0001");
     k.apply(&pod(
         "shop",
         "cron-0",
@@ -402,19 +389,7 @@ async fn a_long_drain_does_not_delay_a_scale_up() {
         db: _db,
     } = r;
     // An idle agent whose only pod takes its time to stop: its drain will wait.
-    let pool = k3scale_core::config::load("k3scale.yaml", rig::CONFIG)
-        .unwrap()
-        .policy
-        .pools[0]
-        .clone();
-    let provider = k3scale::provider::docker::DockerProvider::connect(
-        &docker.name,
-        pool,
-        support::standin_config(&docker),
-        k3scale::provider::secret::Secret::new(support::TOKEN),
-    )
-    .await
-    .unwrap();
+    let provider = support::standin_provider(&docker).await;
     use k3scale::provider::NodeProvider;
     provider.create("workers-long0001").await.unwrap();
     k.apply(&node("workers-long0001", Some("workers"), "2", "4Gi"));

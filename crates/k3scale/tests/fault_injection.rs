@@ -9,9 +9,6 @@ mod oncefix;
 mod support;
 
 use k3scale::provider::NodeProvider;
-use k3scale::provider::docker::DockerProvider;
-use k3scale::provider::secret::Secret;
-use k3scale_core::config::load;
 use k3scale_testapi::MetricsMode;
 use k3scale_testapi::resources::{NODES, PODS};
 use kubefix::*;
@@ -90,23 +87,10 @@ async fn a_scale_up_killed_at_any_step_launches_exactly_once() {
 async fn a_scale_down_killed_at_any_step_still_removes_the_node_cleanly() {
     for point in ["drain:evicting", "drain:node-deleted"] {
         let s = setup(&point.replace(':', "-")).await;
-        let pool = load("k3scale.yaml", &std::fs::read_to_string(&s.config).unwrap())
-            .unwrap()
-            .policy
-            .pools[0]
-            .clone();
-        let provider = DockerProvider::connect(
-            &s.docker.name,
-            pool,
-            support::standin_config(&s.docker),
-            Secret::new(support::TOKEN),
-        )
-        .await
-        .unwrap();
+        let provider = support::standin_provider(&s.docker).await;
         // An idle agent with one small pod that fits on the server.
         provider.create("workers-idle0001").await.unwrap();
-        s.k.apply(&node("workers-idle0001", Some("workers"), "2", "4Gi"));
-        s.k.server.apply(node_password("workers-idle0001"));
+        register(&s.k, "workers-idle0001");
         s.k.apply(&pod(
             "shop",
             "cron-0",
@@ -171,22 +155,9 @@ async fn the_daemon_killed_mid_drain_is_finished_by_its_successor_which_stops_on
     let mut config = std::fs::read_to_string(&s.config).unwrap();
     config.push_str(&format!("server: {{ listen: \"127.0.0.1:{port}\" }}\n"));
     std::fs::write(&s.config, config).unwrap();
-    let pool = load("k3scale.yaml", &std::fs::read_to_string(&s.config).unwrap())
-        .unwrap()
-        .policy
-        .pools[0]
-        .clone();
-    let provider = DockerProvider::connect(
-        &s.docker.name,
-        pool,
-        support::standin_config(&s.docker),
-        Secret::new(support::TOKEN),
-    )
-    .await
-    .unwrap();
+    let provider = support::standin_provider(&s.docker).await;
     provider.create("workers-dkill001").await.unwrap();
-    s.k.apply(&node("workers-dkill001", Some("workers"), "2", "4Gi"));
-    s.k.server.apply(node_password("workers-dkill001"));
+    register(&s.k, "workers-dkill001");
     s.k.apply(&pod(
         "shop",
         "cron-0",

@@ -302,6 +302,13 @@ pub fn daemon_pod(ns: &str, ds: &str, node: &str) -> Pod {
     p
 }
 
+/// K3s's side of a join: the agent registers its Node (Ready, pool
+/// `workers`, 2 CPU / 4 GiB) and its node-password secret.
+pub fn register(k: &Kube, name: &str) {
+    k.apply(&node(name, Some("workers"), "2", "4Gi"));
+    k.server.apply(node_password(name));
+}
+
 /// The K3s node-password secret of a node.
 pub fn node_password(node: &str) -> Value {
     serde_json::json!({

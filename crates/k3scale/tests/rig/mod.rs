@@ -136,8 +136,7 @@ pub async fn controller_with(
 impl Rig {
     /// K3s's side of a join: the agent registers its Node, Ready.
     pub fn register(&self, name: &str) {
-        self.k.apply(&node(name, Some("workers"), "2", "4Gi"));
-        self.k.server.apply(node_password(name));
+        register(&self.k, name);
     }
 
     pub fn usage(&self, cpu: &str) {

@@ -70,6 +70,19 @@ pub fn standin_config(cluster: &TestCluster) -> DockerProviderConfig {
     }
 }
 
+/// A Docker provider for pool `workers` (2 CPU, 4 GiB nodes) on `cluster`,
+/// launching the stand-in agent.
+pub async fn standin_provider(cluster: &TestCluster) -> k3scale::provider::docker::DockerProvider {
+    k3scale::provider::docker::DockerProvider::connect(
+        &cluster.name,
+        k3scale_core::testkit::pool("workers", 0, 5, 2000, 4 << 30, 0.0),
+        standin_config(cluster),
+        k3scale::provider::secret::Secret::new(TOKEN),
+    )
+    .await
+    .unwrap()
+}
+
 /// A cluster name and Docker network of this test's own.
 pub struct TestCluster {
     pub name: String,
