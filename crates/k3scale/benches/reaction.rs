@@ -5,6 +5,8 @@
 //! the watch can trigger the reaction. Goal: p99 < 1 s.
 #![allow(clippy::unwrap_used)]
 
+mod fixture;
+
 use k3scale::controller::Controller;
 use k3scale::daemon::Daemon;
 use k3scale::kube::KubeCluster;
@@ -13,7 +15,7 @@ use k3scale::provider::fake::FakeProvider;
 use k3scale::provider::{Machine, NodeProvider, ProviderError};
 use k3scale::server::Shared;
 use k3scale::state::sqlite::SqliteStore;
-use k3scale_core::config::{KubernetesConfig, load};
+use k3scale_core::config::load;
 use k3scale_core::lifecycle::LifecycleConfig;
 use k3scale_testapi::{Options, TestApiServer};
 use serde_json::json;
@@ -87,21 +89,7 @@ async fn main() {
     }));
     let dir = std::env::temp_dir().join(format!("k3scale-reaction-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("config");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {{server: {}}}\n  name: c\ncontexts:\n- context: {{cluster: c, user: u}}\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: t}}\n",
-            server.url()
-        ),
-    )
-    .unwrap();
-    let client = k3scale::kube::client(&KubernetesConfig {
-        kubeconfig: Some(kubeconfig.to_string_lossy().into_owned()),
-        context: None,
-    })
-    .await
-    .unwrap();
+    let client = fixture::client(&server.url()).await;
     let cluster = Arc::new(KubeCluster::start(client, "bench"));
     cluster.wait_synced().await;
 
