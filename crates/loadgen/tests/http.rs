@@ -1,0 +1,318 @@
+//! `k3scale-load http` against a local axum server whose latency and errors
+//! the test sets: rate accuracy, latency percentiles, errors by kind, and
+//! the command's own errors, Ctrl-C and report files.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use serde_json::Value;
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+}
+
+/// A server with injected behaviour:
+/// `/ok`; `/delay/{ms}`; `/mixed` (every 10th request takes 100 ms, the
+/// others 10 ms); `/flaky` (every 4th answers 503); `/auth` (401 without
+/// `Authorization: Bearer t0ken`); `/hang` (answers after 30 s).
+async fn server() -> (String, Arc<Counters>) {
+    let counters = Arc::new(Counters::default());
+    let app = Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/delay/{ms}",
+            get(|Path(ms): Path<u64>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/mixed",
+            get(|State(c): State<Arc<Counters>>| async move {
+                let n = c.hits.fetch_add(1, Ordering::Relaxed);
+                let ms = if n % 10 == 9 { 100 } else { 10 };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                "mixed"
+            }),
+        )
+        .route(
+            "/flaky",
+            get(|State(c): State<Arc<Counters>>| async move {
+                let n = c.hits.fetch_add(1, Ordering::Relaxed);
+                if n % 4 == 3 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }),
+        )
+        .route(
+            "/auth",
+            get(|h: HeaderMap| async move {
+                match h.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some("Bearer t0ken") => StatusCode::OK,
+                    _ => StatusCode::UNAUTHORIZED,
+                }
+            }),
+        )
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "finally"
+            }),
+        )
+        .with_state(counters.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), counters)
+}
+
+async fn load(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_k3scale-load"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn load_json(args: &[&str]) -> Value {
+    let mut all = vec!["http", "--json"];
+    all.extend_from_slice(args);
+    let out = load(&all).await;
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_model_holds_1000_rps_for_10_s_within_2_percent() {
+    let (base, _) = server().await;
+    let url = format!("{base}/ok");
+    let r = load_json(&[&url, "--rate", "1000", "--duration", "10s"]).await;
+    assert_eq!(r["planned"], 10_000);
+    assert_eq!(r["sent"], 10_000);
+    assert_eq!(r["ok"], 10_000, "{}", r["errors"]);
+    let rate = f(&r["achieved_rate"]);
+    assert!((rate - 1000.0).abs() / 1000.0 < 0.02, "achieved {rate} rps");
+    // Each full second of the timeline carries about the target rate.
+    let timeline = r["timeline"].as_array().unwrap();
+    assert!(timeline.len() >= 10);
+    for s in &timeline[1..9] {
+        let n = f(&s["ok"]);
+        assert!((n - 1000.0).abs() <= 50.0, "second {}: {n}", s["second"]);
+        assert_eq!(f(&s["target_rate"]), 1000.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_percentiles_match_the_injected_delays() {
+    let (base, _) = server().await;
+    // 90% answered in 10 ms, 10% in 100 ms.
+    let url = format!("{base}/mixed");
+    let r = load_json(&[&url, "--rate", "200", "--duration", "5s"]).await;
+    assert_eq!(r["ok"], 1000);
+    let lat = &r["latency"];
+    let (p50, p90, p99, max) = (f(&lat["p50"]), f(&lat["p90"]), f(&lat["p99"]), f(&lat["max"]));
+    assert!((10.0..14.0).contains(&p50), "p50 {p50}");
+    // p90 sits on the boundary between the two delays.
+    assert!((10.0..104.0).contains(&p90), "p90 {p90}");
+    assert!((100.0..106.0).contains(&p99), "p99 {p99}");
+    assert!((100.0..130.0).contains(&max), "max {max}");
+
+    // A constant delay: the whole distribution sits just above it.
+    let url = format!("{base}/delay/25");
+    let r = load_json(&[&url, "--rate", "100", "--duration", "3s"]).await;
+    let lat = &r["latency"];
+    assert!((25.0..29.0).contains(&f(&lat["p50"])), "{lat}");
+    assert!((25.0..35.0).contains(&f(&lat["p99"])), "{lat}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_counted_by_kind() {
+    let (base, _) = server().await;
+    let flaky = format!("{base}/flaky");
+    let auth = format!("{base}/auth");
+    let hang = format!("{base}/hang");
+    // Round-robin over three targets: 600 requests, 200 each.
+    let r = load_json(&[
+        &flaky,
+        &auth,
+        &hang,
+        "--rate",
+        "300",
+        "--duration",
+        "2s",
+        "--timeout",
+        "300ms",
+    ])
+    .await;
+    assert_eq!(r["sent"], 600);
+    assert_eq!(r["errors"]["status 503"], 50, "{}", r["errors"]);
+    assert_eq!(r["errors"]["auth (401)"], 200);
+    assert_eq!(r["errors"]["timeout"], 200);
+    assert_eq!(r["ok"], 150);
+
+    // With the token, the auth target answers; the header never shows up.
+    let out = load(&[
+        "http",
+        &auth,
+        "-H",
+        "Authorization: Bearer t0ken",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("ok 50 · errors 0"), "{text}");
+    assert!(!text.contains("t0ken") && !String::from_utf8_lossy(&out.stderr).contains("t0ken"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_unauthorized_fails_with_a_hint() {
+    let (base, _) = server().await;
+    let auth = format!("{base}/auth");
+    let out = load(&["http", &auth, "--rate", "20", "--duration", "1s"]).await;
+    assert_eq!(out.status.code(), Some(1), "nothing succeeded");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("auth (401): 20"), "{text}");
+    assert!(text.contains("check the credentials"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_model_sends_back_to_back() {
+    let (base, _) = server().await;
+    let url = format!("{base}/delay/20");
+    let r = load_json(&[
+        &url,
+        "--model",
+        "closed",
+        "--connections",
+        "4",
+        "--duration",
+        "2s",
+    ])
+    .await;
+    // 4 workers × 2 s / 20 ms ≈ 400, less the timer's slack.
+    let sent = f(&r["sent"]);
+    assert!((250.0..=410.0).contains(&sent), "sent {sent}");
+    assert!(f(&r["latency"]["p50"]) < 30.0);
+    assert_eq!(r["planned"], Value::Null);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["http", "127.0.0.1:1/x", "--rate", "1", "--duration", "1s"],
+            "bad URL `127.0.0.1:1/x`: no scheme",
+        ),
+        (
+            &["http", "http://127.0.0.1:1/", "--rate", "1", "--duration", "1s"],
+            "cannot connect to http://127.0.0.1:1/: connection refused",
+        ),
+        (&["http", "http://127.0.0.1:1/", "--rate", "1"], "--duration"),
+        (
+            &["http", "http://127.0.0.1:1/", "--duration", "1s"],
+            "--profile steady needs --rate",
+        ),
+        (
+            &[
+                "http",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5000000",
+                "--duration",
+                "1s",
+            ],
+            "out of bounds",
+        ),
+        (
+            &["http", "http://127.0.0.1:1/", "--rate", "1", "--duration", "30d"],
+            "at most 7 days",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = load(args).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_prints_the_partial_report_and_out_writes_files() {
+    let (base, _) = server().await;
+    let url = format!("{base}/ok");
+    let dir = std::env::temp_dir().join(format!("k3scale-load-test-{}", std::process::id()));
+    let dir_s = dir.to_str().unwrap().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_k3scale-load"))
+        .args([
+            "http",
+            &url,
+            "--profile",
+            "ramp",
+            "--rate",
+            "10",
+            "--to",
+            "100",
+            "--duration",
+            "60s",
+        ])
+        .args(["--out", &dir_s])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nix_kill(child.id());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("interrupted: partial report"), "{text}");
+    let report: Value = serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], true);
+    assert!(f(&report["elapsed_s"]) < 10.0);
+    let sent = f(&report["sent"]);
+    // The ramp's first 3 s: 10→14.5 rps, about 37 requests.
+    assert!((25.0..=50.0).contains(&sent), "sent {sent}");
+    let csv = std::fs::read_to_string(dir.join("timeline.csv")).unwrap();
+    assert!(csv.starts_with("second,target_rate,ok,errors,p50_ms"));
+    assert!(csv.lines().count() >= 3, "{csv}");
+    let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("requests per second") && svg.contains("latency (ms)"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn nix_kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
