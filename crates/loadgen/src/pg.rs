@@ -106,6 +106,22 @@ fn server_error(role: &'static str, conn: &str, e: impl std::fmt::Display) -> Pg
     }
 }
 
+/// The innermost useful message of an error chain: for a server's refusal,
+/// its own words ("password authentication failed for user ..."), for a
+/// network failure the OS's ("Connection refused").
+fn why(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    loop {
+        if let Some(db) = cur.downcast_ref::<tokio_postgres::error::DbError>() {
+            return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        }
+        match cur.source() {
+            Some(next) => cur = next,
+            None => return cur.to_string(),
+        }
+    }
+}
+
 /// The pools of a run and what they share.
 #[derive(Debug, Clone)]
 pub struct Pg {
@@ -131,11 +147,11 @@ pub async fn connect(spec: &PgSpec, init: Option<u64>) -> Result<Pg, PgError> {
     let client = primary
         .get()
         .await
-        .map_err(|e| server_error("primary", &spec.primary, e))?;
+        .map_err(|e| server_error("primary", &spec.primary, why(&e)))?;
     let in_recovery: bool = client
         .query_one("select pg_is_in_recovery()", &[])
         .await
-        .map_err(|e| server_error("primary", &spec.primary, e))?
+        .map_err(|e| server_error("primary", &spec.primary, why(&e)))?
         .get(0);
     if in_recovery {
         return Err(server_error(
@@ -147,14 +163,14 @@ pub async fn connect(spec: &PgSpec, init: Option<u64>) -> Result<Pg, PgError> {
     if let Some(rows) = init {
         create_schema(&client, rows)
             .await
-            .map_err(|e| server_error("primary", &spec.primary, e))?;
+            .map_err(|e| server_error("primary", &spec.primary, why(&e)))?;
     }
     let max_id: Option<i64> = client
         .query_one(&format!("select max(id) from {TABLE}"), &[])
         .await
         .map_err(|e| match e.code() {
             Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => NoSchema(describe(&spec.primary)),
-            _ => server_error("primary", &spec.primary, e),
+            _ => server_error("primary", &spec.primary, why(&e)),
         })?
         .get(0);
     drop(client);
@@ -163,11 +179,11 @@ pub async fn connect(spec: &PgSpec, init: Option<u64>) -> Result<Pg, PgError> {
     let mut probes = Vec::new();
     for url in &spec.replicas {
         let p = pool("replica", url, spec.pool_size, spec.timeout)?;
-        let c = p.get().await.map_err(|e| server_error("replica", url, e))?;
+        let c = p.get().await.map_err(|e| server_error("replica", url, why(&e)))?;
         let in_recovery: bool = c
             .query_one("select pg_is_in_recovery()", &[])
             .await
-            .map_err(|e| server_error("replica", url, e))?
+            .map_err(|e| server_error("replica", url, why(&e)))?
             .get(0);
         if !in_recovery {
             tracing::warn!(replica = %describe(url), "the read-only URL points at a primary");
@@ -179,6 +195,12 @@ pub async fn connect(spec: &PgSpec, init: Option<u64>) -> Result<Pg, PgError> {
     // Without replicas, reads go to the primary (and there is no lag).
     if replicas.is_empty() {
         replicas.push(primary.clone());
+    }
+    // Open every pooled connection now, as a warmed-up app has them, so the
+    // first second does not measure connection setup.
+    warm(&primary, "primary", &spec.primary).await?;
+    for (p, url) in replicas.iter().zip(&spec.replicas) {
+        warm(p, "replica", url).await?;
     }
     Ok(Pg {
         primary,
@@ -195,6 +217,15 @@ pub async fn connect(spec: &PgSpec, init: Option<u64>) -> Result<Pg, PgError> {
 }
 
 use PgError::NoSchema;
+
+async fn warm(pool: &Pool, role: &'static str, url: &str) -> Result<(), PgError> {
+    let size = pool.status().max_size;
+    let conns = futures::future::join_all((0..size).map(|_| pool.get())).await;
+    for c in conns {
+        drop(c.map_err(|e| server_error(role, url, why(&e)))?);
+    }
+    Ok(())
+}
 
 async fn create_schema(client: &tokio_postgres::Client, rows: u64) -> Result<(), tokio_postgres::Error> {
     client
