@@ -66,13 +66,15 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Owned from here: a panic below still stops it (Drop).
+        let nginx = Nginx { child, dir, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx { child, dir, port };
+                return nginx;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("nginx did not start; see {}/error.log", dir.display());
+        panic!("nginx did not start; see {}/error.log", nginx.dir.display());
     }
 }
 
