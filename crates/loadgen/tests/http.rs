@@ -223,6 +223,73 @@ async fn closed_model_sends_back_to_back() {
     assert_eq!(r["planned"], Value::Null);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_profile_sends_the_area_under_its_curve() {
+    let (base, _) = server().await;
+    let url = format!("{base}/ok");
+    let file = std::env::temp_dir().join(format!("k3scale-load-profile-{}.csv", std::process::id()));
+    std::fs::write(&file, "# time,rate\n0,50\n2s,150\n").unwrap();
+    let file_s = file.to_str().unwrap().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![url.as_str(), "--duration", "4s"];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move { load_json(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let (ramp, spike, sale, saw, custom) = tokio::join!(
+        // 0→100 over 4 s: 200.
+        run(&["--profile", "ramp", "--rate", "0", "--to", "100"]),
+        // 20/s, 200/s during [1 s, 2 s): 3×20 + 200.
+        run(&[
+            "--profile",
+            "spike",
+            "--rate",
+            "20",
+            "--peak",
+            "200",
+            "--at",
+            "1s",
+            "--for",
+            "1s"
+        ]),
+        // 10/s, 10x for 2 s from 1 s, with 1 s edges: 10 + 55 + 55 + 10.
+        run(&[
+            "--profile",
+            "flash-sale",
+            "--rate",
+            "10",
+            "--at",
+            "1s",
+            "--for",
+            "2s"
+        ]),
+        // 0→40 every 2 s: 2 × 40.
+        run(&[
+            "--profile",
+            "sawtooth",
+            "--rate",
+            "0",
+            "--peak",
+            "40",
+            "--period",
+            "2s"
+        ]),
+        // 50→150 over 2 s, then 150 held: 200 + 300.
+        run(&["--profile-file", &file_s]),
+    );
+    std::fs::remove_file(&file).unwrap();
+    for (name, r, want) in [
+        ("ramp", ramp, 200),
+        ("spike", spike, 260),
+        ("flash-sale", sale, 130),
+        ("sawtooth", saw, 80),
+        ("file", custom, 500),
+    ] {
+        assert_eq!(r["planned"], want, "{name}");
+        assert_eq!(r["ok"], want, "{name}: {}", r["errors"]);
+    }
+}
+
 #[tokio::test]
 async fn bad_input_gets_a_clear_error() {
     let cases: [(&[&str], &str); 6] = [
