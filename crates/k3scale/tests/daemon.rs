@@ -145,6 +145,7 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
         "k3scale_nodes{pool=\"workers\",state=\"launching\"} 1",
         "k3scale_actions_total{action=\"launch\",result=\"ok\"} 1",
         "k3scale_unschedulable_pods 1",
+        "k3scale_pods{state=\"pending\"} 1",
         "k3scale_metrics_available{signal=\"cpu\"} 1",
         "k3scale_reconcile_duration_seconds_count",
         "k3scale_last_successful_reconcile_timestamp_seconds",
