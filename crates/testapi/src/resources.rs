@@ -57,6 +57,15 @@ pub const EVENTS: Resource = grouped("events.k8s.io", "events", "Event");
 pub const LEASES: Resource = grouped("coordination.k8s.io", "leases", "Lease");
 pub const PDBS: Resource = grouped("policy", "poddisruptionbudgets", "PodDisruptionBudget");
 pub const DAEMONSETS: Resource = grouped("apps", "daemonsets", "DaemonSet");
+/// metrics-server's NodeMetrics: served apart from the stored resources
+/// (see `node_metrics`), but audited and authorized like them.
+pub const NODE_METRICS: Resource = Resource {
+    group: "metrics.k8s.io",
+    version: "v1beta1",
+    plural: "nodes",
+    kind: "NodeMetrics",
+    namespaced: false,
+};
 pub const REPLICASETS: Resource = grouped("apps", "replicasets", "ReplicaSet");
 pub const STATEFULSETS: Resource = grouped("apps", "statefulsets", "StatefulSet");
 

@@ -100,6 +100,26 @@ fn verb_of(method: &Method, target: &Target, query: &Query) -> &'static str {
 }
 
 /// The bearer token check and RBAC, as the real server words their failures.
+/// Records the request, then checks the caller may make it.
+fn audit_and_authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    verb: &str,
+    target: &Target,
+) -> Result<(), ApiError> {
+    shared.audit.lock().expect("audit lock").push(RequestRecord {
+        verb: verb.to_string(),
+        group: target.resource.group.to_string(),
+        resource: match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.resource.plural),
+            None => target.resource.plural.to_string(),
+        },
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+    });
+    authorize(shared, headers, verb, target)
+}
+
 fn authorize(shared: &Shared, headers: &HeaderMap, verb: &str, t: &Target) -> Result<(), ApiError> {
     let Some(expected) = &shared.options.token else {
         return Ok(());
@@ -153,23 +173,24 @@ pub async fn handle(
         return json_response(200, &version());
     }
     if let Some(rest) = path.strip_prefix("/apis/metrics.k8s.io/v1beta1/") {
+        let name = rest.strip_prefix("nodes").unwrap_or(rest).trim_start_matches('/');
+        let target = resources::Target {
+            resource: resources::NODE_METRICS,
+            namespace: String::new(),
+            name: name.to_string(),
+            subresource: None,
+        };
+        let verb = if name.is_empty() { "list" } else { "get" };
+        if let Err(e) = audit_and_authorize(&shared, &headers, verb, &target) {
+            return e.into_response();
+        }
         return node_metrics(&shared, rest);
     }
     let Some(target) = resources::parse_path(path) else {
         return text_response(StatusCode::NOT_FOUND, "404 page not found\n");
     };
     let verb = verb_of(&method, &target, &query);
-    shared.audit.lock().expect("audit lock").push(RequestRecord {
-        verb: verb.to_string(),
-        group: target.resource.group.to_string(),
-        resource: match &target.subresource {
-            Some(sub) => format!("{}/{sub}", target.resource.plural),
-            None => target.resource.plural.to_string(),
-        },
-        namespace: target.namespace.clone(),
-        name: target.name.clone(),
-    });
-    if let Err(e) = authorize(&shared, &headers, verb, &target) {
+    if let Err(e) = audit_and_authorize(&shared, &headers, verb, &target) {
         return e.into_response();
     }
     let content_type = headers
