@@ -59,7 +59,9 @@ export REPL_PASSWORD="$repl_password"
 mkdir -p "$socket_dir"
 
 # The settings both roles run with, on the command line so that they win
-# over whatever a cloned postgresql.conf says.
+# over whatever a cloned postgresql.conf says. max_slot_wal_keep_size: a
+# replica removed by a scale-down leaves its slot behind; past 1 GB of WAL
+# the slot is given up instead of filling the primary's disk.
 run_server() {
     exec postgres -D "$PGDATA" \
         -c port="$port" \
@@ -71,6 +73,7 @@ run_server() {
         -c wal_keep_size=256MB \
         -c hot_standby=on \
         -c hot_standby_feedback=on \
+        -c max_slot_wal_keep_size=1GB \
         -c password_encryption=scram-sha-256
 }
 
