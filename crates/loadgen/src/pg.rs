@@ -169,7 +169,9 @@ pub async fn connect(spec: &PgSpec, init: Option<u64>) -> Result<Pg, PgError> {
         .query_one(&format!("select max(id) from {TABLE}"), &[])
         .await
         .map_err(|e| match e.code() {
-            Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => NoSchema(describe(&spec.primary)),
+            Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                PgError::NoSchema(describe(&spec.primary))
+            }
             _ => server_error("primary", &spec.primary, why(&e)),
         })?
         .get(0);
@@ -215,8 +217,6 @@ pub async fn connect(spec: &PgSpec, init: Option<u64>) -> Result<Pg, PgError> {
         stop: CancellationToken::new(),
     })
 }
-
-use PgError::NoSchema;
 
 async fn warm(pool: &Pool, role: &'static str, url: &str) -> Result<(), PgError> {
     let size = pool.status().max_size;
