@@ -14,7 +14,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p k3scale \
+    cargo build --release --locked -p k3scale --features aws \
     && install -D -m 755 target/release/k3scale /out/k3scale \
     && strip /out/k3scale
 

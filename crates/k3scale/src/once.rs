@@ -3,7 +3,7 @@
 //! but with the daemon's state store, lock and journal: two overlapping
 //! runs never both act, and a run killed half-way is finished by the next.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k3scale::controller::Controller;
 use k3scale::kube::KubeCluster;
 use k3scale::kube::cluster::SYNC_TIMEOUT;
@@ -83,7 +83,21 @@ pub async fn controller(
                 .unwrap_or_else(crate::run::lease_namespace);
             Arc::new(KubernetesStore::new(client.clone(), &namespace))
         }
-        other => bail!("state.backend {other:?} is not part of this build yet; use sqlite or kubernetes"),
+        #[cfg(feature = "aws")]
+        StateBackend::Dynamodb => {
+            let table = cfg
+                .state
+                .table
+                .as_deref()
+                .context("state.table is required with the dynamodb backend")?;
+            Arc::new(k3scale::state::dynamodb::DynamoStore::connect(table, None).await)
+        }
+        #[cfg(not(feature = "aws"))]
+        StateBackend::Dynamodb => {
+            anyhow::bail!(
+                "state.backend dynamodb needs k3scale built with `--features aws` (the release images are)"
+            )
+        }
     };
     let cluster = Arc::new(KubeCluster::start(client, identity));
     tokio::time::timeout(SYNC_TIMEOUT, cluster.wait_synced())

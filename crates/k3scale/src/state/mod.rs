@@ -6,6 +6,8 @@
 //! lock is only renewed or released by its owner (a lock anyone can release
 //! is a known bug of cron-script autoscalers).
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod kubernetes;
 pub mod sqlite;
 

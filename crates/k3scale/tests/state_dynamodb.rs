@@ -1,0 +1,165 @@
+//! The DynamoDB state store against a local AWS emulator (moto): the same
+//! behaviour suite as SQLite and Kubernetes, lock contention between two
+//! owners, and throttling / 5xx answers injected by a local proxy (retried
+//! with backoff, then a clear error without secrets).
+#![allow(clippy::unwrap_used)]
+
+mod awsfix;
+mod statefix;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use k3scale::state::dynamodb::DynamoStore;
+use k3scale::state::{StateError, StateStore};
+
+async fn create_table(config: &aws_config::SdkConfig, table: &str) {
+    let client = aws_sdk_dynamodb::Client::new(config);
+    let attr = |name: &str, t| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S))
+        .attribute_definitions(attr("sk", ScalarAttributeType::N))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn store_on(moto: &awsfix::Moto, table: &str) -> impl Fn() -> Arc<dyn StateStore> + Sync + use<> {
+    let config = moto.sdk_config();
+    create_table(&config, table).await;
+    let table = table.to_string();
+    move || {
+        Arc::new(DynamoStore::with_client(
+            aws_sdk_dynamodb::Client::new(&config),
+            &table,
+        )) as Arc<dyn StateStore>
+    }
+}
+
+#[tokio::test]
+async fn behaves_like_every_state_store() {
+    let moto = awsfix::Moto::start().await;
+    let open = store_on(&moto, "k3scale-suite").await;
+    statefix::values_are_compare_and_swap(&open).await;
+    statefix::the_journal_survives_a_reopen(&open).await;
+    statefix::events_page_newest_first(&open).await;
+    statefix::only_the_owner_renews_or_releases_a_lock(&open).await;
+}
+
+#[tokio::test]
+async fn two_owners_never_hold_the_lock_together() {
+    let moto = awsfix::Moto::start().await;
+    let open = store_on(&moto, "k3scale-race").await;
+    statefix::two_handles_never_hold_the_lock_together(&open, 40).await;
+}
+
+/// A proxy in front of the emulator that answers the first `fail_first`
+/// requests itself with `status` and an AWS error `code`, then forwards.
+async fn faulty_proxy(
+    target: String,
+    fail_first: usize,
+    status: u16,
+    code: &'static str,
+) -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let http = reqwest::Client::new();
+    let app =
+        axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (seen, http, target) = (counter.clone(), http.clone(), target.clone());
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    let body = format!(
+                        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected"}}"#
+                    );
+                    return (
+                        StatusCode::from_u16(status).unwrap(),
+                        [("content-type", "application/x-amz-json-1.0")],
+                        body,
+                    )
+                        .into_response();
+                }
+                let mut req = http.request(method, format!("{target}{uri}")).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        req = req.header(name, value);
+                    }
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status();
+                let ct = resp.headers().get("content-type").cloned();
+                let body = resp.bytes().await.unwrap();
+                let mut out = (status, body).into_response();
+                if let Some(ct) = ct {
+                    out.headers_mut().insert("content-type", ct);
+                }
+                out
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff_and_an_outage_is_a_clear_error() {
+    let moto = awsfix::Moto::start().await;
+    create_table(&moto.sdk_config(), "k3scale-faults").await;
+
+    // Two throttled answers, then the emulator: the SDK's standard retry
+    // (3 attempts, exponential backoff) gets the write through.
+    let (url, seen) = faulty_proxy(moto.url.clone(), 2, 400, "ThrottlingException").await;
+    let store = DynamoStore::with_client(
+        aws_sdk_dynamodb::Client::new(&awsfix::sdk_config(&url)),
+        "k3scale-faults",
+    );
+    assert_eq!(store.put("cooldown/workers", "t1", 0).await.unwrap(), 1);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        3,
+        "two throttled attempts and one that landed"
+    );
+    assert_eq!(store.get("cooldown/workers").await.unwrap().unwrap().value, "t1");
+
+    // A service that keeps answering 500: retried, then Unavailable, and
+    // the error names the table but carries no credentials.
+    let (url, seen) = faulty_proxy(moto.url.clone(), usize::MAX, 500, "InternalServerError").await;
+    let store = DynamoStore::with_client(
+        aws_sdk_dynamodb::Client::new(&awsfix::sdk_config(&url)),
+        "k3scale-faults",
+    );
+    let err = store.get("cooldown/workers").await.unwrap_err();
+    assert!(seen.load(Ordering::SeqCst) >= 3, "retried before giving up");
+    let StateError::Unavailable { location, cause } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(location, "dynamodb table k3scale-faults");
+    assert!(cause.contains("InternalServerError"), "{cause}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(awsfix::SECRET_KEY), "{text}");
+}
