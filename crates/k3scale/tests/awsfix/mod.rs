@@ -4,7 +4,13 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
 
 /// Dummy credentials: they must never show up in an error or a log.
 pub const SECRET_KEY: &str = "k3scale-test-secret-access-key";
@@ -66,4 +72,61 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What a fault rule answers instead of the emulator: status, content type, body.
+pub type Fault = (u16, &'static str, String);
+
+/// A proxy in front of the emulator: for each request (its number from 0
+/// and its body), `rule` may answer with a fault; otherwise the request is
+/// forwarded. Returns the proxy's URL and the count of requests seen.
+pub async fn faulty_proxy(
+    target: String,
+    rule: impl Fn(usize, &str) -> Option<Fault> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let rule = Arc::new(rule);
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (seen, http, target, rule) = (counter.clone(), http.clone(), target.clone(), rule.clone());
+        async move {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            if let Some((status, content_type, fault)) = rule(n, &String::from_utf8_lossy(&body)) {
+                return (StatusCode::from_u16(status).unwrap(), [("content-type", content_type)], fault).into_response();
+            }
+            let mut req = http.request(method, format!("{target}{uri}")).body(body);
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    req = req.header(name, value);
+                }
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let content_type = resp.headers().get("content-type").cloned();
+            let mut out = (status, resp.bytes().await.unwrap()).into_response();
+            if let Some(ct) = content_type {
+                out.headers_mut().insert("content-type", ct);
+            }
+            out
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// An EC2 (query protocol) error answer.
+pub fn ec2_error(status: u16, code: &str) -> Fault {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>injected {code}</Message></Error></Errors><RequestID>k3scale-test</RequestID></Response>"
+    );
+    (status, "text/xml", body)
+}
+
+/// A DynamoDB (JSON 1.0 protocol) error answer.
+pub fn dynamodb_error(status: u16, code: &str) -> Fault {
+    let body = format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected"}}"#);
+    (status, "application/x-amz-json-1.0", body)
 }
