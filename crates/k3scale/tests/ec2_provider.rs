@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod awsfix;
+mod kubefix;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,10 +28,24 @@ struct Aws {
 async fn aws() -> Aws {
     let moto = awsfix::Moto::start().await;
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
-    let image = ec2.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_string();
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
     ec2.create_launch_template()
         .launch_template_name("k3s-agent")
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id(image).instance_type("t3.medium".into()).build())
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(image)
+                .instance_type("t3.medium".into())
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -42,7 +57,9 @@ async fn aws() -> Aws {
         .unwrap();
     let mut by_az = BTreeMap::new();
     for s in subnets.subnets() {
-        by_az.entry(s.availability_zone().unwrap().to_string()).or_insert(s.subnet_id().unwrap().to_string());
+        by_az
+            .entry(s.availability_zone().unwrap().to_string())
+            .or_insert(s.subnet_id().unwrap().to_string());
     }
     let subnets: Vec<String> = by_az.into_values().take(2).collect();
     assert_eq!(subnets.len(), 2, "two AZs");
@@ -68,7 +85,12 @@ fn config(aws: &Aws, capacity: Capacity, types: &[&str]) -> Ec2ProviderConfig {
 fn provider(url: &str, pool: &str, config: Ec2ProviderConfig) -> Ec2Provider {
     let mut p = k3scale_core::testkit::workers();
     p.name = pool.into();
-    Ec2Provider::with_client(aws_sdk_ec2::Client::new(&awsfix::sdk_config(url)), "home", p, config)
+    Ec2Provider::with_client(
+        aws_sdk_ec2::Client::new(&awsfix::sdk_config(url)),
+        "home",
+        p,
+        config,
+    )
 }
 
 async fn instance(aws: &Aws, provider_id: &str) -> aws_sdk_ec2::types::Instance {
@@ -92,14 +114,28 @@ async fn launches_spread_over_azs_lists_and_terminates_only_ours() {
     for m in &machines {
         let i = instance(&aws, &m.provider_id).await;
         *per_subnet.entry(i.subnet_id().unwrap().to_string()).or_insert(0) += 1;
-        let tags: BTreeMap<_, _> = i.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+        let tags: BTreeMap<_, _> = i
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap(), t.value().unwrap()))
+            .collect();
         assert_eq!(tags["Name"], m.name);
-        assert_eq!((tags["k3scale.io/cluster"], tags["k3scale.io/pool"]), ("home", "workers"));
-        assert_eq!((tags["app.kubernetes.io/managed-by"], tags["team"]), ("k3scale", "platform"));
+        assert_eq!(
+            (tags["k3scale.io/cluster"], tags["k3scale.io/pool"]),
+            ("home", "workers")
+        );
+        assert_eq!(
+            (tags["app.kubernetes.io/managed-by"], tags["team"]),
+            ("k3scale", "platform")
+        );
         assert!(!tags.values().any(|v| v.contains("token")), "{tags:?}");
         assert_eq!(i.instance_lifecycle(), None, "on-demand");
     }
-    assert_eq!(per_subnet.values().copied().collect::<Vec<_>>(), vec![2, 2], "{per_subnet:?}");
+    assert_eq!(
+        per_subnet.values().copied().collect::<Vec<_>>(),
+        vec![2, 2],
+        "{per_subnet:?}"
+    );
 
     // User data joins the agent by name, reading the token at boot.
     let ec2 = aws_sdk_ec2::Client::new(&aws.moto.sdk_config());
@@ -111,9 +147,14 @@ async fn launches_spread_over_azs_lists_and_terminates_only_ours() {
         .send()
         .await
         .unwrap();
-    let script = base64::engine::general_purpose::STANDARD.decode(attr.user_data().unwrap().value().unwrap()).unwrap();
+    let script = base64::engine::general_purpose::STANDARD
+        .decode(attr.user_data().unwrap().value().unwrap())
+        .unwrap();
     let script = String::from_utf8(script).unwrap();
-    assert!(script.contains("name='workers-a0'") && script.contains("token_secret='k3s/agent-token'"), "{script}");
+    assert!(
+        script.contains("name='workers-a0'") && script.contains("token_secret='k3s/agent-token'"),
+        "{script}"
+    );
 
     // Idempotent: the same name gives the same instance.
     let again = p.create("workers-a0").await.unwrap();
@@ -150,17 +191,35 @@ async fn spot_without_capacity_falls_back_to_on_demand() {
         })
     })
     .await;
-    let p = provider(&url, "workers", config(&aws, Capacity::SpotThenOnDemand, &["m6i.large", "m5.large"]));
+    let p = provider(
+        &url,
+        "workers",
+        config(&aws, Capacity::SpotThenOnDemand, &["m6i.large", "m5.large"]),
+    );
     let m = p.create("workers-s0").await.unwrap();
     let i = instance(&aws, &m.provider_id).await;
-    assert_eq!(i.instance_lifecycle(), None, "on-demand after spot had no capacity");
-    assert_eq!(i.instance_type().unwrap().as_str(), "m6i.large", "the first type, on demand");
-    assert!(spot_tries.load(Ordering::SeqCst) >= 2, "both types were tried on spot first");
+    assert_eq!(
+        i.instance_lifecycle(),
+        None,
+        "on-demand after spot had no capacity"
+    );
+    assert_eq!(
+        i.instance_type().unwrap().as_str(),
+        "m6i.large",
+        "the first type, on demand"
+    );
+    assert!(
+        spot_tries.load(Ordering::SeqCst) >= 2,
+        "both types were tried on spot first"
+    );
 
     // Spot only, and no spot anywhere: InsufficientCapacity, nothing launched.
     let p = provider(&url, "spot", config(&aws, Capacity::Spot, &["m6i.large"]));
     let err = p.create("spot-s1").await.unwrap_err();
-    assert!(matches!(err, ProviderError::InsufficientCapacity(ref m) if m.contains("InsufficientInstanceCapacity")), "{err:?}");
+    assert!(
+        matches!(err, ProviderError::InsufficientCapacity(ref m) if m.contains("InsufficientInstanceCapacity")),
+        "{err:?}"
+    );
     assert!(p.list().await.unwrap().is_empty());
 }
 
@@ -168,11 +227,18 @@ async fn spot_without_capacity_falls_back_to_on_demand() {
 async fn quotas_are_insufficient_capacity_throttling_is_retried_bad_templates_are_fatal() {
     let aws = aws().await;
     let (url, _) = awsfix::faulty_proxy(aws.moto.url.clone(), |_, body| {
-        body.contains("Action=RunInstances").then(|| awsfix::ec2_error(400, "VcpuLimitExceeded"))
+        body.contains("Action=RunInstances")
+            .then(|| awsfix::ec2_error(400, "VcpuLimitExceeded"))
     })
     .await;
-    let err = provider(&url, "workers", config(&aws, Capacity::OnDemand, &[])).create("workers-q0").await.unwrap_err();
-    assert!(matches!(err, ProviderError::InsufficientCapacity(ref m) if m.contains("VcpuLimitExceeded")), "{err:?}");
+    let err = provider(&url, "workers", config(&aws, Capacity::OnDemand, &[]))
+        .create("workers-q0")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::InsufficientCapacity(ref m) if m.contains("VcpuLimitExceeded")),
+        "{err:?}"
+    );
 
     // Two throttled answers, then the emulator: the SDK retries with backoff.
     let (url, seen) = awsfix::faulty_proxy(aws.moto.url.clone(), |n, _| {
@@ -186,8 +252,143 @@ async fn quotas_are_insufficient_capacity_throttling_is_retried_bad_templates_ar
     // A launch template that does not exist will not fix itself.
     let mut bad = config(&aws, Capacity::OnDemand, &[]);
     bad.launch_template = Some("no-such-template".into());
-    let err = provider(&aws.moto.url, "workers", bad).create("workers-f0").await.unwrap_err();
+    let err = provider(&aws.moto.url, "workers", bad)
+        .create("workers-f0")
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProviderError::Fatal(_)), "{err:?}");
     let text = format!("{err}");
     assert!(!text.contains(awsfix::SECRET_KEY), "{text}");
+}
+
+/// The same controller as with Docker: a pending pod launches an instance in
+/// the emulator, the node joins, the load goes, and the drained node's
+/// instance is terminated.
+#[tokio::test]
+async fn an_ec2_pool_grows_and_shrinks_through_the_controller() {
+    use k3scale::controller::Controller;
+    use k3scale::machines::MachinePool;
+    use k3scale::metrics::metrics_server::MetricsServer;
+    use k3scale::provider::unix_now;
+    use k3scale::state::sqlite::SqliteStore;
+    use k3scale_core::lifecycle::LifecycleConfig;
+    use k3scale_testapi::MetricsMode;
+    use k3scale_testapi::resources::PODS;
+    use kubefix::*;
+
+    let aws = aws().await;
+    let k = kubefix::start().await;
+    k3s_server(&k);
+    let yaml = "
+cluster: home
+metrics: { source: metrics-server }
+policy:
+  scale_up: { cooldown: 0s }
+  scale_down: { cpu_for: 0s, memory_for: 0s, cooldown: 0s }
+pools:
+  - name: workers
+    min: 0
+    max: 3
+    template: { cpu: \"2\", memory: 4Gi, boot_time: 5s }
+    provider:
+      aws_ec2: { region: us-east-1, server_url: \"https://10.0.0.10:6443\", subnets: [x], launch_template: k3s-agent, token_secret: k3s/agent-token }
+";
+    let loaded = k3scale_core::config::load("k3scale.yaml", yaml).unwrap();
+    let pool = loaded.policy.pools[0].clone();
+    let provider = provider(&aws.moto.url, "workers", config(&aws, Capacity::OnDemand, &[]));
+    let dir = std::env::temp_dir().join(format!("k3scale-ec2-controller-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let cluster = k.cluster().await;
+    let pools = BTreeMap::from([(
+        pool.name.clone(),
+        MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
+    )]);
+    let mut seq = 0u64;
+    let mut controller = Controller::new(
+        loaded.policy,
+        cluster.clone(),
+        Some(Box::new(MetricsServer::new(cluster.clone()))),
+        pools,
+        store,
+        Box::new(move || {
+            seq += 1;
+            seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        }),
+    );
+    let usage = |nodes: &[&str], cpu: &str| {
+        k.server.set_metrics(MetricsMode::Serving(
+            nodes
+                .iter()
+                .map(|n| (n.to_string(), (cpu.to_string(), "512Mi".to_string())))
+                .collect(),
+        ))
+    };
+    usage(&["server"], "200m");
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    eventually(10, "pending pod seen", || {
+        let mut s = k3scale_core::Snapshot::default();
+        cluster.fill(&mut s);
+        s.pods
+            .iter()
+            .any(|p| p.name == "web-0" && p.unschedulable_since.is_some())
+    })
+    .await;
+
+    let up = controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(up.launched.len(), 1, "{:?} {:?}", up.decision.reasons, up.failed);
+    let agent = up.launched[0].clone();
+    let ec2 = aws_sdk_ec2::Client::new(&aws.moto.sdk_config());
+    let running = || async {
+        let out = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag:Name").values(&agent).build())
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum::<usize>()
+    };
+    assert_eq!(running().await, 1, "one instance named as its Node");
+
+    // The instance's user data joins it; the scheduler places the pod.
+    register(&k, &agent);
+    k.apply(&pod("shop", "web-0", "web", Some(&agent), "1500m", "1Gi"));
+    usage(&["server", &agent], "1500m");
+    eventually(10, "pod on the agent", || cluster.pods_on_node(&agent).len() == 1).await;
+    let steady = controller.reconcile(unix_now()).await.unwrap();
+    assert!(
+        steady.launched.is_empty() && steady.removed.is_empty(),
+        "{:?}",
+        steady.decision.reasons
+    );
+
+    // The load goes: drained, Node deleted, instance terminated.
+    k.server.remove(&PODS, "shop", "web-0");
+    usage(&["server", &agent], "10m");
+    eventually(10, "pod gone", || cluster.pods_on_node(&agent).is_empty()).await;
+    let down = controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(
+        down.removed,
+        std::slice::from_ref(&agent),
+        "{:?} {:?}",
+        down.decision.reasons,
+        down.failed
+    );
+    assert_eq!(running().await, 0, "terminated");
+    assert!(
+        k.server
+            .get(&k3scale_testapi::resources::NODES, "", &agent)
+            .is_none()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

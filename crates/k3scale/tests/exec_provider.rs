@@ -266,7 +266,8 @@ async fn providers_are_built_from_the_configuration_file() {
         )
     );
     let built =
-        k3scale::provider::from_config("home", &loaded.policy.pools[1], &loaded.config.pools[1].provider).await;
+        k3scale::provider::from_config("home", &loaded.policy.pools[1], &loaded.config.pools[1].provider)
+            .await;
     #[cfg(feature = "aws")]
     assert_eq!(built.unwrap().kind(), "aws_ec2");
     #[cfg(not(feature = "aws"))]

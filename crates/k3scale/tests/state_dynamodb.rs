@@ -81,7 +81,8 @@ async fn throttling_is_retried_with_backoff_and_an_outage_is_a_clear_error() {
 
     // Two throttled answers, then the emulator: the SDK's standard retry
     // (3 attempts, exponential backoff) gets the write through.
-    let throttle_twice = |n: usize, _: &str| (n < 2).then(|| awsfix::dynamodb_error(400, "ThrottlingException"));
+    let throttle_twice =
+        |n: usize, _: &str| (n < 2).then(|| awsfix::dynamodb_error(400, "ThrottlingException"));
     let (url, seen) = awsfix::faulty_proxy(moto.url.clone(), throttle_twice).await;
     let store = DynamoStore::with_client(
         aws_sdk_dynamodb::Client::new(&awsfix::sdk_config(&url)),
@@ -97,8 +98,10 @@ async fn throttling_is_retried_with_backoff_and_an_outage_is_a_clear_error() {
 
     // A service that keeps answering 500: retried, then Unavailable, and
     // the error names the table but carries no credentials.
-    let (url, seen) =
-        awsfix::faulty_proxy(moto.url.clone(), |_, _| Some(awsfix::dynamodb_error(500, "InternalServerError"))).await;
+    let (url, seen) = awsfix::faulty_proxy(moto.url.clone(), |_, _| {
+        Some(awsfix::dynamodb_error(500, "InternalServerError"))
+    })
+    .await;
     let store = DynamoStore::with_client(
         aws_sdk_dynamodb::Client::new(&awsfix::sdk_config(&url)),
         "k3scale-faults",

@@ -496,7 +496,10 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
                 );
             }
             if a.token_secret.trim().is_empty() {
-                v.error(&format!("{path}.token_secret"), "name the Secrets Manager secret or ssm:<parameter> holding the K3s token");
+                v.error(
+                    &format!("{path}.token_secret"),
+                    "name the Secrets Manager secret or ssm:<parameter> holding the K3s token",
+                );
             }
             match (&a.launch_template, &a.ami) {
                 (None, None) => v.error(&path, "set launch_template, or ami with instance_types"),

@@ -13,9 +13,9 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     Filter, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName,
-    InstanceType, LaunchTemplateSpecification, MarketType, ResourceType, SpotInstanceType, SpotMarketOptions, Tag,
-    TagSpecification,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceStateName, InstanceType, LaunchTemplateSpecification, MarketType, ResourceType, SpotInstanceType,
+    SpotMarketOptions, Tag, TagSpecification,
 };
 use base64::Engine as _;
 use k3scale_core::Time;
@@ -73,7 +73,9 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
 /// Quoted for a shell script, refusing what cannot be quoted safely.
 fn shell_word(what: &str, v: &str) -> Result<String, ProviderError> {
     if v.contains('\'') || v.contains('\n') {
-        return Err(ProviderError::Fatal(format!("{what} must not contain quotes or newlines")));
+        return Err(ProviderError::Fatal(format!(
+            "{what} must not contain quotes or newlines"
+        )));
     }
     Ok(format!("'{v}'"))
 }
@@ -89,8 +91,18 @@ impl Ec2Provider {
         Self::with_client(Client::new(&sdk), cluster, pool, config)
     }
 
-    pub fn with_client(client: Client, cluster: &str, pool: k3scale_core::Pool, config: Ec2ProviderConfig) -> Self {
-        Ec2Provider { client, cluster: cluster.to_string(), pool, config }
+    pub fn with_client(
+        client: Client,
+        cluster: &str,
+        pool: k3scale_core::Pool,
+        config: Ec2ProviderConfig,
+    ) -> Self {
+        Ec2Provider {
+            client,
+            cluster: cluster.to_string(),
+            pool,
+            config,
+        }
     }
 
     /// The launch attempts in order: spot first when asked, each instance
@@ -108,7 +120,12 @@ impl Ec2Provider {
         };
         markets
             .iter()
-            .flat_map(|&spot| types.iter().map(move |t| Attempt { spot, instance_type: t.clone() }))
+            .flat_map(|&spot| {
+                types.iter().map(move |t| Attempt {
+                    spot,
+                    instance_type: t.clone(),
+                })
+            })
             .collect()
     }
 
@@ -154,21 +171,32 @@ curl -sfL https://get.k3s.io | K3S_URL="$server_url" INSTALL_K3S_EXEC="agent \
     }
 
     fn tags(&self, name: &str) -> Vec<Tag> {
-        let mut tags: BTreeMap<&str, &str> = self.config.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut tags: BTreeMap<&str, &str> = self
+            .config
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         tags.insert("Name", name);
         tags.insert(CLUSTER_LABEL, &self.cluster);
         tags.insert(POOL_LABEL, &self.pool.name);
         tags.insert(MANAGED_BY_LABEL, "k3scale");
-        tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+        tags.into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect()
     }
 
     /// Our live instances (pending to stopped), with their subnets.
     async fn ours(&self, name: Option<&str>) -> Result<Vec<Instance>, ProviderError> {
-        let filter = |key: &str, values: Vec<String>| Filter::builder().name(key).set_values(Some(values)).build();
+        let filter =
+            |key: &str, values: Vec<String>| Filter::builder().name(key).set_values(Some(values)).build();
         let mut filters = vec![
             filter(&format!("tag:{CLUSTER_LABEL}"), vec![self.cluster.clone()]),
             filter(&format!("tag:{POOL_LABEL}"), vec![self.pool.name.clone()]),
-            filter("instance-state-name", LIVE.iter().map(|s| s.to_string()).collect()),
+            filter(
+                "instance-state-name",
+                LIVE.iter().map(|s| s.to_string()).collect(),
+            ),
         ];
         if let Some(name) = name {
             filters.push(filter("tag:Name", vec![name.to_string()]));
@@ -184,7 +212,11 @@ curl -sfL https://get.k3s.io | K3S_URL="$server_url" INSTALL_K3S_EXEC="agent \
                 .send()
                 .await
                 .map_err(|e| classify("describe instances", &e))?;
-            out.extend(page.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
+            out.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances().iter().cloned()),
+            );
             match page.next_token {
                 Some(t) if !t.is_empty() => next = Some(t),
                 _ => break,
@@ -194,14 +226,22 @@ curl -sfL https://get.k3s.io | K3S_URL="$server_url" INSTALL_K3S_EXEC="agent \
     }
 
     fn machine(&self, i: &Instance) -> Option<Machine> {
-        let name = i.tags().iter().find(|t| t.key() == Some("Name"))?.value()?.to_string();
+        let name = i
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("Name"))?
+            .value()?
+            .to_string();
         let id = i.instance_id()?;
         let zone = i.placement().and_then(|p| p.availability_zone()).unwrap_or("");
         Some(Machine {
             name,
             pool: self.pool.name.clone(),
             provider_id: format!("aws:///{zone}/{id}"),
-            created_at: Time::from_millis(i.launch_time().map_or(0, |t| t.to_millis().unwrap_or(0).max(0) as u64)),
+            created_at: Time::from_millis(
+                i.launch_time()
+                    .map_or(0, |t| t.to_millis().unwrap_or(0).max(0) as u64),
+            ),
             running: i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running),
         })
     }
@@ -214,13 +254,25 @@ curl -sfL https://get.k3s.io | K3S_URL="$server_url" INSTALL_K3S_EXEC="agent \
             .subnets
             .iter()
             .enumerate()
-            .map(|(i, s)| (live.iter().filter(|x| x.subnet_id() == Some(s.as_str())).count(), i, s.clone()))
+            .map(|(i, s)| {
+                (
+                    live.iter().filter(|x| x.subnet_id() == Some(s.as_str())).count(),
+                    i,
+                    s.clone(),
+                )
+            })
             .collect();
         subnets.sort();
         subnets.into_iter().map(|(_, _, s)| s).collect()
     }
 
-    async fn launch(&self, name: &str, subnet: &str, attempt: &Attempt, token: String) -> Result<Instance, ProviderError> {
+    async fn launch(
+        &self,
+        name: &str,
+        subnet: &str,
+        attempt: &Attempt,
+        token: String,
+    ) -> Result<Instance, ProviderError> {
         let user_data = base64::engine::general_purpose::STANDARD.encode(self.user_data(name)?);
         let mut run = self
             .client
@@ -239,14 +291,24 @@ curl -sfL https://get.k3s.io | K3S_URL="$server_url" INSTALL_K3S_EXEC="agent \
                     .build(),
             )
             .tag_specifications(
-                TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(self.tags(name))).build(),
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(self.tags(name)))
+                    .build(),
             )
             .tag_specifications(
-                TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(self.tags(name))).build(),
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Volume)
+                    .set_tags(Some(self.tags(name)))
+                    .build(),
             );
         if let Some(lt) = &self.config.launch_template {
             let spec = LaunchTemplateSpecification::builder();
-            let spec = if lt.starts_with("lt-") { spec.launch_template_id(lt) } else { spec.launch_template_name(lt) };
+            let spec = if lt.starts_with("lt-") {
+                spec.launch_template_id(lt)
+            } else {
+                spec.launch_template_name(lt)
+            };
             run = run.launch_template(spec.version("$Default").build());
         }
         if let Some(ami) = &self.config.ami {
@@ -260,7 +322,11 @@ curl -sfL https://get.k3s.io | K3S_URL="$server_url" INSTALL_K3S_EXEC="agent \
         }
         if let Some(profile) = &self.config.instance_profile {
             let spec = IamInstanceProfileSpecification::builder();
-            let spec = if profile.starts_with("arn:") { spec.arn(profile) } else { spec.name(profile) };
+            let spec = if profile.starts_with("arn:") {
+                spec.arn(profile)
+            } else {
+                spec.name(profile)
+            };
             run = run.iam_instance_profile(spec.build());
         }
         if attempt.spot {
@@ -292,7 +358,9 @@ impl NodeProvider for Ec2Provider {
 
     async fn create(&self, name: &str) -> Result<Machine, ProviderError> {
         if let Some(existing) = self.ours(Some(name)).await?.first() {
-            return self.machine(existing).ok_or_else(|| ProviderError::Transient(format!("instance {name} has no id yet")));
+            return self
+                .machine(existing)
+                .ok_or_else(|| ProviderError::Transient(format!("instance {name} has no id yet")));
         }
         let live = self.ours(None).await?;
         let mut last = None;
@@ -300,13 +368,18 @@ impl NodeProvider for Ec2Provider {
         // capacity and quotas differ per AZ.
         for (s, subnet) in self.subnets_by_load(&live).iter().enumerate() {
             for (a, attempt) in self.attempts().iter().enumerate() {
-                match self.launch(name, subnet, attempt, format!("{name}-{s}-{a}")).await {
+                match self
+                    .launch(name, subnet, attempt, format!("{name}-{s}-{a}"))
+                    .await
+                {
                     Ok(instance) => {
                         tracing::info!(
                             machine = name, subnet = %subnet, spot = attempt.spot,
                             instance_type = ?attempt.instance_type, id = ?instance.instance_id(), "launched"
                         );
-                        return self.machine(&instance).ok_or_else(|| ProviderError::Transient("launched instance has no id".into()));
+                        return self
+                            .machine(&instance)
+                            .ok_or_else(|| ProviderError::Transient("launched instance has no id".into()));
                     }
                     Err(ProviderError::InsufficientCapacity(why)) => {
                         tracing::warn!(machine = name, subnet = %subnet, spot = attempt.spot, why = %why, "no capacity, trying the next option");
@@ -316,25 +389,47 @@ impl NodeProvider for Ec2Provider {
                 }
             }
         }
-        Err(ProviderError::InsufficientCapacity(last.unwrap_or_else(|| "no subnet to launch in".into())))
+        Err(ProviderError::InsufficientCapacity(
+            last.unwrap_or_else(|| "no subnet to launch in".into()),
+        ))
     }
 
     async fn delete(&self, name: &str) -> Result<(), ProviderError> {
         // Only instances carrying our cluster and pool tags are ever terminated.
-        let ids: Vec<String> =
-            self.ours(Some(name)).await?.iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+        let ids: Vec<String> = self
+            .ours(Some(name))
+            .await?
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }
-        match self.client.terminate_instances().set_instance_ids(Some(ids)).send().await {
+        match self
+            .client
+            .terminate_instances()
+            .set_instance_ids(Some(ids))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if e.code().is_some_and(|c| c.starts_with("InvalidInstanceID.NotFound")) => Ok(()),
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| c.starts_with("InvalidInstanceID.NotFound")) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(classify("terminate instances", &e)),
         }
     }
 
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
-        Ok(self.ours(None).await?.iter().filter_map(|i| self.machine(i)).collect())
+        Ok(self
+            .ours(None)
+            .await?
+            .iter()
+            .filter_map(|i| self.machine(i))
+            .collect())
     }
 }
 
@@ -343,7 +438,9 @@ mod tests {
     use super::*;
 
     fn provider(capacity: Capacity, types: &[&str]) -> Ec2Provider {
-        let sdk = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
         let config = Ec2ProviderConfig {
             region: "eu-west-1".into(),
             server_url: "https://k3s.internal:6443".into(),
@@ -357,29 +454,59 @@ mod tests {
             token_secret: "k3s/token".into(),
             tags: BTreeMap::new(),
         };
-        Ec2Provider::with_client(Client::new(&sdk), "home", k3scale_core::testkit::workers(), config)
+        Ec2Provider::with_client(
+            Client::new(&sdk),
+            "home",
+            k3scale_core::testkit::workers(),
+            config,
+        )
     }
 
     #[test]
     fn spot_then_on_demand_tries_every_type_in_each_market() {
         let p = provider(Capacity::SpotThenOnDemand, &["m6i.large", "m5.large"]);
-        let got: Vec<(bool, Option<String>)> = p.attempts().into_iter().map(|a| (a.spot, a.instance_type)).collect();
+        let got: Vec<(bool, Option<String>)> = p
+            .attempts()
+            .into_iter()
+            .map(|a| (a.spot, a.instance_type))
+            .collect();
         let t = |s: &str| Some(s.to_string());
         assert_eq!(
             got,
-            vec![(true, t("m6i.large")), (true, t("m5.large")), (false, t("m6i.large")), (false, t("m5.large"))]
+            vec![
+                (true, t("m6i.large")),
+                (true, t("m5.large")),
+                (false, t("m6i.large")),
+                (false, t("m5.large"))
+            ]
         );
-        assert_eq!(provider(Capacity::OnDemand, &[]).attempts(), vec![Attempt { spot: false, instance_type: None }]);
+        assert_eq!(
+            provider(Capacity::OnDemand, &[]).attempts(),
+            vec![Attempt {
+                spot: false,
+                instance_type: None
+            }]
+        );
     }
 
     #[test]
     fn user_data_joins_without_carrying_the_token() {
-        let script = provider(Capacity::OnDemand, &[]).user_data("workers-ab12cd34").unwrap();
+        let script = provider(Capacity::OnDemand, &[])
+            .user_data("workers-ab12cd34")
+            .unwrap();
         assert!(script.starts_with("#!/bin/sh"));
-        assert!(script.contains("name='workers-ab12cd34'") && script.contains("server_url='https://k3s.internal:6443'"));
-        assert!(script.contains("secretsmanager get-secret-value") && script.contains("token_secret='k3s/token'"));
+        assert!(
+            script.contains("name='workers-ab12cd34'")
+                && script.contains("server_url='https://k3s.internal:6443'")
+        );
+        assert!(
+            script.contains("secretsmanager get-secret-value") && script.contains("token_secret='k3s/token'")
+        );
         assert!(script.contains("--token-file /etc/rancher/k3s/agent-token"));
-        assert!(!script.contains("K3S_TOKEN="), "the token is read at boot, never written here");
+        assert!(
+            !script.contains("K3S_TOKEN="),
+            "the token is read at boot, never written here"
+        );
         let bad = provider(Capacity::OnDemand, &[]).user_data("x'; rm -rf /; '");
         assert!(matches!(bad, Err(ProviderError::Fatal(_))));
     }

@@ -87,7 +87,9 @@ pub async fn from_config(
             e.clone(),
         )?)),
         #[cfg(feature = "aws")]
-        ProviderConfig::AwsEc2(a) => Ok(Box::new(ec2::Ec2Provider::connect(cluster, pool.clone(), a.clone()).await)),
+        ProviderConfig::AwsEc2(a) => Ok(Box::new(
+            ec2::Ec2Provider::connect(cluster, pool.clone(), a.clone()).await,
+        )),
         #[cfg(not(feature = "aws"))]
         ProviderConfig::AwsEc2(_) => Err(ProviderError::Fatal(format!(
             "pool {}: the aws_ec2 provider needs k3scale built with --features aws (the release images are)",

@@ -88,29 +88,35 @@ pub async fn faulty_proxy(
     let counter = seen.clone();
     let rule = Arc::new(rule);
     let http = reqwest::Client::new();
-    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let (seen, http, target, rule) = (counter.clone(), http.clone(), target.clone(), rule.clone());
-        async move {
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            if let Some((status, content_type, fault)) = rule(n, &String::from_utf8_lossy(&body)) {
-                return (StatusCode::from_u16(status).unwrap(), [("content-type", content_type)], fault).into_response();
-            }
-            let mut req = http.request(method, format!("{target}{uri}")).body(body);
-            for (name, value) in &headers {
-                if name != "host" && name != "content-length" {
-                    req = req.header(name, value);
+    let app =
+        axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (seen, http, target, rule) = (counter.clone(), http.clone(), target.clone(), rule.clone());
+            async move {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                if let Some((status, content_type, fault)) = rule(n, &String::from_utf8_lossy(&body)) {
+                    return (
+                        StatusCode::from_u16(status).unwrap(),
+                        [("content-type", content_type)],
+                        fault,
+                    )
+                        .into_response();
                 }
+                let mut req = http.request(method, format!("{target}{uri}")).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        req = req.header(name, value);
+                    }
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status();
+                let content_type = resp.headers().get("content-type").cloned();
+                let mut out = (status, resp.bytes().await.unwrap()).into_response();
+                if let Some(ct) = content_type {
+                    out.headers_mut().insert("content-type", ct);
+                }
+                out
             }
-            let resp = req.send().await.unwrap();
-            let status = resp.status();
-            let content_type = resp.headers().get("content-type").cloned();
-            let mut out = (status, resp.bytes().await.unwrap()).into_response();
-            if let Some(ct) = content_type {
-                out.headers_mut().insert("content-type", ct);
-            }
-            out
-        }
-    });
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
