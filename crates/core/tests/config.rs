@@ -125,7 +125,10 @@ fn unknown_provider_is_an_error() {
         e[0]
     );
     assert!(
-        e[0].contains("docker") && e[0].contains("aws_ec2") && e[0].contains("exec"),
+        e[0].contains("docker")
+            && e[0].contains("aws_ec2")
+            && e[0].contains("aws_asg")
+            && e[0].contains("exec"),
         "{}",
         e[0]
     );
@@ -234,7 +237,9 @@ fn provider_must_be_exactly_one() {
         ));
         assert_eq!(
             e,
-            vec!["k3scale.yaml:4: pools[0].provider: set exactly one provider: docker, aws_ec2 or exec"],
+            vec![
+                "k3scale.yaml:4: pools[0].provider: set exactly one provider: docker, aws_ec2, aws_asg or exec"
+            ],
             "{provider}"
         );
     }

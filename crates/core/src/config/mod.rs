@@ -120,7 +120,7 @@ fn deserialize_error(file: &str, index: &YamlIndex, e: &serde_saphyr::Error) -> 
         } else {
             yaml_index::parent(path)
         };
-        message = "set exactly one provider: docker, aws_ec2 or exec".to_string();
+        message = "set exactly one provider: docker, aws_ec2, aws_asg or exec".to_string();
     }
     ConfigError {
         file: file.to_string(),
@@ -509,6 +509,16 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
                 ),
                 _ => {}
             }
+        }
+        ProviderConfig::AwsAsg(a) => {
+            let path = format!("{path}.aws_asg");
+            if a.region.trim().is_empty() {
+                v.error(&format!("{path}.region"), "must not be empty");
+            }
+            if a.group.trim().is_empty() {
+                v.error(&format!("{path}.group"), "name the Auto Scaling group");
+            }
+            v.duration(&format!("{path}.launch_wait"), &a.launch_wait);
         }
         ProviderConfig::Exec(e) => {
             let path = format!("{path}.exec");

@@ -273,6 +273,7 @@ fn default_boot_time() -> String {
 pub enum ProviderConfig {
     Docker(DockerProviderConfig),
     AwsEc2(Ec2ProviderConfig),
+    AwsAsg(AsgProviderConfig),
     Exec(ExecProviderConfig),
 }
 
@@ -281,6 +282,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Docker(_) => "docker",
             ProviderConfig::AwsEc2(_) => "aws_ec2",
+            ProviderConfig::AwsAsg(_) => "aws_asg",
             ProviderConfig::Exec(_) => "exec",
         }
     }
@@ -358,6 +360,25 @@ pub struct Ec2ProviderConfig {
     /// Extra tags on every instance and volume (cost allocation).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+}
+
+/// An existing Auto Scaling group (the common Terraform setup): k3scale
+/// grows it by raising its desired capacity and shrinks it by terminating
+/// the drained instance itself, never letting the group pick a victim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsgProviderConfig {
+    pub region: String,
+    /// The Auto Scaling group's name.
+    pub group: String,
+    /// How long the group may take to show a new instance after its desired
+    /// capacity was raised.
+    #[serde(default = "default_asg_launch_wait")]
+    pub launch_wait: String,
+}
+
+fn default_asg_launch_wait() -> String {
+    "2m".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

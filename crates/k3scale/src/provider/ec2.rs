@@ -40,9 +40,9 @@ pub struct Ec2Provider {
     config: Ec2ProviderConfig,
 }
 
-/// How EC2 answered a launch, by error code: only capacity is worth trying
-/// elsewhere (another type, market or subnet).
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+/// How EC2 (or Auto Scaling) answered, by error code: only capacity is
+/// worth trying elsewhere (another type, market or subnet).
+pub(super) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     what: &str,
     e: &SdkError<E, R>,
 ) -> ProviderError {
@@ -65,7 +65,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
         | "InstanceLimitExceeded"
         | "VcpuLimitExceeded" => ProviderError::InsufficientCapacity(text),
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "InternalError" | "ServiceUnavailable"
-        | "Unavailable" | "" => ProviderError::Transient(text),
+        | "Unavailable" | "ScalingActivityInProgress" | "ResourceContention" | "" => ProviderError::Transient(text),
         _ => ProviderError::Fatal(text),
     }
 }

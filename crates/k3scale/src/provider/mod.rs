@@ -4,6 +4,8 @@
 //! truth about machines; Node objects are the cluster's. Every machine carries
 //! the cluster and pool names, so `list` finds exactly ours after a restart.
 
+#[cfg(feature = "aws")]
+pub mod asg;
 pub mod docker;
 #[cfg(feature = "aws")]
 pub mod ec2;
@@ -90,10 +92,15 @@ pub async fn from_config(
         ProviderConfig::AwsEc2(a) => Ok(Box::new(
             ec2::Ec2Provider::connect(cluster, pool.clone(), a.clone()).await,
         )),
+        #[cfg(feature = "aws")]
+        ProviderConfig::AwsAsg(a) => Ok(Box::new(
+            asg::AsgProvider::connect(cluster, pool.clone(), a.clone()).await?,
+        )),
         #[cfg(not(feature = "aws"))]
-        ProviderConfig::AwsEc2(_) => Err(ProviderError::Fatal(format!(
-            "pool {}: the aws_ec2 provider needs k3scale built with --features aws (the release images are)",
-            pool.name
+        ProviderConfig::AwsEc2(_) | ProviderConfig::AwsAsg(_) => Err(ProviderError::Fatal(format!(
+            "pool {}: the {} provider needs k3scale built with --features aws (the release images are)",
+            pool.name,
+            config.kind()
         ))),
     }
 }
