@@ -1,6 +1,6 @@
 //! `decide`: the one pure function the daemon, `once` and the simulator share.
 
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, Reason, ScaleDown, ScaleUp};
 use crate::model::Pod;
 use crate::policy::{PendingPods, Policy};
 use crate::quantity::Resources;
@@ -15,6 +15,7 @@ use std::time::Duration;
 /// Decide what to do now. Deterministic: no I/O, no clock, no randomness.
 pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
     let mut ctx = Context::new(snapshot, policy, now);
+    replace_interrupted(&mut ctx);
     scale_up::to_min(&mut ctx);
     let pending = unschedulable_pods(snapshot);
     let ripe: Vec<&Pod> = pending
@@ -42,6 +43,53 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
         ctx.decision.reasons.push(Reason::WithinThresholds);
     }
     ctx.decision
+}
+
+/// Nodes whose machines are about to be reclaimed: drained now, whatever the
+/// thresholds, cooldowns or minimum say (the cloud takes them anyway), and
+/// replaced at once in the same pool. A node already cordoned is already
+/// leaving.
+fn replace_interrupted(ctx: &mut Context<'_>) {
+    for notice in &ctx.snapshot.interrupted {
+        let Some(node) = ctx
+            .snapshot
+            .nodes
+            .iter()
+            .find(|n| n.name == notice.node && !n.cordoned)
+        else {
+            continue;
+        };
+        let Some(pool) = node
+            .pool
+            .as_deref()
+            .and_then(|p| ctx.policy.pools.iter().find(|x| x.name == p))
+        else {
+            continue;
+        };
+        // The leaving node still counts in the pool's size, so a replacement
+        // keeps the size where it is.
+        let replaced = ctx.sizes.get(&pool.name).is_some_and(|&size| size <= pool.max);
+        ctx.decision.scale_down.push(ScaleDown {
+            node: node.name.clone(),
+            pool: pool.name.clone(),
+            empty: false,
+        });
+        if replaced {
+            match ctx.decision.scale_up.iter_mut().find(|u| u.pool == pool.name) {
+                Some(up) => up.count += 1,
+                None => ctx.decision.scale_up.push(ScaleUp {
+                    pool: pool.name.clone(),
+                    count: 1,
+                }),
+            }
+        }
+        ctx.decision.reasons.push(Reason::Interrupted {
+            node: node.name.clone(),
+            pool: pool.name.clone(),
+            notice: notice.notice.clone(),
+            replaced,
+        });
+    }
 }
 
 /// Pods the scheduler has reported as not fitting anywhere.

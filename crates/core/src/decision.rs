@@ -157,6 +157,14 @@ pub enum Reason {
     },
     NoCandidates,
     WithinThresholds,
+    /// The node's machine is about to be reclaimed: drain it now and
+    /// launch its replacement in the same pool.
+    Interrupted {
+        node: String,
+        pool: String,
+        notice: String,
+        replaced: bool,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -218,6 +226,19 @@ impl fmt::Display for Reason {
                 why.join("; "),
                 examples.join(", ")
             ),
+            Reason::Interrupted {
+                node,
+                pool,
+                notice,
+                replaced,
+            } => {
+                write!(f, "node {node} of pool {pool} got a {notice} notice: draining it")?;
+                if *replaced {
+                    write!(f, " and launching a replacement")
+                } else {
+                    write!(f, " (no replacement: the pool is above its maximum)")
+                }
+            }
             Reason::BelowMin { pool, current, min } => {
                 write!(f, "pool {pool} has {current} nodes, below its minimum {min}")
             }

@@ -104,4 +104,15 @@ pub struct Snapshot {
     pub metrics_error: Option<String>,
     pub last_scale_up: Option<Time>,
     pub last_scale_down: Option<Time>,
+    /// Nodes their cloud will take away soon (a spot interruption notice,
+    /// a rebalance recommendation): drained now, replaced at once.
+    pub interrupted: Vec<Interruption>,
+}
+
+/// A notice that a node's machine is about to be reclaimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interruption {
+    pub node: String,
+    /// `spot-interruption`, `rebalance-recommendation`...
+    pub notice: String,
 }

@@ -630,3 +630,52 @@ fn a_pool_backing_off_launches_nothing_and_says_so() {
     // Once it expires, the pool scales again.
     assert!(decide(&s, &default_policy(), NOW + Duration::from_secs(90)).nodes_added() > 0);
 }
+
+#[test]
+fn an_interrupted_node_is_drained_and_replaced_whatever_the_thresholds() {
+    use k3scale_core::snapshot::Interruption;
+    // Busy (no scale-down would happen), at the pool's minimum and maximum of 3.
+    let mut pool = workers();
+    pool.min = 3;
+    pool.max = 3;
+    let policy = k3scale_core::Policy::new(vec![pool]);
+    let mut s = snapshot(three_workers(), vec![running("a", "w1", 1500, GI)], 0.6, 0.6, NOW);
+    s.last_scale_up = Some(NOW);
+    s.interrupted = vec![Interruption {
+        node: "w1".into(),
+        notice: "spot-interruption".into(),
+    }];
+    let d = decide(&s, &policy, NOW);
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
+    assert_eq!(
+        (d.scale_down[0].node.as_str(), d.scale_down[0].empty),
+        ("w1", false)
+    );
+    assert_eq!(
+        d.nodes_added(),
+        1,
+        "replaced at once, even at max and in cooldown"
+    );
+    assert!(reasons(&d).contains(
+        "node w1 of pool workers got a spot-interruption notice: draining it and launching a replacement"
+    ));
+
+    // Already leaving (cordoned), unknown, or not in a managed pool: nothing.
+    let mut s = snapshot(three_workers(), vec![], 0.5, 0.5, NOW);
+    s.nodes[1].cordoned = true;
+    s.nodes.push(k3scale_core::Node::new(
+        "server",
+        None,
+        s.nodes[0].allocatable,
+        NOW,
+    ));
+    s.interrupted = ["w1", "gone", "server"]
+        .iter()
+        .map(|n| Interruption {
+            node: n.to_string(),
+            notice: "rebalance-recommendation".into(),
+        })
+        .collect();
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.scale_down.is_empty() && d.nodes_added() == 0, "{}", reasons(&d));
+}

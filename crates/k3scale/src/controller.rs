@@ -106,6 +106,8 @@ pub struct Controller {
     /// Run drains in the background (the daemon), so a long drain never
     /// delays the next reconcile; `once` drains inline.
     pub background_drains: bool,
+    /// Notices of machines about to be reclaimed (spot interruptions).
+    pub interruptions: Option<Box<dyn crate::interruptions::InterruptionSource>>,
     /// Drains running in the background, by node.
     draining: BTreeMap<String, RunningDrain>,
     random: Box<dyn FnMut() -> u64 + Send + Sync>,
@@ -157,6 +159,7 @@ impl Controller {
             lifecycle_notes: Vec::new(),
             sending: Vec::new(),
             background_drains: false,
+            interruptions: None,
             draining: BTreeMap::new(),
             random,
         }
@@ -239,6 +242,7 @@ impl Controller {
         self.collect_drains(now, &mut done).await?;
         self.recover(now, &mut done).await?;
         self.observe(now).await;
+        let notices = self.receive_interruptions().await;
         // A node being drained is leaving: never a candidate again, never room for pods.
         for node in &mut self.snapshot.nodes {
             if self.draining.contains_key(&node.name) {
@@ -266,6 +270,13 @@ impl Controller {
             }
         }
 
+        // Acted on (or not ours): acknowledged only now, so a crash redelivers.
+        if let Some(source) = &self.interruptions
+            && !notices.is_empty()
+            && !self.policy.dry_run
+        {
+            source.ack(&notices).await;
+        }
         self.tell(&done, now);
         // What was just launched is on its way: status and metrics show it now.
         self.snapshot.in_flight = self
@@ -287,6 +298,51 @@ impl Controller {
             self.save(&key, text, version).await?;
         }
         Ok(done)
+    }
+
+    /// Notices waiting at the source, mapped to the pools' machines by
+    /// instance id into `snapshot.interrupted`.
+    async fn receive_interruptions(&mut self) -> Vec<crate::interruptions::Notice> {
+        self.snapshot.interrupted.clear();
+        let Some(source) = &self.interruptions else {
+            return Vec::new();
+        };
+        let notices = match source.receive().await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "cannot read interruption notices");
+                return Vec::new();
+            }
+        };
+        let wanted: Vec<&crate::interruptions::Notice> =
+            notices.iter().filter(|n| !n.notice.is_empty()).collect();
+        if wanted.is_empty() {
+            return notices;
+        }
+        for (name, pool) in &self.pools {
+            match pool.provider().list().await {
+                Ok(machines) => {
+                    for m in machines {
+                        if let Some(n) = wanted
+                            .iter()
+                            .find(|n| crate::interruptions::is_instance(&m.provider_id, &n.instance_id))
+                        {
+                            info!(node = %m.name, pool = %name, notice = %n.notice, "machine about to be reclaimed");
+                            self.snapshot
+                                .interrupted
+                                .push(k3scale_core::snapshot::Interruption {
+                                    node: m.name.clone(),
+                                    notice: n.notice.clone(),
+                                });
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(pool = %name, error = %e, "cannot list machines to match interruption notices")
+                }
+            }
+        }
+        notices
     }
 
     /// Finish what a killed run left in the journal.

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod daemon;
 pub mod drain;
 pub mod faults;
+pub mod interruptions;
 pub mod kube;
 pub mod logging;
 pub mod machines;

@@ -146,6 +146,19 @@ pub async fn controller(
         controller.notifier = Some((Arc::new(notifier), cfg.cluster.clone()));
     }
     controller.metrics_alert_after = duration(&cfg.notify.metrics_unavailable_after);
+    if let Some(i) = &cfg.interruptions {
+        #[cfg(feature = "aws")]
+        {
+            let sqs =
+                k3scale::interruptions::sqs::SqsInterruptions::connect(&i.sqs_queue_url, &i.region).await;
+            controller.interruptions = Some(Box::new(sqs));
+        }
+        #[cfg(not(feature = "aws"))]
+        anyhow::bail!(
+            "interruptions ({}) need k3scale built with `--features aws` (the release images are)",
+            i.sqs_queue_url
+        );
+    }
     Ok((controller, store))
 }
 

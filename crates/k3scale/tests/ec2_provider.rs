@@ -261,25 +261,31 @@ async fn quotas_are_insufficient_capacity_throttling_is_retried_bad_templates_ar
     assert!(!text.contains(awsfix::SECRET_KEY), "{text}");
 }
 
-/// The same controller as with Docker: a pending pod launches an instance in
-/// the emulator, the node joins, the load goes, and the drained node's
-/// instance is terminated.
-#[tokio::test]
-async fn an_ec2_pool_grows_and_shrinks_through_the_controller() {
-    use k3scale::controller::Controller;
-    use k3scale::machines::MachinePool;
-    use k3scale::metrics::metrics_server::MetricsServer;
-    use k3scale::provider::unix_now;
-    use k3scale::state::sqlite::SqliteStore;
-    use k3scale_core::lifecycle::LifecycleConfig;
-    use k3scale_testapi::MetricsMode;
-    use k3scale_testapi::resources::PODS;
-    use kubefix::*;
+/// A controller with one EC2-backed pool (the same controller as with
+/// Docker), its cluster view, and the test API server.
+struct Scaled {
+    k: kubefix::Kube,
+    cluster: Arc<k3scale::kube::KubeCluster>,
+    controller: k3scale::controller::Controller,
+    dir: std::path::PathBuf,
+}
 
-    let aws = aws().await;
-    let k = kubefix::start().await;
-    k3s_server(&k);
-    let yaml = "
+impl Drop for Scaled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Scaled {
+    async fn start(aws: &Aws, tag: &str) -> Scaled {
+        use k3scale::machines::MachinePool;
+        use k3scale::metrics::metrics_server::MetricsServer;
+        use k3scale::state::sqlite::SqliteStore;
+        use k3scale_core::lifecycle::LifecycleConfig;
+
+        let k = kubefix::start().await;
+        kubefix::k3s_server(&k);
+        let yaml = "
 cluster: home
 metrics: { source: metrics-server }
 policy:
@@ -293,79 +299,109 @@ pools:
     provider:
       aws_ec2: { region: us-east-1, server_url: \"https://10.0.0.10:6443\", subnets: [x], launch_template: k3s-agent, token_secret: k3s/agent-token }
 ";
-    let loaded = k3scale_core::config::load("k3scale.yaml", yaml).unwrap();
-    let pool = loaded.policy.pools[0].clone();
-    let provider = provider(&aws.moto.url, "workers", config(&aws, Capacity::OnDemand, &[]));
-    let dir = std::env::temp_dir().join(format!("k3scale-ec2-controller-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
-    let cluster = k.cluster().await;
-    let pools = BTreeMap::from([(
-        pool.name.clone(),
-        MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
-    )]);
-    let mut seq = 0u64;
-    let mut controller = Controller::new(
-        loaded.policy,
-        cluster.clone(),
-        Some(Box::new(MetricsServer::new(cluster.clone()))),
-        pools,
-        store,
-        Box::new(move || {
-            seq += 1;
-            seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        }),
-    );
-    let usage = |nodes: &[&str], cpu: &str| {
-        k.server.set_metrics(MetricsMode::Serving(
+        let loaded = k3scale_core::config::load("k3scale.yaml", yaml).unwrap();
+        let pool = loaded.policy.pools[0].clone();
+        let provider = provider(&aws.moto.url, "workers", config(aws, Capacity::OnDemand, &[]));
+        let dir = std::env::temp_dir().join(format!("k3scale-ec2-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+        let cluster = k.cluster().await;
+        let pools = BTreeMap::from([(
+            pool.name.clone(),
+            MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
+        )]);
+        let mut seq = 0u64;
+        let controller = k3scale::controller::Controller::new(
+            loaded.policy,
+            cluster.clone(),
+            Some(Box::new(MetricsServer::new(cluster.clone()))),
+            pools,
+            store,
+            Box::new(move || {
+                seq += 1;
+                seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            }),
+        );
+        Scaled {
+            k,
+            cluster,
+            controller,
+            dir,
+        }
+    }
+
+    fn usage(&self, nodes: &[&str], cpu: &str) {
+        self.k.server.set_metrics(k3scale_testapi::MetricsMode::Serving(
             nodes
                 .iter()
                 .map(|n| (n.to_string(), (cpu.to_string(), "512Mi".to_string())))
                 .collect(),
         ))
-    };
-    usage(&["server"], "200m");
-    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
-    eventually(10, "pending pod seen", || {
-        let mut s = k3scale_core::Snapshot::default();
-        cluster.fill(&mut s);
-        s.pods
-            .iter()
-            .any(|p| p.name == "web-0" && p.unschedulable_since.is_some())
-    })
-    .await;
+    }
 
-    let up = controller.reconcile(unix_now()).await.unwrap();
-    assert_eq!(up.launched.len(), 1, "{:?} {:?}", up.decision.reasons, up.failed);
-    let agent = up.launched[0].clone();
-    let ec2 = aws_sdk_ec2::Client::new(&aws.moto.sdk_config());
-    let running = || async {
-        let out = ec2
-            .describe_instances()
-            .filters(Filter::builder().name("tag:Name").values(&agent).build())
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .build(),
-            )
-            .send()
+    async fn reconcile(&mut self) -> k3scale::controller::Reconciled {
+        self.controller
+            .reconcile(k3scale::provider::unix_now())
             .await
-            .unwrap();
-        out.reservations()
-            .iter()
-            .map(|r| r.instances().len())
-            .sum::<usize>()
-    };
-    assert_eq!(running().await, 1, "one instance named as its Node");
+            .unwrap()
+    }
 
-    // The instance's user data joins it; the scheduler places the pod.
-    register(&k, &agent);
-    k.apply(&pod("shop", "web-0", "web", Some(&agent), "1500m", "1Gi"));
-    usage(&["server", &agent], "1500m");
-    eventually(10, "pod on the agent", || cluster.pods_on_node(&agent).len() == 1).await;
-    let steady = controller.reconcile(unix_now()).await.unwrap();
+    /// A pending pod launches one instance; it joins and takes the pod.
+    async fn one_busy_agent(&mut self) -> String {
+        use kubefix::*;
+        self.usage(&["server"], "200m");
+        self.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+        let cluster = self.cluster.clone();
+        eventually(10, "pending pod seen", || {
+            let mut s = k3scale_core::Snapshot::default();
+            cluster.fill(&mut s);
+            s.pods
+                .iter()
+                .any(|p| p.name == "web-0" && p.unschedulable_since.is_some())
+        })
+        .await;
+        let up = self.reconcile().await;
+        assert_eq!(up.launched.len(), 1, "{:?} {:?}", up.decision.reasons, up.failed);
+        let agent = up.launched[0].clone();
+        // The instance's user data joins it; the scheduler places the pod.
+        register(&self.k, &agent);
+        self.k
+            .apply(&pod("shop", "web-0", "web", Some(&agent), "1500m", "1Gi"));
+        self.usage(&["server", &agent], "1500m");
+        eventually(10, "pod on the agent", || cluster.pods_on_node(&agent).len() == 1).await;
+        agent
+    }
+}
+
+/// Live instances named `name` in the emulator.
+async fn live(aws: &Aws, name: &str) -> usize {
+    let ec2 = aws_sdk_ec2::Client::new(&aws.moto.sdk_config());
+    let out = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:Name").values(name).build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations().iter().map(|r| r.instances().len()).sum()
+}
+
+/// The same controller as with Docker: a pending pod launches an instance in
+/// the emulator, the node joins, the load goes, and the drained node's
+/// instance is terminated.
+#[tokio::test]
+async fn an_ec2_pool_grows_and_shrinks_through_the_controller() {
+    let aws = aws().await;
+    let mut s = Scaled::start(&aws, "grow").await;
+    let agent = s.one_busy_agent().await;
+    assert_eq!(live(&aws, &agent).await, 1, "one instance named as its Node");
+    let steady = s.reconcile().await;
     assert!(
         steady.launched.is_empty() && steady.removed.is_empty(),
         "{:?}",
@@ -373,10 +409,12 @@ pools:
     );
 
     // The load goes: drained, Node deleted, instance terminated.
-    k.server.remove(&PODS, "shop", "web-0");
-    usage(&["server", &agent], "10m");
-    eventually(10, "pod gone", || cluster.pods_on_node(&agent).is_empty()).await;
-    let down = controller.reconcile(unix_now()).await.unwrap();
+    s.k.server
+        .remove(&k3scale_testapi::resources::PODS, "shop", "web-0");
+    s.usage(&["server", &agent], "10m");
+    let cluster = s.cluster.clone();
+    kubefix::eventually(10, "pod gone", || cluster.pods_on_node(&agent).is_empty()).await;
+    let down = s.reconcile().await;
     assert_eq!(
         down.removed,
         std::slice::from_ref(&agent),
@@ -384,11 +422,112 @@ pools:
         down.decision.reasons,
         down.failed
     );
-    assert_eq!(running().await, 0, "terminated");
+    assert_eq!(live(&aws, &agent).await, 0, "terminated");
     assert!(
-        k.server
+        s.k.server
             .get(&k3scale_testapi::resources::NODES, "", &agent)
             .is_none()
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A spot interruption warning arrives on SQS (as EventBridge delivers it):
+/// the same reconcile launches a replacement and drains the node (its pod
+/// evicted, its instance terminated), and the notice is acknowledged.
+#[tokio::test]
+async fn a_spot_interruption_drains_the_node_and_launches_its_replacement() {
+    use k3scale::interruptions::sqs::SqsInterruptions;
+    let aws = aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws.moto.sdk_config());
+    let queue = sqs
+        .create_queue()
+        .queue_name("k3s-interruptions")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let mut s = Scaled::start(&aws, "spot").await;
+    s.controller.interruptions = Some(Box::new(SqsInterruptions::with_client(sqs.clone(), &queue)));
+    let agent = s.one_busy_agent().await;
+
+    // A quiet reconcile: no notice, nothing happens.
+    let quiet = s.reconcile().await;
+    assert!(
+        quiet.launched.is_empty() && quiet.removed.is_empty(),
+        "{:?}",
+        quiet.decision.reasons
+    );
+
+    let ec2 = aws_sdk_ec2::Client::new(&aws.moto.sdk_config());
+    let out = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:Name").values(&agent).build())
+        .send()
+        .await
+        .unwrap();
+    let instance_id = out.reservations()[0].instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let event = serde_json::json!({
+        "version": "0", "id": "1e5527d7", "detail-type": "EC2 Spot Instance Interruption Warning",
+        "source": "aws.ec2", "region": "us-east-1",
+        "detail": { "instance-id": instance_id, "instance-action": "terminate" }
+    });
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    // Not a notice: acknowledged and ignored.
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("{\"detail-type\":\"something else\"}")
+        .send()
+        .await
+        .unwrap();
+
+    let r = s.reconcile().await;
+    assert_eq!(
+        r.launched.len(),
+        1,
+        "a replacement: {:?} {:?}",
+        r.decision.reasons,
+        r.failed
+    );
+    assert_eq!(
+        r.removed,
+        std::slice::from_ref(&agent),
+        "{:?} {:?}",
+        r.decision.reasons,
+        r.failed
+    );
+    assert!(
+        r.decision
+            .reasons
+            .iter()
+            .any(|x| x.to_string().contains("spot-interruption notice"))
+    );
+    assert_eq!(live(&aws, &agent).await, 0, "the interrupted instance is gone");
+    assert_eq!(live(&aws, &r.launched[0]).await, 1, "its replacement runs");
+    // Deleted, not merely invisible for a while.
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| attrs.attributes().unwrap()[&name].clone();
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+        "0"
+    );
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        "0",
+        "both acknowledged"
+    );
 }

@@ -325,6 +325,17 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
     if let Some(hook) = &c.notify.webhook {
         v.secret_source("notify.webhook", &hook.url_file, &hook.url_env, "url");
     }
+    if let Some(i) = &c.interruptions {
+        if !i.sqs_queue_url.starts_with("https://") && !i.sqs_queue_url.starts_with("http://") {
+            v.error(
+                "interruptions.sqs_queue_url",
+                format!("{:?} is not a queue URL", i.sqs_queue_url),
+            );
+        }
+        if i.region.trim().is_empty() {
+            v.error("interruptions.region", "must not be empty");
+        }
+    }
     if c.state.backend == StateBackend::Dynamodb && c.state.table.is_none() {
         v.error("state.table", "required with backend dynamodb");
     }

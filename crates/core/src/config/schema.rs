@@ -20,6 +20,18 @@ pub struct Config {
     pub state: StateConfig,
     pub notify: NotifyConfig,
     pub server: ServerConfig,
+    /// Where notices of machines about to be reclaimed come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interruptions: Option<InterruptionsConfig>,
+}
+
+/// An SQS queue fed by EventBridge rules for "EC2 Spot Instance
+/// Interruption Warning" and "EC2 Instance Rebalance Recommendation".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptionsConfig {
+    pub sqs_queue_url: String,
+    pub region: String,
 }
 
 impl Default for Config {
@@ -33,6 +45,7 @@ impl Default for Config {
             state: StateConfig::default(),
             notify: NotifyConfig::default(),
             server: ServerConfig::default(),
+            interruptions: None,
         }
     }
 }
