@@ -47,7 +47,8 @@ resource "aws_iam_instance_profile" "node" {
 }
 
 # k3scale: exactly the calls it makes (RunInstances, CreateTags at launch,
-# DescribeInstances, TerminateInstances; DynamoDB item calls on its table),
+# DescribeInstances, TerminateInstances; its interruption queue; DynamoDB
+# item calls on its table),
 # scoped by the cluster tag where IAM can check it.
 data "aws_iam_policy_document" "k3scale" {
   statement {
@@ -105,6 +106,11 @@ data "aws_iam_policy_document" "k3scale" {
     sid       = "PassTheNodeRole"
     actions   = ["iam:PassRole"]
     resources = [aws_iam_role.node.arn]
+  }
+  statement {
+    sid       = "InterruptionNotices"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
+    resources = [aws_sqs_queue.interruptions.arn]
   }
   statement {
     sid = "StateTable"

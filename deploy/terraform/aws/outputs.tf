@@ -44,6 +44,7 @@ output "k3scale_config" {
         }
       }
     }]
-    state = { backend = "dynamodb", table = aws_dynamodb_table.k3scale.name }
+    state         = { backend = "dynamodb", table = aws_dynamodb_table.k3scale.name }
+    interruptions = { sqs_queue_url = aws_sqs_queue.interruptions.url, region = var.region }
   })
 }
