@@ -4,7 +4,9 @@
 //! desired capacity), and claims instances the group launched on its own.
 #![allow(clippy::unwrap_used)]
 
+mod awsctl;
 mod awsfix;
+mod kubefix;
 
 use std::collections::BTreeMap;
 
@@ -189,4 +191,20 @@ async fn grows_by_desired_capacity_and_removes_exactly_the_drained_instance() {
         matches!(missing, ProviderError::Fatal(ref m) if m.contains("no-such-group")),
         "{missing:?}"
     );
+}
+
+/// Through the same controller as with Docker: a pending pod grows the
+/// group by one, the claimed instance joins under its claimed name, and
+/// when the load goes exactly that instance is terminated with the group's
+/// desired capacity back to 0.
+#[tokio::test]
+async fn an_asg_pool_grows_and_shrinks_through_the_controller() {
+    let moto = group().await;
+    let mut s = awsctl::Scaled::start(Box::new(provider(&moto, GROUP)), "asg").await;
+    let agent = s.one_busy_agent().await;
+    let (desired, ids) = state(&moto).await;
+    assert_eq!((desired, ids.len()), (1, 1));
+
+    s.load_goes_and_drains(&agent).await;
+    assert_eq!(state(&moto).await, (0, vec![]), "terminated with a decrement");
 }

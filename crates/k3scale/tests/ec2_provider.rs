@@ -5,8 +5,11 @@
 //! errors as InsufficientCapacity, throttling retried.
 #![allow(clippy::unwrap_used)]
 
+mod awsctl;
 mod awsfix;
 mod kubefix;
+
+use awsctl::Scaled;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -261,118 +264,6 @@ async fn quotas_are_insufficient_capacity_throttling_is_retried_bad_templates_ar
     assert!(!text.contains(awsfix::SECRET_KEY), "{text}");
 }
 
-/// A controller with one EC2-backed pool (the same controller as with
-/// Docker), its cluster view, and the test API server.
-struct Scaled {
-    k: kubefix::Kube,
-    cluster: Arc<k3scale::kube::KubeCluster>,
-    controller: k3scale::controller::Controller,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Scaled {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Scaled {
-    async fn start(aws: &Aws, tag: &str) -> Scaled {
-        use k3scale::machines::MachinePool;
-        use k3scale::metrics::metrics_server::MetricsServer;
-        use k3scale::state::sqlite::SqliteStore;
-        use k3scale_core::lifecycle::LifecycleConfig;
-
-        let k = kubefix::start().await;
-        kubefix::k3s_server(&k);
-        let yaml = "
-cluster: home
-metrics: { source: metrics-server }
-policy:
-  scale_up: { cooldown: 0s }
-  scale_down: { cpu_for: 0s, memory_for: 0s, cooldown: 0s }
-pools:
-  - name: workers
-    min: 0
-    max: 3
-    template: { cpu: \"2\", memory: 4Gi, boot_time: 5s }
-    provider:
-      aws_ec2: { region: us-east-1, server_url: \"https://10.0.0.10:6443\", subnets: [x], launch_template: k3s-agent, token_secret: k3s/agent-token }
-";
-        let loaded = k3scale_core::config::load("k3scale.yaml", yaml).unwrap();
-        let pool = loaded.policy.pools[0].clone();
-        let provider = provider(&aws.moto.url, "workers", config(aws, Capacity::OnDemand, &[]));
-        let dir = std::env::temp_dir().join(format!("k3scale-ec2-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
-        let cluster = k.cluster().await;
-        let pools = BTreeMap::from([(
-            pool.name.clone(),
-            MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
-        )]);
-        let mut seq = 0u64;
-        let controller = k3scale::controller::Controller::new(
-            loaded.policy,
-            cluster.clone(),
-            Some(Box::new(MetricsServer::new(cluster.clone()))),
-            pools,
-            store,
-            Box::new(move || {
-                seq += 1;
-                seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            }),
-        );
-        Scaled {
-            k,
-            cluster,
-            controller,
-            dir,
-        }
-    }
-
-    fn usage(&self, nodes: &[&str], cpu: &str) {
-        self.k.server.set_metrics(k3scale_testapi::MetricsMode::Serving(
-            nodes
-                .iter()
-                .map(|n| (n.to_string(), (cpu.to_string(), "512Mi".to_string())))
-                .collect(),
-        ))
-    }
-
-    async fn reconcile(&mut self) -> k3scale::controller::Reconciled {
-        self.controller
-            .reconcile(k3scale::provider::unix_now())
-            .await
-            .unwrap()
-    }
-
-    /// A pending pod launches one instance; it joins and takes the pod.
-    async fn one_busy_agent(&mut self) -> String {
-        use kubefix::*;
-        self.usage(&["server"], "200m");
-        self.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
-        let cluster = self.cluster.clone();
-        eventually(10, "pending pod seen", || {
-            let mut s = k3scale_core::Snapshot::default();
-            cluster.fill(&mut s);
-            s.pods
-                .iter()
-                .any(|p| p.name == "web-0" && p.unschedulable_since.is_some())
-        })
-        .await;
-        let up = self.reconcile().await;
-        assert_eq!(up.launched.len(), 1, "{:?} {:?}", up.decision.reasons, up.failed);
-        let agent = up.launched[0].clone();
-        // The instance's user data joins it; the scheduler places the pod.
-        register(&self.k, &agent);
-        self.k
-            .apply(&pod("shop", "web-0", "web", Some(&agent), "1500m", "1Gi"));
-        self.usage(&["server", &agent], "1500m");
-        eventually(10, "pod on the agent", || cluster.pods_on_node(&agent).len() == 1).await;
-        agent
-    }
-}
-
 /// Live instances named `name` in the emulator.
 async fn live(aws: &Aws, name: &str) -> usize {
     let ec2 = aws_sdk_ec2::Client::new(&aws.moto.sdk_config());
@@ -398,7 +289,8 @@ async fn live(aws: &Aws, name: &str) -> usize {
 #[tokio::test]
 async fn an_ec2_pool_grows_and_shrinks_through_the_controller() {
     let aws = aws().await;
-    let mut s = Scaled::start(&aws, "grow").await;
+    let p = provider(&aws.moto.url, "workers", config(&aws, Capacity::OnDemand, &[]));
+    let mut s = Scaled::start(Box::new(p), "ec2-grow").await;
     let agent = s.one_busy_agent().await;
     assert_eq!(live(&aws, &agent).await, 1, "one instance named as its Node");
     let steady = s.reconcile().await;
@@ -409,19 +301,7 @@ async fn an_ec2_pool_grows_and_shrinks_through_the_controller() {
     );
 
     // The load goes: drained, Node deleted, instance terminated.
-    s.k.server
-        .remove(&k3scale_testapi::resources::PODS, "shop", "web-0");
-    s.usage(&["server", &agent], "10m");
-    let cluster = s.cluster.clone();
-    kubefix::eventually(10, "pod gone", || cluster.pods_on_node(&agent).is_empty()).await;
-    let down = s.reconcile().await;
-    assert_eq!(
-        down.removed,
-        std::slice::from_ref(&agent),
-        "{:?} {:?}",
-        down.decision.reasons,
-        down.failed
-    );
+    s.load_goes_and_drains(&agent).await;
     assert_eq!(live(&aws, &agent).await, 0, "terminated");
     assert!(
         s.k.server
@@ -447,7 +327,8 @@ async fn a_spot_interruption_drains_the_node_and_launches_its_replacement() {
         .queue_url()
         .unwrap()
         .to_string();
-    let mut s = Scaled::start(&aws, "spot").await;
+    let p = provider(&aws.moto.url, "workers", config(&aws, Capacity::OnDemand, &[]));
+    let mut s = Scaled::start(Box::new(p), "ec2-spot").await;
     s.controller.interruptions = Some(Box::new(SqsInterruptions::with_client(sqs.clone(), &queue)));
     let agent = s.one_busy_agent().await;
 
