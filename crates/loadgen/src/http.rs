@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::pki_types::pem::PemObject as _;
 use tower_service::Service;
 
 use crate::driver::Client;
@@ -100,17 +101,92 @@ pub fn parse_headers(raw: &[String]) -> Result<HeaderMap, HttpError> {
 
 type Connector = HttpsConnector<HttpConnector>;
 
-/// The connector every worker shares: plain TCP or TLS with the system's
-/// root certificates.
-pub fn connector() -> Result<Connector, HttpError> {
+/// How to trust https targets.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Extra CA certificates (PEM) to trust besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any certificate: for K3s's Traefik with its self-signed
+    /// default certificate, never for anything that matters.
+    pub insecure: bool,
+}
+
+/// The connector every worker shares: plain TCP, or TLS with the system's
+/// root certificates (plus `--ca-file`, or none checked with `--insecure`).
+pub fn connector(tls: &TlsOptions) -> Result<Connector, HttpError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let builder = HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = &tls.ca_file {
+        let bad = |why: String| HttpError::Tls(format!("--ca-file {}: {why}", path.display()));
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if tls.insecure {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(AnyCertificate(provider)));
+    }
+    let builder = HttpsConnectorBuilder::new().with_tls_config(config);
     Ok(builder.https_or_http().enable_http1().wrap_connector(http))
+}
+
+/// `--insecure`: every certificate is accepted; signatures are still
+/// checked, so the connection is at least with the certificate's holder.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Opens and closes one connection to each target, so a wrong port or host

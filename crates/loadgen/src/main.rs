@@ -53,6 +53,13 @@ struct HttpArgs {
     /// Read the request body from a file.
     #[arg(long)]
     body_file: Option<PathBuf>,
+    /// Also trust the CA certificates in this PEM file (https targets).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Accept any certificate, e.g. K3s's Traefik with its self-signed
+    /// default one. Never against anything that matters.
+    #[arg(long, short = 'k')]
+    insecure: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -347,7 +354,11 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
         body,
         timeout: args.run.timeout,
     });
-    let connector = web::connector()?;
+    let tls = web::TlsOptions {
+        ca_file: args.ca_file.clone(),
+        insecure: args.insecure,
+    };
+    let connector = web::connector(&tls)?;
     web::check_reachable(&targets, &connector).await?;
     let targets: Arc<[Target]> = targets.into();
     let clients = (0..args.run.connections)
