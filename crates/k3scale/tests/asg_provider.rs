@@ -10,7 +10,6 @@ mod kubefix;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData};
 use k3scale::provider::asg::{AsgProvider, MACHINE_TAG};
 use k3scale::provider::{NodeProvider, ProviderError};
 use k3scale_core::config::AsgProviderConfig;
@@ -21,41 +20,8 @@ const GROUP: &str = "k3s-agents";
 async fn group() -> awsfix::Moto {
     let moto = awsfix::Moto::start().await;
     let config = moto.sdk_config();
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    ec2.create_launch_template()
-        .launch_template_name("k3s-agent")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(image)
-                .instance_type("t3.medium".into())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let subnets = ec2
-        .describe_subnets()
-        .filters(Filter::builder().name("default-for-az").values("true").build())
-        .send()
-        .await
-        .unwrap();
-    let mut by_az = BTreeMap::new();
-    for s in subnets.subnets() {
-        by_az
-            .entry(s.availability_zone().unwrap().to_string())
-            .or_insert(s.subnet_id().unwrap().to_string());
-    }
-    let subnets: Vec<String> = by_az.into_values().take(2).collect();
+    awsfix::launch_template(&config).await;
+    let subnets = awsfix::two_az_subnets(&config).await;
     aws_sdk_autoscaling::Client::new(&config)
         .create_auto_scaling_group()
         .auto_scaling_group_name(GROUP)

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData};
+use aws_sdk_ec2::types::Filter;
 use base64::Engine as _;
 use k3scale::provider::ec2::Ec2Provider;
 use k3scale::provider::{NodeProvider, ProviderError};
@@ -30,42 +30,8 @@ struct Aws {
 /// subnets in different AZs.
 async fn aws() -> Aws {
     let moto = awsfix::Moto::start().await;
-    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    ec2.create_launch_template()
-        .launch_template_name("k3s-agent")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(image)
-                .instance_type("t3.medium".into())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let subnets = ec2
-        .describe_subnets()
-        .filters(Filter::builder().name("default-for-az").values("true").build())
-        .send()
-        .await
-        .unwrap();
-    let mut by_az = BTreeMap::new();
-    for s in subnets.subnets() {
-        by_az
-            .entry(s.availability_zone().unwrap().to_string())
-            .or_insert(s.subnet_id().unwrap().to_string());
-    }
-    let subnets: Vec<String> = by_az.into_values().take(2).collect();
-    assert_eq!(subnets.len(), 2, "two AZs");
+    awsfix::launch_template(&moto.sdk_config()).await;
+    let subnets = awsfix::two_az_subnets(&moto.sdk_config()).await;
     Aws { moto, subnets }
 }
 

@@ -11,70 +11,16 @@ mod kubefix;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
-use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData};
+use aws_sdk_ec2::types::Filter;
 use k3scale::state::StateStore;
 use k3scale::state::dynamodb::DynamoStore;
 use kubefix::*;
 
 async fn prepare(moto: &awsfix::Moto) -> String {
     let config = moto.sdk_config();
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let image = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    ec2.create_launch_template()
-        .launch_template_name("k3s-agent")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(image)
-                .instance_type("t3.medium".into())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let subnets = ec2
-        .describe_subnets()
-        .filters(Filter::builder().name("default-for-az").values("true").build())
-        .send()
-        .await
-        .unwrap();
-    let attr = |name: &str, t| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(t)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    aws_sdk_dynamodb::Client::new(&config)
-        .create_table()
-        .table_name("k3s-k3scale")
-        .attribute_definitions(attr("pk", ScalarAttributeType::S))
-        .attribute_definitions(attr("sk", ScalarAttributeType::N))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    subnets.subnets()[0].subnet_id().unwrap().to_string()
+    awsfix::launch_template(&config).await;
+    awsfix::state_table(&config, "k3s-k3scale").await;
+    awsfix::two_az_subnets(&config).await.remove(0)
 }
 
 async fn once(moto: &awsfix::Moto, config: &std::path::Path) -> (Option<i32>, String) {

@@ -10,44 +10,12 @@ mod statefix;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use k3scale::state::dynamodb::DynamoStore;
 use k3scale::state::{StateError, StateStore};
 
-async fn create_table(config: &aws_config::SdkConfig, table: &str) {
-    let client = aws_sdk_dynamodb::Client::new(config);
-    let attr = |name: &str, t| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(t)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(attr("pk", ScalarAttributeType::S))
-        .attribute_definitions(attr("sk", ScalarAttributeType::N))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 async fn store_on(moto: &awsfix::Moto, table: &str) -> impl Fn() -> Arc<dyn StateStore> + Sync + use<> {
     let config = moto.sdk_config();
-    create_table(&config, table).await;
+    awsfix::state_table(&config, table).await;
     let table = table.to_string();
     move || {
         Arc::new(DynamoStore::with_client(
@@ -77,7 +45,7 @@ async fn two_owners_never_hold_the_lock_together() {
 #[tokio::test]
 async fn throttling_is_retried_with_backoff_and_an_outage_is_a_clear_error() {
     let moto = awsfix::Moto::start().await;
-    create_table(&moto.sdk_config(), "k3scale-faults").await;
+    awsfix::state_table(&moto.sdk_config(), "k3scale-faults").await;
 
     // Two throttled answers, then the emulator: the SDK's standard retry
     // (3 attempts, exponential backoff) gets the write through.

@@ -155,30 +155,25 @@ impl AsgProvider {
         let id = instance
             .instance_id()
             .ok_or_else(|| ProviderError::Transient("instance without id".into()))?;
-        let tags = [
+        let tags: Vec<Tag> = [
             (MACHINE_TAG, name),
             ("Name", name),
             (CLUSTER_LABEL, &self.cluster),
             (POOL_LABEL, &self.pool.name),
             (MANAGED_BY_LABEL, "k3scale"),
-        ];
+        ]
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+        .collect();
         self.ec2
             .create_tags()
             .resources(id)
-            .set_tags(Some(
-                tags.iter()
-                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                    .collect(),
-            ))
+            .set_tags(Some(tags.clone()))
             .send()
             .await
             .map_err(|e| classify("create tags", &e))?;
         let mut claimed = instance.clone();
-        claimed.tags = Some(
-            tags.iter()
-                .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                .collect(),
-        );
+        claimed.tags = Some(tags);
         self.machine(&claimed)
             .ok_or_else(|| ProviderError::Transient("claimed instance has no id".into()))
     }

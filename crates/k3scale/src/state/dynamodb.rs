@@ -106,6 +106,16 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Lock `name` held by `owner` until `until`; DynamoDB removes a
+    /// long-dead lock by itself a day later.
+    fn lock_item(name: &str, owner: &str, until: Time) -> Item {
+        let mut item = Self::key(&format!("lock#{name}"), 0);
+        item.insert("owner".into(), s(owner));
+        item.insert("expires_ms".into(), n(until.as_millis()));
+        item.insert("ttl".into(), ttl_after(until, Duration::from_secs(24 * 3600)));
+        item
+    }
+
     /// The next id of a counter (1, 2, ...), atomically.
     async fn next_id(&self, counter: &str) -> Result<u64, StateError> {
         let out = self
@@ -328,12 +338,7 @@ impl StateStore for DynamoStore {
         ttl: Duration,
         now: Time,
     ) -> Result<Result<(), LockHolder>, StateError> {
-        let until = now + ttl;
-        let mut item = Self::key(&format!("lock#{name}"), 0);
-        item.insert("owner".into(), s(owner));
-        item.insert("expires_ms".into(), n(until.as_millis()));
-        // DynamoDB removes a long-dead lock by itself.
-        item.insert("ttl".into(), ttl_after(until, Duration::from_secs(24 * 3600)));
+        let item = Self::lock_item(name, owner, now + ttl);
         let result = self
             .client
             .put_item()
@@ -374,11 +379,7 @@ impl StateStore for DynamoStore {
         ttl: Duration,
         now: Time,
     ) -> Result<bool, StateError> {
-        let until = now + ttl;
-        let mut item = Self::key(&format!("lock#{name}"), 0);
-        item.insert("owner".into(), s(owner));
-        item.insert("expires_ms".into(), n(until.as_millis()));
-        item.insert("ttl".into(), ttl_after(until, Duration::from_secs(24 * 3600)));
+        let item = Self::lock_item(name, owner, now + ttl);
         let result = self
             .client
             .put_item()

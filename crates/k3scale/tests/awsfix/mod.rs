@@ -136,3 +136,76 @@ pub fn dynamodb_error(status: u16, code: &str) -> Fault {
     let body = format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"injected"}}"#);
     (status, "application/x-amz-json-1.0", body)
 }
+
+/// A launch template `k3s-agent` (an emulator image, t3.medium).
+pub async fn launch_template(config: &aws_config::SdkConfig) {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
+    let image = images.images()[0].image_id().unwrap().to_string();
+    ec2.create_launch_template()
+        .launch_template_name("k3s-agent")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(image)
+                .instance_type("t3.medium".into())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// One default subnet in each of two availability zones.
+pub async fn two_az_subnets(config: &aws_config::SdkConfig) -> Vec<String> {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("default-for-az")
+        .values("true")
+        .build();
+    let out = aws_sdk_ec2::Client::new(config)
+        .describe_subnets()
+        .filters(filter)
+        .send()
+        .await
+        .unwrap();
+    let mut by_az = std::collections::BTreeMap::new();
+    for s in out.subnets() {
+        by_az
+            .entry(s.availability_zone().unwrap().to_string())
+            .or_insert(s.subnet_id().unwrap().to_string());
+    }
+    let subnets: Vec<String> = by_az.into_values().take(2).collect();
+    assert_eq!(subnets.len(), 2, "two AZs");
+    subnets
+}
+
+/// k3scale's state table, as deploy/terraform/aws creates it.
+pub async fn state_table(config: &aws_config::SdkConfig, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let attr = |name: &str, t| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S))
+        .attribute_definitions(attr("sk", ScalarAttributeType::N))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
