@@ -31,14 +31,55 @@ pub enum Direction {
 #[serde(tag = "blocker", rename_all = "snake_case")]
 pub enum Blocker {
     NodeDoNotDisrupt,
-    UtilizationTooHigh { utilization: f64, threshold: f64 },
-    PoolAtMin { pool: String, min: u32 },
-    DoNotDisrupt { pod: String },
-    SafeToEvictFalse { pod: String },
-    NoController { pod: String },
-    LocalStorage { pod: String },
-    PdbExhausted { pod: String, pdb: String },
-    PodsDoNotFit { pod: String },
+    UtilizationTooHigh {
+        utilization: f64,
+        threshold: f64,
+    },
+    PoolAtMin {
+        pool: String,
+        min: u32,
+    },
+    DoNotDisrupt {
+        pod: String,
+    },
+    SafeToEvictFalse {
+        pod: String,
+    },
+    NoController {
+        pod: String,
+    },
+    LocalStorage {
+        pod: String,
+    },
+    /// The node holds `needed` pods of the budget, which allows `allowed` disruptions now.
+    PdbExhausted {
+        pod: String,
+        pdb: String,
+        allowed: u32,
+        needed: u32,
+    },
+    PodsDoNotFit {
+        pod: String,
+    },
+}
+
+impl Blocker {
+    /// What the blocker is about, without its changing numbers: two
+    /// decisions that refuse a node for the same reason give the same key
+    /// (so an Event is not re-sent because a utilization moved by 1 %).
+    pub fn key(&self) -> String {
+        match self {
+            Blocker::NodeDoNotDisrupt => "node-do-not-disrupt".into(),
+            Blocker::UtilizationTooHigh { .. } => "utilization-too-high".into(),
+            Blocker::PoolAtMin { pool, .. } => format!("pool-at-min:{pool}"),
+            Blocker::DoNotDisrupt { pod } => format!("do-not-disrupt:{pod}"),
+            Blocker::SafeToEvictFalse { pod } => format!("safe-to-evict-false:{pod}"),
+            Blocker::NoController { pod } => format!("no-controller:{pod}"),
+            Blocker::LocalStorage { pod } => format!("local-storage:{pod}"),
+            Blocker::PdbExhausted { pdb, .. } => format!("pdb-exhausted:{pdb}"),
+            Blocker::PodsDoNotFit { pod } => format!("pods-do-not-fit:{pod}"),
+        }
+    }
 }
 
 impl fmt::Display for Blocker {
@@ -65,9 +106,19 @@ impl fmt::Display for Blocker {
                 write!(f, "pod {pod} has no controller to recreate it")
             }
             Blocker::LocalStorage { pod } => write!(f, "pod {pod} uses local storage"),
-            Blocker::PdbExhausted { pod, pdb } => {
-                write!(f, "pod {pod}: PodDisruptionBudget {pdb} allows no disruption")
-            }
+            Blocker::PdbExhausted {
+                pod, pdb, allowed: 0, ..
+            } => write!(f, "pod {pod}: PodDisruptionBudget {pdb} allows no disruption"),
+            Blocker::PdbExhausted {
+                pod,
+                pdb,
+                allowed,
+                needed,
+            } => write!(
+                f,
+                "pod {pod}: PodDisruptionBudget {pdb} allows {allowed} disruption{} and the node holds {needed} of its pods",
+                if *allowed == 1 { "" } else { "s" }
+            ),
             Blocker::PodsDoNotFit { pod } => write!(f, "pod {pod} does not fit on any other node"),
         }
     }
@@ -156,6 +207,9 @@ pub enum Reason {
         blocker: Blocker,
     },
     NoCandidates,
+    /// Metrics are unavailable: scale-down removes only nodes whose pods fit
+    /// elsewhere by their requests (empty ones first), as cluster-autoscaler does.
+    ScaleDownByRequestsOnly,
     WithinThresholds,
     /// The node's machine is about to be reclaimed: drain it now and
     /// launch its replacement in the same pool.
@@ -198,7 +252,7 @@ impl fmt::Display for Reason {
             Reason::MetricsUnavailable { signal, cause } => {
                 write!(
                     f,
-                    "{signal} metrics unavailable ({cause}): no scale-down, no {signal}-based scale-up"
+                    "{signal} metrics unavailable ({cause}): no {signal}-based scaling"
                 )
             }
             Reason::UnschedulablePods {
@@ -278,6 +332,10 @@ impl fmt::Display for Reason {
                 write!(f, "node {node} not removed: {blocker}")
             }
             Reason::NoCandidates => write!(f, "no node is a scale-down candidate"),
+            Reason::ScaleDownByRequestsOnly => write!(
+                f,
+                "without metrics, scale-down goes by requests only: empty nodes and nodes whose pods fit elsewhere"
+            ),
             Reason::WithinThresholds => write!(f, "all signals within thresholds"),
         }
     }
@@ -290,6 +348,22 @@ pub struct Decision {
     pub scale_up: Vec<ScaleUp>,
     pub scale_down: Vec<ScaleDown>,
     pub reasons: Vec<Reason>,
+    /// Pending pods whose bin-packing asked for new nodes, with the pool
+    /// chosen for them (at most [`MAX_TRIGGERING_PODS`]): they get a
+    /// `TriggeredScaleUp` Event, as cluster-autoscaler's do.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggering_pods: Vec<TriggeringPod>,
+}
+
+/// Enough pods to tell a user why nodes were added without an Event storm.
+pub const MAX_TRIGGERING_PODS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggeringPod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub pool: String,
 }
 
 impl Decision {
@@ -300,6 +374,7 @@ impl Decision {
             scale_up: Vec::new(),
             scale_down: Vec::new(),
             reasons: Vec::new(),
+            triggering_pods: Vec::new(),
         }
     }
 

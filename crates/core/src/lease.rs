@@ -80,6 +80,10 @@ pub struct Elector {
     /// The record last read and when (by our clock) it last changed: expiry is
     /// judged from our own observation, not the holder's clock.
     observed: Option<(LeaseRecord, Time)>,
+    /// The holder whose expired Lease we took over: that replica stopped
+    /// acting at its renew deadline, so what it held (the act lock) is ours
+    /// to take at once.
+    took_over_from: Option<String>,
 }
 
 impl Elector {
@@ -89,6 +93,7 @@ impl Elector {
             config,
             renewed_at: None,
             observed: None,
+            took_over_from: None,
         }
     }
 
@@ -133,8 +138,22 @@ impl Elector {
     pub fn written(&mut self, record: &LeaseRecord, now: Time) {
         if record.holder.as_deref() == Some(self.identity.as_str()) {
             self.renewed_at = Some(now);
+            let before = self.observed.as_ref().and_then(|(r, _)| r.holder.as_deref());
+            if let Some(previous) = before.filter(|h| *h != self.identity) {
+                self.took_over_from = Some(previous.to_string());
+            }
         }
         self.observed = Some((record.clone(), now));
+    }
+
+    /// Who holds the Lease as last read or written (maybe this replica).
+    pub fn holder(&self) -> Option<&str> {
+        self.observed.as_ref().and_then(|(r, _)| r.holder.as_deref())
+    }
+
+    /// The replica whose expired Lease this one took over, if it did.
+    pub fn took_over_from(&self) -> Option<&str> {
+        self.took_over_from.as_deref()
     }
 
     /// Our write failed (409 conflict, timeout, API down): we keep acting

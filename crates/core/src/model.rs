@@ -17,6 +17,42 @@ pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 /// Label k3scale puts on every node it manages, naming its pool.
 pub const POOL_LABEL: &str = "k3scale.io/pool";
 
+/// Taints a node carries while it is still starting: the API server adds
+/// `not-ready` at registration and the node lifecycle controller removes it
+/// a moment after the node turns Ready (`unreachable` when heartbeats stop);
+/// K3s's cloud controller removes `uninitialized` once it has set the node up.
+pub const STARTUP_TAINTS: [&str; 3] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+];
+/// cluster-autoscaler's prefixes for taints that agents (CNI, CSI) remove
+/// once they are up: honoured the same way.
+pub const STARTUP_TAINT_PREFIXES: [&str; 2] = [
+    "startup-taint.cluster-autoscaler.kubernetes.io/",
+    "ignore-taint.cluster-autoscaler.kubernetes.io/",
+];
+
+/// Whether a taint key means "this node is still starting"; `extra` are the
+/// keys the user configured (`policy.startup_taints`).
+pub fn is_startup_taint(key: &str, extra: &[String]) -> bool {
+    STARTUP_TAINTS.contains(&key)
+        || STARTUP_TAINT_PREFIXES.iter().any(|p| key.starts_with(p))
+        || extra.iter().any(|k| k == key)
+}
+
+/// Mark the nodes that carry a startup taint as starting: not yet room for
+/// pods, and (for a machine of ours) still launching.
+pub fn mark_starting(nodes: &mut [Node], extra: &[String]) {
+    for node in nodes {
+        node.starting = node
+            .taints
+            .iter()
+            .find(|t| t.effect != TaintEffect::PreferNoSchedule && is_startup_taint(&t.key, extra))
+            .map(|t| t.key.clone());
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaintEffect {
     NoSchedule,
@@ -222,6 +258,10 @@ pub struct Node {
     pub labels: Labels,
     pub taints: Vec<Taint>,
     pub ready: bool,
+    /// The startup taint it still carries (see [`mark_starting`]): Ready or
+    /// not, no pod without a toleration lands here yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starting: Option<String>,
     /// `spec.unschedulable` (cordoned), e.g. by a drain in progress.
     pub cordoned: bool,
     pub created_at: Time,
@@ -237,15 +277,21 @@ impl Node {
             labels: Labels::new(),
             taints: Vec::new(),
             ready: true,
+            starting: None,
             cordoned: false,
             created_at,
             annotations: Labels::new(),
         }
     }
 
-    /// Ready and not cordoned: the scheduler may place pods here.
+    /// Ready, started and not cordoned: the scheduler may place pods here.
     pub fn schedulable(&self) -> bool {
-        self.ready && !self.cordoned
+        self.ready && self.starting.is_none() && !self.cordoned
+    }
+
+    /// Ready and rid of its startup taints: a launch is complete.
+    pub fn joined(&self) -> bool {
+        self.ready && self.starting.is_none()
     }
 }
 
@@ -270,6 +316,9 @@ pub struct Pool {
     pub priority: i32,
     /// `docker`, `aws_ec2`, `exec`...: which provider creates its machines.
     pub provider: String,
+    /// Overrides `policy.scale_down.drain_timeout` for this pool's nodes.
+    #[serde(serialize_with = "crate::time::serialize_opt_secs")]
+    pub drain_timeout: Option<Duration>,
 }
 
 #[cfg(test)]

@@ -75,6 +75,10 @@ pub struct ScaleDownRules {
     pub node_utilization_below: f64,
     /// Whether pods with local storage (emptyDir, hostPath) may be evicted.
     pub evict_local_storage: bool,
+    /// How long a drain may wait on evictions (PDBs answering 429) before
+    /// it gives up and uncordons the node; a pool may override it.
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for ScaleDownRules {
@@ -90,6 +94,7 @@ impl Default for ScaleDownRules {
             cooldown: Duration::from_secs(600),
             node_utilization_below: 0.5,
             evict_local_storage: false,
+            drain_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -114,6 +119,9 @@ pub struct Policy {
     pub dry_run: bool,
     /// A metric sample older than this is stale: the signal is unavailable.
     pub metrics_max_age: Duration,
+    /// Taint keys that mean "still starting" beyond the built-in ones
+    /// ([`crate::model::STARTUP_TAINTS`]), e.g. a CNI's readiness taint.
+    pub startup_taints: Vec<String>,
     pub pools: Vec<Pool>,
 }
 
@@ -126,11 +134,19 @@ impl Policy {
             expander: Expander::default(),
             dry_run: false,
             metrics_max_age: Duration::from_secs(60),
+            startup_taints: Vec::new(),
             pools,
         }
     }
 
     pub fn pool(&self, name: &str) -> Option<&Pool> {
         self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The drain deadline for a node of `pool`: its override, else the policy's.
+    pub fn drain_timeout(&self, pool: &str) -> Duration {
+        self.pool(pool)
+            .and_then(|p| p.drain_timeout)
+            .unwrap_or(self.scale_down.drain_timeout)
     }
 }

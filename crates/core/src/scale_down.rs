@@ -33,8 +33,13 @@ pub(crate) fn plan(ctx: &mut Context<'_>, unschedulable: usize) {
         });
         return;
     }
-    if !cluster_is_cold(ctx) {
-        return;
+    match cluster_is_cold(ctx) {
+        Gate::Cold => {}
+        Gate::NotCold => return,
+        // Utilization cannot be judged without metrics; removing a node whose
+        // pods fit elsewhere by their requests (or that has none) needs no
+        // metrics, so it goes on.
+        Gate::Unknown => ctx.decision.reasons.push(Reason::ScaleDownByRequestsOnly),
     }
     if let Some(remaining) = ctx.cooldown_left(snapshot.last_scale_down, rules.cooldown) {
         ctx.decision.reasons.push(Reason::Cooldown {
@@ -46,11 +51,21 @@ pub(crate) fn plan(ctx: &mut Context<'_>, unschedulable: usize) {
     choose_nodes(ctx);
 }
 
-/// Every scale-down signal must be available and below its threshold.
-fn cluster_is_cold(ctx: &mut Context<'_>) -> bool {
+/// The cluster-wide gate of the threshold rules.
+enum Gate {
+    /// Every signal is available and below its threshold.
+    Cold,
+    /// Some signal is at or above its threshold.
+    NotCold,
+    /// No signal is above its threshold, but some are unavailable.
+    Unknown,
+}
+
+fn cluster_is_cold(ctx: &mut Context<'_>) -> Gate {
     let policy = ctx.policy;
     let snapshot = ctx.snapshot;
     let rules = &policy.scale_down;
+    let mut unknown = false;
     let mut checks = vec![
         ("cpu", &snapshot.cpu, rules.cpu_for, rules.cpu_below),
         ("memory", &snapshot.memory, rules.memory_for, rules.memory_below),
@@ -61,12 +76,12 @@ fn cluster_is_cold(ctx: &mut Context<'_>) -> bool {
                 Some(series) => checks.push((&rule.name, series, rule.window, threshold)),
                 None => {
                     ctx.note_unavailable(&rule.name, &Unavailable::NoSamples);
-                    return false;
+                    unknown = true;
                 }
             }
         }
     }
-    let mut cold = true;
+    let mut hot = false;
     for (name, series, window, threshold) in checks {
         match ctx.signal(name, series, window) {
             Some(v) if v < threshold => {}
@@ -77,12 +92,16 @@ fn cluster_is_cold(ctx: &mut Context<'_>) -> bool {
                     threshold,
                     window,
                 });
-                cold = false;
+                hot = true;
             }
-            None => cold = false,
+            None => unknown = true,
         }
     }
-    cold
+    match (hot, unknown) {
+        (true, _) => Gate::NotCold,
+        (false, true) => Gate::Unknown,
+        (false, false) => Gate::Cold,
+    }
 }
 
 struct Candidate<'s> {
@@ -235,18 +254,22 @@ fn check_removable(
             min,
         });
     }
-    let mut wanted: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut wanted: BTreeMap<&str, (u32, &Pod)> = BTreeMap::new();
     for pod in &c.movable {
         pod_blocker(pod, ctx.policy.scale_down.evict_local_storage)?;
         if let Some(pdb) = &pod.pdb {
-            let n = wanted.entry(pdb).or_default();
-            *n += 1;
-            if *n > budgets.get(pdb).copied().unwrap_or(0) {
-                return Err(Blocker::PdbExhausted {
-                    pod: pod.key(),
-                    pdb: pdb.clone(),
-                });
-            }
+            wanted.entry(pdb).or_insert((0, pod)).0 += 1;
+        }
+    }
+    for (pdb, (needed, pod)) in wanted {
+        let allowed = budgets.get(pdb).copied().unwrap_or(0);
+        if needed > allowed {
+            return Err(Blocker::PdbExhausted {
+                pod: pod.key(),
+                pdb: pdb.to_string(),
+                allowed,
+                needed,
+            });
         }
     }
     Ok(())

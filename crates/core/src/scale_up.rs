@@ -100,6 +100,16 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         let mut taken = vec![false; rest.len()];
         for &i in &est.placed {
             taken[i] = true;
+            let triggering = &mut ctx.decision.triggering_pods;
+            if triggering.len() < crate::decision::MAX_TRIGGERING_PODS {
+                let pod = rest[i];
+                triggering.push(crate::decision::TriggeringPod {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                    pool: pool.name.clone(),
+                });
+            }
         }
         rest = rest
             .iter()

@@ -257,3 +257,44 @@ fn custom_rules_need_prometheus() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn drain_timeout_startup_taints_and_leader_election_are_settings() {
+    let yaml = format!(
+        "policy:\n  startup_taints: [node.cilium.io/agent-not-ready]\n  scale_down: {{ drain_timeout: 5m }}\nleader_election: {{ namespace: ops, lease_duration: 20s, renew_deadline: 12s, retry_period: 3s }}\n{POOL}    drain_timeout: 30s\n"
+    );
+    let loaded = load("k3scale.yaml", &yaml).unwrap();
+    let p = &loaded.policy;
+    assert_eq!(
+        p.startup_taints,
+        vec!["node.cilium.io/agent-not-ready".to_string()]
+    );
+    assert_eq!(p.scale_down.drain_timeout, Duration::from_secs(300));
+    assert_eq!(
+        p.drain_timeout("workers"),
+        Duration::from_secs(30),
+        "the pool's override"
+    );
+    assert_eq!(p.drain_timeout("other"), Duration::from_secs(300));
+    assert_eq!(loaded.election.lease_duration, Duration::from_secs(20));
+    assert_eq!(loaded.config.leader_election.namespace.as_deref(), Some("ops"));
+
+    let defaults = load("min.yaml", POOL).unwrap();
+    assert_eq!(defaults.policy.scale_down.drain_timeout, Duration::from_secs(120));
+    assert_eq!(defaults.election, k3scale_core::lease::ElectionConfig::default());
+
+    let errs = errors(&format!(
+        "policy:\n  scale_down: {{ drain_timeout: 0s }}\nleader_election: {{ namespace: Bad_NS, renew_deadline: 20s }}\n{POOL}    drain_timeout: soon\n"
+    ));
+    let all = errs.join("\n");
+    assert!(
+        all.contains("policy.scale_down.drain_timeout") && all.contains("greater than zero"),
+        "{all}"
+    );
+    assert!(all.contains("pools[0].drain_timeout"), "{all}");
+    assert!(all.contains("leader_election.namespace"), "{all}");
+    assert!(
+        all.contains("renew deadline (20s) must be shorter than the lease duration (15s)"),
+        "{all}"
+    );
+}

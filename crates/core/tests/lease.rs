@@ -156,3 +156,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_takeover_names_the_replica_it_replaced_and_a_handover_does_not() {
+    let cfg = ElectionConfig::default();
+    let mut store = Store::default();
+    let mut a = Elector::new("host-a-1", cfg.clone());
+    let mut b = Elector::new("host-b-1", cfg.clone());
+    round(&mut a, &mut store, t(0), true);
+    round(&mut b, &mut store, t(1), true);
+    assert_eq!(b.holder(), Some("host-a-1"), "the standby knows the leader");
+    assert_eq!(a.took_over_from(), None, "created, replaced nobody");
+    // a stops renewing (crashed): b takes over once the Lease has expired.
+    round(&mut b, &mut store, t(10), true);
+    assert_eq!(b.took_over_from(), None, "not expired yet");
+    round(&mut b, &mut store, t(17), true);
+    assert!(b.is_leader(t(17)));
+    assert_eq!(b.took_over_from(), Some("host-a-1"));
+    assert_eq!(b.holder(), Some("host-b-1"));
+    // Its own renewals do not change that.
+    round(&mut b, &mut store, t(19), true);
+    assert_eq!(b.took_over_from(), Some("host-a-1"));
+
+    // A Lease released on shutdown has no holder: nothing to take over from.
+    let mut store = Store::default();
+    let mut a = Elector::new("host-a-1", cfg.clone());
+    let mut b = Elector::new("host-b-1", cfg);
+    round(&mut a, &mut store, t(0), true);
+    let (current, version) = store.read();
+    let released = a.release(&current.expect("created"), t(1)).expect("held by a");
+    assert!(store.write(released, version));
+    round(&mut b, &mut store, t(2), true);
+    assert!(b.is_leader(t(2)));
+    assert_eq!(b.took_over_from(), None);
+}

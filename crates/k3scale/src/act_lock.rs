@@ -1,8 +1,10 @@
 //! The state store lock a k3scale process holds while it may act, so a
 //! daemon and a cron `once` never act at the same time. It is held with a
 //! short expiry and renewed in the background, so a crashed holder blocks
-//! others for at most [`TTL`]; a holder that crashed on this very host is
-//! recognized at once (its process is gone) and its lock taken over.
+//! others for at most [`TTL`]. It is taken over at once from a holder that
+//! crashed on this very host (its process is gone), and from the replica
+//! whose leader Lease this one took over (on any host: that replica stopped
+//! acting when its Lease ran out).
 
 use crate::provider::unix_now;
 use crate::state::{LockHolder, StateError, StateStore};
@@ -48,20 +50,22 @@ pub struct ActLock {
 }
 
 impl ActLock {
-    /// Take the lock if it is free, expired, ours, or held by a crashed
-    /// process of this host; else say who holds it.
+    /// Take the lock if it is free, expired, ours, held by a crashed
+    /// process of this host, or held by `previous_leader` (the replica whose
+    /// expired Lease this one took over); else say who holds it.
     pub async fn acquire(
         store: Arc<dyn StateStore>,
         owner: &str,
+        previous_leader: Option<&str>,
     ) -> Result<Result<ActLock, LockHolder>, StateError> {
         let now = unix_now();
         match store.lock(NAME, owner, TTL, now).await? {
             Ok(()) => {}
-            Err(holder) if crashed_here(&holder.owner) => {
+            Err(holder) if crashed_here(&holder.owner) || previous_leader == Some(holder.owner.as_str()) => {
                 if !store.take_over(NAME, &holder.owner, owner, TTL, now).await? {
                     return Ok(Err(holder));
                 }
-                info!(crashed = %holder.owner, "took over the lock of a crashed k3scale");
+                info!(from = %holder.owner, "took over the lock of a k3scale that stopped acting");
             }
             Err(holder) => return Ok(Err(holder)),
         }

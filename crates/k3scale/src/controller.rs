@@ -22,6 +22,8 @@ use std::time::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 const STAMPS_KEY: &str = "stamps";
+/// Which Events were sent when, so a new leader does not repeat them.
+const EVENTS_KEY: &str = "events";
 /// By default, metrics failing this long are worth a notification.
 pub const METRICS_ALERT_AFTER: Duration = Duration::from_secs(5 * 60);
 
@@ -61,6 +63,9 @@ pub enum ControllerError {
     State(#[from] StateError),
     #[error("stored {key} is unreadable: {cause}")]
     Corrupt { key: String, cause: String },
+    /// A watch is failing: the caches may be minutes old, so nothing is decided on them.
+    #[error("not acting on stale caches ({}): their watch is failing", .0.join(", "))]
+    CachesStale(Vec<&'static str>),
 }
 
 #[derive(Debug)]
@@ -99,6 +104,10 @@ pub struct Controller {
     metrics_down_since: Option<Time>,
     /// Metrics failing this long are worth a notification.
     pub metrics_alert_after: Duration,
+    /// An unchanged ScaleDownBlocked Event is repeated at most this often.
+    pub events_repeat_after: Duration,
+    /// The last decision's reasons without their numbers (see `log_decision`).
+    last_decision_shape: Vec<String>,
     /// Joins and join failures seen while observing, to be told.
     lifecycle_notes: Vec<Notification>,
     /// Notifications still being delivered.
@@ -144,6 +153,10 @@ impl Controller {
         random: Box<dyn FnMut() -> u64 + Send + Sync>,
     ) -> Self {
         Controller {
+            drain: DrainConfig {
+                eviction_timeout: policy.scale_down.drain_timeout,
+                ..DrainConfig::default()
+            },
             policy,
             kube,
             metrics,
@@ -151,11 +164,12 @@ impl Controller {
             store,
             events: NodeEvents::default(),
             snapshot: Snapshot::default(),
-            drain: DrainConfig::default(),
             drain_poll: Duration::from_secs(1),
             notifier: None,
             metrics_down_since: None,
             metrics_alert_after: METRICS_ALERT_AFTER,
+            events_repeat_after: Duration::from_secs(600),
+            last_decision_shape: Vec::new(),
             lifecycle_notes: Vec::new(),
             sending: Vec::new(),
             background_drains: false,
@@ -218,6 +232,10 @@ impl Controller {
     }
 
     async fn reconcile_inner(&mut self, now: Time) -> Result<Reconciled, ControllerError> {
+        let stale = self.kube.stale();
+        if !stale.is_empty() {
+            return Err(ControllerError::CachesStale(stale));
+        }
         let (raw, stamps_version) = self.load(STAMPS_KEY).await?;
         let mut stamps: Stamps = parse(STAMPS_KEY, raw)?;
         let mut lifecycles = BTreeMap::new();
@@ -239,8 +257,12 @@ impl Controller {
             recovered: Vec::new(),
         };
 
-        self.collect_drains(now, &mut done).await?;
-        self.recover(now, &mut done).await?;
+        // A dry run changes nothing, so it needs no lock: it leaves the
+        // journal, the drains and the stored state to whoever acts.
+        if !self.policy.dry_run {
+            self.collect_drains(now, &mut done).await?;
+            self.recover(now, &mut done).await?;
+        }
         self.observe(now).await;
         let notices = self.receive_interruptions().await;
         // A node being drained is leaving: never a candidate again, never room for pods.
@@ -252,22 +274,12 @@ impl Controller {
         self.snapshot.last_scale_up = stamps.last_scale_up;
         self.snapshot.last_scale_down = stamps.last_scale_down;
         let decision = decide(&self.snapshot, &self.policy, now);
-        for reason in &decision.reasons {
-            info!(%reason, "decision");
-        }
+        self.log_decision(&decision);
         done.decision = decision.clone();
         // Dry run: the same decision, logged and returned, nothing executed.
         if !self.policy.dry_run {
             self.act(&decision, now, &mut stamps, &mut done).await?;
-            for e in self.events.plan(&decision, now) {
-                if let Err(err) = self
-                    .kube
-                    .node_event(&e.node, e.kind, e.reason, e.action, &e.note)
-                    .await
-                {
-                    warn!(node = %e.node, error = %err, "could not record the event");
-                }
-            }
+            self.record_events(&decision, now).await?;
         }
 
         // Acted on (or not ours): acknowledged only now, so a crash redelivers.
@@ -284,6 +296,9 @@ impl Controller {
             .values()
             .flat_map(|p| p.lifecycle.in_flight())
             .collect();
+        if self.policy.dry_run {
+            return Ok(done);
+        }
         self.save(STAMPS_KEY, to_json(STAMPS_KEY, &stamps)?, stamps_version)
             .await?;
         let saves: Vec<(String, String, u64)> = self
@@ -298,6 +313,71 @@ impl Controller {
             self.save(&key, text, version).await?;
         }
         Ok(done)
+    }
+
+    /// A decision is logged at INFO when it acts or its reasons changed
+    /// (their numbers aside: "cpu 41%" then "cpu 42%" is the same decision);
+    /// a standing one, repeated every few seconds, only at DEBUG.
+    fn log_decision(&mut self, decision: &Decision) {
+        let shape: Vec<String> = decision
+            .reasons
+            .iter()
+            .map(|r| {
+                r.to_string()
+                    .replace(|c: char| c.is_ascii_digit() || c == '.', "")
+            })
+            .collect();
+        let changed = shape != self.last_decision_shape;
+        self.last_decision_shape = shape;
+        for reason in &decision.reasons {
+            if changed || !decision.is_noop() {
+                info!(%reason, "decision");
+            } else {
+                tracing::debug!(%reason, "decision (unchanged)");
+            }
+        }
+    }
+
+    /// Kubernetes Events for what was decided: on the nodes (removed, or
+    /// kept and why, deduplicated across reconciles and leaders through the
+    /// state store) and on the pods a launch is for (in the background).
+    async fn record_events(&mut self, decision: &Decision, now: Time) -> Result<(), ControllerError> {
+        let (raw, version) = self.load(EVENTS_KEY).await?;
+        let sent: NodeEvents = parse(EVENTS_KEY, raw)?;
+        self.events = sent.with_repeat_after(self.events_repeat_after);
+        let due = self.events.plan(decision, now);
+        for e in &due {
+            if let Err(err) = self
+                .kube
+                .node_event(&e.node, e.kind, e.reason, e.action, &e.note)
+                .await
+            {
+                warn!(node = %e.node, error = %err, "could not record the event");
+            }
+        }
+        if !due.is_empty() || version == 0 {
+            self.save(EVENTS_KEY, to_json(EVENTS_KEY, &self.events)?, version)
+                .await?;
+        }
+        let mut pod_events = Vec::new();
+        for up in &decision.scale_up {
+            let max = self.policy.pool(&up.pool).map_or(0, |p| p.max);
+            pod_events.extend(crate::kube::events::triggered_scale_up(
+                decision, &up.pool, up.count, max,
+            ));
+        }
+        if !pod_events.is_empty() {
+            let kube = self.kube.clone();
+            self.sending.retain(|t| !t.is_finished());
+            self.sending.push(tokio::spawn(async move {
+                for e in pod_events {
+                    if let Err(err) = kube.pod_event(&e).await {
+                        warn!(pod = %e.pod, error = %err, "could not record the event");
+                    }
+                }
+            }));
+        }
+        Ok(())
     }
 
     /// Notices waiting at the source, mapped to the pools' machines by
@@ -407,6 +487,9 @@ impl Controller {
 
     async fn observe(&mut self, now: Time) {
         self.kube.fill(&mut self.snapshot);
+        // A Node is Ready a moment before its not-ready taint goes: until all
+        // startup taints are gone it is still launching, not room for pods.
+        k3scale_core::model::mark_starting(&mut self.snapshot.nodes, &self.policy.startup_taints);
         if let Some(metrics) = &self.metrics {
             let reading = metrics.read().await;
             self.snapshot.record(now, &reading, history_needed(&self.policy));
@@ -418,17 +501,19 @@ impl Controller {
             .map(|n| ObservedNode {
                 name: n.name.clone(),
                 pool: n.pool.clone(),
-                ready: n.ready,
+                ready: n.joined(),
             })
             .collect();
         self.snapshot.in_flight.clear();
         self.snapshot.backoff.clear();
+        let dry_run = self.policy.dry_run;
         for (name, pool) in &mut self.pools {
             let launching: Vec<String> = pool.lifecycle.in_flight().into_iter().map(|f| f.name).collect();
-            match pool.reconcile(&observed, now).await {
+            match pool.reconcile(&observed, now, !dry_run).await {
                 Ok(actions) => {
                     for action in actions {
                         match action {
+                            LifecycleAction::DeleteNode { .. } if dry_run => {}
                             LifecycleAction::DeleteNode { name: node } => {
                                 if let Err(e) = self.kube.delete_node(&node).await {
                                     warn!(node, error = %e, "could not delete the Node of a vanished machine");
@@ -538,7 +623,11 @@ impl Controller {
                 .await?;
         }
         for down in &decision.scale_down {
-            let drain = Drain::start(&down.node, now, self.drain.clone());
+            let mut config = self.drain.clone();
+            if let Some(timeout) = self.policy.pool(&down.pool).and_then(|p| p.drain_timeout) {
+                config.eviction_timeout = timeout;
+            }
+            let drain = Drain::start(&down.node, now, config);
             let intent = Intent {
                 kind: "drain".into(),
                 pool: down.pool.clone(),

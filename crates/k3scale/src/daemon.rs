@@ -13,6 +13,7 @@ use crate::server::Shared;
 use crate::state::StateStore;
 use crate::status::Status;
 use k3scale_core::lease::Elector;
+use k3scale_core::{Decision, Snapshot};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,24 +31,41 @@ pub struct Daemon {
     pub lease: Option<LeaseLock>,
 }
 
+/// What the election task publishes: the elector after its latest round,
+/// and why that round failed, if it did.
+#[derive(Debug, Clone)]
+struct LeaseView {
+    elector: Elector,
+    error: Option<String>,
+}
+
 /// Keep the Lease: a round every retry period, each publishing the elector
 /// (whose `is_leader(now)` ends at the renew deadline).
 async fn elect(
     mut lease: LeaseLock,
-    tx: watch::Sender<Elector>,
+    tx: watch::Sender<LeaseView>,
     mut stop: watch::Receiver<bool>,
 ) -> LeaseLock {
     let retry = lease.elector.config.retry_period;
+    let mut last_error: Option<String> = None;
     loop {
         let now = unix_now();
-        if let Err(e) = lease.round(now).await {
-            warn!(error = %e, "lease round failed");
+        let error = lease.round(now).await.err().map(|e| e.to_string());
+        // Said once when it starts failing, and once when it recovers.
+        match (&error, &last_error) {
+            (Some(e), None) => warn!(error = %e, "lease round failed: not taking part in leader election"),
+            (None, Some(_)) => info!("lease rounds succeed again"),
+            _ => {}
         }
-        // Always the latest elector; wake the daemon only when leadership flips.
-        let latest = lease.elector.clone();
-        tx.send_if_modified(|e| {
-            let flipped = e.is_leader(now) != latest.is_leader(now);
-            *e = latest;
+        last_error.clone_from(&error);
+        // Always the latest view; wake the daemon only when leadership flips.
+        let latest = LeaseView {
+            elector: lease.elector.clone(),
+            error,
+        };
+        tx.send_if_modified(|v| {
+            let flipped = v.elector.is_leader(now) != latest.elector.is_leader(now);
+            *v = latest;
             flipped
         });
         tokio::select! {
@@ -81,7 +99,10 @@ impl Daemon {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (task, mut leader_rx) = match self.lease.take() {
             Some(lease) => {
-                let (tx, rx) = watch::channel(lease.elector.clone());
+                let (tx, rx) = watch::channel(LeaseView {
+                    elector: lease.elector.clone(),
+                    error: None,
+                });
                 (Some(tokio::spawn(elect(lease, tx, stop_rx))), Some(rx))
             }
             None => (None, None),
@@ -89,6 +110,7 @@ impl Daemon {
         // A long drain must not hold up the next reconcile.
         self.controller.background_drains = true;
         let mut act_lock: Option<ActLock> = None;
+        let mut waiting_for_caches = false;
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,25 +132,41 @@ impl Daemon {
                 } => {}
             }
             let now = unix_now();
-            let leader = leader_rx.as_ref().is_none_or(|rx| rx.borrow().is_leader(now));
+            let view = leader_rx.as_ref().map(|rx| rx.borrow().clone());
+            let leader = view.as_ref().is_none_or(|v| v.elector.is_leader(now));
             if !leader && let Some(lock) = act_lock.take() {
                 // A new leader (or a cron `once`) may need it now.
                 self.controller.stop_drains();
                 lock.release().await;
             }
             if leader && !act_lock.as_ref().is_some_and(ActLock::held) {
-                act_lock = self.take_lock().await;
+                let previous = view
+                    .as_ref()
+                    .and_then(|v| v.elector.took_over_from().map(str::to_string));
+                act_lock = self.take_lock(previous.as_deref()).await;
             }
             let acting = leader && act_lock.as_ref().is_some_and(ActLock::held);
             self.shared.telemetry.set_leader(acting);
             if !acting {
-                let mut status = self.shared.status();
-                status.leader = false;
-                status.identity = self.identity.clone();
-                self.shared.set_status(status);
+                self.serve_standby(now, view.as_ref());
                 continue;
             }
-            self.reconcile(now).await;
+            // Never decide on caches a failing watch left behind; the re-list
+            // that ends the outage triggers the next reconcile.
+            let stale = cluster.stale();
+            if !stale.is_empty() {
+                if !waiting_for_caches {
+                    warn!(caches = ?stale, "caches stale: not acting until they list again");
+                }
+                waiting_for_caches = true;
+                self.shared.set_status(Status {
+                    last_error: Some(format!("caches stale ({}): not acting", stale.join(", "))),
+                    ..self.shared.status()
+                });
+                continue;
+            }
+            waiting_for_caches = false;
+            self.reconcile(now, view.as_ref()).await;
         }
         info!("shutting down");
         self.controller.stop_drains();
@@ -144,8 +182,31 @@ impl Daemon {
         }
     }
 
-    async fn take_lock(&self) -> Option<ActLock> {
-        match ActLock::acquire(self.store.clone(), &self.identity).await {
+    /// A standby's status: its own view of the cluster (nodes, pools, pods
+    /// from its caches) and who the leader is, so any replica behind the
+    /// Service answers alike. It decides nothing.
+    fn serve_standby(&self, now: k3scale_core::Time, view: Option<&LeaseView>) {
+        let policy = &self.controller.policy;
+        let cluster = self.controller.cluster();
+        let mut snapshot = Snapshot::default();
+        cluster.fill(&mut snapshot);
+        k3scale_core::model::mark_starting(&mut snapshot.nodes, &policy.startup_taints);
+        let holder = view.and_then(|v| v.elector.holder()).map(str::to_string);
+        let mut status = Status::build(&snapshot, &Decision::new(now, policy.dry_run), policy, now);
+        status.identity = self.identity.clone();
+        status.leader = false;
+        status.reasons = vec![match &holder {
+            Some(h) if *h != self.identity => format!("standby: {h} holds the lease and acts"),
+            _ => "standby: waiting for the lease or the act lock".to_string(),
+        }];
+        status.lease_holder = holder;
+        status.lease_error = view.and_then(|v| v.error.clone());
+        status.last_reconcile = None;
+        self.shared.set_status(status);
+    }
+
+    async fn take_lock(&self, previous_leader: Option<&str>) -> Option<ActLock> {
+        match ActLock::acquire(self.store.clone(), &self.identity, previous_leader).await {
             Ok(Ok(lock)) => Some(lock),
             Ok(Err(holder)) => {
                 info!(holder = %holder.owner, "another k3scale holds the lock; not acting");
@@ -158,7 +219,7 @@ impl Daemon {
         }
     }
 
-    async fn reconcile(&mut self, now: k3scale_core::Time) {
+    async fn reconcile(&mut self, now: k3scale_core::Time, view: Option<&LeaseView>) {
         let started = Instant::now();
         let result = self.controller.reconcile(now).await;
         let took = started.elapsed();
@@ -181,6 +242,10 @@ impl Daemon {
         self.shared.set_status(Status {
             identity: self.identity.clone(),
             leader: true,
+            lease_holder: view.map_or(Some(self.identity.clone()), |v| {
+                v.elector.holder().map(str::to_string)
+            }),
+            lease_error: view.and_then(|v| v.error.clone()),
             draining: self.controller.draining(),
             ..status
         });

@@ -53,6 +53,7 @@ fn fetch(server: &str) -> anyhow::Result<(Status, serde_json::Value)> {
 fn state(n: &NodeStatus) -> &'static str {
     match (n.ready, n.cordoned) {
         (_, true) => "cordoned",
+        _ if n.starting.is_some() => "starting",
         (true, false) => "ready",
         (false, false) => "not-ready",
     }
@@ -67,6 +68,15 @@ fn render_status(s: &Status) -> String {
         if s.leader { "leader" } else { "standby" },
         if s.dry_run { ", dry run" } else { "" }
     );
+    match (&s.lease_holder, s.leader) {
+        (Some(holder), false) if *holder != s.identity => {
+            let _ = writeln!(out, "leader: {holder}");
+        }
+        _ => {}
+    }
+    if let Some(e) = &s.lease_error {
+        let _ = writeln!(out, "lease rounds failing: {e}");
+    }
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "last reconcile failed: {e}");
     }
@@ -137,12 +147,27 @@ fn render_explain(s: &Status, node: Option<&str>) -> anyhow::Result<String> {
                     out,
                     "  not managed by k3scale: its capacity is used, it is never removed"
                 );
+            } else if s.draining.iter().any(|d| d == name) {
+                let _ = writeln!(
+                    out,
+                    "  being drained: cordoned, its pods are being evicted; then its machine and Node are deleted"
+                );
+            } else if let Some(taint) = &n.starting {
+                let _ = writeln!(
+                    out,
+                    "  still starting: it carries the startup taint {taint}, so it counts as launching"
+                );
             } else if n.removable {
                 let _ = writeln!(out, "  a scale-down candidate: its pods fit elsewhere");
             } else if n.kept_because.is_empty() {
-                let _ = writeln!(out, "  not considered for removal in the last decision:");
-                for r in s.reasons.iter().filter(|r| !r.starts_with("node ")) {
-                    let _ = writeln!(out, "  - {r}");
+                let general: Vec<&String> = s.reasons.iter().filter(|r| !r.starts_with("node ")).collect();
+                if general.is_empty() {
+                    let _ = writeln!(out, "  not considered for removal in the last decision");
+                } else {
+                    let _ = writeln!(out, "  not considered for removal in the last decision:");
+                    for r in general {
+                        let _ = writeln!(out, "  - {r}");
+                    }
                 }
             } else {
                 let _ = writeln!(out, "  kept because:");

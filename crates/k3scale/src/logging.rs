@@ -26,16 +26,38 @@ pub fn secret_safe(meta: &Metadata<'_>) -> bool {
     *meta.level() <= Level::INFO || !BODY_LOGGERS.iter().any(|t| meta.target().starts_with(t))
 }
 
-/// Install the global subscriber: `directives` as in `RUST_LOG`, text or JSON lines.
-pub fn init<W>(directives: &str, json: bool, writer: W) -> Result<(), String>
+/// Install the global subscriber: `directives` as in `RUST_LOG`, text or
+/// JSON lines, coloured only when `ansi` (a terminal that has not set `NO_COLOR`).
+pub fn init<W>(directives: &str, json: bool, ansi: bool, writer: W) -> Result<(), String>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(directives).map_err(|e| format!("bad log filter {directives:?}: {e}"))?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
     let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
     Registry::default()
         .with(fmt.with_filter(filter).with_filter(filter_fn(secret_safe)))
         .try_init()
         .map_err(|e| e.to_string())
+}
+
+/// Colours only for a person at a terminal: never in a file, a pipe or a
+/// journal, and not when `NO_COLOR` is set (<https://no-color.org>).
+pub fn wants_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(wants_colour(true, None));
+        assert!(!wants_colour(false, None), "a log file or pipe");
+        assert!(!wants_colour(true, Some(std::ffi::OsStr::new("1"))));
+        assert!(wants_colour(true, Some(std::ffi::OsStr::new(""))));
+    }
 }

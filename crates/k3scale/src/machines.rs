@@ -95,12 +95,14 @@ impl MachinePool {
     }
 
     /// Compare the provider's inventory with the cluster's Nodes; delete the
-    /// machines the lifecycle gives up on. Returns every action taken or
-    /// owed: `DeleteNode` is for the cluster adapter, `JoinFailure` for the notifier.
+    /// machines the lifecycle gives up on (unless `act` is false: a dry run).
+    /// Returns every action taken or owed: `DeleteNode` is for the cluster
+    /// adapter, `JoinFailure` for the notifier.
     pub async fn reconcile(
         &mut self,
         nodes: &[ObservedNode],
         now: Time,
+        act: bool,
     ) -> Result<Vec<LifecycleAction>, ProviderError> {
         let inventory: Vec<ObservedMachine> = self
             .provider
@@ -114,7 +116,7 @@ impl MachinePool {
             })
             .collect();
         let actions = self.lifecycle.step(&inventory, nodes, now, &self.config);
-        for action in &actions {
+        for action in actions.iter().filter(|_| act) {
             if let LifecycleAction::DeleteMachine { name, why, .. } = action {
                 info!(pool = %self.pool, node = %name, reason = ?why, "deleting machine");
                 if let Err(e) = self.provider.delete(name).await {

@@ -41,7 +41,12 @@ enum Command {
 fn main() -> ExitCode {
     let directives = std::env::var("K3SCALE_LOG").unwrap_or_else(|_| "warn".into());
     let json = std::env::var("K3SCALE_LOG_FORMAT").is_ok_and(|f| f == "json");
-    if let Err(e) = k3scale::logging::init(&directives, json, std::io::stderr) {
+    use std::io::IsTerminal;
+    let ansi = k3scale::logging::wants_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    if let Err(e) = k3scale::logging::init(&directives, json, ansi, std::io::stderr) {
         eprintln!("error: K3SCALE_LOG: {e}");
         return ExitCode::from(2);
     }

@@ -80,7 +80,8 @@ pub async fn controller(
                 .state
                 .namespace
                 .clone()
-                .unwrap_or_else(crate::run::lease_namespace);
+                .or_else(k3scale::kube::lease::pod_namespace)
+                .unwrap_or_else(|| k3scale::kube::lease::DEFAULT_NAMESPACE.into());
             Arc::new(KubernetesStore::new(client.clone(), &namespace))
         }
         #[cfg(feature = "aws")]
@@ -168,15 +169,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let me = identity();
         let (mut controller, store) = controller(&loaded, &me).await?;
-        let lock = match ActLock::acquire(store.clone(), &me).await? {
-            Ok(lock) => lock,
-            Err(holder) => {
-                eprintln!(
-                    "another k3scale ({}) is acting until {}; not acting",
-                    holder.owner,
-                    holder.expires_at.as_millis() / 1000
-                );
-                return Ok(ExitCode::from(3));
+        // A dry run changes nothing (no launch, no drain, no stored state),
+        // so it previews even while a daemon holds the lock.
+        let lock = if loaded.policy.dry_run {
+            None
+        } else {
+            match ActLock::acquire(store.clone(), &me, None).await? {
+                Ok(lock) => Some(lock),
+                Err(holder) => {
+                    eprintln!(
+                        "another k3scale ({}) holds the lock until {}; not acting (--dry-run previews without it)",
+                        holder.owner,
+                        k3scale::status::timestamp(holder.expires_at)
+                    );
+                    return Ok(ExitCode::from(3));
+                }
             }
         };
         if let Some(prom) = prometheus_for_backfill(&loaded)? {
@@ -189,7 +196,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         controller
             .flush_notifications(std::time::Duration::from_secs(30))
             .await;
-        lock.release().await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
         let done = result?;
         if args.output == "json" {
             println!("{}", serde_json::to_string_pretty(&done)?);

@@ -3,27 +3,14 @@
 use crate::once::{ConfigArgs, controller, identity};
 use anyhow::Context;
 use k3scale::daemon::Daemon;
-use k3scale::kube::lease::LeaseLock;
+use k3scale::kube::lease::{LeaseLock, pod_namespace};
 use k3scale::server::{Shared, router};
-use k3scale_core::lease::ElectionConfig;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,
-}
-
-/// Where the Lease lives: the pod's namespace in a cluster.
-pub fn lease_namespace() -> String {
-    std::env::var("POD_NAMESPACE")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "kube-system".into())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -45,12 +32,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
+        let namespace = k3scale::kube::lease::namespace(&loaded.config, pod_namespace());
+        let lease_name = format!("k3scale-{}", loaded.config.cluster);
+        eprintln!("k3scale {me}: electing a leader on Lease {namespace}/{lease_name}");
         let lease = LeaseLock::new(
             cluster.client().clone(),
-            &lease_namespace(),
-            &format!("k3scale-{}", loaded.config.cluster),
+            &namespace,
+            &lease_name,
             &me,
-            ElectionConfig::default(),
+            loaded.election.clone(),
         );
         let daemon = Daemon {
             controller,

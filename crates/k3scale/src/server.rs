@@ -56,13 +56,19 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Ready when the caches have synced and the state store answers; a
+/// Ready when the caches are synced (listed, their watches not failing),
+/// the state store answers and Lease rounds succeed; a
 /// metrics source that fails is reported but does not make k3scale unready
 /// (pending-pod scale-up still works without it).
 async fn ready(State(s): State<Arc<Shared>>) -> Response {
     let mut body = String::new();
-    let synced = s.cluster.is_synced();
-    let _ = writeln!(body, "caches: {}", if synced { "synced" } else { "not synced" });
+    let stale = s.cluster.stale();
+    let synced = stale.is_empty();
+    let _ = if synced {
+        writeln!(body, "caches: synced")
+    } else {
+        writeln!(body, "caches: not synced ({})", stale.join(", "))
+    };
     let store = s.store.get("stamps").await;
     let _ = writeln!(
         body,
@@ -75,13 +81,24 @@ async fn ready(State(s): State<Arc<Shared>>) -> Response {
     let status = s.status();
     let _ = writeln!(
         body,
+        "lease: {}",
+        match (&status.lease_error, &status.lease_holder) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, Some(holder)) => format!("held by {holder}"),
+            (None, None) => "not held".to_string(),
+        }
+    );
+    let _ = writeln!(
+        body,
         "metrics: {}",
         status
             .metrics_error
             .as_deref()
             .map_or("ok".to_string(), |e| format!("unavailable: {e}"))
     );
-    let code = if synced && store.is_ok() {
+    // A replica whose Lease rounds fail (RBAC, a missing namespace) can
+    // never take over: not ready, so the operator sees it.
+    let code = if synced && store.is_ok() && status.lease_error.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -184,6 +201,7 @@ async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
     for n in &st.nodes {
         let state = match (n.ready, n.cordoned) {
             (_, true) => "cordoned",
+            _ if n.starting.is_some() => "starting",
             (true, _) => "ready",
             _ => "not ready",
         };

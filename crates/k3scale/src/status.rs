@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 pub struct Status {
     pub identity: String,
     pub leader: bool,
+    /// Who holds the leader Lease (this replica or another), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_holder: Option<String>,
+    /// Why the last Lease round failed (RBAC, a missing namespace...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_error: Option<String>,
     pub dry_run: bool,
     /// Unix milliseconds.
     pub last_reconcile: Option<u64>,
@@ -29,6 +35,12 @@ pub struct Status {
     pub unschedulable_pods: usize,
 }
 
+/// A point in time as people read it: RFC 3339, UTC, whole seconds.
+pub fn timestamp(t: Time) -> String {
+    let secs = i64::try_from(t.as_millis() / 1000).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_second(secs).map_or_else(|_| format!("{secs}s"), |ts| ts.to_string())
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PoolStatus {
     pub name: String,
@@ -46,6 +58,9 @@ pub struct NodeStatus {
     pub name: String,
     pub pool: Option<String>,
     pub ready: bool,
+    /// The startup taint it still carries: a launch not yet complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting: Option<String>,
     pub cordoned: bool,
     /// Requested share of the larger of CPU and memory.
     pub requested: f64,
@@ -104,6 +119,7 @@ impl Status {
                     name: n.name.clone(),
                     pool: n.pool.clone(),
                     ready: n.ready,
+                    starting: n.starting.clone(),
                     cordoned: n.cordoned,
                     requested: used.dominant_share(&n.allocatable),
                     pods: pods_on.get(n.name.as_str()).copied().unwrap_or(0),

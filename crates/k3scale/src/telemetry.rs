@@ -88,7 +88,7 @@ impl Telemetry {
         };
         registry.register(
             "nodes",
-            "Nodes per pool and state (ready, not_ready, cordoned, launching)",
+            "Nodes per pool and state (ready, starting, not_ready, cordoned, launching)",
             t.nodes.clone(),
         );
         registry.register(
@@ -188,7 +188,7 @@ impl Telemetry {
         self.nodes.clear();
         let mut cost: BTreeMap<&str, f64> = policy.pools.iter().map(|p| (p.name.as_str(), 0.0)).collect();
         for pool in &policy.pools {
-            for state in ["ready", "not_ready", "cordoned", "launching"] {
+            for state in ["ready", "starting", "not_ready", "cordoned", "launching"] {
                 self.nodes
                     .get_or_create(&PoolState {
                         pool: pool.name.clone(),
@@ -201,6 +201,7 @@ impl Telemetry {
             let Some(pool) = &node.pool else { continue };
             let state = match (node.ready, node.cordoned) {
                 (_, true) => "cordoned",
+                _ if node.starting.is_some() => "starting",
                 (true, false) => "ready",
                 (false, false) => "not_ready",
             };

@@ -136,6 +136,14 @@ async fn dry_run_decides_the_same_and_does_nothing() {
         s.pods.iter().any(|p| p.name == "web-0")
     })
     .await;
+    // What a killed run left: a dry run must neither finish nor drop it.
+    let intent = Intent {
+        kind: "launch".into(),
+        pool: "workers".into(),
+        node: "workers-left0001".into(),
+        detail: serde_json::Value::Null,
+    };
+    r.store.open(&intent, unix_now()).await.unwrap();
     r.controller.policy.dry_run = true;
     let done = r.controller.reconcile(unix_now()).await.unwrap();
     assert!(done.decision.dry_run);
@@ -143,6 +151,15 @@ async fn dry_run_decides_the_same_and_does_nothing() {
     assert!(done.launched.is_empty());
     assert!(r.docker.containers().is_empty(), "nothing was created");
     assert!(r.store.events(None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        r.store.unfinished().await.unwrap().len(),
+        1,
+        "the journal is left to whoever acts"
+    );
+    assert!(
+        r.store.get("stamps").await.unwrap().is_none(),
+        "no stored state written"
+    );
 }
 
 #[tokio::test]
@@ -206,4 +223,102 @@ async fn a_killed_run_is_finished_by_the_next_never_repeated() {
             .any(|q| q.verb == "delete" && q.resource == "pods"),
         "no pod deleted directly"
     );
+}
+
+/// Pods seen by the controller's caches, pending or placed.
+async fn pods_seen(r: &rig::Rig, names: &[&str]) {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    r.synced("pods seen", move |c| {
+        let mut s = k3scale_core::Snapshot::default();
+        c.fill(&mut s);
+        names.iter().all(|n| {
+            s.pods
+                .iter()
+                .any(|p| &p.name == n && (p.node_name.is_some() || p.unschedulable_since.is_some()))
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_ready_but_still_tainted_not_ready_is_the_launch_in_flight_not_a_reason_for_more() {
+    let mut r = rig("taintwindow").await;
+    r.usage("200m");
+    // Two pods of a whole node each: exactly two nodes' worth.
+    r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    r.k.apply(&pod("shop", "web-1", "web", None, "1500m", "1Gi"));
+    pods_seen(&r, &["web-0", "web-1"]).await;
+    let first = r.controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(first.launched.len(), 2, "{:?}", first.decision.reasons);
+
+    // The kubelets register: Ready, but the node lifecycle controller has not
+    // removed the not-ready taint yet (held open here; ~10 ms in a real cluster,
+    // and every Node update triggers a reconcile, so the window is always hit).
+    r.k.server.pause_node_lifecycle_controller(true);
+    for agent in &first.launched {
+        register_starting(&r.k, agent);
+    }
+    let agents = first.launched.clone();
+    r.synced("registered nodes seen", move |c| {
+        agents.iter().all(|a| c.node(a).is_some())
+    })
+    .await;
+    let second = r.controller.reconcile(unix_now()).await.unwrap();
+    let reasons: Vec<String> = second.decision.reasons.iter().map(ToString::to_string).collect();
+    assert!(
+        second.launched.is_empty(),
+        "no extra node for the taint window: {reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|t| t.contains("2 fit nodes already launching")),
+        "{reasons:?}"
+    );
+    assert_eq!(r.docker.containers().len(), 2);
+    assert_eq!(r.controller.snapshot().in_flight.len(), 2, "still launching");
+
+    // The taint goes: the launch is complete, and still nothing more.
+    r.k.server.pause_node_lifecycle_controller(false);
+    let agents = first.launched.clone();
+    r.synced("taints removed", move |c| {
+        agents
+            .iter()
+            .all(|a| c.node(a).is_some_and(|n| n.taints.is_empty()))
+    })
+    .await;
+    let third = r.controller.reconcile(unix_now()).await.unwrap();
+    assert!(third.launched.is_empty(), "{:?}", third.decision.reasons);
+    assert!(r.controller.snapshot().in_flight.is_empty(), "joined");
+
+    // The pending pods were told why nodes came (cluster-autoscaler's convention).
+    r.controller.flush_notifications(Duration::from_secs(10)).await;
+    let triggered: Vec<String> =
+        r.k.server
+            .list(&k3scale_testapi::resources::EVENTS)
+            .into_iter()
+            .filter(|e| e["reason"] == "TriggeredScaleUp" && e["regarding"]["kind"] == "Pod")
+            .map(|e| e["regarding"]["name"].as_str().unwrap_or("").to_string())
+            .collect();
+    assert_eq!(triggered.len(), 2, "{triggered:?}");
+    assert!(triggered.contains(&"web-0".to_string()) && triggered.contains(&"web-1".to_string()));
+}
+
+#[tokio::test]
+async fn without_metrics_an_empty_node_launched_in_error_is_still_removed() {
+    let mut r = rig("nometrics").await;
+    // metrics-server absent (the test server answers 404): no usage at all.
+    let provider = support::standin_provider(&r.docker).await;
+    provider.create("workers-oops0001").await.unwrap();
+    r.register("workers-oops0001");
+    r.synced("node seen", |c| c.node("workers-oops0001").is_some())
+        .await;
+    let done = r.controller.reconcile(unix_now()).await.unwrap();
+    let reasons: Vec<String> = done.decision.reasons.iter().map(ToString::to_string).collect();
+    assert!(
+        reasons.iter().any(|t| t.contains("metrics unavailable")),
+        "{reasons:?}"
+    );
+    assert_eq!(done.removed, ["workers-oops0001"], "{reasons:?}");
+    assert!(r.docker.containers().is_empty());
 }

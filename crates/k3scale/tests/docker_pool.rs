@@ -87,7 +87,9 @@ async fn a_docker_pool_grows_and_shrinks_and_keeps_count() {
     assert_eq!(d.nodes_added(), 1);
     let launched = mp.launch(d.nodes_added(), now, &mut random).await;
     assert!(launched.failures.is_empty(), "{:?}", launched.failures);
-    mp.reconcile(&nodes(&cluster, &broken, &[]), now).await.unwrap();
+    mp.reconcile(&nodes(&cluster, &broken, &[]), now, true)
+        .await
+        .unwrap();
     assert!(mp.lifecycle.in_flight().is_empty());
 
     // Eight pending 600m pods, three per 2-CPU node: three fit the first node, five need two more,
@@ -132,7 +134,9 @@ async fn a_docker_pool_grows_and_shrinks_and_keeps_count() {
         need_new_nodes: 0
     }));
     now = now + Duration::from_secs(40);
-    mp.reconcile(&nodes(&cluster, &broken, &[]), now).await.unwrap();
+    mp.reconcile(&nodes(&cluster, &broken, &[]), now, true)
+        .await
+        .unwrap();
     assert!(mp.lifecycle.in_flight().is_empty());
 
     // A machine that never joins: deleted after the provision timeout, pool backs off.
@@ -140,7 +144,10 @@ async fn a_docker_pool_grows_and_shrinks_and_keeps_count() {
     let bad = extra.machines[0].name.clone();
     broken.insert(bad.clone());
     now = now + Duration::from_secs(601);
-    let actions = mp.reconcile(&nodes(&cluster, &broken, &[]), now).await.unwrap();
+    let actions = mp
+        .reconcile(&nodes(&cluster, &broken, &[]), now, true)
+        .await
+        .unwrap();
     assert!(
         actions
             .iter()
@@ -169,7 +176,9 @@ async fn a_docker_pool_grows_and_shrinks_and_keeps_count() {
 
     // k3scale restarts: a fresh lifecycle adopts exactly the three machines there are.
     let mut mp = machine_pool(&cluster, &workers).await;
-    mp.reconcile(&nodes(&cluster, &broken, &[]), now).await.unwrap();
+    mp.reconcile(&nodes(&cluster, &broken, &[]), now, true)
+        .await
+        .unwrap();
     let known: Vec<String> = mp.lifecycle.machines.keys().cloned().collect();
     assert_eq!(known, cluster.containers());
     assert_eq!(known.len(), 3);
@@ -184,7 +193,9 @@ async fn a_docker_pool_grows_and_shrinks_and_keeps_count() {
     for down in &d.scale_down {
         mp.remove(&down.node).await.unwrap();
     }
-    mp.reconcile(&nodes(&cluster, &broken, &[]), now).await.unwrap();
+    mp.reconcile(&nodes(&cluster, &broken, &[]), now, true)
+        .await
+        .unwrap();
     assert_eq!(cluster.containers().len(), 1);
     assert_eq!(mp.lifecycle.machines.len(), 1);
 
@@ -195,12 +206,12 @@ async fn a_docker_pool_grows_and_shrinks_and_keeps_count() {
         .output()
         .unwrap();
     let ghosts = vec![last.clone()];
-    mp.reconcile(&nodes(&cluster, &broken, &ghosts), now)
+    mp.reconcile(&nodes(&cluster, &broken, &ghosts), now, true)
         .await
         .unwrap();
     now = now + Duration::from_secs(121);
     let actions = mp
-        .reconcile(&nodes(&cluster, &broken, &ghosts), now)
+        .reconcile(&nodes(&cluster, &broken, &ghosts), now, true)
         .await
         .unwrap();
     assert_eq!(actions, vec![LifecycleAction::DeleteNode { name: last }]);

@@ -110,6 +110,46 @@ async fn watches_follow_changes_through_disconnects_and_compaction() {
 }
 
 #[tokio::test]
+async fn an_apiserver_restart_marks_the_caches_stale_until_a_relist_that_triggers_a_reconcile() {
+    let k = start().await;
+    k.apply(&node("workers-a1", Some("workers"), "2", "4Gi"));
+    let cluster = k.cluster().await;
+    assert!(cluster.is_synced());
+
+    // The apiserver restarts and etcd compacts meanwhile; a node comes and
+    // a pod goes while nobody can watch.
+    k.apply(&pod("shop", "web-0", "web", Some("workers-a1"), "100m", "64Mi"));
+    eventually(5, "web-0 seen", || cluster.pods_on_node("workers-a1").len() == 1).await;
+    k.server.go_down();
+    eventually(10, "caches marked stale while the watches fail", || {
+        !cluster.is_synced()
+    })
+    .await;
+    assert!(!cluster.stale().is_empty());
+    k.apply(&node("workers-a2", Some("workers"), "2", "4Gi"));
+    k.server.remove(&PODS, "shop", "web-0");
+    k.server.compact();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!cluster.is_synced(), "still stale: nothing could be listed");
+    assert!(cluster.node("workers-a2").is_none());
+
+    let mut changes = cluster.changes();
+    changes.borrow_and_update();
+    k.server.come_back();
+    // The retry backoff is capped at 5 s: fresh within a few seconds.
+    eventually(20, "synced again with what changed", || {
+        cluster.is_synced()
+            && cluster.node("workers-a2").is_some()
+            && cluster.pods_on_node("workers-a1").is_empty()
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(5), changes.changed())
+        .await
+        .expect("the completed re-list triggers a reconcile")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn cordon_adds_the_draining_taint_and_uncordon_removes_only_it() {
     let k = start().await;
     k.apply(&with_taint(

@@ -30,7 +30,7 @@ impl Write for Captured {
 async fn trace_logs_of_real_docker_calls_never_contain_the_token() {
     let captured = Captured::default();
     let sink = captured.clone();
-    k3scale::logging::init("trace", false, move || sink.clone()).unwrap();
+    k3scale::logging::init("trace", false, false, move || sink.clone()).unwrap();
 
     let cluster = TestCluster::new("logs");
     let cfg = support::standin_config(&cluster);

@@ -15,7 +15,9 @@
 //! controllers) through [`TestApiServer`]'s methods.
 
 mod disruption;
+mod node_lifecycle;
 pub mod resources;
+pub use node_lifecycle::{NOT_READY, UNREACHABLE};
 mod select;
 mod server;
 mod status;
@@ -43,6 +45,9 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// How long the kubelet takes to stop a deleted pod (at most its grace period).
     pub termination_delay: Duration,
+    /// How long a Node stays Ready with the not-ready taint before the node
+    /// lifecycle controller removes it (~10 ms on the recorded v1.36).
+    pub startup_taint_delay: Duration,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             user: "system:serviceaccount:k3scale:k3scale".into(),
             bookmark_interval: Duration::from_secs(1),
             termination_delay: Duration::from_millis(200),
+            startup_taint_delay: Duration::from_millis(10),
         }
     }
 }
@@ -104,6 +110,9 @@ struct Shared {
     /// Pods being deleted gracefully: when it started, their grace period.
     terminating: Mutex<HashMap<(String, String), (Instant, Duration)>>,
     disruption_paused: AtomicBool,
+    node_lifecycle_paused: AtomicBool,
+    /// While true every request fails with 503 (an apiserver restart).
+    down: AtomicBool,
     close_watches: tokio::sync::watch::Sender<u64>,
     /// While true, new watch requests wait (the connection is down).
     watches_held: tokio::sync::watch::Sender<bool>,
@@ -135,6 +144,8 @@ impl TestApiServer {
             audit: Mutex::new(Vec::new()),
             terminating: Mutex::new(HashMap::new()),
             disruption_paused: AtomicBool::new(false),
+            node_lifecycle_paused: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             close_watches: tokio::sync::watch::channel(0).0,
             watches_held: tokio::sync::watch::channel(false).0,
         });
@@ -147,10 +158,11 @@ impl TestApiServer {
             let _ = axum::serve(listener, app).await;
         });
         let kubelet = tokio::spawn(kubelet(shared.clone()));
+        let lifecycle = tokio::spawn(node_lifecycle_controller(shared.clone()));
         Ok(TestApiServer {
             addr,
             shared,
-            tasks: vec![serve, kubelet],
+            tasks: vec![serve, kubelet, lifecycle],
         })
     }
 
@@ -247,6 +259,18 @@ impl TestApiServer {
         self.shared.watches_held.send_replace(false);
     }
 
+    /// An apiserver restart: open watches close and every request fails
+    /// until [`TestApiServer::come_back`]. The store (etcd) keeps changing
+    /// through [`TestApiServer::apply`] meanwhile.
+    pub fn go_down(&self) {
+        self.shared.down.store(true, Ordering::SeqCst);
+        self.disconnect_watches();
+    }
+
+    pub fn come_back(&self) {
+        self.shared.down.store(false, Ordering::SeqCst);
+    }
+
     /// Forget the change history, as etcd compaction does: watches from an
     /// older resourceVersion get `410 Expired` and clients must re-list.
     pub fn compact(&self) {
@@ -263,6 +287,23 @@ impl TestApiServer {
         if !paused {
             let mut store = self.shared.store.lock().expect("store lock");
             disruption::reconcile(&mut store, "");
+        }
+    }
+
+    /// Stop (or restart) the node lifecycle controller: while it is
+    /// stopped a Node that turned Ready keeps its not-ready taint, holding
+    /// open the window a real cluster shows for ~10 ms.
+    pub fn pause_node_lifecycle_controller(&self, paused: bool) {
+        self.shared.node_lifecycle_paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The Node's kubelet stops posting status: every condition turns
+    /// `Unknown`, and the node lifecycle controller taints it unreachable.
+    pub fn stop_heartbeat(&self, node: &str) {
+        let mut store = self.shared.store.lock().expect("store lock");
+        if let Some(mut n) = store.get(&resources::NODES, "", node).cloned() {
+            node_lifecycle::stop_heartbeat(&mut n);
+            store.put(&resources::NODES, n);
         }
     }
 
@@ -286,6 +327,20 @@ fn resource_of(object: &Value) -> Resource {
     let kind = object["kind"].as_str().unwrap_or("");
     resources::by_kind(api_version, kind)
         .unwrap_or_else(|| panic!("testapi does not serve {api_version} {kind}"))
+}
+
+/// The node lifecycle controller of kube-controller-manager (see [`node_lifecycle`]).
+async fn node_lifecycle_controller(shared: Arc<Shared>) {
+    let mut controller = node_lifecycle::Controller::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    loop {
+        tick.tick().await;
+        if shared.node_lifecycle_paused.load(Ordering::SeqCst) {
+            continue;
+        }
+        let mut store = shared.store.lock().expect("store lock");
+        controller.reconcile(&mut store, shared.options.startup_taint_delay);
+    }
 }
 
 /// Finishes graceful pod deletions after `termination_delay` (capped at the

@@ -167,6 +167,11 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if shared.down.load(std::sync::atomic::Ordering::SeqCst) {
+        // What a client meets while the apiserver restarts behind K3s's
+        // load balancer: every request fails (kube treats it as retryable).
+        return text_response(StatusCode::SERVICE_UNAVAILABLE, "apiserver is restarting\n");
+    }
     let path = uri.path();
     let query = parse_query(&uri);
     if path == "/version" {
@@ -399,6 +404,9 @@ fn create(shared: &Shared, t: &Target, mut object: Value) -> Answer {
     }
     if t.resource.plural == "events" {
         validate_event(&object, &name)?;
+    }
+    if t.resource.plural == "nodes" {
+        crate::node_lifecycle::admit(&mut object);
     }
     if store.get(&t.resource, &t.namespace, &name).is_some() {
         return Err(status::already_exists(&t.resource, &name));

@@ -500,3 +500,103 @@ async fn metrics_api() {
     s.set_metrics(MetricsMode::Unavailable);
     exact(&s, "11-metrics-api-unavailable-503").await;
 }
+
+/// The parts of a Node the recordings pin down: taints (without the
+/// `timeAdded` stamps) and the Ready condition's status and reason.
+fn startup_view(node: &Value) -> Value {
+    let taints: Vec<Value> = node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| json!({ "key": t["key"], "effect": t["effect"], "timed": !t["timeAdded"].is_null() }))
+        .collect();
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or(Value::Null);
+    json!({ "taints": taints, "ready": ready["status"], "reason": ready["reason"] })
+}
+
+#[tokio::test]
+async fn a_node_registers_not_ready_turns_ready_still_tainted_then_loses_the_taint() {
+    let s = TestApiServer::start(Options {
+        token: Some(TOKEN.into()),
+        // Wide enough for the watch to see the window on a busy machine.
+        startup_taint_delay: std::time::Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let g = golden("13-watch-node-startup");
+    let mut request = g["request"].clone();
+    request["query"]["resourceVersion"] = json!(s.resource_version().to_string());
+    request["query"]["timeoutSeconds"] = json!("2");
+    let watch = send(&s, &request, None, Some(TOKEN));
+    let steps = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Admission adds the not-ready taint to the registering Node.
+        let (want, got) = replay(&s, "13-node-register-gets-not-ready-taint").await;
+        assert_eq!(startup_view(&got.body), startup_view(&want), "registered");
+        assert_eq!(got.body["metadata"]["labels"], want["metadata"]["labels"]);
+        // The kubelet reports Ready; the taint is still there in the answer.
+        let (want, got) = replay(&s, "13-node-status-ready-taint-still-present").await;
+        assert_eq!(
+            startup_view(&got.body),
+            startup_view(&want),
+            "Ready, still tainted"
+        );
+        // The node lifecycle controller removes it a moment later.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let (want, got) = replay(&s, "13-node-after-lifecycle-controller").await;
+        assert_eq!(
+            startup_view(&got.body),
+            startup_view(&want),
+            "after the controller"
+        );
+    };
+    let (answer, ()) = tokio::join!(watch, steps);
+    let views = |events: &Value| -> Vec<(String, Value)> {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] != "BOOKMARK")
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_string(),
+                    startup_view(&e["object"]),
+                )
+            })
+            .collect()
+    };
+    let got = views(&answer.body);
+    let want = views(&g["response"]["body"]);
+    // The recording has one more MODIFIED (the TTL controller's annotation):
+    // every state it shows, in its order, is in ours.
+    let mut want_states: Vec<&(String, Value)> = Vec::new();
+    for w in &want {
+        if want_states.last().is_none_or(|last| last.1 != w.1) {
+            want_states.push(w);
+        }
+    }
+    let got_states: Vec<&Value> = got.iter().map(|(_, v)| v).collect();
+    let mut at = 0;
+    for (kind, state) in want_states {
+        let found = got_states[at..].iter().position(|g| *g == state);
+        assert!(
+            found.is_some(),
+            "{kind} {state} not seen after event {at}: {got:?}"
+        );
+        at += found.unwrap_or(0) + 1;
+    }
+    assert_eq!(got[0].0, "ADDED");
+
+    // ~60 s without heartbeats: Ready=Unknown and the unreachable taint.
+    s.stop_heartbeat("node-startup-b");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (want, got) = replay(&s, "13-node-no-heartbeat-unreachable").await;
+    assert_eq!(startup_view(&got.body), startup_view(&want), "unreachable");
+}

@@ -9,6 +9,7 @@ mod yaml_index;
 pub use schema::*;
 pub use yaml_index::YamlIndex;
 
+use crate::lease::ElectionConfig;
 use crate::model::{Labels, NodeTemplate, POOL_LABEL, Pool};
 use crate::policy::{CustomRule, Policy, ScaleDownRules, ScaleUpRules};
 use crate::quantity::{QuantityError, Resources, parse_cpu, parse_memory};
@@ -65,6 +66,7 @@ pub struct Loaded {
     pub config: Config,
     pub policy: Policy,
     pub interval: Duration,
+    pub election: ElectionConfig,
 }
 
 /// Parse and validate `text`, read from `file` (the name is only for messages).
@@ -81,12 +83,14 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
         errors: Vec::new(),
     };
     let built = build(&config, &mut v);
+    let election = election(&config.leader_election, &mut v);
     if v.errors.is_empty() {
         let (policy, interval) = built;
         Ok(Loaded {
             config,
             policy,
             interval,
+            election,
         })
     } else {
         Err(ConfigErrors(v.errors))
@@ -272,7 +276,19 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         cooldown: v.duration("policy.scale_down.cooldown", &down.cooldown),
         node_utilization_below: down.node_utilization_below,
         evict_local_storage: down.evict_local_storage,
+        drain_timeout: v.duration("policy.scale_down.drain_timeout", &down.drain_timeout),
     };
+    if scale_down.drain_timeout.is_zero() && parse_duration(&down.drain_timeout).is_ok() {
+        v.error("policy.scale_down.drain_timeout", "must be greater than zero");
+    }
+    for (i, key) in c.policy.startup_taints.iter().enumerate() {
+        if key.trim().is_empty() || key.contains(char::is_whitespace) {
+            v.error(
+                &format!("policy.startup_taints[{i}]"),
+                format!("{key:?} is not a taint key"),
+            );
+        }
+    }
 
     let custom = c
         .metrics
@@ -347,9 +363,32 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         expander: c.policy.expander,
         dry_run: c.policy.dry_run,
         metrics_max_age,
+        startup_taints: c.policy.startup_taints.clone(),
         pools,
     };
     (policy, interval)
+}
+
+fn election(c: &LeaderElectionConfig, v: &mut Validator<'_>) -> ElectionConfig {
+    if let Some(ns) = &c.namespace
+        && !is_dns_label(ns)
+    {
+        v.error(
+            "leader_election.namespace",
+            format!("{ns:?} is not a namespace name (a DNS label)"),
+        );
+    }
+    let election = ElectionConfig {
+        lease_duration: v.duration("leader_election.lease_duration", &c.lease_duration),
+        renew_deadline: v.duration("leader_election.renew_deadline", &c.renew_deadline),
+        retry_period: v.duration("leader_election.retry_period", &c.retry_period),
+    };
+    if election.retry_period.is_zero() {
+        v.error("leader_election.retry_period", "must be greater than zero");
+    } else if let Err(e) = election.check() {
+        v.error("leader_election", e);
+    }
+    election
 }
 
 fn check_metrics(m: &MetricsConfig, v: &mut Validator<'_>) {
@@ -453,6 +492,14 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         );
     }
     let boot_time = v.duration(&format!("{tpath}.boot_time"), &t.boot_time);
+    let drain_timeout = p.drain_timeout.as_ref().map(|d| {
+        let key = format!("{path}.drain_timeout");
+        let parsed = v.duration(&key, d);
+        if parsed.is_zero() && parse_duration(d).is_ok() {
+            v.error(&key, "must be greater than zero");
+        }
+        parsed
+    });
     check_provider(&p.provider, &format!("{path}.provider"), v);
 
     let mut labels: Labels = p.labels.clone();
@@ -470,6 +517,7 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         },
         priority: p.priority,
         provider: p.provider.kind().to_string(),
+        drain_timeout,
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Config {
     pub state: StateConfig,
     pub notify: NotifyConfig,
     pub server: ServerConfig,
+    pub leader_election: LeaderElectionConfig,
     /// Where notices of machines about to be reclaimed come from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interruptions: Option<InterruptionsConfig>,
@@ -45,6 +46,7 @@ impl Default for Config {
             state: StateConfig::default(),
             notify: NotifyConfig::default(),
             server: ServerConfig::default(),
+            leader_election: LeaderElectionConfig::default(),
             interruptions: None,
         }
     }
@@ -159,6 +161,11 @@ pub struct PolicyConfig {
     pub scale_down: ScaleDownConfig,
     pub expander: Expander,
     pub dry_run: bool,
+    /// Taint keys a node carries until an agent of the cluster (a CNI, a CSI
+    /// driver) is up, beyond the built-in not-ready / unreachable /
+    /// uninitialized: such a node is still starting, not room for pods.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub startup_taints: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -169,6 +176,7 @@ impl Default for PolicyConfig {
             scale_down: ScaleDownConfig::default(),
             expander: Expander::LeastWaste,
             dry_run: false,
+            startup_taints: Vec::new(),
         }
     }
 }
@@ -214,6 +222,8 @@ pub struct ScaleDownConfig {
     pub cooldown: String,
     pub node_utilization_below: f64,
     pub evict_local_storage: bool,
+    /// How long a drain waits on evictions before giving up.
+    pub drain_timeout: String,
 }
 
 impl Default for ScaleDownConfig {
@@ -229,6 +239,7 @@ impl Default for ScaleDownConfig {
             cooldown: "10m".into(),
             node_utilization_below: 0.5,
             evict_local_storage: false,
+            drain_timeout: "2m".into(),
         }
     }
 }
@@ -248,6 +259,9 @@ pub struct PoolConfig {
     pub taints: Vec<Taint>,
     #[serde(default)]
     pub priority: i32,
+    /// Overrides `policy.scale_down.drain_timeout` for this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<String>,
     pub provider: ProviderConfig,
 }
 
@@ -491,6 +505,32 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// The Lease `k3scale run` replicas elect a leader on (`k3scale-<cluster>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderElectionConfig {
+    /// Default: `POD_NAMESPACE`, else the service account's namespace, else
+    /// `state.namespace`, else `k3scale-system` (what the shipped RBAC covers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A leader that stops renewing is replaced this long after its last renewal.
+    pub lease_duration: String,
+    /// A leader that cannot renew for this long stops acting.
+    pub renew_deadline: String,
+    pub retry_period: String,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            namespace: None,
+            lease_duration: "15s".into(),
+            renew_deadline: "10s".into(),
+            retry_period: "2s".into(),
         }
     }
 }

@@ -7,10 +7,10 @@
 //! compact value made by a conversion function.
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Object key: `namespace/name` (just `name` when cluster-scoped).
@@ -24,7 +24,7 @@ pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
 #[derive(Debug)]
 pub struct Cache<T> {
     items: RwLock<BTreeMap<String, T>>,
-    /// Flips to true after the first complete list.
+    /// True after a complete list, false again while the watch fails.
     synced: watch::Sender<bool>,
 }
 
@@ -38,6 +38,11 @@ impl<T: Clone> Cache<T> {
 
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
+    }
+
+    /// The watch failed: what the cache holds may be out of date.
+    pub fn mark_stale(&self) {
+        self.synced.send_replace(false);
     }
 
     pub async fn wait_synced(&self) {
@@ -88,8 +93,29 @@ impl<T: Clone> Cache<T> {
     }
 }
 
-/// Run a watch on `api` forever (with kube's default backoff on errors),
-/// feeding `cache` with `convert`ed objects and calling `changed` after each event.
+/// Longest wait between attempts to re-list after a watch failed: an
+/// apiserver back from a restart is seen within this (client-go's 30 s
+/// leaves a controller acting on minutes-old caches).
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+
+/// The wait before attempt `failures` (1, 2...): doubling from 200 ms up to
+/// [`RETRY_MAX`], each drawn from its upper half so replicas do not retry
+/// in lockstep.
+pub fn retry_delay(failures: u32, random: f64) -> Duration {
+    let doubled = RETRY_FIRST.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)));
+    let d = doubled.min(RETRY_MAX);
+    d.mul_f64(0.5 + 0.5 * random.clamp(0.0, 1.0))
+}
+
+/// Run a watch on `api` forever, feeding `cache` with `convert`ed objects
+/// and calling `changed` after each event.
+///
+/// When the watch fails the cache is marked stale at once (nothing may act
+/// on it), and the watch starts over with a fresh list after
+/// [`retry_delay`]: after an outage the history it would resume from is
+/// often compacted anyway. The cache is synced again, and `changed` sees
+/// `InitDone`, when that list completes.
 pub async fn run<K, T>(
     api: kube::Api<K>,
     config: watcher::Config,
@@ -106,19 +132,55 @@ pub async fn run<K, T>(
     T: Clone + Send + Sync + 'static,
 {
     let kind = K::kind(&()).to_string();
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut buffer = None;
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(event) => {
-                let event = map_event(event, |k| (key_of(k.meta()), convert(k)));
-                changed(&event);
-                cache.apply(event, &mut buffer);
+    let mut failures = 0u32;
+    loop {
+        let mut stream = watcher::watcher(api.clone(), config.clone()).boxed();
+        let mut buffer = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    let event = map_event(event, |k| (key_of(k.meta()), convert(k)));
+                    let listed = matches!(event, Event::InitDone);
+                    // Applied before `changed` is told, so a reconcile it
+                    // triggers sees the change (the list's items need no telling).
+                    if matches!(event, Event::InitApply(_)) {
+                        cache.apply(event, &mut buffer);
+                    } else {
+                        cache.apply(event.clone(), &mut buffer);
+                        changed(&event);
+                    }
+                    if listed {
+                        if failures > 0 {
+                            tracing::info!(%kind, "watch recovered: listed again");
+                        }
+                        failures = 0;
+                    }
+                }
+                Err(e) => {
+                    cache.mark_stale();
+                    failures += 1;
+                    // Once per outage at WARN; the retries that follow at DEBUG.
+                    if failures == 1 {
+                        tracing::warn!(%kind, error = %e, "watch failed: cache stale until it lists again");
+                    } else {
+                        tracing::debug!(%kind, error = %e, failures, "watch still failing");
+                    }
+                    break;
+                }
             }
-            // The backoff retries; say why once per failure.
-            Err(e) => tracing::warn!(%kind, error = %e, "watch failed, retrying"),
         }
+        tokio::time::sleep(retry_delay(failures.max(1), jitter())).await;
     }
+}
+
+/// A number in [0, 1) that differs between processes and calls: enough to
+/// spread retries (std's hasher keys are randomly seeded).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn map_event<K, T>(event: Event<K>, mut f: impl FnMut(&K) -> T) -> Event<T> {

@@ -100,7 +100,7 @@ impl KubeCluster {
                 uid: n.metadata.uid.clone().unwrap_or_default(),
             },
             move |e: &Event<(String, CachedNode)>| {
-                if matches!(e, Event::Apply(_) | Event::Delete(_)) {
+                if matches!(e, Event::Apply(_) | Event::Delete(_) | Event::InitDone) {
                     bump(&tx);
                 }
             },
@@ -117,7 +117,7 @@ impl KubeCluster {
             },
             move |e: &Event<(String, CachedPod)>| match e {
                 Event::Apply((_, p)) if p.unschedulable() => bump(&tx),
-                Event::Delete(_) => bump(&tx),
+                Event::Delete(_) | Event::InitDone => bump(&tx),
                 _ => {}
             },
         )));
@@ -132,7 +132,14 @@ impl KubeCluster {
                 p.metadata.annotations = None;
                 p
             },
-            |_: &Event<(String, PodDisruptionBudget)>| {},
+            {
+                let tx = changes.clone();
+                move |e: &Event<(String, PodDisruptionBudget)>| {
+                    if matches!(e, Event::InitDone) {
+                        bump(&tx);
+                    }
+                }
+            },
         )));
 
         tasks.push(tokio::spawn(cache::run(
@@ -140,7 +147,14 @@ impl KubeCluster {
             cfg(),
             daemonsets.clone(),
             convert::daemonset_pod,
-            |_: &Event<(String, Option<Pod>)>| {},
+            {
+                let tx = changes.clone();
+                move |e: &Event<(String, Option<Pod>)>| {
+                    if matches!(e, Event::InitDone) {
+                        bump(&tx);
+                    }
+                }
+            },
         )));
 
         KubeCluster {
@@ -159,12 +173,23 @@ impl KubeCluster {
         &self.client
     }
 
-    /// Every cache has listed once.
+    /// Every cache has listed and its watch has not failed since: safe to act on.
     pub fn is_synced(&self) -> bool {
-        self.nodes.is_synced()
-            && self.pods.is_synced()
-            && self.pdbs.is_synced()
-            && self.daemonsets.is_synced()
+        self.stale().is_empty()
+    }
+
+    /// The caches not synced now (not listed yet, or their watch is failing).
+    pub fn stale(&self) -> Vec<&'static str> {
+        [
+            ("nodes", self.nodes.is_synced()),
+            ("pods", self.pods.is_synced()),
+            ("poddisruptionbudgets", self.pdbs.is_synced()),
+            ("daemonsets", self.daemonsets.is_synced()),
+        ]
+        .into_iter()
+        .filter(|(_, synced)| !synced)
+        .map(|(kind, _)| kind)
+        .collect()
     }
 
     pub async fn wait_synced(&self) {
@@ -366,12 +391,63 @@ impl KubeCluster {
         action: &str,
         note: &str,
     ) -> Result<(), KubeError> {
+        let regarding = core::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.into()),
+            uid: self.nodes.get(node).map(|n| n.uid),
+            ..core::ObjectReference::default()
+        };
+        self.event(EVENT_NAMESPACE, regarding, kind, reason, action, note)
+            .await
+            .map_err(|e| KubeError::from_kube(format!("event {reason} on node {node}"), e))
+    }
+
+    /// `TriggeredScaleUp` on a pending pod, in its namespace.
+    pub async fn pod_event(&self, e: &super::events::PodEvent) -> Result<(), KubeError> {
+        let regarding = core::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(e.namespace.clone()),
+            name: Some(e.pod.clone()),
+            uid: Some(e.uid.clone()).filter(|u| !u.is_empty()),
+            ..core::ObjectReference::default()
+        };
+        self.event(
+            &e.namespace,
+            regarding,
+            EventType::Normal,
+            "TriggeredScaleUp",
+            "ScaleUp",
+            &e.note,
+        )
+        .await
+        .map_err(|err| {
+            KubeError::from_kube(
+                format!("event TriggeredScaleUp on pod {}/{}", e.namespace, e.pod),
+                err,
+            )
+        })
+    }
+
+    async fn event(
+        &self,
+        namespace: &str,
+        regarding: core::ObjectReference,
+        kind: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) -> Result<(), kube::Error> {
         let now = jiff::Timestamp::now();
-        let uid = self.nodes.get(node).map(|n| n.uid);
         let event = KubeEvent {
             metadata: ObjectMeta {
-                name: Some(format!("{node}.{:x}", now.as_nanosecond())),
-                namespace: Some(EVENT_NAMESPACE.into()),
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or("k3scale"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.into()),
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
@@ -385,20 +461,11 @@ impl KubeCluster {
             }),
             // The API caps a note at 1 kB.
             note: Some(truncate(note, 1024)),
-            regarding: Some(core::ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Node".into()),
-                name: Some(node.into()),
-                uid,
-                ..core::ObjectReference::default()
-            }),
+            regarding: Some(regarding),
             ..KubeEvent::default()
         };
-        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), EVENT_NAMESPACE);
-        api.create(&PostParams::default(), &event)
-            .await
-            .map(|_| ())
-            .map_err(|e| KubeError::from_kube(format!("event {reason} on node {node}"), e))
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), namespace);
+        api.create(&PostParams::default(), &event).await.map(|_| ())
     }
 }
 

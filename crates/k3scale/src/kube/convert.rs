@@ -323,6 +323,7 @@ pub fn node(n: &core::Node) -> Node {
             .filter_map(taint)
             .collect(),
         ready,
+        starting: None,
         cordoned: spec.and_then(|s| s.unschedulable).unwrap_or(false),
         created_at: meta.creation_timestamp.as_ref().map_or(Time::ZERO, time),
         annotations: labels(&meta.annotations),

@@ -1,10 +1,14 @@
-//! Which Kubernetes Events a decision produces on nodes: every node chosen
-//! for removal, and every node that stays with the reason why. A reconcile
-//! runs every few seconds, so an unchanged refusal is repeated only after
-//! `repeat_after`, as kubectl users expect of a controller's events.
+//! Which Kubernetes Events a decision produces: on nodes, every node chosen
+//! for removal and every node that stays with the reason why; on pods,
+//! `TriggeredScaleUp` for the pending pods a launch is for. A reconcile
+//! runs every few seconds, so an unchanged refusal (same node, same kind of
+//! blocker, whatever its numbers) is repeated only after `repeat_after`, as
+//! kubectl users expect of a controller's events. What was sent lives in the
+//! state store, so a new leader does not say it all again.
 
 use super::cluster::EventType;
 use k3scale_core::{Decision, Reason, Time};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -19,16 +23,45 @@ pub struct NodeEvent {
     pub note: String,
 }
 
-#[derive(Debug)]
+/// A pending pod's `TriggeredScaleUp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    pub note: String,
+}
+
+/// The pods behind this decision's launches in `pool` (launched `count`, max `max`).
+pub fn triggered_scale_up(decision: &Decision, pool: &str, count: u32, max: u32) -> Vec<PodEvent> {
+    decision
+        .triggering_pods
+        .iter()
+        .filter(|p| p.pool == pool)
+        .map(|p| PodEvent {
+            namespace: p.namespace.clone(),
+            pod: p.name.clone(),
+            uid: p.uid.clone(),
+            note: format!("pod triggered scale-up: pool {pool} +{count} nodes (max {max})"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeEvents {
+    #[serde(skip, default = "default_repeat_after")]
     repeat_after: Duration,
-    /// (node, note) → when it was last emitted.
-    sent: BTreeMap<(String, String), Time>,
+    /// `node` + what the event is about → when it was last emitted.
+    sent: BTreeMap<String, Time>,
+}
+
+fn default_repeat_after() -> Duration {
+    Duration::from_secs(600)
 }
 
 impl Default for NodeEvents {
     fn default() -> Self {
-        NodeEvents::new(Duration::from_secs(600))
+        NodeEvents::new(default_repeat_after())
     }
 }
 
@@ -40,32 +73,43 @@ impl NodeEvents {
         }
     }
 
+    /// The same record with another repeat interval (the interval is a
+    /// setting, not stored).
+    pub fn with_repeat_after(mut self, repeat_after: Duration) -> Self {
+        self.repeat_after = repeat_after;
+        self
+    }
+
     /// The events `decision` calls for that were not emitted within `repeat_after`.
     pub fn plan(&mut self, decision: &Decision, now: Time) -> Vec<NodeEvent> {
         let mut due = Vec::new();
         for reason in &decision.reasons {
-            let event = match reason {
+            let (event, about) = match reason {
                 Reason::Removable { node, empty, .. }
                     if decision.scale_down.iter().any(|d| d.node == *node) =>
                 {
-                    NodeEvent {
+                    let event = NodeEvent {
                         node: node.clone(),
                         kind: EventType::Normal,
                         reason: "ScaleDown",
                         action: if *empty { "Delete" } else { "Drain" },
                         note: format!("{reason}; {}", decision_summary(decision)),
-                    }
+                    };
+                    (event, "scale-down".to_string())
                 }
-                Reason::NotRemovable { node, .. } => NodeEvent {
-                    node: node.clone(),
-                    kind: EventType::Normal,
-                    reason: "ScaleDownBlocked",
-                    action: "Drain",
-                    note: reason.to_string(),
-                },
+                Reason::NotRemovable { node, blocker } => {
+                    let event = NodeEvent {
+                        node: node.clone(),
+                        kind: EventType::Normal,
+                        reason: "ScaleDownBlocked",
+                        action: "Drain",
+                        note: reason.to_string(),
+                    };
+                    (event, blocker.key())
+                }
                 _ => continue,
             };
-            let key = (event.node.clone(), event.note.clone());
+            let key = format!("{} {about}", event.node);
             let recent = self
                 .sent
                 .get(&key)
@@ -98,6 +142,7 @@ fn decision_summary(decision: &Decision) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use k3scale_core::{Blocker, ScaleDown};
@@ -146,6 +191,37 @@ mod tests {
             events
                 .plan(&decision(Time::from_secs(10)), Time::from_secs(10))
                 .is_empty()
+        );
+        // The same refusal with other numbers is the same refusal.
+        let mut hotter = decision(Time::from_secs(20));
+        hotter.reasons.push(Reason::NotRemovable {
+            node: "workers-c".into(),
+            blocker: Blocker::UtilizationTooHigh {
+                utilization: 0.61,
+                threshold: 0.5,
+            },
+        });
+        assert_eq!(
+            events.plan(&hotter, Time::from_secs(20)).len(),
+            1,
+            "workers-c is new"
+        );
+        if let Some(Reason::NotRemovable { blocker, .. }) = hotter.reasons.last_mut() {
+            *blocker = Blocker::UtilizationTooHigh {
+                utilization: 0.64,
+                threshold: 0.5,
+            };
+        }
+        assert!(
+            events.plan(&hotter, Time::from_secs(30)).is_empty(),
+            "61% → 64%: not re-sent"
+        );
+        // A new leader restores what was sent from the state store.
+        let stored = serde_json::to_string(&events).unwrap();
+        let mut successor: NodeEvents = serde_json::from_str(&stored).unwrap();
+        assert!(
+            successor.plan(&hotter, Time::from_secs(40)).is_empty(),
+            "not re-sent after a leader change"
         );
         // After the repeat interval, the standing refusal is said again.
         let later = events.plan(&decision(Time::from_secs(601)), Time::from_secs(601));

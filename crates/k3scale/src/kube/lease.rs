@@ -11,6 +11,36 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use std::time::Duration;
 
+/// The namespace the shipped manifests install into, and where the Lease
+/// lives when nothing says otherwise.
+pub const DEFAULT_NAMESPACE: &str = "k3scale-system";
+
+/// Where the Lease lives: `leader_election.namespace`, else the pod's
+/// namespace, else `state.namespace`, else [`DEFAULT_NAMESPACE`] (the one
+/// the shipped RBAC grants Leases in; never `kube-system`, which it does not).
+pub fn namespace(config: &k3scale_core::config::Config, pod_namespace: Option<String>) -> String {
+    config
+        .leader_election
+        .namespace
+        .clone()
+        .or(pod_namespace)
+        .or_else(|| config.state.namespace.clone())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into())
+}
+
+/// The namespace of the pod k3scale runs in (`POD_NAMESPACE`, else the
+/// service account's), if it runs in one.
+pub fn pod_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+}
+
 fn micro_time(t: Time) -> MicroTime {
     let ms = i64::try_from(t.as_millis()).unwrap_or(i64::MAX);
     MicroTime(jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
@@ -138,5 +168,21 @@ impl LeaseLock {
                 .map_err(|e| KubeError::from_kube(what, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_namespace_is_never_kube_system_by_default() {
+        let mut c = k3scale_core::config::Config::default();
+        assert_eq!(namespace(&c, None), "k3scale-system", "outside a pod");
+        c.state.namespace = Some("state-ns".into());
+        assert_eq!(namespace(&c, None), "state-ns");
+        assert_eq!(namespace(&c, Some("pod-ns".into())), "pod-ns");
+        c.leader_election.namespace = Some("set".into());
+        assert_eq!(namespace(&c, Some("pod-ns".into())), "set");
     }
 }

@@ -309,6 +309,19 @@ pub fn register(k: &Kube, name: &str) {
     k.server.apply(node_password(name));
 }
 
+/// A kubelet's registration as a real control plane shows it (golden
+/// `13-*`): the Node is Ready while it still carries the not-ready taint
+/// admission put on it. Pause the test server's node lifecycle controller
+/// first to hold that window open; resuming it removes the taint.
+pub fn register_starting(k: &Kube, name: &str) {
+    k.apply(&with_taint(
+        node(name, Some("workers"), "2", "4Gi"),
+        k3scale_testapi::NOT_READY,
+        "NoSchedule",
+    ));
+    k.server.apply(node_password(name));
+}
+
 /// The K3s node-password secret of a node.
 pub fn node_password(node: &str) -> Value {
     serde_json::json!({
