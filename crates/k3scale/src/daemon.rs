@@ -58,15 +58,18 @@ async fn elect(
             _ => {}
         }
         last_error.clone_from(&error);
-        // Always the latest view; wake the daemon only when leadership flips.
+        // Always the latest view; wake the daemon only when leadership flips
+        // or what a status shows of it (the holder, the error) changes.
         let latest = LeaseView {
             elector: lease.elector.clone(),
             error,
         };
         tx.send_if_modified(|v| {
-            let flipped = v.elector.is_leader(now) != latest.elector.is_leader(now);
+            let changed = v.elector.is_leader(now) != latest.elector.is_leader(now)
+                || v.elector.holder() != latest.elector.holder()
+                || v.error != latest.error;
             *v = latest;
-            flipped
+            changed
         });
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}

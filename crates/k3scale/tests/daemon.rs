@@ -116,7 +116,7 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
 
     // A standby replica on the same cluster and store (its own caches and provider).
     let standby = rig::controller(&k, &docker, store.clone(), 1).await;
-    let (standby_shared, _, standby_stop, standby_task) =
+    let (standby_shared, standby_url, standby_stop, standby_task) =
         start_daemon(standby, store.clone(), "k3scale-b").await;
 
     // React: the watch sees the pod, the agent container is created.
@@ -226,9 +226,33 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the k3scale daemon"));
 
-    // The standby saw the same pod and never acted.
+    // The standby saw the same pod and never acted; its status is its own
+    // view of the cluster, naming the leader (the Service selects both).
     assert!(!standby_shared.status().leader);
     assert_eq!(docker.containers().len(), 1, "only the leader launched");
+    eventually(5, "standby status built from its caches", || {
+        let st = standby_shared.status();
+        st.lease_holder.as_deref() == Some("k3scale-a")
+            && st.nodes.iter().any(|n| n.name == "server")
+            && st.unschedulable_pods == 1
+    })
+    .await;
+    let st = standby_shared.status();
+    assert_eq!(st.identity, "k3scale-b");
+    assert!(
+        st.reasons.iter().any(|r| r.contains("k3scale-a holds the lease")),
+        "{:?}",
+        st.reasons
+    );
+    let (code, body) = get(&format!("{standby_url}/readyz")).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("lease: held by k3scale-a"), "{body}");
+    let text = cli(vec!["status".into(), "--server".into(), standby_url.clone()]).await;
+    assert!(
+        text.contains("k3scale-b (standby)") && text.contains("leader: k3scale-a"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("server")), "{text}");
 
     // Shutdown: the Lease is released, and the standby takes over well
     // before the lease would have expired.
@@ -456,4 +480,150 @@ async fn a_long_drain_does_not_delay_a_scale_up() {
         .map(|e| e.intent.kind)
         .collect();
     assert_eq!(open, ["drain"]);
+}
+
+/// A daemon in a runtime of its own, so a crash can be simulated: the
+/// runtime is dropped with everything in it (no Lease release, no unlock,
+/// the renewals just stop), as when the pod's node dies.
+fn start_crashable_daemon(
+    controller: Controller,
+    store: Arc<dyn StateStore>,
+    identity: &str,
+) -> (Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
+    let cluster = controller.cluster();
+    let shared = Shared::new(store.clone(), cluster.clone(), identity);
+    let lease = LeaseLock::new(
+        cluster.client().clone(),
+        "kube-system",
+        "k3scale-test",
+        identity,
+        election(),
+    );
+    let daemon = Daemon {
+        controller,
+        shared: shared.clone(),
+        store,
+        identity: identity.into(),
+        interval: Duration::from_secs(600),
+        lease: Some(lease),
+    };
+    let (crash, crashed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            tokio::select! {
+                _ = daemon.run(std::future::pending()) => {}
+                _ = crashed => {}
+            }
+        });
+        rt.shutdown_background();
+    });
+    (shared, crash)
+}
+
+#[tokio::test]
+async fn a_crashed_leader_on_another_host_is_replaced_within_the_lease_not_the_lock_expiry() {
+    let r = rig::rig("failover").await;
+    let rig::Rig {
+        docker,
+        k,
+        store,
+        controller,
+        db: _db,
+    } = r;
+    // Identities as `run` makes them (`<hostname>-<pid>`), of two other
+    // hosts: the same-host crash check cannot apply.
+    let (a, crash) = start_crashable_daemon(controller, store.clone(), "node-a-7");
+    eventually(15, "a elected and acting", || a.status().leader).await;
+    let standby = rig::controller(&k, &docker, store.clone(), 1).await;
+    let (b, _url, stop, task) = start_daemon(standby, store.clone(), "node-b-9").await;
+    eventually(5, "b is standby", || {
+        b.status().lease_holder.as_deref() == Some("node-a-7")
+    })
+    .await;
+    let holder = store
+        .lock(
+            "k3scale-act",
+            "probe",
+            Duration::from_secs(1),
+            k3scale::provider::unix_now(),
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(holder.owner, "node-a-7", "a holds the act lock");
+
+    crash.send(()).unwrap();
+    let crashed_at = std::time::Instant::now();
+    // The act lock a left behind would block b for up to its 60 s expiry;
+    // b took a's Lease over, so it takes the lock at once.
+    eventually(40, "b acts well before the act lock would have expired", || {
+        b.status().leader
+    })
+    .await;
+    let took = crashed_at.elapsed();
+    eprintln!(
+        "failover across hosts: {:.1} s (lease {} s)",
+        took.as_secs_f64(),
+        election().lease_duration.as_secs()
+    );
+    assert!(took < k3scale::act_lock::TTL, "not the lock's expiry: {took:?}");
+    let lease = k.server.get(&LEASES, "kube-system", "k3scale-test").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "node-b-9");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn while_the_apiserver_is_down_the_daemon_is_not_ready_and_acts_on_nothing() {
+    let r = rig::rig("stale").await;
+    let rig::Rig {
+        docker,
+        k,
+        store,
+        controller,
+        db: _db,
+    } = r;
+    let (shared, url, stop, task) = start_daemon(controller, store.clone(), "k3scale-a").await;
+    eventually(10, "elected and reconciled", || {
+        shared.status().last_reconcile.is_some()
+    })
+    .await;
+    k.server.go_down();
+    let mut body = String::new();
+    for _ in 0..50 {
+        let (code, text) = get(&format!("{url}/readyz")).await;
+        body = text;
+        if code == 503 && body.contains("caches: not synced") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        body.contains("caches: not synced"),
+        "not ready while the caches are stale: {body}"
+    );
+    // A pod that needs a node appears meanwhile: nothing is decided on stale caches.
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(docker.containers().is_empty());
+
+    // Back: the re-list triggers the reconcile that launches for the pod.
+    k.server.come_back();
+    eventually(20, "launched after the re-list", || {
+        docker.containers().len() == 1
+    })
+    .await;
+    eventually(10, "ready again", || shared.status().last_error.is_none()).await;
+    let (code, body) = get(&format!("{url}/readyz")).await;
+    assert_eq!(code, 200, "{body}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -198,13 +198,22 @@ async fn the_daemon_killed_mid_drain_is_finished_by_its_successor_which_stops_on
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0), "{}", log("second.log"));
+    // Outside a pod the Lease lives in k3scale-system, the namespace the
+    // shipped RBAC covers (never kube-system).
     let lease =
         s.k.server
             .get(
                 &k3scale_testapi::resources::LEASES,
-                "kube-system",
+                "k3scale-system",
                 &format!("k3scale-{}", s.docker.name),
             )
             .unwrap();
+    assert!(
+        s.k.server
+            .list(&k3scale_testapi::resources::LEASES)
+            .iter()
+            .all(|l| l["metadata"]["namespace"] != "kube-system"),
+        "no Lease in kube-system"
+    );
     assert_eq!(lease["spec"]["holderIdentity"], "", "released on SIGTERM");
 }
