@@ -203,3 +203,73 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k3scale::status::NodeStatus;
+
+    fn status(node: NodeStatus) -> Status {
+        Status {
+            identity: "k3scale-a".into(),
+            leader: true,
+            nodes: vec![node],
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn explain_says_why_a_draining_or_starting_node_is_not_a_candidate() {
+        let draining = NodeStatus {
+            name: "workers-a".into(),
+            pool: Some("workers".into()),
+            ready: true,
+            cordoned: true,
+            ..NodeStatus::default()
+        };
+        let mut s = status(draining);
+        s.draining = vec!["workers-a".into()];
+        let text = render_explain(&s, Some("workers-a")).unwrap_or_default();
+        assert!(text.contains("being drained"), "{text}");
+        assert!(!text.trim_end().ends_with(':'), "never an empty list: {text}");
+
+        let starting = NodeStatus {
+            name: "workers-b".into(),
+            pool: Some("workers".into()),
+            ready: true,
+            starting: Some("node.kubernetes.io/not-ready".into()),
+            ..NodeStatus::default()
+        };
+        let text = render_explain(&status(starting.clone()), Some("workers-b")).unwrap_or_default();
+        assert!(
+            text.contains("starting") && text.contains("node.kubernetes.io/not-ready"),
+            "{text}"
+        );
+
+        // Nothing was said about it and no general reason either: a sentence, not a dangling list.
+        let quiet = NodeStatus {
+            starting: None,
+            ..starting
+        };
+        let text = render_explain(&status(quiet), Some("workers-b")).unwrap_or_default();
+        assert!(
+            text.contains("not considered for removal in the last decision\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_names_the_leader_on_a_standby_and_lease_errors() {
+        let mut s = status(NodeStatus::default());
+        s.leader = false;
+        s.identity = "k3scale-b".into();
+        s.lease_holder = Some("k3scale-a".into());
+        let text = render_status(&s);
+        assert!(
+            text.contains("k3scale-b (standby)") && text.contains("leader: k3scale-a"),
+            "{text}"
+        );
+        s.lease_error = Some("leases is forbidden".into());
+        assert!(render_status(&s).contains("lease rounds failing: leases is forbidden"));
+    }
+}

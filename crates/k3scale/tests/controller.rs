@@ -322,3 +322,38 @@ async fn without_metrics_an_empty_node_launched_in_error_is_still_removed() {
     assert_eq!(done.removed, ["workers-oops0001"], "{reasons:?}");
     assert!(r.docker.containers().is_empty());
 }
+
+#[tokio::test]
+async fn a_pools_drain_timeout_is_the_deadline_its_drains_are_journaled_with() {
+    let mut r = rig("draintimeout").await;
+    // A fresh controller takes the policy's deadline (the rig then sets 20 s).
+    let loaded = k3scale_core::config::load("k.yaml", rig::CONFIG).unwrap();
+    assert_eq!(loaded.policy.scale_down.drain_timeout, Duration::from_secs(120));
+    // This pool's override wins.
+    r.controller.policy.pools[0].drain_timeout = Some(Duration::from_secs(7));
+    r.controller.background_drains = true;
+    r.usage("100m");
+    let provider = support::standin_provider(&r.docker).await;
+    provider.create("workers-slow0001").await.unwrap();
+    r.register("workers-slow0001");
+    // Never finishes terminating: the drain stays journaled while we look.
+    let mut cron = pod("shop", "cron-0", "cron", Some("workers-slow0001"), "100m", "64Mi");
+    cron.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(k3scale_testapi::NEVER_TERMINATE.into(), "true".into());
+    r.k.apply(&cron);
+    r.synced("pod seen", |c| c.pods_on_node("workers-slow0001").len() == 1)
+        .await;
+    let done = r.controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(done.decision.scale_down.len(), 1, "{:?}", done.decision.reasons);
+    let open = r.store.unfinished().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        open[0].intent.detail["config"]["eviction_timeout"],
+        serde_json::json!({ "secs": 7, "nanos": 0 }),
+        "{}",
+        open[0].intent.detail
+    );
+    r.controller.stop_drains();
+}

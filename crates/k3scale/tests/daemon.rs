@@ -627,3 +627,43 @@ async fn while_the_apiserver_is_down_the_daemon_is_not_ready_and_acts_on_nothing
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_replica_that_cannot_use_its_lease_says_so_and_is_not_ready() {
+    let r = rig::rig("noleases").await;
+    let rig::Rig {
+        k,
+        store,
+        controller,
+        db: _db,
+        docker: _docker,
+    } = r;
+    // Everything but Leases: what the shipped RBAC gives outside its namespace.
+    k.server.set_permissions(Some(vec![k3scale_testapi::Rule {
+        api_groups: ["", "apps", "policy", "events.k8s.io", "metrics.k8s.io"]
+            .map(String::from)
+            .to_vec(),
+        resources: vec!["*".into()],
+        verbs: vec!["*".into()],
+    }]));
+    let (shared, url, stop, task) = start_daemon(controller, store, "k3scale-a").await;
+    eventually(10, "lease error in the status", || {
+        shared.status().lease_error.is_some()
+    })
+    .await;
+    let st = shared.status();
+    assert!(!st.leader);
+    assert!(
+        st.lease_error.as_deref().unwrap_or("").contains("403"),
+        "{:?}",
+        st.lease_error
+    );
+    let (code, body) = get(&format!("{url}/readyz")).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("lease: error"), "{body}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

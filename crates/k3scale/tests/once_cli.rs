@@ -45,6 +45,14 @@ async fn once_launches_for_a_pending_pod_and_respects_the_lock() {
     let (code, _, output) = once(&s, None, &[]).await;
     assert_eq!(code, Some(3), "{output}");
     assert!(output.contains("other-host-42"), "{output}");
+    // The expiry as people read it (RFC 3339), not a raw epoch.
+    let year = jiff::Timestamp::now().strftime("%Y-").to_string();
+    assert!(output.contains(&year) && output.contains('T'), "{output}");
+    assert!(s.docker.containers().is_empty());
+    // A dry run changes nothing, so it previews while the lock is held.
+    let (code, _, output) = once(&s, None, &["--dry-run"]).await;
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("would launch: 1 nodes"), "{output}");
     assert!(s.docker.containers().is_empty());
     assert!(store.unlock("k3scale-act", "other-host-42").await.unwrap());
 
