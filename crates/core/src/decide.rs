@@ -1,6 +1,6 @@
 //! `decide`: the one pure function the daemon, `once` and the simulator share.
 
-use crate::decision::{Decision, Reason, ScaleDown, ScaleUp};
+use crate::decision::{Decision, Direction, Reason, ScaleDown, ScaleUp};
 use crate::model::Pod;
 use crate::policy::{PendingPods, Policy};
 use crate::quantity::Resources;
@@ -17,7 +17,15 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
     let mut ctx = Context::new(snapshot, policy, now);
     replace_interrupted(&mut ctx);
     scale_up::to_min(&mut ctx);
-    let pending = unschedulable_pods(snapshot);
+    let (pending, expendable): (Vec<&Pod>, Vec<&Pod>) = unschedulable_pods(snapshot)
+        .into_iter()
+        .partition(|p| p.priority >= policy.expendable_pods_priority_cutoff);
+    if !expendable.is_empty() {
+        ctx.decision.reasons.push(Reason::ExpendablePending {
+            pods: expendable.len(),
+            cutoff: policy.expendable_pods_priority_cutoff,
+        });
+    }
     let ripe: Vec<&Pod> = pending
         .iter()
         .copied()
@@ -92,12 +100,17 @@ fn replace_interrupted(ctx: &mut Context<'_>) {
     }
 }
 
-/// Pods the scheduler has reported as not fitting anywhere.
+/// Pods the scheduler has reported as not fitting anywhere. DaemonSet and
+/// mirror pods are not among them: a DaemonSet pod that cannot start on its
+/// node (K3s's ServiceLB `svclb-*` pods when a host port is taken) needs
+/// that node, not a new one, and must not hold every scale-down back.
 pub fn unschedulable_pods(snapshot: &Snapshot) -> Vec<&Pod> {
     snapshot
         .pods
         .iter()
-        .filter(|p| p.node_name.is_none() && !p.is_terminal() && p.unschedulable_since.is_some())
+        .filter(|p| {
+            p.node_name.is_none() && !p.is_terminal() && p.unschedulable_since.is_some() && !p.is_node_bound()
+        })
         .collect()
 }
 
@@ -111,7 +124,6 @@ pub(crate) struct Context<'a> {
     pub sizes: BTreeMap<String, u32>,
     /// What a new node of each pool has free once its DaemonSet pods run.
     pub room: BTreeMap<String, Resources>,
-    unavailable_noted: HashSet<String>,
 }
 
 impl<'a> Context<'a> {
@@ -137,7 +149,7 @@ impl<'a> Context<'a> {
                 let daemons = snapshot
                     .daemonsets
                     .iter()
-                    .filter(|ds| check_constraints(ds, &t.labels, &t.taints).is_ok())
+                    .filter(|ds| check_constraints(ds, None, &t.labels, &t.taints).is_ok())
                     .fold(Resources::ZERO, |sum, ds| sum + ds.requests);
                 (p.name.clone(), t.allocatable.saturating_sub(&daemons))
             })
@@ -149,7 +161,6 @@ impl<'a> Context<'a> {
             decision: Decision::new(now, policy.dry_run),
             sizes,
             room,
-            unavailable_noted: HashSet::new(),
         }
     }
 
@@ -180,28 +191,59 @@ impl<'a> Context<'a> {
         self.sizes.get(pool).copied().unwrap_or(0)
     }
 
-    /// The windowed mean of a signal, noting (once per signal) when it is unavailable.
-    pub fn signal(&mut self, name: &str, series: &Series, window: Duration) -> Option<f64> {
+    /// The windowed mean of a signal for a rule of `direction`, noting when
+    /// it is unavailable (once per signal and window).
+    pub fn signal(
+        &mut self,
+        name: &str,
+        series: &Series,
+        window: Duration,
+        direction: Direction,
+    ) -> Option<f64> {
         match window_mean(series, self.now, window, self.policy.metrics_max_age) {
             Ok(v) => Some(v),
             Err(cause) => {
-                self.note_unavailable(name, &cause);
+                self.note_unavailable(name, window, direction, &cause);
                 None
             }
         }
     }
 
-    pub fn note_unavailable(&mut self, signal: &str, cause: &Unavailable) {
-        if self.unavailable_noted.insert(signal.to_string()) {
-            let mut cause = cause.to_string();
-            if let Some(err) = &self.snapshot.metrics_error {
-                cause = format!("{cause}; last error: {err}");
+    /// Say that `signal` over `window` cannot be judged, and which rules that
+    /// leaves out: the note names the window and the direction, so it never
+    /// contradicts a rule of the same signal over another window that could.
+    pub fn note_unavailable(
+        &mut self,
+        signal: &str,
+        window: Duration,
+        direction: Direction,
+        cause: &Unavailable,
+    ) {
+        let existing = self.decision.reasons.iter_mut().find_map(|r| match r {
+            Reason::MetricsUnavailable {
+                signal: s,
+                window: w,
+                direction: d,
+                ..
+            } if s == signal && *w == window => Some(d),
+            _ => None,
+        });
+        if let Some(d) = existing {
+            if *d != Some(direction) {
+                *d = None; // both directions
             }
-            self.decision.reasons.push(Reason::MetricsUnavailable {
-                signal: signal.to_string(),
-                cause,
-            });
+            return;
         }
+        let mut cause = cause.to_string();
+        if let Some(err) = &self.snapshot.metrics_error {
+            cause = format!("{cause}; last error: {err}");
+        }
+        self.decision.reasons.push(Reason::MetricsUnavailable {
+            signal: signal.to_string(),
+            cause,
+            window,
+            direction: Some(direction),
+        });
     }
 
     /// Remaining cooldown since `last`, if any.

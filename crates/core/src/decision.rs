@@ -51,11 +51,10 @@ pub enum Blocker {
     LocalStorage {
         pod: String,
     },
-    /// The node holds `needed` pods of the budget, which allows `allowed` disruptions now.
+    /// The budget allows no disruption now; the node holds `needed` of its pods.
     PdbExhausted {
         pod: String,
         pdb: String,
-        allowed: u32,
         needed: u32,
     },
     PodsDoNotFit {
@@ -106,18 +105,9 @@ impl fmt::Display for Blocker {
                 write!(f, "pod {pod} has no controller to recreate it")
             }
             Blocker::LocalStorage { pod } => write!(f, "pod {pod} uses local storage"),
-            Blocker::PdbExhausted {
-                pod, pdb, allowed: 0, ..
-            } => write!(f, "pod {pod}: PodDisruptionBudget {pdb} allows no disruption"),
-            Blocker::PdbExhausted {
-                pod,
-                pdb,
-                allowed,
-                needed,
-            } => write!(
+            Blocker::PdbExhausted { pod, pdb, needed } => write!(
                 f,
-                "pod {pod}: PodDisruptionBudget {pdb} allows {allowed} disruption{} and the node holds {needed} of its pods",
-                if *allowed == 1 { "" } else { "s" }
+                "pod {pod}: PodDisruptionBudget {pdb} allows no disruption now (the node holds {needed} of its pods)"
             ),
             Blocker::PodsDoNotFit { pod } => write!(f, "pod {pod} does not fit on any other node"),
         }
@@ -147,12 +137,22 @@ pub enum Reason {
     MetricsUnavailable {
         signal: String,
         cause: String,
+        /// The window the rule needed.
+        #[serde(serialize_with = "serialize_secs")]
+        window: Duration,
+        /// The rules left out: scale-up, scale-down, or (`None`) both.
+        direction: Option<Direction>,
     },
     UnschedulablePods {
         pods: usize,
         fit_existing: usize,
         fit_in_flight: usize,
         need_new_nodes: usize,
+    },
+    /// Unschedulable pods below the expendable priority cutoff: they trigger nothing.
+    ExpendablePending {
+        pods: usize,
+        cutoff: i32,
     },
     PendingWithinGrace {
         pods: usize,
@@ -249,11 +249,21 @@ impl fmt::Display for Reason {
                 window.as_secs(),
                 pct(observed)
             ),
-            Reason::MetricsUnavailable { signal, cause } => {
-                write!(
-                    f,
-                    "{signal} metrics unavailable ({cause}): no {signal}-based scaling"
-                )
+            Reason::MetricsUnavailable {
+                signal,
+                cause,
+                window,
+                direction,
+            } => {
+                write!(f, "{signal} metrics unavailable")?;
+                if !window.is_zero() {
+                    write!(f, " over {}s", window.as_secs())?;
+                }
+                match direction {
+                    None => write!(f, " ({cause}): no {signal}-based scaling"),
+                    Some(Direction::Up) => write!(f, " ({cause}): no {signal}-based scale-up"),
+                    Some(Direction::Down) => write!(f, " ({cause}): {signal} does not gate scale-down"),
+                }
             }
             Reason::UnschedulablePods {
                 pods,
@@ -263,6 +273,10 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "{pods} unschedulable pods: {fit_existing} fit free capacity, {fit_in_flight} fit nodes already launching, {need_new_nodes} need new nodes"
+            ),
+            Reason::ExpendablePending { pods, cutoff } => write!(
+                f,
+                "{pods} unschedulable pods are expendable (priority below {cutoff}): no scale-up for them"
             ),
             Reason::PendingWithinGrace { pods, grace } => {
                 write!(

@@ -14,6 +14,8 @@ pub type Labels = BTreeMap<String, String>;
 pub const DO_NOT_DISRUPT: &str = "k3scale.io/do-not-disrupt";
 /// cluster-autoscaler's per-pod opt-out, honoured for compatibility.
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// cluster-autoscaler's annotation for a pod to be treated as a DaemonSet pod.
+pub const DAEMONSET_POD: &str = "cluster-autoscaler.kubernetes.io/daemonset-pod";
 /// Label k3scale puts on every node it manages, naming its pool.
 pub const POOL_LABEL: &str = "k3scale.io/pool";
 
@@ -106,20 +108,48 @@ pub enum SelectorOperator {
     DoesNotExist,
     Gt,
     Lt,
+    /// An operator this version does not know: never satisfied, so a term
+    /// that is not understood cannot admit a node it should not.
+    Unknown,
 }
 
-/// One `matchExpressions` entry of a required node affinity term.
+/// One `matchExpressions` (or, with `field`, `matchFields`) entry of a
+/// required node affinity term.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeSelectorRequirement {
     pub key: String,
     pub operator: SelectorOperator,
     pub values: Vec<String>,
+    /// A `matchFields` requirement: on the node's fields (Kubernetes allows
+    /// only `metadata.name`), not its labels.
+    #[serde(default)]
+    pub field: bool,
 }
 
+/// The only field `matchFields` may select on.
+pub const NODE_NAME_FIELD: &str = "metadata.name";
+
 impl NodeSelectorRequirement {
+    /// On a node with these labels and, if known, this name (a node not
+    /// launched yet has none: `metadata.name In [x]` cannot hold for it).
+    pub fn matches_node(&self, labels: &Labels, name: Option<&str>) -> bool {
+        if !self.field {
+            return self.matches(labels);
+        }
+        if self.key != NODE_NAME_FIELD {
+            return false;
+        }
+        let fields: Labels = name
+            .map(|n| (self.key.clone(), n.to_string()))
+            .into_iter()
+            .collect();
+        self.matches(&fields)
+    }
+
     pub fn matches(&self, labels: &Labels) -> bool {
         let value = labels.get(&self.key);
         match self.operator {
+            SelectorOperator::Unknown => false,
             SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
             SelectorOperator::NotIn => !value.is_some_and(|v| self.values.contains(v)),
             SelectorOperator::Exists => value.is_some(),
@@ -139,19 +169,21 @@ impl NodeSelectorRequirement {
 }
 
 /// `requiredDuringSchedulingIgnoredDuringExecution`: the terms are ORed, the
-/// requirements inside a term are ANDed. No terms = no constraint.
+/// requirements inside a term are ANDed. No terms = no constraint; an empty
+/// term matches no node (as in Kubernetes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeAffinity {
     pub terms: Vec<Vec<NodeSelectorRequirement>>,
 }
 
 impl NodeAffinity {
-    pub fn matches(&self, labels: &Labels) -> bool {
+    /// On a node with these labels and, if it exists already, this name.
+    pub fn matches(&self, labels: &Labels, name: Option<&str>) -> bool {
         self.terms.is_empty()
             || self
                 .terms
                 .iter()
-                .any(|term| term.iter().all(|req| req.matches(labels)))
+                .any(|term| !term.is_empty() && term.iter().all(|req| req.matches_node(labels, name)))
     }
 }
 
@@ -238,9 +270,12 @@ impl Pod {
         matches!(self.phase, PodPhase::Succeeded | PodPhase::Failed)
     }
 
-    /// DaemonSet and mirror pods live and die with their node: a drain ignores them.
+    /// DaemonSet and mirror pods (and pods annotated as DaemonSet pods, as
+    /// cluster-autoscaler allows) live and die with their node: a drain
+    /// ignores them, and pending they never call for a new node.
     pub fn is_node_bound(&self) -> bool {
         matches!(self.owner, OwnerKind::DaemonSet | OwnerKind::Mirror)
+            || self.annotation_is(DAEMONSET_POD, "true")
     }
 
     pub fn annotation_is(&self, key: &str, value: &str) -> bool {
@@ -366,6 +401,7 @@ mod tests {
             key: key.into(),
             operator,
             values: values.iter().map(|s| s.to_string()).collect(),
+            field: false,
         };
         let aff = NodeAffinity {
             terms: vec![
@@ -376,14 +412,14 @@ mod tests {
                 ],
             ],
         };
-        assert!(aff.matches(&node));
+        assert!(aff.matches(&node, None));
         let aff = NodeAffinity {
             terms: vec![vec![
                 req("gpu", SelectorOperator::Exists, &[]),
                 req("zone", SelectorOperator::In, &["a"]),
             ]],
         };
-        assert!(!aff.matches(&node));
+        assert!(!aff.matches(&node, None));
         assert!(req("gpu", SelectorOperator::DoesNotExist, &[]).matches(&node));
         assert!(req("cores", SelectorOperator::Lt, &["10"]).matches(&node));
         assert!(!req("zone", SelectorOperator::Lt, &["10"]).matches(&node));

@@ -119,6 +119,10 @@ pub struct Policy {
     pub dry_run: bool,
     /// A metric sample older than this is stale: the signal is unavailable.
     pub metrics_max_age: Duration,
+    /// Pods with a priority below this are expendable (cluster-autoscaler's
+    /// `expendable-pods-priority-cutoff`): pending, they trigger no
+    /// scale-up; on a node, they do not have to fit elsewhere.
+    pub expendable_pods_priority_cutoff: i32,
     /// Taint keys that mean "still starting" beyond the built-in ones
     /// ([`crate::model::STARTUP_TAINTS`]), e.g. a CNI's readiness taint.
     pub startup_taints: Vec<String>,
@@ -134,6 +138,7 @@ impl Policy {
             expander: Expander::default(),
             dry_run: false,
             metrics_max_age: Duration::from_secs(60),
+            expendable_pods_priority_cutoff: -10,
             startup_taints: Vec::new(),
             pools,
         }

@@ -75,7 +75,7 @@ fn cluster_is_cold(ctx: &mut Context<'_>) -> Gate {
             match snapshot.custom.get(&rule.name) {
                 Some(series) => checks.push((&rule.name, series, rule.window, threshold)),
                 None => {
-                    ctx.note_unavailable(&rule.name, &Unavailable::NoSamples);
+                    ctx.note_unavailable(&rule.name, rule.window, Direction::Down, &Unavailable::NoSamples);
                     unknown = true;
                 }
             }
@@ -83,7 +83,7 @@ fn cluster_is_cold(ctx: &mut Context<'_>) -> Gate {
     }
     let mut hot = false;
     for (name, series, window, threshold) in checks {
-        match ctx.signal(name, series, window) {
+        match ctx.signal(name, series, window, Direction::Down) {
             Some(v) if v < threshold => {}
             Some(v) => {
                 ctx.decision.reasons.push(Reason::NotBelow {
@@ -145,7 +145,7 @@ fn choose_nodes(ctx: &mut Context<'_>) {
                 movable: pods_on[i]
                     .iter()
                     .copied()
-                    .filter(|p| !p.is_node_bound())
+                    .filter(|p| !p.is_node_bound() && p.priority >= policy.expendable_pods_priority_cutoff)
                     .collect(),
                 price: pool.template.price_per_hour,
             })
@@ -166,13 +166,17 @@ fn choose_nodes(ctx: &mut Context<'_>) {
     }
 
     let mut removed = vec![false; nodes.len()];
+    // Pods moved (in simulation) onto a node earlier in this step stay there:
+    // that node, if removed later in the step, must move them too.
+    let mut moved_onto: Vec<Vec<&Pod>> = vec![Vec::new(); nodes.len()];
     let mut budgets: BTreeMap<String, u32> = snapshot.pdbs.clone();
     let (mut empties, mut drains, mut blocked) = (0u32, 0u32, 0usize);
     // Empty nodes count towards the step too: with max_step = max_empty_step = 1
     // exactly one node goes per step, whatever its state.
     let total = rules.max_step.max(rules.max_empty_step);
     for c in &candidates {
-        let empty = c.movable.is_empty();
+        let movable: Vec<&Pod> = c.movable.iter().chain(&moved_onto[c.node]).copied().collect();
+        let empty = movable.is_empty();
         if empties + drains >= total || (empties >= rules.max_empty_step && drains >= rules.max_step) {
             break;
         }
@@ -180,28 +184,38 @@ fn choose_nodes(ctx: &mut Context<'_>) {
             continue;
         }
         let node = &nodes[c.node];
-        let verdict = if !empty && c.utilization >= rules.node_utilization_below {
+        let received = !moved_onto[c.node].is_empty();
+        let utilization = if received {
+            node.allocatable
+                .saturating_sub(&free[c.node])
+                .dominant_share(&node.allocatable)
+        } else {
+            c.utilization
+        };
+        let verdict = if !empty && utilization >= rules.node_utilization_below {
             Err(Blocker::UtilizationTooHigh {
-                utilization: c.utilization,
+                utilization,
                 threshold: rules.node_utilization_below,
             })
         } else {
-            check_removable(ctx, c, &budgets).and_then(|()| {
-                let moves = simulate_moves(snapshot, c, &free, &removed)?;
-                for (target, requests) in moves {
-                    free[target] = free[target].saturating_sub(&requests);
+            check_removable(ctx, c, &movable, &budgets).and_then(|()| {
+                let moves = simulate_moves(snapshot, c.node, &movable, &free, &removed)?;
+                for (target, pod) in moves {
+                    free[target] = free[target].saturating_sub(&pod.requests);
+                    moved_onto[target].push(pod);
                 }
                 Ok(())
             })
         };
         match verdict {
             Ok(()) => {
-                for pod in &c.movable {
+                for pod in &movable {
                     if let Some(budget) = pod.pdb.as_ref().and_then(|n| budgets.get_mut(n)) {
-                        *budget -= 1;
+                        *budget = budget.saturating_sub(1);
                     }
                 }
                 removed[c.node] = true;
+                moved_onto[c.node].clear();
                 *ctx.sizes.entry(c.pool.to_string()).or_default() -= 1;
                 if empty {
                     empties += 1;
@@ -211,7 +225,7 @@ fn choose_nodes(ctx: &mut Context<'_>) {
                 ctx.decision.reasons.push(Reason::Removable {
                     node: node.name.clone(),
                     pool: c.pool.to_string(),
-                    utilization: c.utilization,
+                    utilization,
                     empty,
                 });
                 ctx.decision.scale_down.push(ScaleDown {
@@ -229,8 +243,10 @@ fn choose_nodes(ctx: &mut Context<'_>) {
                     });
                 }
                 blocked += 1;
-                if too_high {
-                    break; // sorted by utilization: every later non-empty node is hotter
+                // Sorted by utilization: every later non-empty node is hotter
+                // (unless pods moved onto this one are what made it hot).
+                if too_high && !received {
+                    break;
                 }
             }
         }
@@ -241,6 +257,7 @@ fn choose_nodes(ctx: &mut Context<'_>) {
 fn check_removable(
     ctx: &Context<'_>,
     c: &Candidate<'_>,
+    movable: &[&Pod],
     budgets: &BTreeMap<String, u32>,
 ) -> Result<(), Blocker> {
     let node = &ctx.snapshot.nodes[c.node];
@@ -255,19 +272,20 @@ fn check_removable(
         });
     }
     let mut wanted: BTreeMap<&str, (u32, &Pod)> = BTreeMap::new();
-    for pod in &c.movable {
+    for pod in movable {
         pod_blocker(pod, ctx.policy.scale_down.evict_local_storage)?;
         if let Some(pdb) = &pod.pdb {
             wanted.entry(pdb).or_insert((0, pod)).0 += 1;
         }
     }
+    // One disruption allowed is enough: the drain evicts one pod at a time,
+    // retrying the budget's 429s while replacements become ready (until the
+    // drain deadline), as cluster-autoscaler does.
     for (pdb, (needed, pod)) in wanted {
-        let allowed = budgets.get(pdb).copied().unwrap_or(0);
-        if needed > allowed {
+        if budgets.get(pdb).copied().unwrap_or(0) == 0 {
             return Err(Blocker::PdbExhausted {
                 pod: pod.key(),
                 pdb: pdb.to_string(),
-                allowed,
                 needed,
             });
         }
@@ -297,23 +315,25 @@ pub fn pod_blocker(pod: &Pod, evict_local_storage: bool) -> Result<(), Blocker> 
     Ok(())
 }
 
-/// Where the candidate's pods would go: (target node index, requests) per pod,
-/// or the first pod that fits nowhere.
-fn simulate_moves(
+/// Where the pods of node `from` would go: (target node index, pod) per
+/// pod, or the first pod that fits nowhere.
+fn simulate_moves<'s>(
     snapshot: &crate::snapshot::Snapshot,
-    c: &Candidate<'_>,
+    from: usize,
+    movable: &[&'s Pod],
     free: &[Resources],
     removed: &[bool],
-) -> Result<Vec<(usize, Resources)>, Blocker> {
+) -> Result<Vec<(usize, &'s Pod)>, Blocker> {
     let nodes = &snapshot.nodes;
     let (indices, mut targets): (Vec<usize>, Vec<Target<'_>>) = nodes
         .iter()
         .enumerate()
-        .filter(|(i, n)| *i != c.node && !removed[*i] && n.schedulable())
+        .filter(|(i, n)| *i != from && !removed[*i] && n.schedulable())
         .map(|(i, n)| {
             (
                 i,
                 Target {
+                    name: Some(&n.name),
                     labels: &n.labels,
                     taints: &n.taints,
                     free: free[i],
@@ -321,12 +341,12 @@ fn simulate_moves(
             )
         })
         .unzip();
-    let placed = pack(&c.movable, &mut targets);
-    c.movable
+    let placed = pack(movable, &mut targets);
+    movable
         .iter()
         .zip(placed)
         .map(|(pod, at)| match at {
-            Some(t) => Ok((indices[t], pod.requests)),
+            Some(t) => Ok((indices[t], *pod)),
             None => Err(Blocker::PodsDoNotFit { pod: pod.key() }),
         })
         .collect()

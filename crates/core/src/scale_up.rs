@@ -45,6 +45,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         .zip(&free)
         .filter(|(n, _)| n.schedulable())
         .map(|(n, f)| Target {
+            name: Some(&n.name),
             labels: &n.labels,
             taints: &n.taints,
             free: *f,
@@ -59,6 +60,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         .iter()
         .filter_map(|m| ctx.policy.pool(&m.pool))
         .map(|p| Target {
+            name: None,
             labels: &p.template.labels,
             taints: &p.template.taints,
             free: ctx.room(&p.name),
@@ -238,7 +240,9 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
             (Some(threshold), Some(series)) => {
                 custom.push((rule.name.as_str(), series, rule.window, threshold, None))
             }
-            (Some(_), None) => ctx.note_unavailable(&rule.name, &Unavailable::NoSamples),
+            (Some(_), None) => {
+                ctx.note_unavailable(&rule.name, rule.window, Direction::Up, &Unavailable::NoSamples)
+            }
             (None, _) => {}
         }
     }
@@ -246,7 +250,7 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
     // (observed, threshold, capacity it measures) of each fired rule, to size the step.
     let mut over = Vec::new();
     for (name, series, window, threshold, capacity) in signals.into_iter().chain(custom) {
-        let Some(observed) = ctx.signal(name, series, window) else {
+        let Some(observed) = ctx.signal(name, series, window, Direction::Up) else {
             continue;
         };
         if observed <= threshold {

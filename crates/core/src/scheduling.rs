@@ -42,8 +42,14 @@ impl fmt::Display for Unfit {
     }
 }
 
-/// Label and taint predicates (not resources) of `pod` on a node shape.
-pub fn check_constraints(pod: &Pod, labels: &Labels, taints: &[Taint]) -> Result<(), Unfit> {
+/// Label and taint predicates (not resources) of `pod` on a node shape;
+/// `name` is the node's, `None` for a node not launched yet.
+pub fn check_constraints(
+    pod: &Pod,
+    name: Option<&str>,
+    labels: &Labels,
+    taints: &[Taint],
+) -> Result<(), Unfit> {
     for (key, want) in &pod.node_selector {
         if labels.get(key) != Some(want) {
             return Err(Unfit::NodeSelector {
@@ -52,7 +58,7 @@ pub fn check_constraints(pod: &Pod, labels: &Labels, taints: &[Taint]) -> Result
             });
         }
     }
-    if !pod.affinity.matches(labels) {
+    if !pod.affinity.matches(labels, name) {
         return Err(Unfit::Affinity);
     }
     for taint in taints {
@@ -69,9 +75,9 @@ pub fn check_constraints(pod: &Pod, labels: &Labels, taints: &[Taint]) -> Result
     Ok(())
 }
 
-/// Whether `pod` could ever run on an empty node of this shape, and if not, why.
+/// Whether `pod` could ever run on a new, empty node of this shape, and if not, why.
 pub fn check_shape(pod: &Pod, labels: &Labels, taints: &[Taint], capacity: &Resources) -> Result<(), Unfit> {
-    check_constraints(pod, labels, taints)?;
+    check_constraints(pod, None, labels, taints)?;
     let over = pod.requests.exceeding(capacity);
     if over.is_empty() {
         Ok(())
@@ -99,6 +105,8 @@ pub fn free_capacity(nodes: &[Node], pods: &[Pod]) -> Vec<Resources> {
 /// A place pods can go: an existing node's free capacity, or a new node.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
+    /// The node's name; `None` for a node not launched (or registered) yet.
+    pub name: Option<&'a str>,
     pub labels: &'a Labels,
     pub taints: &'a [Taint],
     pub free: Resources,
@@ -163,7 +171,8 @@ pub fn pack(pods: &[&Pod], targets: &mut [Target<'_>]) -> Vec<Option<usize>> {
         for &member in &class.members {
             while cursor < targets.len() {
                 let t = &mut targets[cursor];
-                if pod.requests.fits_in(&t.free) && check_constraints(pod, t.labels, t.taints).is_ok() {
+                if pod.requests.fits_in(&t.free) && check_constraints(pod, t.name, t.labels, t.taints).is_ok()
+                {
                     t.free = t.free - pod.requests;
                     placed[member] = Some(cursor);
                     break;
@@ -248,11 +257,13 @@ mod tests {
         }];
         let mut targets = vec![
             Target {
+                name: None,
                 labels: &empty,
                 taints: &[],
                 free: Resources::new(1000, 1 << 30, 10),
             },
             Target {
+                name: None,
                 labels: &gpu,
                 taints: &taint,
                 free: Resources::new(4000, 8 << 30, 10),

@@ -280,7 +280,11 @@ fn metrics_unavailable_scale_down_goes_by_requests_and_pending_scale_up_still_wo
     let d = decide(&s, &default_policy(), NOW);
     let text = reasons(&d);
     assert!(
-        text.contains("cpu metrics unavailable (no samples yet; last error: prometheus: connection refused): no cpu-based scaling"),
+        text.contains("cpu metrics unavailable over 180s (no samples yet; last error: prometheus: connection refused): no cpu-based scale-up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cpu metrics unavailable over 600s (no samples yet; last error: prometheus: connection refused): cpu does not gate scale-down"),
         "{text}"
     );
     assert!(d.reasons.contains(&Reason::ScaleDownByRequestsOnly), "{text}");
@@ -774,7 +778,9 @@ fn an_interrupted_node_is_drained_and_replaced_whatever_the_thresholds() {
 }
 
 #[test]
-fn a_pdb_that_allows_fewer_disruptions_than_the_node_needs_says_both_numbers() {
+fn a_pdb_that_allows_one_disruption_lets_a_node_with_several_of_its_pods_go() {
+    // kubernetes/autoscaler simulator/drain: a PDB with DisruptionsAllowed >= 1
+    // does not block; the drain evicts one pod at a time.
     let w = workers();
     let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
     // w0 and w1 are busy (not candidates) with room for w2's pods.
@@ -790,10 +796,125 @@ fn a_pdb_that_allows_fewer_disruptions_than_the_node_needs_says_both_numbers() {
     let mut s = snapshot(nodes, pods, 0.1, 0.2, NOW);
     s.pdbs.insert("db".into(), 1);
     let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
+    assert_eq!(d.scale_down[0].node, "w2");
+    // With none allowed it stays, and the reason says both numbers.
+    s.pdbs.insert("db".into(), 0);
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(d.scale_down.is_empty());
     let text = reasons(&d);
     assert!(
-        text.contains("PodDisruptionBudget db allows 1 disruption and the node holds 3 of its pods"),
+        text.contains("PodDisruptionBudget db allows no disruption now (the node holds 3 of its pods)"),
         "{text}"
     );
-    assert!(!text.contains("allows no disruption"), "{text}");
+}
+
+#[test]
+fn pending_daemonset_and_mirror_pods_trigger_nothing_and_block_nothing() {
+    // cluster-autoscaler's filter_out_daemon_set_pods: a svclb-* pod that cannot
+    // start because its host port is taken needs its node, not a new one.
+    let w = workers();
+    let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
+    let mut svclb = pending("svclb-traefik-w2", 10, 10 * MI, NOW);
+    svclb.owner = OwnerKind::DaemonSet;
+    let mut mirror = pending("etcd-w2", 10, 10 * MI, NOW);
+    mirror.owner = OwnerKind::Mirror;
+    let mut annotated = pending("agent-w2", 10, 10 * MI, NOW);
+    annotated
+        .annotations
+        .insert(k3scale_core::model::DAEMONSET_POD.into(), "true".into());
+    let pods = vec![svclb, mirror, annotated, running("a", "w0", 100, 64 * MI)];
+    let s = snapshot(nodes, pods, 0.1, 0.2, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(k3scale_core::unschedulable_pods(&s).is_empty());
+    assert_eq!(
+        d.scale_down.len(),
+        1,
+        "scale-down is not held back: {}",
+        reasons(&d)
+    );
+}
+
+#[test]
+fn expendable_pods_trigger_no_scale_up_and_need_not_fit_elsewhere() {
+    // cluster-autoscaler's expendable-pods-priority-cutoff (default -10).
+    let w = workers();
+    let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
+    let mut batch = pending("batch", 1900, GI, NOW);
+    batch.priority = -100;
+    let mut filler = running("filler", "w2", 1900, GI);
+    filler.priority = -100;
+    let pods = vec![
+        batch,
+        filler,
+        running("a", "w0", 1800, GI),
+        running("b", "w1", 1800, GI),
+    ];
+    let s = snapshot(nodes, pods, 0.1, 0.2, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(reasons(&d).contains("1 unschedulable pods are expendable (priority below -10)"));
+    // w2 holds only an expendable pod that fits nowhere: it may still go.
+    assert_eq!(
+        d.scale_down.iter().map(|x| x.node.as_str()).collect::<Vec<_>>(),
+        ["w2"],
+        "{}",
+        reasons(&d)
+    );
+}
+
+#[test]
+fn pods_moved_onto_a_node_in_a_step_stay_there_for_the_rest_of_the_step() {
+    // cluster-autoscaler's planner keeps a removed node's pods on their new node.
+    let w = workers();
+    let mut nodes: Vec<_> = (0..4).map(|i| node_of(&w, &format!("w{i}"))).collect();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.labels
+            .insert("zone".into(), if i < 2 { "a" } else { "b" }.into());
+    }
+    // w1's pod must stay in zone a: removing w1 moves it to w0 (first fit).
+    let mut pinned = running("a", "w1", 100, 64 * MI);
+    pinned.node_selector.insert("zone".into(), "a".into());
+    let pods = vec![
+        pinned,
+        running("b", "w0", 300, 64 * MI),
+        running("c", "w2", 1650, GI),
+        running("d", "w3", 1650, GI),
+    ];
+    let mut p = default_policy();
+    p.pools[0].min = 0;
+    p.scale_down.max_step = 2;
+    let d = decide(&snapshot(nodes, pods, 0.1, 0.2, NOW), &p, NOW);
+    let removed: Vec<_> = d.scale_down.iter().map(|x| x.node.as_str()).collect();
+    // w0's own pod would fit in zone b, but the pod it just received would not.
+    assert_eq!(removed, ["w1"], "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("node w0 not removed: pod default/a does not fit on any other node"),
+        "{}",
+        reasons(&d)
+    );
+}
+
+#[test]
+fn a_missing_window_is_explained_for_its_rule_only() {
+    // Scale-down judges CPU on the latest sample, scale-up over 3 min; with
+    // only a minute of history the 3-minute rule cannot judge, the other can.
+    let pods = vec![running("a", "w0", 300, GI), running("b", "w1", 300, GI)];
+    let mut s = snapshot(three_workers(), pods, 0.1, 0.1, NOW);
+    s.cpu
+        .samples
+        .retain(|x| NOW.since(x.at) <= Duration::from_secs(60));
+    let mut p = default_policy();
+    p.scale_down.cpu_for = Duration::ZERO;
+    let d = decide(&s, &p, NOW);
+    let text = reasons(&d);
+    assert!(!d.scale_down.is_empty(), "{text}");
+    assert!(text.contains("cpu metrics unavailable over 180s"), "{text}");
+    assert!(text.contains("no cpu-based scale-up"), "{text}");
+    assert!(
+        !text.contains("does not gate scale-down"),
+        "the scale-down rule could judge: {text}"
+    );
+    assert!(!d.reasons.contains(&Reason::ScaleDownByRequestsOnly), "{text}");
 }

@@ -741,7 +741,7 @@ impl Controller {
                 "",
                 Vec::new(),
                 format!(
-                    "metrics unavailable for {} min ({cause}); no scale-down until they return",
+                    "metrics unavailable for {} min ({cause}); no utilization-based scaling until they return, scale-down goes by requests only",
                     now.since(failing_since).as_secs() / 60
                 ),
             ));

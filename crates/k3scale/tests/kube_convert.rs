@@ -140,3 +140,34 @@ fn owners_local_storage_and_affinity() {
         pod(json!({ "containers": [], "volumes": [{ "name": "shm", "emptyDir": { "medium": "Memory" } }] }));
     assert!(!convert::pod(&memory_only, &PdbIndex::default()).local_storage);
 }
+
+#[test]
+fn match_fields_empty_terms_and_unknown_operators_are_never_loosened() {
+    use k3scale_core::model::Labels;
+    let affinity = |terms: Value| {
+        let p = pod(json!({
+            "containers": [],
+            "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": terms
+            } } },
+        }));
+        convert::pod(&p, &PdbIndex::default()).affinity
+    };
+    let zone_a: Labels = [("zone".to_string(), "a".to_string())].into();
+    // How the DaemonSet controller pins a pod to its node.
+    let pinned = affinity(
+        json!([{ "matchFields": [{ "key": "metadata.name", "operator": "In", "values": ["node-a"] }] }]),
+    );
+    assert!(pinned.matches(&zone_a, Some("node-a")));
+    assert!(!pinned.matches(&zone_a, Some("node-b")));
+    assert!(!pinned.matches(&zone_a, None), "never a new node");
+    // An empty term matches no node (it used to match every node).
+    let empty = affinity(json!([{}]));
+    assert!(!empty.matches(&zone_a, Some("node-a")));
+    // An operator this version does not know is not dropped: it matches nothing.
+    let unknown = affinity(json!([{ "matchExpressions": [
+        { "key": "zone", "operator": "In", "values": ["a"] },
+        { "key": "zone", "operator": "Near", "values": ["a"] }
+    ] }]));
+    assert!(!unknown.matches(&zone_a, Some("node-a")));
+}

@@ -255,7 +255,7 @@ async fn prometheus_stopped_mid_run_makes_metrics_unavailable_not_zero() {
     );
     assert!(d.scale_down.iter().all(|s| s.empty), "{:?}", d.reasons);
     let unavailable = d.reasons.iter().find_map(|r| match r {
-        Reason::MetricsUnavailable { signal, cause } if signal == "cpu" => Some(cause.clone()),
+        Reason::MetricsUnavailable { signal, cause, .. } if signal == "cpu" => Some(cause.clone()),
         _ => None,
     });
     let cause = unavailable.expect("decide says cpu is unavailable");

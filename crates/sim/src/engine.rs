@@ -486,7 +486,7 @@ impl<'a> Sim<'a> {
                 .iter()
                 .enumerate()
                 .filter(|(i, n)| n.schedulable() && pod.requests.fits_in(&free[*i]))
-                .filter(|(_, n)| check_constraints(pod, &n.labels, &n.taints).is_ok())
+                .filter(|(_, n)| check_constraints(pod, Some(&n.name), &n.labels, &n.taints).is_ok())
                 .max_by(|(a, na), (b, nb)| {
                     let score = |i: usize, n: &Node| {
                         let f = free[i];

@@ -363,6 +363,7 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         expander: c.policy.expander,
         dry_run: c.policy.dry_run,
         metrics_max_age,
+        expendable_pods_priority_cutoff: c.policy.expendable_pods_priority_cutoff,
         startup_taints: c.policy.startup_taints.clone(),
         pools,
     };

@@ -166,6 +166,8 @@ pub struct PolicyConfig {
     /// uninitialized: such a node is still starting, not room for pods.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub startup_taints: Vec<String>,
+    /// Pods below this priority neither trigger a scale-up nor keep a node.
+    pub expendable_pods_priority_cutoff: i32,
 }
 
 impl Default for PolicyConfig {
@@ -177,6 +179,7 @@ impl Default for PolicyConfig {
             expander: Expander::LeastWaste,
             dry_run: false,
             startup_taints: Vec::new(),
+            expendable_pods_priority_cutoff: -10,
         }
     }
 }

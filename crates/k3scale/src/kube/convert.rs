@@ -102,18 +102,31 @@ fn toleration(t: &core::Toleration) -> Toleration {
     }
 }
 
-fn selector_operator(op: &str) -> Option<SelectorOperator> {
-    Some(match op {
+/// An operator this version does not know becomes `Unknown`, which no node
+/// satisfies: what is not understood never loosens a constraint.
+fn selector_operator(op: &str) -> SelectorOperator {
+    match op {
         "In" => SelectorOperator::In,
         "NotIn" => SelectorOperator::NotIn,
         "Exists" => SelectorOperator::Exists,
         "DoesNotExist" => SelectorOperator::DoesNotExist,
         "Gt" => SelectorOperator::Gt,
         "Lt" => SelectorOperator::Lt,
-        _ => return None,
-    })
+        _ => SelectorOperator::Unknown,
+    }
 }
 
+fn requirement(r: &core::NodeSelectorRequirement, field: bool) -> NodeSelectorRequirement {
+    NodeSelectorRequirement {
+        key: r.key.clone(),
+        operator: selector_operator(&r.operator),
+        values: r.values.clone().unwrap_or_default(),
+        field,
+    }
+}
+
+/// Required node affinity, `matchExpressions` and `matchFields` alike. A
+/// term with neither stays empty, and an empty term matches no node.
 fn node_affinity(affinity: Option<&core::Affinity>) -> NodeAffinity {
     let terms = affinity
         .and_then(|a| a.node_affinity.as_ref())
@@ -123,17 +136,13 @@ fn node_affinity(affinity: Option<&core::Affinity>) -> NodeAffinity {
                 .node_selector_terms
                 .iter()
                 .map(|term| {
-                    term.match_expressions
+                    let expressions = term
+                        .match_expressions
                         .iter()
                         .flatten()
-                        .filter_map(|e| {
-                            Some(NodeSelectorRequirement {
-                                key: e.key.clone(),
-                                operator: selector_operator(&e.operator)?,
-                                values: e.values.clone().unwrap_or_default(),
-                            })
-                        })
-                        .collect()
+                        .map(|e| requirement(e, false));
+                    let fields = term.match_fields.iter().flatten().map(|e| requirement(e, true));
+                    expressions.chain(fields).collect()
                 })
                 .collect()
         })
@@ -239,14 +248,13 @@ pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
         .all(|(k, v)| labels.get(k) == Some(v));
     match_labels
         && selector.match_expressions.iter().flatten().all(|e| {
-            selector_operator(&e.operator).is_some_and(|operator| {
-                NodeSelectorRequirement {
-                    key: e.key.clone(),
-                    operator,
-                    values: e.values.clone().unwrap_or_default(),
-                }
-                .matches(labels)
-            })
+            NodeSelectorRequirement {
+                key: e.key.clone(),
+                operator: selector_operator(&e.operator),
+                values: e.values.clone().unwrap_or_default(),
+                field: false,
+            }
+            .matches(labels)
         })
 }
 
