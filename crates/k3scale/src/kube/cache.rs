@@ -192,3 +192,20 @@ fn map_event<K, T>(event: Event<K>, mut f: impl FnMut(&K) -> T) -> Event<T> {
         Event::InitDone => Event::InitDone,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_200ms_and_never_wait_more_than_5s() {
+        assert_eq!(retry_delay(1, 1.0), Duration::from_millis(200));
+        assert_eq!(retry_delay(2, 1.0), Duration::from_millis(400));
+        assert_eq!(retry_delay(5, 1.0), Duration::from_millis(3200));
+        assert_eq!(retry_delay(6, 1.0), RETRY_MAX);
+        assert_eq!(retry_delay(60, 1.0), RETRY_MAX, "no overflow, still capped");
+        // Jitter spreads each wait over its upper half.
+        assert_eq!(retry_delay(60, 0.0), RETRY_MAX / 2);
+        assert!(jitter() < 1.0 && jitter() >= 0.0);
+    }
+}
