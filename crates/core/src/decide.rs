@@ -124,6 +124,10 @@ pub(crate) struct Context<'a> {
     pub sizes: BTreeMap<String, u32>,
     /// What a new node of each pool has free once its DaemonSet pods run.
     pub room: BTreeMap<String, Resources>,
+    /// Every node of the cluster and every machine on its way: what the
+    /// cluster-wide limits count (grows with each scale-up decided here).
+    pub cluster_nodes: u32,
+    pub cluster_capacity: Resources,
 }
 
 impl<'a> Context<'a> {
@@ -141,6 +145,21 @@ impl<'a> Context<'a> {
                 *size += 1;
             }
         }
+        let existing = snapshot
+            .nodes
+            .iter()
+            .filter(|n| !in_flight.contains(n.name.as_str()));
+        let launching = snapshot
+            .in_flight
+            .iter()
+            .filter_map(|m| policy.pool(&m.pool))
+            .map(|p| p.template.allocatable);
+        let cluster_capacity = existing
+            .clone()
+            .map(|n| n.allocatable)
+            .chain(launching)
+            .fold(Resources::ZERO, |sum, r| sum + r);
+        let cluster_nodes = (existing.count() + snapshot.in_flight.len()) as u32;
         let room = policy
             .pools
             .iter()
@@ -161,7 +180,70 @@ impl<'a> Context<'a> {
             decision: Decision::new(now, policy.dry_run),
             sizes,
             room,
+            cluster_nodes,
+            cluster_capacity,
         }
+    }
+
+    /// Record `count` more nodes of `pool` decided in this step.
+    pub fn grow(&mut self, pool: &crate::model::Pool, count: u32) {
+        *self.sizes.entry(pool.name.clone()).or_default() += count;
+        self.cluster_nodes += count;
+        for _ in 0..count {
+            self.cluster_capacity += pool.template.allocatable;
+        }
+    }
+
+    /// How many nodes of `pool` the cluster-wide limits still allow (noting
+    /// a limit once when it is what stops the pool).
+    fn limit_headroom(&mut self, pool: &crate::model::Pool) -> u32 {
+        let limits = &self.policy.limits;
+        let per = pool.template.allocatable;
+        let fits = |limit: Option<u64>, used: u64, each: u64| {
+            limit.map_or(u32::MAX, |l| {
+                u32::try_from(l.saturating_sub(used).checked_div(each).unwrap_or(u64::MAX))
+                    .unwrap_or(u32::MAX)
+            })
+        };
+        let bounds = [
+            (
+                "max_nodes",
+                limits.max_nodes.map(|n| n.to_string()),
+                fits(limits.max_nodes.map(u64::from), u64::from(self.cluster_nodes), 1),
+            ),
+            (
+                "max_cpu",
+                limits.max_cpu_milli.map(|m| format!("{m}m")),
+                fits(
+                    limits.max_cpu_milli,
+                    self.cluster_capacity.cpu_milli,
+                    per.cpu_milli,
+                ),
+            ),
+            (
+                "max_memory",
+                limits.max_memory_bytes.map(|b| format!("{}Mi", b >> 20)),
+                fits(
+                    limits.max_memory_bytes,
+                    self.cluster_capacity.memory_bytes,
+                    per.memory_bytes,
+                ),
+            ),
+        ];
+        let mut allowed = u32::MAX;
+        for (limit, value, left) in bounds {
+            if left == 0 {
+                let reason = Reason::ClusterLimit {
+                    limit: limit.to_string(),
+                    value: value.unwrap_or_default(),
+                };
+                if !self.decision.reasons.contains(&reason) {
+                    self.decision.reasons.push(reason);
+                }
+            }
+            allowed = allowed.min(left);
+        }
+        allowed
     }
 
     /// Free capacity of a new node of `pool` (allocatable minus DaemonSets).
@@ -184,7 +266,11 @@ impl<'a> Context<'a> {
             }
             return 0;
         }
-        pool.max.saturating_sub(self.size(&pool.name))
+        let by_pool = pool.max.saturating_sub(self.size(&pool.name));
+        if by_pool == 0 {
+            return 0;
+        }
+        by_pool.min(self.limit_headroom(pool))
     }
 
     pub fn size(&self, pool: &str) -> u32 {

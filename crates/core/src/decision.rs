@@ -31,6 +31,13 @@ pub enum Direction {
 #[serde(tag = "blocker", rename_all = "snake_case")]
 pub enum Blocker {
     NodeDoNotDisrupt,
+    /// cluster-autoscaler's `scale-down-disabled=true` on the node.
+    NodeScaleDownDisabled,
+    /// A `kube-system` pod without a PodDisruptionBudget, with
+    /// `skip_nodes_with_system_pods` on.
+    SystemPod {
+        pod: String,
+    },
     UtilizationTooHigh {
         utilization: f64,
         threshold: f64,
@@ -69,6 +76,8 @@ impl Blocker {
     pub fn key(&self) -> String {
         match self {
             Blocker::NodeDoNotDisrupt => "node-do-not-disrupt".into(),
+            Blocker::NodeScaleDownDisabled => "node-scale-down-disabled".into(),
+            Blocker::SystemPod { pod } => format!("system-pod:{pod}"),
             Blocker::UtilizationTooHigh { .. } => "utilization-too-high".into(),
             Blocker::PoolAtMin { pool, .. } => format!("pool-at-min:{pool}"),
             Blocker::DoNotDisrupt { pod } => format!("do-not-disrupt:{pod}"),
@@ -87,6 +96,16 @@ impl fmt::Display for Blocker {
             Blocker::NodeDoNotDisrupt => {
                 write!(f, "node is annotated k3scale.io/do-not-disrupt=true")
             }
+            Blocker::NodeScaleDownDisabled => {
+                write!(
+                    f,
+                    "node is annotated cluster-autoscaler.kubernetes.io/scale-down-disabled=true"
+                )
+            }
+            Blocker::SystemPod { pod } => write!(
+                f,
+                "pod {pod} runs in kube-system without a PodDisruptionBudget (scale_down.skip_nodes_with_system_pods)"
+            ),
             Blocker::UtilizationTooHigh {
                 utilization,
                 threshold,
@@ -154,6 +173,14 @@ pub enum Reason {
         pods: usize,
         cutoff: i32,
     },
+    /// Pods the planner places on existing free capacity but the scheduler
+    /// has kept rejecting for `after`: a constraint k3scale does not model.
+    SchedulerDisagrees {
+        pods: usize,
+        #[serde(serialize_with = "serialize_secs")]
+        after: Duration,
+        examples: Vec<String>,
+    },
     PendingWithinGrace {
         pods: usize,
         #[serde(serialize_with = "serialize_secs")]
@@ -207,6 +234,11 @@ pub enum Reason {
         blocker: Blocker,
     },
     NoCandidates,
+    /// A cluster-wide limit (`limits.max_nodes`, `max_cpu`, `max_memory`) stops scale-up.
+    ClusterLimit {
+        limit: String,
+        value: String,
+    },
     /// Metrics are unavailable: scale-down removes only nodes whose pods fit
     /// elsewhere by their requests (empty ones first), as cluster-autoscaler does.
     ScaleDownByRequestsOnly,
@@ -278,6 +310,16 @@ impl fmt::Display for Reason {
                 f,
                 "{pods} unschedulable pods are expendable (priority below {cutoff}): no scale-up for them"
             ),
+            Reason::SchedulerDisagrees {
+                pods,
+                after,
+                examples,
+            } => write!(
+                f,
+                "{pods} pods fit existing free capacity by k3scale's model but the scheduler has rejected them for over {}s (e.g. {}): not counting on that capacity",
+                after.as_secs(),
+                examples.join(", ")
+            ),
             Reason::PendingWithinGrace { pods, grace } => {
                 write!(
                     f,
@@ -346,6 +388,9 @@ impl fmt::Display for Reason {
                 write!(f, "node {node} not removed: {blocker}")
             }
             Reason::NoCandidates => write!(f, "no node is a scale-down candidate"),
+            Reason::ClusterLimit { limit, value } => {
+                write!(f, "cluster limit limits.{limit} ({value}) reached: no more nodes")
+            }
             Reason::ScaleDownByRequestsOnly => write!(
                 f,
                 "without metrics, scale-down goes by requests only: empty nodes and nodes whose pods fit elsewhere"
@@ -367,6 +412,10 @@ pub struct Decision {
     /// `TriggeredScaleUp` Event, as cluster-autoscaler's do.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub triggering_pods: Vec<TriggeringPod>,
+    /// Unschedulable pods (`namespace/name`) the planner placed on existing
+    /// free capacity: see [`crate::Snapshot::remember_fits`].
+    #[serde(skip)]
+    pub fit_existing: Vec<String>,
 }
 
 /// Enough pods to tell a user why nodes were added without an Event storm.
@@ -389,6 +438,7 @@ impl Decision {
             scale_down: Vec::new(),
             reasons: Vec::new(),
             triggering_pods: Vec::new(),
+            fit_existing: Vec::new(),
         }
     }
 

@@ -14,6 +14,10 @@ pub type Labels = BTreeMap<String, String>;
 pub const DO_NOT_DISRUPT: &str = "k3scale.io/do-not-disrupt";
 /// cluster-autoscaler's per-pod opt-out, honoured for compatibility.
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// cluster-autoscaler's node annotation that keeps a node from scale-down.
+pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+/// The namespace of the cluster's own add-ons.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
 /// cluster-autoscaler's annotation for a pod to be treated as a DaemonSet pod.
 pub const DAEMONSET_POD: &str = "cluster-autoscaler.kubernetes.io/daemonset-pod";
 /// Label k3scale puts on every node it manages, naming its pool.
@@ -351,6 +355,8 @@ pub struct Pool {
     pub priority: i32,
     /// `docker`, `aws_ec2`, `exec`...: which provider creates its machines.
     pub provider: String,
+    /// Overrides `policy.scale_down.node_utilization_below` for this pool.
+    pub scale_down_utilization_below: Option<f64>,
     /// Overrides `policy.scale_down.drain_timeout` for this pool's nodes.
     #[serde(serialize_with = "crate::time::serialize_opt_secs")]
     pub drain_timeout: Option<Duration>,

@@ -39,6 +39,10 @@ pub struct ScaleUpRules {
     pub pending_pods: PendingPods,
     pub max_step: u32,
     pub cooldown: Duration,
+    /// A pending pod the planner places on existing free capacity, but the
+    /// scheduler still rejects after this long, is no longer counted there:
+    /// the scheduler knows a constraint the planner does not.
+    pub trust_scheduler_after: Duration,
 }
 
 impl Default for ScaleUpRules {
@@ -52,6 +56,7 @@ impl Default for ScaleUpRules {
             pending_pods: PendingPods::BinPack,
             max_step: 2,
             cooldown: Duration::from_secs(300),
+            trust_scheduler_after: Duration::from_secs(30),
         }
     }
 }
@@ -75,6 +80,14 @@ pub struct ScaleDownRules {
     pub node_utilization_below: f64,
     /// Whether pods with local storage (emptyDir, hostPath) may be evicted.
     pub evict_local_storage: bool,
+    /// cluster-autoscaler's `skip-nodes-with-system-pods`: a node running a
+    /// `kube-system` pod without a PodDisruptionBudget stays. Off by
+    /// default: K3s runs coredns, traefik and metrics-server there without
+    /// budgets, so it would pin every node they land on.
+    pub skip_nodes_with_system_pods: bool,
+    /// Leave DaemonSet pods out of a node's requested share
+    /// (cluster-autoscaler's `ignore-daemonsets-utilization`).
+    pub ignore_daemonsets_utilization: bool,
     /// How long a drain may wait on evictions (PDBs answering 429) before
     /// it gives up and uncordons the node; a pool may override it.
     #[serde(serialize_with = "crate::time::serialize_secs")]
@@ -94,6 +107,8 @@ impl Default for ScaleDownRules {
             cooldown: Duration::from_secs(600),
             node_utilization_below: 0.5,
             evict_local_storage: false,
+            skip_nodes_with_system_pods: false,
+            ignore_daemonsets_utilization: false,
             drain_timeout: Duration::from_secs(120),
         }
     }
@@ -108,6 +123,16 @@ pub struct CustomRule {
     /// When set, scale-down also requires this signal below the value.
     pub scale_down_below: Option<f64>,
     pub window: Duration,
+}
+
+/// Cluster-wide bounds on what scale-ups may add (cluster-autoscaler's
+/// `max-nodes-total`, `cores-total`, `memory-total`), counting every node,
+/// managed or not, and the machines on their way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClusterLimits {
+    pub max_nodes: Option<u32>,
+    pub max_cpu_milli: Option<u64>,
+    pub max_memory_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,6 +151,7 @@ pub struct Policy {
     /// Taint keys that mean "still starting" beyond the built-in ones
     /// ([`crate::model::STARTUP_TAINTS`]), e.g. a CNI's readiness taint.
     pub startup_taints: Vec<String>,
+    pub limits: ClusterLimits,
     pub pools: Vec<Pool>,
 }
 
@@ -140,12 +166,21 @@ impl Policy {
             metrics_max_age: Duration::from_secs(60),
             expendable_pods_priority_cutoff: -10,
             startup_taints: Vec::new(),
+            limits: ClusterLimits::default(),
             pools,
         }
     }
 
     pub fn pool(&self, name: &str) -> Option<&Pool> {
         self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The requested share under which a node of `pool` is a scale-down
+    /// candidate: the pool's override, else the policy's.
+    pub fn utilization_below(&self, pool: &str) -> f64 {
+        self.pool(pool)
+            .and_then(|p| p.scale_down_utilization_below)
+            .unwrap_or(self.scale_down.node_utilization_below)
     }
 
     /// The drain deadline for a node of `pool`: its override, else the policy's.

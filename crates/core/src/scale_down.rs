@@ -3,7 +3,7 @@
 
 use crate::decide::Context;
 use crate::decision::{Blocker, Direction, Reason, ScaleDown};
-use crate::model::{DO_NOT_DISRUPT, OwnerKind, Pod, SAFE_TO_EVICT};
+use crate::model::{DO_NOT_DISRUPT, OwnerKind, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED, SYSTEM_NAMESPACE};
 use crate::quantity::Resources;
 use crate::scale_up::free_capacity;
 use crate::scheduling::{Target, pack};
@@ -110,6 +110,8 @@ struct Candidate<'s> {
     utilization: f64,
     movable: Vec<&'s Pod>,
     price: f64,
+    /// Requests left out of its utilization (DaemonSet pods, if so set).
+    ignored: Resources,
 }
 
 fn choose_nodes(ctx: &mut Context<'_>) {
@@ -137,7 +139,15 @@ fn choose_nodes(ctx: &mut Context<'_>) {
         .filter(|(_, n)| n.schedulable())
         .filter_map(|(i, n)| {
             let pool = policy.pool(n.pool.as_deref()?)?;
-            let used = n.allocatable.saturating_sub(&free[i]);
+            let ignored = if rules.ignore_daemonsets_utilization {
+                pods_on[i]
+                    .iter()
+                    .filter(|p| p.is_node_bound())
+                    .fold(Resources::ZERO, |sum, p| sum + p.requests)
+            } else {
+                Resources::ZERO
+            };
+            let used = n.allocatable.saturating_sub(&free[i]).saturating_sub(&ignored);
             Some(Candidate {
                 node: i,
                 pool: &pool.name,
@@ -148,6 +158,7 @@ fn choose_nodes(ctx: &mut Context<'_>) {
                     .filter(|p| !p.is_node_bound() && p.priority >= policy.expendable_pods_priority_cutoff)
                     .collect(),
                 price: pool.template.price_per_hour,
+                ignored,
             })
         })
         .collect();
@@ -165,6 +176,10 @@ fn choose_nodes(ctx: &mut Context<'_>) {
         return;
     }
 
+    let uniform_threshold = policy
+        .pools
+        .iter()
+        .all(|p| p.scale_down_utilization_below.is_none());
     let mut removed = vec![false; nodes.len()];
     // Pods moved (in simulation) onto a node earlier in this step stay there:
     // that node, if removed later in the step, must move them too.
@@ -186,16 +201,19 @@ fn choose_nodes(ctx: &mut Context<'_>) {
         let node = &nodes[c.node];
         let received = !moved_onto[c.node].is_empty();
         let utilization = if received {
+            // Its free room already has the received pods taken out.
             node.allocatable
                 .saturating_sub(&free[c.node])
+                .saturating_sub(&c.ignored)
                 .dominant_share(&node.allocatable)
         } else {
             c.utilization
         };
-        let verdict = if !empty && utilization >= rules.node_utilization_below {
+        let threshold = policy.utilization_below(c.pool);
+        let verdict = if !empty && utilization >= threshold {
             Err(Blocker::UtilizationTooHigh {
                 utilization,
-                threshold: rules.node_utilization_below,
+                threshold,
             })
         } else {
             check_removable(ctx, c, &movable, &budgets).and_then(|()| {
@@ -243,9 +261,10 @@ fn choose_nodes(ctx: &mut Context<'_>) {
                     });
                 }
                 blocked += 1;
-                // Sorted by utilization: every later non-empty node is hotter
-                // (unless pods moved onto this one are what made it hot).
-                if too_high && !received {
+                // Sorted by utilization: every later non-empty node is hotter,
+                // unless pods moved onto this one made it hot or pools differ
+                // in their thresholds.
+                if too_high && !received && uniform_threshold {
                     break;
                 }
             }
@@ -264,6 +283,13 @@ fn check_removable(
     if node.annotations.get(DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
         return Err(Blocker::NodeDoNotDisrupt);
     }
+    if node
+        .annotations
+        .get(SCALE_DOWN_DISABLED)
+        .is_some_and(|v| v == "true")
+    {
+        return Err(Blocker::NodeScaleDownDisabled);
+    }
     let min = ctx.policy.pool(c.pool).map_or(0, |p| p.min);
     if ctx.size(c.pool) <= min {
         return Err(Blocker::PoolAtMin {
@@ -274,6 +300,13 @@ fn check_removable(
     let mut wanted: BTreeMap<&str, (u32, &Pod)> = BTreeMap::new();
     for pod in movable {
         pod_blocker(pod, ctx.policy.scale_down.evict_local_storage)?;
+        if ctx.policy.scale_down.skip_nodes_with_system_pods
+            && pod.namespace == SYSTEM_NAMESPACE
+            && pod.pdb.is_none()
+            && !pod.annotation_is(SAFE_TO_EVICT, "true")
+        {
+            return Err(Blocker::SystemPod { pod: pod.key() });
+        }
         if let Some(pdb) = &pod.pdb {
             wanted.entry(pdb).or_insert((0, pod)).0 += 1;
         }

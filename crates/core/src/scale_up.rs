@@ -14,14 +14,18 @@ use std::cmp::Ordering;
 pub(crate) fn to_min(ctx: &mut Context<'_>) {
     for pool in &ctx.policy.pools {
         let current = ctx.size(&pool.name);
-        if current < pool.min && ctx.headroom(pool) > 0 {
+        if current >= pool.min {
+            continue;
+        }
+        let count = (pool.min - current).min(ctx.headroom(pool));
+        if count > 0 {
             ctx.decision.reasons.push(Reason::BelowMin {
                 pool: pool.name.clone(),
                 current,
                 min: pool.min,
             });
-            ctx.decision.add_up(&pool.name, pool.min - current);
-            ctx.sizes.insert(pool.name.clone(), pool.min);
+            ctx.decision.add_up(&pool.name, count);
+            ctx.grow(pool, count);
         }
     }
 }
@@ -52,7 +56,30 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         })
         .collect();
     let placed = pack(pending, &mut existing);
-    let mut rest: Vec<&Pod> = unplaced(pending, &placed);
+    // The scheduler is the truth: a pod it has rejected for a while although
+    // the planner fits it here meets a constraint the planner does not model.
+    let mut distrusted = Vec::new();
+    let mut rest: Vec<&Pod> = Vec::new();
+    for (pod, at) in pending.iter().zip(&placed) {
+        if at.is_none() {
+            rest.push(pod);
+            continue;
+        }
+        let key = pod.key();
+        let since = snapshot.fit_believed_since.get(&key).copied();
+        ctx.decision.fit_existing.push(key);
+        if since.is_some_and(|t| ctx.now.since(t) >= ctx.policy.scale_up.trust_scheduler_after) {
+            distrusted.push(*pod);
+            rest.push(pod);
+        }
+    }
+    if !distrusted.is_empty() {
+        ctx.decision.reasons.push(Reason::SchedulerDisagrees {
+            pods: distrusted.len(),
+            after: ctx.policy.scale_up.trust_scheduler_after,
+            examples: distrusted.iter().take(3).map(|p| p.key()).collect(),
+        });
+    }
     let fit_existing = pending.len() - rest.len();
 
     let mut in_flight: Vec<Target<'_>> = snapshot
@@ -98,7 +125,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             pods: est.placed.len(),
         });
         ctx.decision.add_up(&pool.name, est.nodes);
-        *ctx.sizes.entry(pool.name.clone()).or_default() += est.nodes;
+        ctx.grow(pool, est.nodes);
         let mut taken = vec![false; rest.len()];
         for &i in &est.placed {
             taken[i] = true;
@@ -175,6 +202,11 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
             .is_some_and(|until| *until > ctx.now)
         {
             continue; // already explained as a backoff
+        }
+        if ctx.size(&pool.name) < pool.max {
+            // Room in the pool: a cluster-wide limit stopped it (and says so).
+            ctx.headroom(pool);
+            continue;
         }
         let t = &pool.template;
         let wanted = estimate_new_nodes(&pods, &t.labels, &t.taints, &ctx.room(&pool.name), u32::MAX).nodes;
@@ -312,9 +344,9 @@ pub(crate) fn for_utilization(ctx: &mut Context<'_>, pending: &[&Pod]) {
         .unwrap_or(rules.max_step);
     match preferred {
         Some(pool) => {
-            let count = wanted.min(rules.max_step).min(pool.max - ctx.size(&pool.name));
+            let count = wanted.min(rules.max_step).min(ctx.headroom(pool));
             ctx.decision.add_up(&pool.name, count);
-            *ctx.sizes.entry(pool.name.clone()).or_default() += count;
+            ctx.grow(pool, count);
         }
         None => {
             let full: Vec<Reason> = policy

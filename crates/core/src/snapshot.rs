@@ -107,6 +107,23 @@ pub struct Snapshot {
     /// Nodes their cloud will take away soon (a spot interruption notice,
     /// a rebalance recommendation): drained now, replaced at once.
     pub interrupted: Vec<Interruption>,
+    /// Unschedulable pods the planner has placed on existing free capacity,
+    /// since when (kept across decisions by [`Snapshot::remember_fits`]): a
+    /// pod the scheduler still rejects after a while is not counted there.
+    pub fit_believed_since: BTreeMap<String, Time>,
+}
+
+impl Snapshot {
+    /// Carry the planner's beliefs into the next decision: the pods `decision`
+    /// placed on existing capacity keep the time that started, others are forgotten.
+    pub fn remember_fits(&mut self, decision: &crate::Decision, now: Time) {
+        let before = std::mem::take(&mut self.fit_believed_since);
+        self.fit_believed_since = decision
+            .fit_existing
+            .iter()
+            .map(|key| (key.clone(), before.get(key).copied().unwrap_or(now)))
+            .collect();
+    }
 }
 
 /// A notice that a node's machine is about to be reclaimed.

@@ -29,6 +29,7 @@ pub fn pool(name: &str, min: u32, max: u32, cpu_milli: u64, memory_bytes: u64, p
         priority: 0,
         provider: "docker".to_string(),
         drain_timeout: None,
+        scale_down_utilization_below: None,
     }
 }
 

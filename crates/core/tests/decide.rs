@@ -918,3 +918,147 @@ fn a_missing_window_is_explained_for_its_rule_only() {
     );
     assert!(!d.reasons.contains(&Reason::ScaleDownByRequestsOnly), "{text}");
 }
+
+#[test]
+fn a_pod_the_scheduler_keeps_rejecting_is_not_counted_on_free_capacity_for_ever() {
+    // The planner fits the pod on w0's free room, but the scheduler says no
+    // (a constraint k3scale does not model, e.g. a host port taken there).
+    let pods = vec![
+        running("a", "w0", 500, GI),
+        running("b", "w1", 1900, GI),
+        running("c", "w2", 1900, GI),
+        pending("port-80", 500, 256 * MI, NOW),
+    ];
+    let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    let first = decide(&s, &default_policy(), NOW);
+    assert_eq!(first.nodes_added(), 0, "{}", reasons(&first));
+    assert!(reasons(&first).contains("1 fit free capacity"));
+    s.remember_fits(&first, NOW);
+
+    // Still pending 20 s later: the scheduler may just be slow.
+    let t20 = NOW + Duration::from_secs(20);
+    let d = decide(&s, &default_policy(), t20);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    s.remember_fits(&d, t20);
+
+    // Past 30 s: the scheduler is the truth, a node is launched.
+    let t31 = NOW + Duration::from_secs(31);
+    let d = decide(&s, &default_policy(), t31);
+    assert_eq!(d.nodes_added(), 1, "{}", reasons(&d));
+    let text = reasons(&d);
+    assert!(
+        text.contains("1 pods fit existing free capacity by k3scale's model but the scheduler has rejected them for over 30s (e.g. default/port-80)"),
+        "{text}"
+    );
+    assert!(text.contains("0 fit free capacity"), "{text}");
+}
+
+#[test]
+fn what_a_user_migrating_from_cluster_autoscaler_expects_of_scale_down() {
+    let w = workers();
+    let three = || vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
+    // w0 and w1 busy (not candidates), w2 light: w2 goes unless something says no.
+    let base = || {
+        vec![
+            running("a", "w0", 1200, 256 * MI),
+            running("b", "w1", 1200, 256 * MI),
+        ]
+    };
+    let removed =
+        |d: &k3scale_core::Decision| d.scale_down.iter().map(|x| x.node.clone()).collect::<Vec<_>>();
+
+    // scale-down-disabled on the node.
+    let mut pods = base();
+    pods.push(running("c", "w2", 100, 64 * MI));
+    let mut nodes = three();
+    nodes[2]
+        .annotations
+        .insert(k3scale_core::model::SCALE_DOWN_DISABLED.into(), "true".into());
+    let d = decide(
+        &snapshot(nodes, pods.clone(), 0.1, 0.2, NOW),
+        &default_policy(),
+        NOW,
+    );
+    assert!(removed(&d).is_empty(), "{}", reasons(&d));
+    assert!(reasons(&d).contains(
+        "node w2 not removed: node is annotated cluster-autoscaler.kubernetes.io/scale-down-disabled=true"
+    ));
+    let d = decide(&snapshot(three(), pods, 0.1, 0.2, NOW), &default_policy(), NOW);
+    assert_eq!(removed(&d), ["w2"], "without it: {}", reasons(&d));
+
+    // A kube-system pod without a PDB: only with skip_nodes_with_system_pods.
+    let mut pods = base();
+    let mut coredns = running("coredns-1", "w2", 100, 64 * MI);
+    coredns.namespace = "kube-system".into();
+    pods.push(coredns);
+    let s = snapshot(three(), pods, 0.1, 0.2, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert_eq!(
+        removed(&d),
+        ["w2"],
+        "off by default (K3s add-ons live there): {}",
+        reasons(&d)
+    );
+    let mut p = default_policy();
+    p.scale_down.skip_nodes_with_system_pods = true;
+    let d = decide(&s, &p, NOW);
+    assert!(removed(&d).is_empty(), "{}", reasons(&d));
+    assert!(reasons(&d).contains("kube-system/coredns-1 runs in kube-system without a PodDisruptionBudget"));
+
+    // A pool's own utilization threshold: w2 at 35% is a candidate under 50%, not under 30%.
+    let mut pods = base();
+    pods.push(running("c", "w2", 700, 256 * MI));
+    let s = snapshot(three(), pods, 0.1, 0.2, NOW);
+    assert_eq!(removed(&decide(&s, &default_policy(), NOW)), ["w2"]);
+    let mut p = default_policy();
+    p.pools[0].scale_down_utilization_below = Some(0.3);
+    let d = decide(&s, &p, NOW);
+    assert!(removed(&d).is_empty(), "{}", reasons(&d));
+    assert!(reasons(&d).contains("node w2 not removed"), "{}", reasons(&d));
+
+    // DaemonSet pods left out of the requested share.
+    let mut pods = base();
+    let mut ds = running("agent", "w2", 1100, 256 * MI);
+    ds.owner = OwnerKind::DaemonSet;
+    pods.push(ds);
+    pods.push(running("c", "w2", 100, 64 * MI));
+    let s = snapshot(three(), pods, 0.1, 0.2, NOW);
+    let d = decide(&s, &default_policy(), NOW);
+    assert!(
+        removed(&d).is_empty(),
+        "60% requested with the DaemonSet: {}",
+        reasons(&d)
+    );
+    let mut p = default_policy();
+    p.scale_down.ignore_daemonsets_utilization = true;
+    let d = decide(&s, &p, NOW);
+    assert_eq!(removed(&d), ["w2"], "5% without it: {}", reasons(&d));
+}
+
+#[test]
+fn cluster_wide_limits_bound_scale_up() {
+    // kubernetes/autoscaler: max-nodes-total, cores-total, memory-total.
+    let pods: Vec<_> = (0..6).map(|i| pending(&format!("p{i}"), 1800, GI, NOW)).collect();
+    let mut all = pods.clone();
+    all.extend(vec![
+        running("a", "w0", 1900, GI),
+        running("b", "w1", 1900, GI),
+        running("c", "w2", 1900, GI),
+    ]);
+    let s = snapshot(three_workers(), all, 0.5, 0.4, NOW);
+    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 6);
+    let mut p = default_policy();
+    p.limits.max_nodes = Some(5);
+    let d = decide(&s, &p, NOW);
+    assert_eq!(d.nodes_added(), 2, "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("cluster limit limits.max_nodes (5) reached"),
+        "{}",
+        reasons(&d)
+    );
+    let mut p = default_policy();
+    p.limits.max_cpu_milli = Some(16_000);
+    let d = decide(&s, &p, NOW);
+    assert_eq!(d.nodes_added(), 5, "6 cores used, 2 per node: {}", reasons(&d));
+    assert!(reasons(&d).contains("limits.max_cpu (16000m)"), "{}", reasons(&d));
+}

@@ -274,6 +274,7 @@ impl Controller {
         self.snapshot.last_scale_up = stamps.last_scale_up;
         self.snapshot.last_scale_down = stamps.last_scale_down;
         let decision = decide(&self.snapshot, &self.policy, now);
+        self.snapshot.remember_fits(&decision, now);
         self.log_decision(&decision);
         done.decision = decision.clone();
         // Dry run: the same decision, logged and returned, nothing executed.

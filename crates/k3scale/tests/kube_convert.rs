@@ -171,3 +171,32 @@ fn match_fields_empty_terms_and_unknown_operators_are_never_loosened() {
     ] }]));
     assert!(!unknown.matches(&zone_a, Some("node-a")));
 }
+
+#[test]
+fn local_volumes_declared_safe_to_lose_do_not_count_as_local_storage() {
+    let spec = json!({
+        "containers": [],
+        "volumes": [{ "name": "cache", "emptyDir": {} }, { "name": "scratch", "hostPath": { "path": "/tmp/x" } }],
+    });
+    let mut p = pod(spec);
+    assert!(convert::pod(&p, &PdbIndex::default()).local_storage);
+    p.metadata.annotations = Some(
+        [(
+            convert::SAFE_TO_EVICT_LOCAL_VOLUMES.to_string(),
+            "cache".to_string(),
+        )]
+        .into(),
+    );
+    assert!(
+        convert::pod(&p, &PdbIndex::default()).local_storage,
+        "scratch still counts"
+    );
+    p.metadata.annotations = Some(
+        [(
+            convert::SAFE_TO_EVICT_LOCAL_VOLUMES.to_string(),
+            "cache, scratch".to_string(),
+        )]
+        .into(),
+    );
+    assert!(!convert::pod(&p, &PdbIndex::default()).local_storage);
+}

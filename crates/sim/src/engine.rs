@@ -228,6 +228,7 @@ pub fn run(
             if due || (*event_driven && changed) {
                 last_reconcile = Some(now);
                 let decision = decide(&sim.snap, policy, now);
+                sim.snap.remember_fits(&decision, now);
                 sim.apply(&decision, now);
             }
         }

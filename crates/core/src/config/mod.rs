@@ -11,7 +11,7 @@ pub use yaml_index::YamlIndex;
 
 use crate::lease::ElectionConfig;
 use crate::model::{Labels, NodeTemplate, POOL_LABEL, Pool};
-use crate::policy::{CustomRule, Policy, ScaleDownRules, ScaleUpRules};
+use crate::policy::{ClusterLimits, CustomRule, Policy, ScaleDownRules, ScaleUpRules};
 use crate::quantity::{QuantityError, Resources, parse_cpu, parse_memory};
 use std::collections::HashSet;
 use std::fmt;
@@ -239,6 +239,7 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         pending_pods: up.pending_pods,
         max_step: up.max_step,
         cooldown: v.duration("policy.scale_up.cooldown", &up.cooldown),
+        trust_scheduler_after: v.duration("policy.scale_up.trust_scheduler_after", &up.trust_scheduler_after),
     };
     let down = &c.policy.scale_down;
     v.fraction("policy.scale_down.cpu_below", down.cpu_below);
@@ -276,6 +277,8 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         cooldown: v.duration("policy.scale_down.cooldown", &down.cooldown),
         node_utilization_below: down.node_utilization_below,
         evict_local_storage: down.evict_local_storage,
+        skip_nodes_with_system_pods: down.skip_nodes_with_system_pods,
+        ignore_daemonsets_utilization: down.ignore_daemonsets_utilization,
         drain_timeout: v.duration("policy.scale_down.drain_timeout", &down.drain_timeout),
     };
     if scale_down.drain_timeout.is_zero() && parse_duration(&down.drain_timeout).is_ok() {
@@ -352,6 +355,9 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
             v.error("interruptions.region", "must not be empty");
         }
     }
+    if c.limits.max_nodes == Some(0) {
+        v.error("limits.max_nodes", "must be at least 1");
+    }
     if c.state.backend == StateBackend::Dynamodb && c.state.table.is_none() {
         v.error("state.table", "required with backend dynamodb");
     }
@@ -365,6 +371,19 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         metrics_max_age,
         expendable_pods_priority_cutoff: c.policy.expendable_pods_priority_cutoff,
         startup_taints: c.policy.startup_taints.clone(),
+        limits: ClusterLimits {
+            max_nodes: c.limits.max_nodes,
+            max_cpu_milli: c
+                .limits
+                .max_cpu
+                .as_ref()
+                .map(|q| v.positive_quantity("limits.max_cpu", q, parse_cpu)),
+            max_memory_bytes: c
+                .limits
+                .max_memory
+                .as_ref()
+                .map(|q| v.positive_quantity("limits.max_memory", q, parse_memory)),
+        },
         pools,
     };
     (policy, interval)
@@ -519,6 +538,9 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         priority: p.priority,
         provider: p.provider.kind().to_string(),
         drain_timeout,
+        scale_down_utilization_below: p.scale_down_utilization_below.inspect(|&u| {
+            v.fraction(&format!("{path}.scale_down_utilization_below"), u);
+        }),
     }
 }
 

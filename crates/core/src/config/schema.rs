@@ -21,6 +21,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub server: ServerConfig,
     pub leader_election: LeaderElectionConfig,
+    /// Cluster-wide bounds on scale-up.
+    pub limits: LimitsConfig,
     /// Where notices of machines about to be reclaimed come from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interruptions: Option<InterruptionsConfig>,
@@ -47,6 +49,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             server: ServerConfig::default(),
             leader_election: LeaderElectionConfig::default(),
+            limits: LimitsConfig::default(),
             interruptions: None,
         }
     }
@@ -195,6 +198,9 @@ pub struct ScaleUpConfig {
     pub pending_pods: PendingPods,
     pub max_step: u32,
     pub cooldown: String,
+    /// A pod the planner fits on existing capacity but the scheduler keeps
+    /// rejecting this long is counted as needing a new node.
+    pub trust_scheduler_after: String,
 }
 
 impl Default for ScaleUpConfig {
@@ -208,6 +214,7 @@ impl Default for ScaleUpConfig {
             pending_pods: PendingPods::BinPack,
             max_step: 2,
             cooldown: "5m".into(),
+            trust_scheduler_after: "30s".into(),
         }
     }
 }
@@ -225,6 +232,8 @@ pub struct ScaleDownConfig {
     pub cooldown: String,
     pub node_utilization_below: f64,
     pub evict_local_storage: bool,
+    pub skip_nodes_with_system_pods: bool,
+    pub ignore_daemonsets_utilization: bool,
     /// How long a drain waits on evictions before giving up.
     pub drain_timeout: String,
 }
@@ -242,6 +251,8 @@ impl Default for ScaleDownConfig {
             cooldown: "10m".into(),
             node_utilization_below: 0.5,
             evict_local_storage: false,
+            skip_nodes_with_system_pods: false,
+            ignore_daemonsets_utilization: false,
             drain_timeout: "2m".into(),
         }
     }
@@ -262,6 +273,9 @@ pub struct PoolConfig {
     pub taints: Vec<Taint>,
     #[serde(default)]
     pub priority: i32,
+    /// Overrides `policy.scale_down.node_utilization_below` for this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_utilization_below: Option<f64>,
     /// Overrides `policy.scale_down.drain_timeout` for this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<String>,
@@ -536,4 +550,18 @@ impl Default for LeaderElectionConfig {
             retry_period: "2s".into(),
         }
     }
+}
+
+/// Cluster-wide bounds on what scale-ups may add, counting every node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_nodes: Option<u32>,
+    /// A CPU quantity, e.g. `64`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cpu: Option<String>,
+    /// A memory quantity, e.g. `256Gi`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<String>,
 }

@@ -175,13 +175,23 @@ fn owner(meta: &ObjectMeta) -> OwnerKind {
     }
 }
 
-/// emptyDir on disk or hostPath: the data dies with the node.
-fn uses_local_storage(spec: &core::PodSpec) -> bool {
+/// cluster-autoscaler's pod annotation listing local volumes (comma
+/// separated) whose data may be lost: they do not block a scale-down.
+pub const SAFE_TO_EVICT_LOCAL_VOLUMES: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes";
+
+/// emptyDir on disk or hostPath whose data dies with the node, and that the
+/// pod does not declare safe to lose.
+fn uses_local_storage(spec: &core::PodSpec, annotations: &Labels) -> bool {
+    let safe: Vec<&str> = annotations
+        .get(SAFE_TO_EVICT_LOCAL_VOLUMES)
+        .map(|list| list.split(',').map(str::trim).collect())
+        .unwrap_or_default();
     spec.volumes.iter().flatten().any(|v| {
-        v.host_path.is_some()
+        let local = v.host_path.is_some()
             || v.empty_dir
                 .as_ref()
-                .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
+                .is_some_and(|e| e.medium.as_deref() != Some("Memory"));
+        local && !safe.contains(&v.name.as_str())
     })
 }
 
@@ -278,8 +288,8 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
         affinity: node_affinity(spec.affinity.as_ref()),
         owner: owner(meta),
         pdb: pdbs.covering(&namespace, &pod_labels),
+        local_storage: uses_local_storage(spec, &labels(&meta.annotations)),
         annotations: labels(&meta.annotations),
-        local_storage: uses_local_storage(spec),
         priority: spec.priority.unwrap_or(0),
         phase: phase(p.status.as_ref()),
         node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
