@@ -328,3 +328,14 @@ fn cluster_limits_and_cluster_autoscaler_settings() {
     assert!(all.contains("limits.max_cpu"), "{all}");
     assert!(all.contains("pools[0].scale_down_utilization_below"), "{all}");
 }
+
+#[test]
+fn a_prometheus_url_with_a_password_is_refused_without_echoing_it() {
+    let yaml = format!("metrics:\n  prometheus: {{ url: \"http://admin:hunter2@prom:9090\" }}\n{POOL}");
+    let all = errors(&yaml).join("\n");
+    assert!(all.contains("metrics.prometheus.url: holds credentials"), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
+    // An `@` in the path is not a credential.
+    let yaml = format!("metrics:\n  prometheus: {{ url: \"http://prom:9090/a@b\" }}\n{POOL}");
+    assert!(load("k3scale.yaml", &yaml).is_ok());
+}

@@ -273,3 +273,74 @@ async fn providers_are_built_from_the_configuration_file() {
     #[cfg(not(feature = "aws"))]
     assert!(matches!(built.unwrap_err(), ProviderError::Fatal(ref m) if m.contains("--features aws")));
 }
+
+#[tokio::test]
+async fn a_token_cut_by_the_stderr_tail_or_the_stdout_head_never_leaks_a_piece() {
+    let s = Scripts::new("cut");
+    // Pad so the token straddles the 4 KiB tail (and, below, the 200-character head).
+    for pad in [4070usize, 4080, 4090, 4096, 4100] {
+        let body = format!(
+            "printf \"join failed with token %s\" \"$K3S_TOKEN\" >&2; head -c {pad} /dev/zero | tr '\\\\0' x >&2; exit 3"
+        );
+        let create = s.script(&format!("tail{pad}"), &body);
+        let err = provider(&create, "true", "true", "10s", BTreeMap::new())
+            .create("workers-x")
+            .await
+            .unwrap_err()
+            .to_string();
+        for piece in TOKEN.as_bytes().windows(6) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(
+                !err.contains(piece),
+                "pad {pad}: a piece {piece:?} of the token leaked"
+            );
+        }
+    }
+    for pad in [180usize, 190, 195, 199] {
+        let body = format!("head -c {pad} /dev/zero | tr '\\\\0' x; printf \"%s not json\" \"$K3S_TOKEN\"");
+        let create = s.script(&format!("head{pad}"), &body);
+        let err = provider(&create, "true", "true", "10s", BTreeMap::new())
+            .create("workers-x")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid JSON"), "{err}");
+        for piece in TOKEN.as_bytes().windows(6) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(
+                !err.contains(piece),
+                "pad {pad}: a piece {piece:?} of the token leaked: {err}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn commands_see_only_the_environment_they_need() {
+    let s = Scripts::new("env");
+    let out = s.dir.join("env.txt");
+    let create = s.script("env", &format!("env > {}; exit 3", out.display()));
+    let env = BTreeMap::from([("SITE".to_string(), "lab".to_string())]);
+    let _ = provider(&create, "true", "true", "10s", env)
+        .create("workers-x")
+        .await
+        .unwrap_err();
+    let seen = std::fs::read_to_string(&out).unwrap();
+    let names: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    // The test process has CARGO_* and RUST* variables: a command must not
+    // inherit them, nor anything else k3scale was given (webhook URLs, AWS keys).
+    assert!(!names.iter().any(|n| n.starts_with("CARGO")), "{names:?}");
+    for n in &names {
+        assert!(
+            k3scale::provider::exec::INHERITED_ENV.contains(n)
+                || n.starts_with("K3SCALE_")
+                || ["K3S_TOKEN", "SITE", "PWD", "SHLVL", "_", "OLDPWD"].contains(n),
+            "{n} leaked into the command's environment"
+        );
+    }
+    assert!(seen.contains("SITE=lab") && seen.contains("K3SCALE_ACTION=create"));
+    assert!(names.contains(&"PATH"), "PATH is kept: {names:?}");
+}

@@ -77,20 +77,32 @@ impl Target {
     }
 }
 
-/// Hides `user:password@` in a URL that is about to be printed.
+/// Hides `user:password@` in a URL that is about to be printed. The
+/// userinfo ends at the *last* `@` before the path: a password may hold `@`.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
+    let Some(s) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[s + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}***{}", &url[..s + 3], &rest[at..]),
+        None => url.to_string(),
     }
 }
 
 /// Parses `Name: value` headers.
 pub fn parse_headers(raw: &[String]) -> Result<HeaderMap, HttpError> {
     let mut headers = HeaderMap::new();
-    for h in raw {
-        // The value may be a secret (Authorization): never echo it back.
-        let name_only = || HttpError::Header(h.split(':').next().unwrap_or("").trim().to_string());
+    for (i, h) in raw.iter().enumerate() {
+        // The value may be a secret (Authorization): never echo it back, and
+        // without a `:` there is no telling name from value.
+        let name_only = || {
+            HttpError::Header(match h.split_once(':') {
+                Some((name, _)) => name.trim().to_string(),
+                None => format!("number {} (no `:`; not shown, it may hold a secret)", i + 1),
+            })
+        };
         let (name, value) = h.split_once(':').ok_or_else(name_only)?;
         let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| name_only())?;
         let value = HeaderValue::from_str(value.trim()).map_err(|_| name_only())?;
@@ -364,6 +376,15 @@ mod tests {
             !e.contains("hunter2") && e.contains("credentials in the URL"),
             "{e}"
         );
+        // A password holding `@`: nothing of it shows.
+        for url in ["http://admin:hun@ter2@h/", "http://admin:p@ss@w0rd@h:80/x@y"] {
+            let e = err(url);
+            assert!(
+                !e.contains("ter2") && !e.contains("ss@") && !e.contains("w0rd"),
+                "{e}"
+            );
+        }
+        assert_eq!(redact_url("http://u:p@ss@h/a@b"), "http://***@h/a@b");
     }
 
     #[test]
@@ -374,6 +395,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("s3cret"), "{e}");
-        assert!(parse_headers(&["no colon".into()]).is_err());
+        // Without a `:` the whole line may be the secret: nothing of it is echoed.
+        let e = parse_headers(&["Authorization Bearer s3cret-t0ken".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && !e.contains("Bearer"), "{e}");
+        assert!(e.contains("number 1"), "{e}");
     }
 }

@@ -411,6 +411,12 @@ fn election(c: &LeaderElectionConfig, v: &mut Validator<'_>) -> ElectionConfig {
     election
 }
 
+/// Whether a URL carries `user[:password]@` before its host.
+fn url_has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].contains('@')
+}
+
 fn check_metrics(m: &MetricsConfig, v: &mut Validator<'_>) {
     if m.source == MetricsSourceKind::Prometheus {
         let p = &m.prometheus;
@@ -418,6 +424,12 @@ fn check_metrics(m: &MetricsConfig, v: &mut Validator<'_>) {
             v.error(
                 "metrics.prometheus.url",
                 format!("{:?} must start with http:// or https://", p.url),
+            );
+        } else if url_has_credentials(&p.url) {
+            // Never echo the URL: it holds a password.
+            v.error(
+                "metrics.prometheus.url",
+                "holds credentials (user:password@): they would show in status, logs and the state store; use metrics.prometheus.basic_auth with password_file or password_env",
             );
         }
         v.duration("metrics.prometheus.timeout", &p.timeout);

@@ -27,6 +27,20 @@ pub const EXIT_TRANSIENT: i32 = 12;
 pub const MAX_STDOUT: usize = 1 << 20;
 /// How much of stderr goes into an error message (the end of it).
 const STDERR_TAIL: usize = 4096;
+/// The only variables of k3scale's own environment a command sees (plus
+/// `env:` of the pool and the `K3SCALE_*` request): a script echoing its
+/// environment must not leak a secret k3scale was given (`*_env`).
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "SSH_AUTH_SOCK",
+];
 
 #[derive(Debug)]
 pub struct ExecProvider {
@@ -105,10 +119,13 @@ impl ExecProvider {
         })
     }
 
-    fn redact(&self, text: &str) -> String {
-        self.token
-            .as_ref()
-            .map_or_else(|| text.to_string(), |t| t.redact(text))
+    /// The end of a command's stderr for an error message: redacted, then cut.
+    fn stderr_tail(&self, raw: &[u8]) -> String {
+        let text = String::from_utf8_lossy(raw);
+        match &self.token {
+            Some(t) => t.redact_tail(text.trim(), STDERR_TAIL),
+            None => text.trim().to_string(),
+        }
     }
 
     /// Run the command for `action`; `Ok(stdout)` on exit 0.
@@ -130,6 +147,13 @@ impl ExecProvider {
         };
         let input = serde_json::to_vec(&request).map_err(|e| ProviderError::Fatal(e.to_string()))?;
         let mut cmd = Command::new("sh");
+        // Only what a script needs of k3scale's environment: never the
+        // secrets k3scale was given by `*_env` (a webhook URL, AWS keys).
+        cmd.env_clear().envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+        );
         cmd.arg("-c")
             .arg(command)
             .envs(&self.config.env)
@@ -164,7 +188,9 @@ impl ExecProvider {
                 }
                 out
             };
-            let (out, err) = tokio::join!(bounded_stdout, read_tail(stderr));
+            // Margin before the tail: a token cut at its start is found and redacted.
+            let keep = STDERR_TAIL + self.token.as_ref().map_or(0, |t| t.expose().len());
+            let (out, err) = tokio::join!(bounded_stdout, read_tail(stderr, keep));
             (out, err, child.wait().await)
         };
         let (out, err, status) = match tokio::time::timeout(self.timeout, work).await {
@@ -178,7 +204,7 @@ impl ExecProvider {
             }
         };
         let status = status.map_err(|e| ProviderError::Transient(format!("{what}: {e}")))?;
-        let stderr = self.redact(String::from_utf8_lossy(&err).trim());
+        let stderr = self.stderr_tail(&err);
         let Some(stdout) = out else {
             return Err(ProviderError::Fatal(format!(
                 "{what} wrote more than {MAX_STDOUT} bytes to stdout"
@@ -210,11 +236,15 @@ impl ExecProvider {
 
     fn parse<T: for<'de> Deserialize<'de>>(&self, action: &str, stdout: &[u8]) -> Result<T, ProviderError> {
         serde_json::from_slice(stdout).map_err(|e| {
-            let head: String = String::from_utf8_lossy(stdout).chars().take(200).collect();
-            ProviderError::Fatal(self.redact(&format!(
+            let text = String::from_utf8_lossy(stdout);
+            let head = match &self.token {
+                Some(t) => t.redact_head(&text, 200),
+                None => text.chars().take(200).collect(),
+            };
+            ProviderError::Fatal(format!(
                 "{action} command of pool {} printed invalid JSON ({e}): {head:?}",
                 self.pool.name
-            )))
+            ))
         })
     }
 }
@@ -278,8 +308,8 @@ async fn read_bounded(r: Option<impl AsyncRead + Unpin>, limit: usize) -> Option
     (buf.len() <= limit).then_some(buf)
 }
 
-/// The last `STDERR_TAIL` bytes of `r`, reading it to the end so the child never blocks.
-async fn read_tail(r: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+/// The last `keep` bytes of `r`, reading it to the end so the child never blocks.
+async fn read_tail(r: Option<impl AsyncRead + Unpin>, keep: usize) -> Vec<u8> {
     let Some(mut r) = r else { return Vec::new() };
     let mut tail = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -288,8 +318,8 @@ async fn read_tail(r: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
             break;
         }
         tail.extend_from_slice(&chunk[..n]);
-        if tail.len() > STDERR_TAIL {
-            tail.drain(..tail.len() - STDERR_TAIL);
+        if tail.len() > keep {
+            tail.drain(..tail.len() - keep);
         }
     }
     tail

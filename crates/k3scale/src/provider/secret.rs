@@ -42,6 +42,38 @@ impl Secret {
             text.replace(&self.0, "[redacted]")
         }
     }
+
+    /// The part of `text` that ends it, at most `keep` bytes, redacted first
+    /// and cut after: a secret that straddled the cut never leaves a piece.
+    /// `text` must be the tail of a longer stream (what came before is gone),
+    /// so a piece of the secret at its very start is redacted too.
+    pub fn redact_tail(&self, text: &str, keep: usize) -> String {
+        let mut out = self.redact(text);
+        if let Some(piece) = self.leading_piece(&out) {
+            out.replace_range(..piece, "[redacted]");
+        }
+        if out.len() > keep {
+            let mut start = out.len() - keep;
+            while !out.is_char_boundary(start) {
+                start += 1;
+            }
+            out.drain(..start);
+        }
+        out
+    }
+
+    /// The first `keep` characters of `text`, redacted before the cut.
+    pub fn redact_head(&self, text: &str, keep: usize) -> String {
+        self.redact(text).chars().take(keep).collect()
+    }
+
+    /// Length of the longest end piece of the secret that `text` starts with.
+    fn leading_piece(&self, text: &str) -> Option<usize> {
+        (1..self.0.len())
+            .rev()
+            .filter(|&n| self.0.is_char_boundary(self.0.len() - n))
+            .find(|&n| text.starts_with(&self.0[self.0.len() - n..]))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -59,6 +91,30 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_cut_by_a_tail_or_head_leaves_no_piece() {
+        let s = Secret::new("K10abcdefghij::server:s3cr3t");
+        let stream = format!("noise {} more noise {} end", s.expose(), s.expose());
+        // Every cut point, including those inside either occurrence.
+        for keep in 0..stream.len() {
+            let start = stream.len() - keep;
+            // What a bounded reader kept: the raw end of the stream, plus a margin.
+            let margin = start.saturating_sub(s.expose().len());
+            let tail = s.redact_tail(&stream[margin..], keep + "[redacted]".len());
+            for piece in 6..=s.expose().len() {
+                for at in 0..=s.expose().len() - piece {
+                    let frag = &s.expose()[at..at + piece];
+                    assert!(!tail.contains(frag), "keep {keep}: {tail:?} holds {frag:?}");
+                }
+            }
+            let head = s.redact_head(&stream, keep);
+            assert!(
+                !head.contains("s3cr3t") && !head.contains("K10abcdefghij::"),
+                "{head:?}"
+            );
+        }
+    }
 
     #[test]
     fn never_printed_and_redacted_from_text() {
