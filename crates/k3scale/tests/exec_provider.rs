@@ -344,3 +344,20 @@ async fn commands_see_only_the_environment_they_need() {
     assert!(seen.contains("SITE=lab") && seen.contains("K3SCALE_ACTION=create"));
     assert!(names.contains(&"PATH"), "PATH is kept: {names:?}");
 }
+
+#[tokio::test]
+async fn a_script_that_exits_answers_even_if_a_child_still_holds_its_output() {
+    let s = Scripts::new("child");
+    // Prints its answer, starts something in the background that keeps
+    // stdout and stderr open, and exits.
+    let create = s.script(
+        "create",
+        "echo '{\"name\": \"workers-x\"}'; echo started >&2; sleep 30 & exit 0",
+    );
+    // Waiting for the child (30 s) would end in the 10 s timeout, an error.
+    let machine = provider(&create, "true", "true", "10s", BTreeMap::new())
+        .create("workers-x")
+        .await
+        .unwrap();
+    assert_eq!(machine.name, "workers-x");
+}

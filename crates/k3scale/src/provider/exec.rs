@@ -25,6 +25,9 @@ pub const EXIT_INSUFFICIENT_CAPACITY: i32 = 11;
 pub const EXIT_TRANSIENT: i32 = 12;
 /// Largest stdout accepted from a command.
 pub const MAX_STDOUT: usize = 1 << 20;
+/// How long the output of a command that has exited is still read: enough
+/// for what is in the pipes, not for a child it left holding them.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 /// How much of stderr goes into an error message (the end of it).
 const STDERR_TAIL: usize = 4096;
 /// The only variables of k3scale's own environment a command sees (plus
@@ -181,17 +184,34 @@ impl ExecProvider {
                 let _ = stdin.write_all(&input).await;
             }
             drop(stdin);
-            let bounded_stdout = async {
-                let out = read_bounded(stdout, MAX_STDOUT).await;
-                if out.is_none() {
-                    kill_group(pgid); // it would block on a full pipe otherwise
-                }
-                out
-            };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
             // Margin before the tail: a token cut at its start is found and redacted.
             let keep = STDERR_TAIL + self.token.as_ref().map_or(0, |t| t.expose().len());
-            let (out, err) = tokio::join!(bounded_stdout, read_tail(stderr, keep));
-            (out, err, child.wait().await)
+            let status = {
+                let bounded_stdout = async {
+                    if !read_bounded(stdout, MAX_STDOUT, &mut out).await {
+                        kill_group(pgid); // it would block on a full pipe otherwise
+                    }
+                };
+                let reading = async { tokio::join!(bounded_stdout, read_tail(stderr, keep, &mut err)) };
+                tokio::pin!(reading);
+                let exited = tokio::select! {
+                    _ = &mut reading => None,
+                    status = child.wait() => Some(status),
+                };
+                match exited {
+                    // The answer is complete when the script exits: a child it
+                    // left holding the pipes (a daemon it started) must not keep
+                    // k3scale waiting. What is in the pipes is read at once.
+                    Some(status) => {
+                        let _ = tokio::time::timeout(EXIT_GRACE, &mut reading).await;
+                        status
+                    }
+                    None => child.wait().await,
+                }
+            };
+            let out = (out.len() <= MAX_STDOUT).then_some(out);
+            (out, err, status)
         };
         let (out, err, status) = match tokio::time::timeout(self.timeout, work).await {
             Ok(done) => done,
@@ -299,19 +319,27 @@ impl NodeProvider for ExecProvider {
     }
 }
 
-/// Read all of `r`, or `None` past `limit` bytes.
-async fn read_bounded(r: Option<impl AsyncRead + Unpin>, limit: usize) -> Option<Vec<u8>> {
-    let Some(r) = r else { return Some(Vec::new()) };
-    let mut buf = Vec::new();
-    let mut limited = r.take(limit as u64 + 1);
-    limited.read_to_end(&mut buf).await.ok()?;
-    (buf.len() <= limit).then_some(buf)
+/// Read `r` into `buf` until its end; false once it passes `limit` bytes.
+/// Reads straight into `buf`, so a read cut short leaves what came so far.
+async fn read_bounded(r: Option<impl AsyncRead + Unpin>, limit: usize, buf: &mut Vec<u8>) -> bool {
+    let Some(mut r) = r else { return true };
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = r.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > limit {
+            return false;
+        }
+    }
+    true
 }
 
-/// The last `keep` bytes of `r`, reading it to the end so the child never blocks.
-async fn read_tail(r: Option<impl AsyncRead + Unpin>, keep: usize) -> Vec<u8> {
-    let Some(mut r) = r else { return Vec::new() };
-    let mut tail = Vec::new();
+/// Keep the last `keep` bytes of `r` in `tail`, reading it to the end so
+/// the child never blocks.
+async fn read_tail(r: Option<impl AsyncRead + Unpin>, keep: usize, tail: &mut Vec<u8>) {
+    let Some(mut r) = r else { return };
     let mut chunk = [0u8; 8192];
     while let Ok(n) = r.read(&mut chunk).await {
         if n == 0 {
@@ -322,7 +350,6 @@ async fn read_tail(r: Option<impl AsyncRead + Unpin>, keep: usize) -> Vec<u8> {
             tail.drain(..tail.len() - keep);
         }
     }
-    tail
 }
 
 /// Kill the command and everything it started (it leads its own process group).
