@@ -6,34 +6,61 @@ use k3scale::status::{NodeStatus, Status};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+/// How `status`, `explain` and `once` print their answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The daemon's HTTP address.
+    /// The daemon's HTTP address (`http://` is assumed without a scheme).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// Output: `text` or `json`.
-    #[arg(short, long, default_value = "text")]
-    output: String,
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
     /// A node: why it is or is not a scale-down candidate. Without it: the last decision.
     node: Option<String>,
+    /// The daemon's HTTP address (`http://` is assumed without a scheme).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
-    #[arg(short, long, default_value = "text")]
-    output: String,
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// How long `status` and `explain` wait for the daemon's answer.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The daemon's base URL: `host:port` means `http://host:port`.
+fn base_url(server: &str) -> String {
+    let server = server.trim_end_matches('/');
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
 }
 
 fn fetch(server: &str) -> anyhow::Result<(Status, serde_json::Value)> {
-    let url = format!("{}/api/status", server.trim_end_matches('/'));
+    let url = format!("{}/api/status", base_url(server));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let text = rt.block_on(async {
-        let resp = reqwest::get(&url).await.with_context(|| {
-            format!("cannot reach the k3scale daemon at {server} (is `k3scale run` up? --server)")
+        let client = reqwest::Client::builder().timeout(ANSWER_TIMEOUT).build()?;
+        let resp = client.get(&url).send().await.map_err(|e| {
+            let why = if e.is_timeout() {
+                format!("no answer within {}s", ANSWER_TIMEOUT.as_secs())
+            } else {
+                "connection failed".to_string()
+            };
+            anyhow::anyhow!("cannot reach the k3scale daemon at {url}: {why} (is `k3scale run` up? --server)")
         })?;
         let status = resp.status();
         let text = resp.text().await?;
@@ -182,7 +209,7 @@ fn render_explain(s: &Status, node: Option<&str>) -> anyhow::Result<String> {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (status, raw) = fetch(&args.server)?;
-    if args.output == "json" {
+    if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
     } else {
         print!("{}", render_status(&status));
@@ -192,9 +219,15 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let (status, raw) = fetch(&args.server)?;
-    if args.output == "json" {
+    if args.output == Output::Json {
         let value = match &args.node {
-            Some(name) => serde_json::to_value(status.nodes.iter().find(|n| &n.name == name))?,
+            Some(name) => serde_json::to_value(
+                status
+                    .nodes
+                    .iter()
+                    .find(|n| &n.name == name)
+                    .with_context(|| format!("no node {name} in the daemon's view"))?,
+            )?,
             None => raw["decision"].clone(),
         };
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -256,6 +289,12 @@ mod tests {
             text.contains("not considered for removal in the last decision\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_server_without_a_scheme_is_http() {
+        assert_eq!(base_url("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(base_url("https://k3scale.local/"), "https://k3scale.local");
     }
 
     #[test]

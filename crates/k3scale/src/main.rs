@@ -38,7 +38,28 @@ enum Command {
     Explain(inspect::ExplainArgs),
 }
 
+/// `k3scale simulate | head`: when the reader goes away, end quietly as
+/// Unix tools do (status 128 + SIGPIPE), not with a panic message. Rust
+/// ignores SIGPIPE, so `println!` panics on a closed pipe; restoring the
+/// signal's default would take `unsafe`.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let directives = std::env::var("K3SCALE_LOG").unwrap_or_else(|_| "warn".into());
     let json = std::env::var("K3SCALE_LOG_FORMAT").is_ok_and(|f| f == "json");
     use std::io::IsTerminal;

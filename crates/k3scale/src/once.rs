@@ -53,9 +53,8 @@ impl ConfigArgs {
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Output: `text` or `json`.
-    #[arg(short, long, default_value = "text")]
-    output: String,
+    #[arg(short, long, value_enum, default_value_t = crate::inspect::Output::Text)]
+    output: crate::inspect::Output,
 }
 
 pub use k3scale::act_lock::identity;
@@ -200,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             lock.release().await;
         }
         let done = result?;
-        if args.output == "json" {
+        if args.output == crate::inspect::Output::Json {
             println!("{}", serde_json::to_string_pretty(&done)?);
         } else {
             for reason in &done.decision.reasons {

@@ -133,3 +133,54 @@ fn validate_accepts_the_shipped_example() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/config/default.yaml");
     assert!(k3scale(&["validate", "-c", path]).status.success());
 }
+
+#[test]
+fn status_and_explain_say_what_is_wrong_and_never_hang() {
+    // -o takes text or json, nothing else.
+    let out = k3scale(&["status", "-o", "yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("yaml") && err.contains("json"), "{err}");
+
+    // A daemon that accepts the connection but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let started = std::time::Instant::now();
+    // No scheme: http:// is assumed.
+    let out = k3scale(&["status", "--server", &addr.to_string()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("http://{addr}/api/status")) && err.contains("no answer within 10s"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "bounded, not forever"
+    );
+    drop(silent);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `k3scale validate | head -1`: the pipe closes after the first line.
+    let dir = temp_dir("pipe");
+    let cfg = dir.join("k.yaml");
+    std::fs::write(&cfg, "pools:\n  - name: w\n    template: { cpu: \"2\", memory: 4Gi }\n    provider: { exec: { create: c, delete: d, list: l } }\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_k3scale"))
+        .args(["validate", "-c", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end at once: every write fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(out.status.code(), Some(0 | 141)),
+        "{:?} {stderr}",
+        out.status
+    );
+}

@@ -361,3 +361,18 @@ async fn a_script_that_exits_answers_even_if_a_child_still_holds_its_output() {
         .unwrap();
     assert_eq!(machine.name, "workers-x");
 }
+
+#[tokio::test]
+async fn a_list_answer_outside_the_pools_names_is_ignored() {
+    let s = Scripts::new("names");
+    let list = s.script(
+        "list",
+        r#"echo '{"machines": [{"name": "workers-a1b2c3d4"}, {"name": "db-primary"}, {"name": "workers-"}, {"name": "workersx-1"}]}'"#,
+    );
+    let machines = provider("true", "true", &list, "10s", BTreeMap::new())
+        .list()
+        .await
+        .unwrap();
+    let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["workers-a1b2c3d4"]);
+}

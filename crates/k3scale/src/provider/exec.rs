@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Exit codes of the contract.
 pub const EXIT_NOT_FOUND: i32 = 10;
@@ -305,9 +305,19 @@ impl NodeProvider for ExecProvider {
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
         let out = self.run("list", &self.config.list, None).await?;
         let listed: Listed = self.parse("list", &out)?;
+        // Names are `<pool>-<suffix>`: anything else is not one of this pool's
+        // machines, and adopting it would put it under k3scale's lifecycle.
+        let prefix = format!("{}-", self.pool.name);
         Ok(listed
             .machines
             .into_iter()
+            .filter(|m| {
+                let ours = m.name.starts_with(&prefix) && m.name.len() > prefix.len();
+                if !ours {
+                    warn!(pool = %self.pool.name, name = %m.name, "list command answered a machine not named {prefix}…: ignored");
+                }
+                ours
+            })
             .map(|m| Machine {
                 provider_id: m.provider_id.unwrap_or_else(|| format!("exec://{}", m.name)),
                 name: m.name,
