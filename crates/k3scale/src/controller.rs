@@ -75,6 +75,26 @@ struct RunningDrain {
     task: tokio::task::JoinHandle<Result<DrainOutcome, String>>,
 }
 
+/// An action that failed: what, on which node of which pool, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// `launch` or `drain`.
+    pub action: &'static str,
+    pub pool: String,
+    pub node: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} (pool {}): {}",
+            self.action, self.node, self.pool, self.why
+        )
+    }
+}
+
 /// What one reconcile did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciled {
@@ -82,7 +102,7 @@ pub struct Reconciled {
     pub launched: Vec<String>,
     pub removed: Vec<String>,
     /// Actions that failed, with why.
-    pub failed: Vec<String>,
+    pub failed: Vec<Failure>,
     /// Journaled actions left by an earlier run and finished here.
     pub recovered: Vec<String>,
 }
@@ -604,7 +624,12 @@ impl Controller {
                 self.store.close(id, &outcome, now).await?;
                 match failure {
                     None => done.launched.push(name.clone()),
-                    Some((_, e)) => done.failed.push(format!("launch {name}: {e}")),
+                    Some((_, e)) => done.failed.push(Failure {
+                        action: "launch",
+                        pool: up.pool.clone(),
+                        node: name.clone(),
+                        why: e.to_string(),
+                    }),
                 }
             }
             stamps.last_scale_up = Some(now);
@@ -722,7 +747,12 @@ impl Controller {
             ));
         }
         for failure in &done.failed {
-            out.push(note(Kind::Failure, "", Vec::new(), failure.clone()));
+            out.push(note(
+                Kind::Failure,
+                &failure.pool,
+                vec![failure.node.clone()],
+                failure.to_string(),
+            ));
         }
         for reason in &done.decision.reasons {
             if let Reason::AtMaxCapacity { pool, max, .. } = reason {
@@ -851,12 +881,22 @@ impl Controller {
                 ("removed".to_string(), "scale-down")
             }
             Ok(DrainOutcome::GaveUp { why }) => {
-                done.failed.push(format!("drain {node}: {why}"));
+                done.failed.push(Failure {
+                    action: "drain",
+                    pool: pool.to_string(),
+                    node: node.to_string(),
+                    why: why.to_string(),
+                });
                 (format!("gave up: {why}"), "failure")
             }
             // Left open: the next reconcile resumes it from the journal.
             Err(e) => {
-                done.failed.push(format!("drain {node}: {e}"));
+                done.failed.push(Failure {
+                    action: "drain",
+                    pool: pool.to_string(),
+                    node: node.to_string(),
+                    why: e.clone(),
+                });
                 return Ok(());
             }
         };

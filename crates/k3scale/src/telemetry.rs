@@ -180,8 +180,7 @@ impl Telemetry {
         count("launch", "ok", done.launched.len());
         count("remove", "ok", done.removed.len());
         for failure in &done.failed {
-            // Failures read "<action> <node>: <why>".
-            count(failure.split(' ').next().unwrap_or("unknown"), "failed", 1);
+            count(failure.action, "failed", 1);
         }
         count("recover", "ok", done.recovered.len());
 

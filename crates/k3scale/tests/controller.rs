@@ -357,3 +357,62 @@ async fn a_pools_drain_timeout_is_the_deadline_its_drains_are_journaled_with() {
     );
     r.controller.stop_drains();
 }
+
+#[tokio::test]
+async fn a_failed_launch_is_told_with_its_pool_and_node() {
+    use k3scale::machines::MachinePool;
+    use k3scale::provider::ProviderError;
+    use k3scale::provider::fake::FakeProvider;
+    use k3scale::state::sqlite::SqliteStore;
+    use k3scale_core::lifecycle::LifecycleConfig;
+    let k = start().await;
+    k3s_server(&k);
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    let cluster = k.cluster().await;
+    let fake = FakeProvider::new("workers");
+    fake.fail_next_create(ProviderError::Fatal("quota of the project reached".into()));
+    let dir = std::env::temp_dir().join(format!("k3scale-failtold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let loaded = k3scale_core::config::load("k.yaml", rig::CONFIG).unwrap();
+    let pools = std::collections::BTreeMap::from([(
+        "workers".to_string(),
+        MachinePool::new("workers", Box::new(fake), LifecycleConfig::default(), 8),
+    )]);
+    let mut controller = k3scale::controller::Controller::new(
+        loaded.policy,
+        cluster.clone(),
+        None,
+        pools,
+        store,
+        Box::new(|| 7),
+    );
+    let hook = webhook::Receiver::start(0, 200).await;
+    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
+    controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
+    eventually(10, "pending pod seen", || {
+        let mut s = k3scale_core::Snapshot::default();
+        cluster.fill(&mut s);
+        s.pods.iter().any(|p| p.unschedulable_since.is_some())
+    })
+    .await;
+    let done = controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(done.failed.len(), 1, "{:?}", done.decision.reasons);
+    let failure = &done.failed[0];
+    assert_eq!((failure.action, failure.pool.as_str()), ("launch", "workers"));
+    controller.flush_notifications(Duration::from_secs(10)).await;
+    let told: Vec<serde_json::Value> = hook
+        .bodies()
+        .into_iter()
+        .filter(|b| b["kind"] == "failure")
+        .collect();
+    assert_eq!(told.len(), 1, "{:?}", hook.bodies());
+    assert_eq!(told[0]["pool"], "workers");
+    assert_eq!(told[0]["nodes"][0], failure.node.as_str());
+    let message = told[0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("quota of the project reached") && message.contains("pool workers"),
+        "{message}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

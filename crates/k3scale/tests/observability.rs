@@ -31,7 +31,12 @@ fn k3scale_exposition() -> String {
         decision,
         launched: vec!["workers-a1".into()],
         removed: vec![],
-        failed: vec!["drain w-0: the budget never allowed".into()],
+        failed: vec![k3scale::controller::Failure {
+            action: "drain",
+            pool: "workers".into(),
+            node: "w-0".into(),
+            why: "the budget never allowed".into(),
+        }],
         recovered: vec![],
     };
     let telemetry = Telemetry::new();
