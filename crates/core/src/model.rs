@@ -191,6 +191,77 @@ impl NodeAffinity {
     }
 }
 
+/// A `hostPort` a container asks for: no two pods hold the same one on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostPort {
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// `hostIP`; empty (or `0.0.0.0`) means every address.
+    pub ip: String,
+}
+
+impl HostPort {
+    /// kube-scheduler's NodePorts rule: same port and protocol, and the same
+    /// address or either on every address.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.ip == other.ip || any(&self.ip) || any(&other.ip))
+    }
+}
+
+/// A label selector (`matchLabels` and `matchExpressions`, ANDed); an
+/// empty one selects everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LabelSelector {
+    pub match_labels: Labels,
+    pub match_expressions: Vec<NodeSelectorRequirement>,
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| r.matches(labels))
+    }
+}
+
+/// Which namespaces a pod (anti-)affinity term looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TermNamespaces {
+    /// `namespaces` (or, with neither field set, the pod's own).
+    Listed(Vec<String>),
+    /// `namespaceSelector: {}`.
+    All,
+    /// A non-empty `namespaceSelector` (namespace labels are not watched):
+    /// never taken as satisfied, so it counts every namespace for
+    /// anti-affinity and none for affinity.
+    Unknown(Vec<String>),
+}
+
+/// One required term of inter-pod affinity or anti-affinity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PodAffinityTerm {
+    /// `None` (no `labelSelector`): selects no pod.
+    pub selector: Option<LabelSelector>,
+    pub namespaces: TermNamespaces,
+    pub topology_key: String,
+}
+
+impl PodAffinityTerm {
+    /// Whether `pod` is one the term selects; `unknown_counts` decides a
+    /// namespace selector k3scale cannot evaluate.
+    pub fn selects(&self, pod: &Pod, unknown_counts: bool) -> bool {
+        let in_namespace = match &self.namespaces {
+            TermNamespaces::Listed(ns) => ns.contains(&pod.namespace),
+            TermNamespaces::All => true,
+            TermNamespaces::Unknown(ns) => unknown_counts || ns.contains(&pod.namespace),
+        };
+        in_namespace && self.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))
+    }
+}
+
 /// What kind of controller owns a pod; decides whether it may be evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OwnerKind {
@@ -227,6 +298,14 @@ pub struct Pod {
     /// Shared: most pods carry one of a few identical sets (the defaults).
     pub tolerations: Arc<[Toleration]>,
     pub affinity: NodeAffinity,
+    /// The pod's labels (what other pods' selectors match).
+    pub labels: Labels,
+    /// `hostPort`s of its containers.
+    pub host_ports: Arc<[HostPort]>,
+    /// Required inter-pod affinity terms (`requiredDuringScheduling…`).
+    pub pod_affinity: Arc<[PodAffinityTerm]>,
+    /// Required inter-pod anti-affinity terms.
+    pub pod_anti_affinity: Arc<[PodAffinityTerm]>,
     pub owner: OwnerKind,
     /// Name of the PodDisruptionBudget covering this pod, if any.
     pub pdb: Option<String>,
@@ -255,6 +334,10 @@ impl Pod {
             node_selector: Labels::new(),
             tolerations: Arc::from([]),
             affinity: NodeAffinity::default(),
+            labels: Labels::new(),
+            host_ports: Arc::from([]),
+            pod_affinity: Arc::from([]),
+            pod_anti_affinity: Arc::from([]),
             owner: OwnerKind::ReplicaSet,
             pdb: None,
             annotations: Labels::new(),
@@ -268,6 +351,11 @@ impl Pod {
 
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether placing it depends on the other pods of a node or domain.
+    pub fn has_pod_predicates(&self) -> bool {
+        !self.host_ports.is_empty() || !self.pod_affinity.is_empty() || !self.pod_anti_affinity.is_empty()
     }
 
     pub fn is_terminal(&self) -> bool {

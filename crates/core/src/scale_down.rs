@@ -176,6 +176,8 @@ fn choose_nodes(ctx: &mut Context<'_>) {
         return;
     }
 
+    // Host ports and inter-pod (anti-)affinity make a move depend on the pods there.
+    let with_neighbours = snapshot.pods.iter().any(Pod::has_pod_predicates);
     let uniform_threshold = policy
         .pools
         .iter()
@@ -217,7 +219,8 @@ fn choose_nodes(ctx: &mut Context<'_>) {
             })
         } else {
             check_removable(ctx, c, &movable, &budgets).and_then(|()| {
-                let moves = simulate_moves(snapshot, c.node, &movable, &free, &removed)?;
+                let neighbours = with_neighbours.then_some((pods_on.as_slice(), moved_onto.as_slice()));
+                let moves = simulate_moves(snapshot, c.node, &movable, &free, &removed, neighbours)?;
                 for (target, pod) in moves {
                     free[target] = free[target].saturating_sub(&pod.requests);
                     moved_onto[target].push(pod);
@@ -348,14 +351,18 @@ pub fn pod_blocker(pod: &Pod, evict_local_storage: bool) -> Result<(), Blocker> 
     Ok(())
 }
 
+/// The pods of each node, and those moved onto it in this step.
+type Neighbours<'v, 's> = (&'v [Vec<&'s Pod>], &'v [Vec<&'s Pod>]);
+
 /// Where the pods of node `from` would go: (target node index, pod) per
 /// pod, or the first pod that fits nowhere.
 fn simulate_moves<'s>(
-    snapshot: &crate::snapshot::Snapshot,
+    snapshot: &'s crate::snapshot::Snapshot,
     from: usize,
     movable: &[&'s Pod],
     free: &[Resources],
     removed: &[bool],
+    neighbours: Option<Neighbours<'_, 's>>,
 ) -> Result<Vec<(usize, &'s Pod)>, Blocker> {
     let nodes = &snapshot.nodes;
     let (indices, mut targets): (Vec<usize>, Vec<Target<'_>>) = nodes
@@ -370,6 +377,13 @@ fn simulate_moves<'s>(
                     labels: &n.labels,
                     taints: &n.taints,
                     free: free[i],
+                    // Only when some pod's placement depends on its neighbours.
+                    pods: match neighbours {
+                        Some((pods_on, moved_onto)) => {
+                            pods_on[i].iter().chain(&moved_onto[i]).copied().collect()
+                        }
+                        None => Vec::new(),
+                    },
                 },
             )
         })

@@ -9,6 +9,7 @@ use crate::quantity::{Resources, share};
 use crate::scheduling::{NewNodeEstimate, Target, check_shape, classify, estimate_new_nodes, pack};
 use crate::window::Unavailable;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// Bring every pool up to its minimum (no cooldown: the bound is the contract).
 pub(crate) fn to_min(ctx: &mut Context<'_>) {
@@ -43,6 +44,17 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     }
     let snapshot = ctx.snapshot;
     let free = free_capacity(ctx);
+    // Host ports and inter-pod (anti-)affinity look at the pods of each node.
+    let neighbours = pending.iter().any(|p| p.has_pod_predicates())
+        || snapshot.pods.iter().any(|p| !p.pod_anti_affinity.is_empty());
+    let mut pods_on: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    if neighbours {
+        for pod in snapshot.pods.iter().filter(|p| !p.is_terminal()) {
+            if let Some(node) = pod.node_name.as_deref() {
+                pods_on.entry(node).or_default().push(pod);
+            }
+        }
+    }
     let mut existing: Vec<Target<'_>> = snapshot
         .nodes
         .iter()
@@ -53,6 +65,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             labels: &n.labels,
             taints: &n.taints,
             free: *f,
+            pods: pods_on.remove(n.name.as_str()).unwrap_or_default(),
         })
         .collect();
     let placed = pack(pending, &mut existing);
@@ -91,12 +104,19 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             labels: &p.template.labels,
             taints: &p.template.taints,
             free: ctx.room(&p.name),
+            pods: Vec::new(),
         })
         .collect();
     let placed = pack(&rest, &mut in_flight);
     let before = rest.len();
     rest = unplaced(&rest, &placed);
     let fit_in_flight = before - rest.len();
+    // New nodes are judged among the cluster's pods (and those just placed).
+    let context: Vec<Target<'_>> = if neighbours {
+        existing.into_iter().chain(in_flight).collect()
+    } else {
+        Vec::new()
+    };
     ctx.decision.reasons.push(Reason::UnschedulablePods {
         pods: pending.len(),
         fit_existing,
@@ -113,7 +133,14 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             .enumerate()
             .filter_map(|(i, (pool, headroom))| {
                 let t = &pool.template;
-                let est = estimate_new_nodes(&rest, &t.labels, &t.taints, &ctx.room(&pool.name), headroom);
+                let est = estimate_new_nodes(
+                    &rest,
+                    &t.labels,
+                    &t.taints,
+                    &ctx.room(&pool.name),
+                    headroom,
+                    &context,
+                );
                 (!est.placed.is_empty()).then_some((i, *pool, est))
             })
             .min_by(|a, b| compare_options(ctx.policy.expander, (a.1, &a.2), (b.1, &b.2)));
@@ -209,7 +236,8 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
             continue;
         }
         let t = &pool.template;
-        let wanted = estimate_new_nodes(&pods, &t.labels, &t.taints, &ctx.room(&pool.name), u32::MAX).nodes;
+        let wanted =
+            estimate_new_nodes(&pods, &t.labels, &t.taints, &ctx.room(&pool.name), u32::MAX, &[]).nodes;
         ctx.decision.reasons.push(Reason::AtMaxCapacity {
             pool: pool.name.clone(),
             max: pool.max,

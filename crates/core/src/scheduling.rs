@@ -14,13 +14,39 @@ use crate::quantity::Resources;
 use std::collections::HashMap;
 use std::fmt;
 
-/// Why a pod can never be placed on a node of a given shape.
+/// Why a pod cannot be placed on a node (of a given shape, or with the
+/// pods it has): each names the kube-scheduler predicate it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unfit {
-    NodeSelector { key: String, want: String },
+    NodeSelector {
+        key: String,
+        want: String,
+    },
     Affinity,
-    Taint { key: String, effect: TaintEffect },
-    TooLarge { resources: Vec<&'static str> },
+    Taint {
+        key: String,
+        effect: TaintEffect,
+    },
+    TooLarge {
+        resources: Vec<&'static str>,
+    },
+    /// NodePorts: a pod there holds the same host port.
+    HostPort {
+        port: u16,
+        protocol: String,
+    },
+    /// InterPodAffinity: a pod its anti-affinity selects is in the domain.
+    PodAntiAffinity {
+        topology_key: String,
+    },
+    /// InterPodAffinity: a pod in the domain has anti-affinity against it.
+    ExistingAntiAffinity {
+        topology_key: String,
+    },
+    /// InterPodAffinity: no pod its affinity selects is in the domain.
+    PodAffinity {
+        topology_key: String,
+    },
 }
 
 impl fmt::Display for Unfit {
@@ -36,6 +62,25 @@ impl fmt::Display for Unfit {
                     f,
                     "requests more {} than a new node has free",
                     resources.join(" and ")
+                )
+            }
+            Unfit::HostPort { port, protocol } => {
+                write!(f, "host port {port}/{protocol} already taken (NodePorts)")
+            }
+            Unfit::PodAntiAffinity { topology_key } => {
+                write!(
+                    f,
+                    "required pod anti-affinity on {topology_key} (InterPodAffinity)"
+                )
+            }
+            Unfit::ExistingAntiAffinity { topology_key } => write!(
+                f,
+                "a pod there has required anti-affinity against it on {topology_key} (InterPodAffinity)"
+            ),
+            Unfit::PodAffinity { topology_key } => {
+                write!(
+                    f,
+                    "required pod affinity on {topology_key} not met (InterPodAffinity)"
                 )
             }
         }
@@ -110,6 +155,103 @@ pub struct Target<'a> {
     pub labels: &'a Labels,
     pub taints: &'a [Taint],
     pub free: Resources,
+    /// The pods on it (and those placed there in simulation): what host
+    /// ports and inter-pod (anti-)affinity look at.
+    pub pods: Vec<&'a Pod>,
+}
+
+/// The well-known label of a node's own topology domain.
+pub const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
+
+/// The topology domain of target `i` for `key`: its label value, or for the
+/// hostname key on a node not launched yet, that node alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Domain<'a> {
+    Value(&'a str),
+    Own(usize),
+}
+
+fn domain<'a>(targets: &[Target<'a>], i: usize, key: &str) -> Option<Domain<'a>> {
+    match targets[i].labels.get(key) {
+        Some(v) => Some(Domain::Value(v.as_str())),
+        None if key == HOSTNAME_KEY => Some(Domain::Own(i)),
+        None => None,
+    }
+}
+
+/// Pods in target `i`'s domain for `key` (none if it has no such domain).
+fn pods_in_domain<'t, 'a>(
+    targets: &'t [Target<'a>],
+    i: usize,
+    key: &'t str,
+) -> impl Iterator<Item = &'a Pod> + 't {
+    let here = domain(targets, i, key);
+    targets
+        .iter()
+        .enumerate()
+        .filter(move |(j, _)| here.is_some() && domain(targets, *j, key) == here)
+        .flat_map(|(_, t)| t.pods.iter().copied())
+}
+
+/// The predicates that look at other pods (NodePorts and InterPodAffinity's
+/// required terms) for `pod` on target `at`, given every target's pods.
+pub fn check_pod_predicates(pod: &Pod, at: usize, targets: &[Target<'_>]) -> Result<(), Unfit> {
+    let here = &targets[at];
+    for mine in pod.host_ports.iter() {
+        if here
+            .pods
+            .iter()
+            .any(|q| q.host_ports.iter().any(|p| p.conflicts(mine)))
+        {
+            return Err(Unfit::HostPort {
+                port: mine.port,
+                protocol: mine.protocol.clone(),
+            });
+        }
+    }
+    for term in pod.pod_anti_affinity.iter() {
+        // A node without the topology key is in no domain: nothing to avoid.
+        if pods_in_domain(targets, at, &term.topology_key).any(|q| term.selects(q, true)) {
+            return Err(Unfit::PodAntiAffinity {
+                topology_key: term.topology_key.clone(),
+            });
+        }
+    }
+    // Symmetry: the anti-affinity of pods already there.
+    for (j, t) in targets.iter().enumerate() {
+        for q in t.pods.iter().filter(|q| !q.pod_anti_affinity.is_empty()) {
+            for term in q.pod_anti_affinity.iter() {
+                let (theirs, mine) = (
+                    domain(targets, j, &term.topology_key),
+                    domain(targets, at, &term.topology_key),
+                );
+                if theirs.is_some() && theirs == mine && term.selects(pod, true) {
+                    return Err(Unfit::ExistingAntiAffinity {
+                        topology_key: term.topology_key.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for term in pod.pod_affinity.iter() {
+        let unmet = || Unfit::PodAffinity {
+            topology_key: term.topology_key.clone(),
+        };
+        domain(targets, at, &term.topology_key).ok_or_else(unmet)?;
+        if pods_in_domain(targets, at, &term.topology_key).any(|q| term.selects(q, false)) {
+            continue;
+        }
+        // The first pod of a group that wants to be with its own kind may go
+        // anywhere (kube-scheduler's special case), if none exists yet.
+        let exists = targets
+            .iter()
+            .flat_map(|t| t.pods.iter())
+            .any(|q| term.selects(q, false));
+        if exists || !term.selects(pod, false) {
+            return Err(unmet());
+        }
+    }
+    Ok(())
 }
 
 /// Pods with identical requests and constraints: one scheduling decision fits all.
@@ -124,21 +266,30 @@ pub struct PodClass<'p> {
 /// the order first-fit-decreasing wants.
 pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
     type Key<'k> = (
-        &'k Resources,
-        &'k Labels,
-        &'k [crate::model::Toleration],
-        &'k crate::model::NodeAffinity,
-        i32,
+        (&'k Resources, &'k Labels, &'k [crate::model::Toleration]),
+        (&'k crate::model::NodeAffinity, i32),
+        // What host ports and inter-pod (anti-)affinity judge; empty for most pods.
+        (
+            &'k [crate::model::HostPort],
+            &'k [crate::model::PodAffinityTerm],
+            &'k [crate::model::PodAffinityTerm],
+            Option<&'k Labels>,
+        ),
     );
+    let labels_matter = pods.iter().any(|p| p.has_pod_predicates());
     let mut index: HashMap<Key<'p>, usize> = HashMap::new();
     let mut classes: Vec<PodClass<'p>> = Vec::new();
     for (i, pod) in pods.iter().enumerate() {
         let key: Key<'p> = (
-            &pod.requests,
-            &pod.node_selector,
-            &pod.tolerations,
-            &pod.affinity,
-            pod.priority,
+            (&pod.requests, &pod.node_selector, &pod.tolerations),
+            (&pod.affinity, pod.priority),
+            (
+                &pod.host_ports,
+                &pod.pod_affinity,
+                &pod.pod_anti_affinity,
+                // Labels matter once some pod selects pods by them.
+                labels_matter.then_some(&pod.labels),
+            ),
         );
         let slot = *index.entry(key).or_insert_with(|| {
             classes.push(PodClass {
@@ -161,19 +312,35 @@ pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
     classes
 }
 
-/// First-fit the pods onto `targets` (mutating their free capacity).
-/// Returns, for each pod (same order as `pods`), the index of its target.
-pub fn pack(pods: &[&Pod], targets: &mut [Target<'_>]) -> Vec<Option<usize>> {
+/// First-fit the pods onto `targets` (mutating their free capacity, and
+/// adding them to their pods). Returns, for each pod (same order as
+/// `pods`), the index of its target.
+///
+/// A class walks the targets with a cursor that only moves forward: free
+/// capacity only shrinks, and so do the places host ports and
+/// anti-affinity leave as pods are placed.
+pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usize>> {
     let mut placed = vec![None; pods.len()];
+    // A pod with anti-affinity anywhere makes every placement look at its neighbours.
+    let mut anti_anywhere = targets
+        .iter()
+        .any(|t| t.pods.iter().any(|q| !q.pod_anti_affinity.is_empty()));
     for class in classify(pods) {
         let pod = class.example;
+        anti_anywhere |= !pod.pod_anti_affinity.is_empty();
+        let neighbours = pod.has_pod_predicates() || anti_anywhere;
         let mut cursor = 0;
         for &member in &class.members {
+            let member_pod = pods[member];
             while cursor < targets.len() {
-                let t = &mut targets[cursor];
-                if pod.requests.fits_in(&t.free) && check_constraints(pod, t.name, t.labels, t.taints).is_ok()
+                let t = &targets[cursor];
+                if pod.requests.fits_in(&t.free)
+                    && check_constraints(pod, t.name, t.labels, t.taints).is_ok()
+                    && (!neighbours || check_pod_predicates(member_pod, cursor, targets).is_ok())
                 {
+                    let t = &mut targets[cursor];
                     t.free = t.free - pod.requests;
+                    t.pods.push(member_pod);
                     placed[member] = Some(cursor);
                     break;
                 }
@@ -197,14 +364,25 @@ pub struct NewNodeEstimate {
     pub used: Resources,
 }
 
-/// First-fit-decreasing of `pods` onto at most `max_nodes` fresh nodes of a shape.
-pub fn estimate_new_nodes(
-    pods: &[&Pod],
-    labels: &Labels,
-    taints: &[Taint],
+/// First-fit-decreasing of `pods` onto at most `max_nodes` fresh nodes of a
+/// shape. `context` is the rest of the cluster (nodes with their pods, and
+/// machines on their way): host ports and inter-pod (anti-)affinity are
+/// judged against it as well as among the new nodes.
+pub fn estimate_new_nodes<'a>(
+    pods: &[&'a Pod],
+    labels: &'a Labels,
+    taints: &'a [Taint],
     capacity: &Resources,
     max_nodes: u32,
+    context: &[Target<'a>],
 ) -> NewNodeEstimate {
+    let neighbours = pods.iter().any(|p| p.has_pod_predicates())
+        || context
+            .iter()
+            .any(|t| t.pods.iter().any(|q| !q.pod_anti_affinity.is_empty()));
+    if neighbours {
+        return estimate_with_neighbours(pods, labels, taints, capacity, max_nodes, context);
+    }
     let mut bins: Vec<Resources> = Vec::new();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
@@ -237,6 +415,62 @@ pub fn estimate_new_nodes(
     }
 }
 
+/// [`estimate_new_nodes`] when pods look at their neighbours: each member
+/// tries every new node so far, then a fresh one, all judged in the world of
+/// `context` plus the new nodes.
+fn estimate_with_neighbours<'a>(
+    pods: &[&'a Pod],
+    labels: &'a Labels,
+    taints: &'a [Taint],
+    capacity: &Resources,
+    max_nodes: u32,
+    context: &[Target<'a>],
+) -> NewNodeEstimate {
+    let mut world: Vec<Target<'a>> = context.to_vec();
+    let first_bin = world.len();
+    let mut placed = Vec::new();
+    let mut used = Resources::ZERO;
+    for class in classify(pods) {
+        if check_shape(class.example, labels, taints, capacity).is_err() {
+            continue;
+        }
+        for &member in &class.members {
+            let pod = pods[member];
+            let fits = |world: &[Target<'a>], i: usize| {
+                pod.requests.fits_in(&world[i].free) && check_pod_predicates(pod, i, world).is_ok()
+            };
+            let mut at = (first_bin..world.len()).find(|&i| fits(&world, i));
+            if at.is_none() && ((world.len() - first_bin) as u32) < max_nodes {
+                world.push(Target {
+                    name: None,
+                    labels,
+                    taints,
+                    free: *capacity,
+                    pods: Vec::new(),
+                });
+                let fresh = world.len() - 1;
+                if fits(&world, fresh) {
+                    at = Some(fresh);
+                } else {
+                    world.pop(); // not even a fresh node takes it
+                }
+            }
+            if let Some(i) = at {
+                world[i].free = world[i].free - pod.requests;
+                world[i].pods.push(pod);
+                used += pod.requests;
+                placed.push(member);
+            }
+        }
+    }
+    placed.sort_unstable();
+    NewNodeEstimate {
+        nodes: (world.len() - first_bin) as u32,
+        placed,
+        used,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,12 +495,14 @@ mod tests {
                 labels: &empty,
                 taints: &[],
                 free: Resources::new(1000, 1 << 30, 10),
+                pods: Vec::new(),
             },
             Target {
                 name: None,
                 labels: &gpu,
                 taints: &taint,
                 free: Resources::new(4000, 8 << 30, 10),
+                pods: Vec::new(),
             },
         ];
         let a = pod("a", 600, 100);
@@ -296,12 +532,13 @@ mod tests {
         let big: Vec<Pod> = (0..3).map(|i| pod(&format!("big{i}"), 1500, 100)).collect();
         let small: Vec<Pod> = (0..6).map(|i| pod(&format!("small{i}"), 500, 100)).collect();
         let all: Vec<&Pod> = big.iter().chain(small.iter()).collect();
-        let est = estimate_new_nodes(&all, &Labels::new(), &[], &cap, 100);
+        let empty = Labels::new();
+        let est = estimate_new_nodes(&all, &empty, &[], &cap, 100, &[]);
         // Each big pod opens a node leaving 500m, which one small pod fills;
         // the other three small pods share a fourth node.
         assert_eq!(est.nodes, 4);
         assert_eq!(est.placed.len(), 9);
-        let capped = estimate_new_nodes(&all, &Labels::new(), &[], &cap, 2);
+        let capped = estimate_new_nodes(&all, &empty, &[], &cap, 2, &[]);
         assert_eq!(capped.nodes, 2);
         assert_eq!(capped.placed.len(), 4, "two bigs plus one small beside each");
     }

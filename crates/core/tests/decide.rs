@@ -1062,3 +1062,85 @@ fn cluster_wide_limits_bound_scale_up() {
     assert_eq!(d.nodes_added(), 5, "6 cores used, 2 per node: {}", reasons(&d));
     assert!(reasons(&d).contains("limits.max_cpu (16000m)"), "{}", reasons(&d));
 }
+
+#[test]
+fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
+    use k3scale_core::model::{HostPort, LabelSelector, PodAffinityTerm, TermNamespaces};
+    use std::sync::Arc;
+    let nodes = || {
+        let mut nodes = three_workers();
+        for n in &mut nodes {
+            n.labels.insert("kubernetes.io/hostname".into(), n.name.clone());
+        }
+        nodes
+    };
+    // Each worker runs an ingress holding host port 80 and has room to spare.
+    let port80 = Arc::from([HostPort {
+        port: 80,
+        protocol: "TCP".into(),
+        ip: String::new(),
+    }]);
+    let mut pods: Vec<_> = (0..3)
+        .map(|i| {
+            let mut p = running(&format!("ingress-{i}"), &format!("w{i}"), 100, 64 * MI);
+            p.host_ports = Arc::clone(&port80);
+            p
+        })
+        .collect();
+    let mut web = pending("web-80", 100, 64 * MI, NOW);
+    web.host_ports = Arc::clone(&port80);
+    pods.push(web);
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    assert_eq!(
+        d.nodes_added(),
+        1,
+        "port 80 is taken on every node: {}",
+        reasons(&d)
+    );
+
+    // Three replicas, one per node (hostname anti-affinity): two nodes hold
+    // one each, so the third and fourth need two new nodes, not one.
+    let spread = |name: &str, node: Option<&str>| {
+        let mut p = match node {
+            Some(n) => running(name, n, 100, 64 * MI),
+            None => pending(name, 100, 64 * MI, NOW),
+        };
+        p.labels.insert("app".into(), "db".into());
+        p.pod_anti_affinity = Arc::from([PodAffinityTerm {
+            selector: Some(LabelSelector {
+                match_labels: [("app".to_string(), "db".to_string())].into(),
+                match_expressions: vec![],
+            }),
+            namespaces: TermNamespaces::Listed(vec!["default".into()]),
+            topology_key: "kubernetes.io/hostname".into(),
+        }]);
+        p
+    };
+    let pods = vec![
+        spread("db-0", Some("w0")),
+        spread("db-1", Some("w1")),
+        running("other", "w2", 100, 64 * MI),
+        spread("db-2", None),
+        spread("db-3", None),
+    ];
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    assert_eq!(
+        d.nodes_added(),
+        1,
+        "db-2 fits w2, db-3 needs one new node: {}",
+        reasons(&d)
+    );
+    assert!(reasons(&d).contains("1 fit free capacity"), "{}", reasons(&d));
+
+    // On new nodes too: three pending replicas need three nodes, not one.
+    let pods = vec![
+        running("a", "w0", 1950, GI),
+        running("b", "w1", 1950, GI),
+        running("c", "w2", 1950, GI),
+        spread("db-0", None),
+        spread("db-1", None),
+        spread("db-2", None),
+    ];
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 3, "{}", reasons(&d));
+}

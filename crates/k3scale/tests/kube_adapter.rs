@@ -364,3 +364,33 @@ async fn pdb_status_follows_pod_health() {
         2
     );
 }
+
+#[tokio::test]
+async fn the_watched_pods_carry_what_the_planner_judges() {
+    let k = start().await;
+    k.apply(&node("workers-a1", Some("workers"), "2", "4Gi"));
+    let mut lb = serde_json::to_value(pod("edge", "lb-0", "lb", None, "100m", "64Mi")).unwrap();
+    lb["spec"]["containers"][0]["ports"] = serde_json::json!([{ "containerPort": 80, "hostPort": 80 }]);
+    lb["spec"]["affinity"] = serde_json::json!({ "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
+        { "labelSelector": { "matchLabels": { "app": "lb" } }, "topologyKey": "kubernetes.io/hostname" }
+    ] } });
+    k.server.apply(lb);
+    let mut agent = serde_json::to_value(pod("edge", "agent-0", "agent", None, "10m", "16Mi")).unwrap();
+    agent["metadata"]["annotations"] =
+        serde_json::json!({ "cluster-autoscaler.kubernetes.io/daemonset-pod": "true" });
+    k.server.apply(agent);
+    let cluster = k.cluster().await;
+    let mut s = Snapshot::default();
+    cluster.fill(&mut s);
+    let lb = s.pods.iter().find(|p| p.name == "lb-0").unwrap();
+    assert_eq!(lb.host_ports.len(), 1);
+    assert_eq!(lb.host_ports[0].port, 80);
+    assert_eq!(lb.pod_anti_affinity.len(), 1);
+    assert_eq!(lb.labels.get("app").map(String::as_str), Some("lb"));
+    // The DaemonSet-pod annotation survives the cache: it is never unschedulable workload.
+    let pending: Vec<&str> = k3scale_core::unschedulable_pods(&s)
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(pending, ["lb-0"]);
+}

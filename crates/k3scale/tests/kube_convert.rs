@@ -200,3 +200,50 @@ fn local_volumes_declared_safe_to_lose_do_not_count_as_local_storage() {
     );
     assert!(!convert::pod(&p, &PdbIndex::default()).local_storage);
 }
+
+#[test]
+fn host_ports_labels_and_required_pod_affinity_are_read() {
+    use k3scale_core::model::TermNamespaces;
+    let mut p = pod(json!({
+        "containers": [{ "name": "lb", "ports": [
+            { "containerPort": 80, "hostPort": 80 },
+            { "containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.1" },
+            { "containerPort": 8080 }
+        ] }],
+        "affinity": {
+            "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
+                { "labelSelector": { "matchLabels": { "app": "lb" } }, "topologyKey": "kubernetes.io/hostname" }
+            ] },
+            "podAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
+                { "labelSelector": { "matchExpressions": [{ "key": "tier", "operator": "In", "values": ["cache"] }] },
+                  "namespaceSelector": {}, "topologyKey": "topology.kubernetes.io/zone" },
+                { "labelSelector": { "matchLabels": { "tier": "db" } },
+                  "namespaceSelector": { "matchLabels": { "team": "a" } }, "topologyKey": "zone" }
+            ] }
+        }
+    }));
+    p.metadata.namespace = Some("edge".into());
+    p.metadata.labels = Some([("app".to_string(), "lb".to_string())].into());
+    let c = convert::pod(&p, &PdbIndex::default());
+    let ports: Vec<(u16, &str, &str)> = c
+        .host_ports
+        .iter()
+        .map(|h| (h.port, h.protocol.as_str(), h.ip.as_str()))
+        .collect();
+    assert_eq!(
+        ports,
+        [(80, "TCP", ""), (53, "UDP", "10.0.0.1")],
+        "a containerPort alone holds no host port"
+    );
+    assert_eq!(c.labels.get("app").map(String::as_str), Some("lb"));
+    let anti = &c.pod_anti_affinity[0];
+    assert_eq!(anti.topology_key, "kubernetes.io/hostname");
+    assert_eq!(
+        anti.namespaces,
+        TermNamespaces::Listed(vec!["edge".into()]),
+        "its own namespace"
+    );
+    assert!(anti.selects(&c, true), "it repels its own kind");
+    assert_eq!(c.pod_affinity[0].namespaces, TermNamespaces::All);
+    assert_eq!(c.pod_affinity[1].namespaces, TermNamespaces::Unknown(vec![]));
+}

@@ -3,8 +3,9 @@
 //! objects from a real API server.
 
 use k3scale_core::model::{
-    Labels, NodeAffinity, NodeSelectorRequirement, OwnerKind, PodPhase, SelectorOperator, Taint, TaintEffect,
-    Toleration, TolerationOperator,
+    HostPort, LabelSelector as CoreLabelSelector, Labels, NodeAffinity, NodeSelectorRequirement, OwnerKind,
+    PodAffinityTerm, PodPhase, SelectorOperator, Taint, TaintEffect, TermNamespaces, Toleration,
+    TolerationOperator,
 };
 use k3scale_core::quantity::{parse_cpu, parse_memory};
 use k3scale_core::{Node, Pod, Resources, Time};
@@ -268,6 +269,62 @@ pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
         })
 }
 
+/// A label selector in the core's terms.
+fn label_selector(s: &LabelSelector) -> CoreLabelSelector {
+    CoreLabelSelector {
+        match_labels: labels(&s.match_labels),
+        match_expressions: s
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|e| NodeSelectorRequirement {
+                key: e.key.clone(),
+                operator: selector_operator(&e.operator),
+                values: e.values.clone().unwrap_or_default(),
+                field: false,
+            })
+            .collect(),
+    }
+}
+
+/// A required pod (anti-)affinity term of a pod in `namespace`.
+fn affinity_term(t: &core::PodAffinityTerm, namespace: &str) -> PodAffinityTerm {
+    let listed = t.namespaces.clone().unwrap_or_default();
+    let namespaces = match &t.namespace_selector {
+        None if listed.is_empty() => TermNamespaces::Listed(vec![namespace.to_string()]),
+        None => TermNamespaces::Listed(listed),
+        Some(sel)
+            if sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty()) =>
+        {
+            TermNamespaces::All
+        }
+        Some(_) => TermNamespaces::Unknown(listed),
+    };
+    PodAffinityTerm {
+        selector: t.label_selector.as_ref().map(label_selector),
+        namespaces,
+        topology_key: t.topology_key.clone(),
+    }
+}
+
+/// The `hostPort`s of a pod's containers (init containers included, as
+/// kube-scheduler counts them).
+fn host_ports(spec: &core::PodSpec) -> Vec<HostPort> {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            Some(HostPort {
+                port: u16::try_from(p.host_port?).ok().filter(|&port| port > 0)?,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// A Kubernetes pod in the core's terms.
 pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
     let meta = &p.metadata;
@@ -286,6 +343,25 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
         node_selector: labels(&spec.node_selector),
         tolerations: spec.tolerations.iter().flatten().map(toleration).collect(),
         affinity: node_affinity(spec.affinity.as_ref()),
+        host_ports: host_ports(spec).into(),
+        pod_affinity: spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|t| affinity_term(t, &namespace))
+            .collect(),
+        pod_anti_affinity: spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|t| affinity_term(t, &namespace))
+            .collect(),
         owner: owner(meta),
         pdb: pdbs.covering(&namespace, &pod_labels),
         local_storage: uses_local_storage(spec, &labels(&meta.annotations)),
@@ -295,6 +371,7 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
         node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
         unschedulable_since: unschedulable_since(p.status.as_ref()),
         name: meta.name.clone().unwrap_or_default(),
+        labels: pod_labels,
         namespace,
     }
 }

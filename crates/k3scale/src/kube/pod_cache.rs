@@ -5,7 +5,8 @@
 
 use super::convert::{self, PdbIndex};
 use k3scale_core::model::{
-    DO_NOT_DISRUPT, Labels, NodeAffinity, OwnerKind, PodPhase, SAFE_TO_EVICT, Toleration,
+    DAEMONSET_POD, DO_NOT_DISRUPT, HostPort, Labels, NodeAffinity, OwnerKind, PodAffinityTerm, PodPhase,
+    SAFE_TO_EVICT, Toleration,
 };
 use k3scale_core::{Pod, Resources, Time};
 use k8s_openapi::api::core::v1 as core;
@@ -22,6 +23,9 @@ pub struct PodShape {
     node_selector: Labels,
     tolerations: Arc<[Toleration]>,
     affinity: NodeAffinity,
+    host_ports: Arc<[HostPort]>,
+    pod_affinity: Arc<[PodAffinityTerm]>,
+    pod_anti_affinity: Arc<[PodAffinityTerm]>,
     owner: OwnerKind,
     /// Only the annotations the core reads.
     annotations: Labels,
@@ -89,15 +93,18 @@ impl PodCompactor {
             node_selector: pod.node_selector,
             tolerations: self.tolerations.share(pod.tolerations),
             affinity: pod.affinity,
+            host_ports: pod.host_ports,
+            pod_affinity: pod.pod_affinity,
+            pod_anti_affinity: pod.pod_anti_affinity,
             owner: pod.owner,
             annotations: pod
                 .annotations
                 .into_iter()
-                .filter(|(k, _)| k == DO_NOT_DISRUPT || k == SAFE_TO_EVICT)
+                .filter(|(k, _)| k == DO_NOT_DISRUPT || k == SAFE_TO_EVICT || k == DAEMONSET_POD)
                 .collect(),
             local_storage: pod.local_storage,
             priority: pod.priority,
-            labels: p.metadata.labels.clone().unwrap_or_default(),
+            labels: pod.labels,
         };
         CachedPod {
             uid: pod.uid.into_boxed_str(),
@@ -127,6 +134,10 @@ impl CachedPod {
             node_selector: s.node_selector.clone(),
             tolerations: s.tolerations.clone(),
             affinity: s.affinity.clone(),
+            labels: s.labels.clone(),
+            host_ports: s.host_ports.clone(),
+            pod_affinity: s.pod_affinity.clone(),
+            pod_anti_affinity: s.pod_anti_affinity.clone(),
             owner: s.owner,
             pdb,
             annotations: s.annotations.clone(),
