@@ -184,18 +184,52 @@ fn pods_in_domain<'t, 'a>(
     targets: &'t [Target<'a>],
     i: usize,
     key: &'t str,
-) -> impl Iterator<Item = &'a Pod> + 't {
+) -> Box<dyn Iterator<Item = &'a Pod> + 't> {
+    // Hostnames are unique: the domain is the node itself.
+    if key == HOSTNAME_KEY {
+        return Box::new(targets[i].pods.iter().copied());
+    }
     let here = domain(targets, i, key);
+    Box::new(
+        targets
+            .iter()
+            .enumerate()
+            .filter(move |(j, _)| here.is_some() && domain(targets, *j, key) == here)
+            .flat_map(|(_, t)| t.pods.iter().copied()),
+    )
+}
+
+/// The pods with required anti-affinity, and where they are: kept by the
+/// packer as it places pods, so each check need not look at every pod.
+pub type AntiHolders<'a> = Vec<(usize, &'a Pod)>;
+
+/// Every pod with required anti-affinity on `targets`.
+pub fn anti_holders<'a>(targets: &[Target<'a>]) -> AntiHolders<'a> {
     targets
         .iter()
         .enumerate()
-        .filter(move |(j, _)| here.is_some() && domain(targets, *j, key) == here)
-        .flat_map(|(_, t)| t.pods.iter().copied())
+        .flat_map(|(i, t)| {
+            t.pods
+                .iter()
+                .filter(|q| !q.pod_anti_affinity.is_empty())
+                .map(move |q| (i, *q))
+        })
+        .collect()
 }
 
 /// The predicates that look at other pods (NodePorts and InterPodAffinity's
 /// required terms) for `pod` on target `at`, given every target's pods.
 pub fn check_pod_predicates(pod: &Pod, at: usize, targets: &[Target<'_>]) -> Result<(), Unfit> {
+    check_with_holders(pod, at, targets, &anti_holders(targets))
+}
+
+/// [`check_pod_predicates`] with the anti-affinity holders already known.
+fn check_with_holders(
+    pod: &Pod,
+    at: usize,
+    targets: &[Target<'_>],
+    holders: &AntiHolders<'_>,
+) -> Result<(), Unfit> {
     let here = &targets[at];
     for mine in pod.host_ports.iter() {
         if here
@@ -218,18 +252,16 @@ pub fn check_pod_predicates(pod: &Pod, at: usize, targets: &[Target<'_>]) -> Res
         }
     }
     // Symmetry: the anti-affinity of pods already there.
-    for (j, t) in targets.iter().enumerate() {
-        for q in t.pods.iter().filter(|q| !q.pod_anti_affinity.is_empty()) {
-            for term in q.pod_anti_affinity.iter() {
-                let (theirs, mine) = (
-                    domain(targets, j, &term.topology_key),
-                    domain(targets, at, &term.topology_key),
-                );
-                if theirs.is_some() && theirs == mine && term.selects(pod, true) {
-                    return Err(Unfit::ExistingAntiAffinity {
-                        topology_key: term.topology_key.clone(),
-                    });
-                }
+    for &(j, q) in holders {
+        for term in q.pod_anti_affinity.iter() {
+            let (theirs, mine) = (
+                domain(targets, j, &term.topology_key),
+                domain(targets, at, &term.topology_key),
+            );
+            if theirs.is_some() && theirs == mine && term.selects(pod, true) {
+                return Err(Unfit::ExistingAntiAffinity {
+                    topology_key: term.topology_key.clone(),
+                });
             }
         }
     }
@@ -322,13 +354,10 @@ pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
 pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usize>> {
     let mut placed = vec![None; pods.len()];
     // A pod with anti-affinity anywhere makes every placement look at its neighbours.
-    let mut anti_anywhere = targets
-        .iter()
-        .any(|t| t.pods.iter().any(|q| !q.pod_anti_affinity.is_empty()));
+    let mut holders = anti_holders(targets);
     for class in classify(pods) {
         let pod = class.example;
-        anti_anywhere |= !pod.pod_anti_affinity.is_empty();
-        let neighbours = pod.has_pod_predicates() || anti_anywhere;
+        let neighbours = pod.has_pod_predicates() || !holders.is_empty();
         let mut cursor = 0;
         for &member in &class.members {
             let member_pod = pods[member];
@@ -336,11 +365,14 @@ pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usiz
                 let t = &targets[cursor];
                 if pod.requests.fits_in(&t.free)
                     && check_constraints(pod, t.name, t.labels, t.taints).is_ok()
-                    && (!neighbours || check_pod_predicates(member_pod, cursor, targets).is_ok())
+                    && (!neighbours || check_with_holders(member_pod, cursor, targets, &holders).is_ok())
                 {
                     let t = &mut targets[cursor];
                     t.free = t.free - pod.requests;
                     t.pods.push(member_pod);
+                    if !member_pod.pod_anti_affinity.is_empty() {
+                        holders.push((cursor, member_pod));
+                    }
                     placed[member] = Some(cursor);
                     break;
                 }
@@ -427,6 +459,7 @@ fn estimate_with_neighbours<'a>(
     context: &[Target<'a>],
 ) -> NewNodeEstimate {
     let mut world: Vec<Target<'a>> = context.to_vec();
+    let mut holders = anti_holders(&world);
     let first_bin = world.len();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
@@ -436,10 +469,10 @@ fn estimate_with_neighbours<'a>(
         }
         for &member in &class.members {
             let pod = pods[member];
-            let fits = |world: &[Target<'a>], i: usize| {
-                pod.requests.fits_in(&world[i].free) && check_pod_predicates(pod, i, world).is_ok()
+            let fits = |world: &[Target<'a>], holders: &AntiHolders<'a>, i: usize| {
+                pod.requests.fits_in(&world[i].free) && check_with_holders(pod, i, world, holders).is_ok()
             };
-            let mut at = (first_bin..world.len()).find(|&i| fits(&world, i));
+            let mut at = (first_bin..world.len()).find(|&i| fits(&world, &holders, i));
             if at.is_none() && ((world.len() - first_bin) as u32) < max_nodes {
                 world.push(Target {
                     name: None,
@@ -449,7 +482,7 @@ fn estimate_with_neighbours<'a>(
                     pods: Vec::new(),
                 });
                 let fresh = world.len() - 1;
-                if fits(&world, fresh) {
+                if fits(&world, &holders, fresh) {
                     at = Some(fresh);
                 } else {
                     world.pop(); // not even a fresh node takes it
@@ -458,6 +491,9 @@ fn estimate_with_neighbours<'a>(
             if let Some(i) = at {
                 world[i].free = world[i].free - pod.requests;
                 world[i].pods.push(pod);
+                if !pod.pod_anti_affinity.is_empty() {
+                    holders.push((i, pod));
+                }
                 used += pod.requests;
                 placed.push(member);
             }
