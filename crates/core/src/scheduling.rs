@@ -165,7 +165,7 @@ pub const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 
 /// The topology domain of target `i` for `key`: its label value, or for the
 /// hostname key on a node not launched yet, that node alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Domain<'a> {
     Value(&'a str),
     Own(usize),
@@ -199,36 +199,71 @@ fn pods_in_domain<'t, 'a>(
     )
 }
 
-/// The pods with required anti-affinity, and where they are: kept by the
-/// packer as it places pods, so each check need not look at every pod.
-pub type AntiHolders<'a> = Vec<(usize, &'a Pod)>;
+/// The pods with required anti-affinity, by topology key and domain: kept
+/// by the packer as it places pods, so a check looks only at the pods of
+/// its own domain.
+#[derive(Debug, Default)]
+pub struct AntiIndex<'a> {
+    by_key: HashMap<&'a str, HashMap<Domain<'a>, Vec<&'a Pod>>>,
+}
 
-/// Every pod with required anti-affinity on `targets`.
-pub fn anti_holders<'a>(targets: &[Target<'a>]) -> AntiHolders<'a> {
-    targets
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| {
-            t.pods
+impl<'a> AntiIndex<'a> {
+    /// Every pod with required anti-affinity on `targets`.
+    pub fn of(targets: &[Target<'a>]) -> Self {
+        let mut index = AntiIndex::default();
+        for (i, t) in targets.iter().enumerate() {
+            for q in &t.pods {
+                index.add(targets, i, q);
+            }
+        }
+        index
+    }
+
+    /// `pod` was placed on target `i`.
+    pub fn add(&mut self, targets: &[Target<'a>], i: usize, pod: &'a Pod) {
+        for term in pod.pod_anti_affinity.iter() {
+            if let Some(d) = domain(targets, i, &term.topology_key) {
+                self.by_key
+                    .entry(term.topology_key.as_str())
+                    .or_default()
+                    .entry(d)
+                    .or_default()
+                    .push(pod);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The topology key of a placed pod's anti-affinity that `pod` on
+    /// target `at` would break.
+    fn repelled_by(&self, pod: &Pod, at: usize, targets: &[Target<'a>]) -> Option<&'a str> {
+        self.by_key.iter().find_map(|(&key, domains)| {
+            let here = domain(targets, at, key)?;
+            domains
+                .get(&here)?
                 .iter()
-                .filter(|q| !q.pod_anti_affinity.is_empty())
-                .map(move |q| (i, *q))
+                .flat_map(|q| q.pod_anti_affinity.iter())
+                .any(|term| term.topology_key == key && term.selects(pod, true))
+                .then_some(key)
         })
-        .collect()
+    }
 }
 
 /// The predicates that look at other pods (NodePorts and InterPodAffinity's
 /// required terms) for `pod` on target `at`, given every target's pods.
 pub fn check_pod_predicates(pod: &Pod, at: usize, targets: &[Target<'_>]) -> Result<(), Unfit> {
-    check_with_holders(pod, at, targets, &anti_holders(targets))
+    check_with_index(pod, at, targets, &AntiIndex::of(targets))
 }
 
-/// [`check_pod_predicates`] with the anti-affinity holders already known.
-fn check_with_holders(
+/// [`check_pod_predicates`] with the placed pods' anti-affinity indexed.
+fn check_with_index<'a>(
     pod: &Pod,
     at: usize,
-    targets: &[Target<'_>],
-    holders: &AntiHolders<'_>,
+    targets: &[Target<'a>],
+    anti: &AntiIndex<'a>,
 ) -> Result<(), Unfit> {
     let here = &targets[at];
     for mine in pod.host_ports.iter() {
@@ -252,18 +287,10 @@ fn check_with_holders(
         }
     }
     // Symmetry: the anti-affinity of pods already there.
-    for &(j, q) in holders {
-        for term in q.pod_anti_affinity.iter() {
-            let (theirs, mine) = (
-                domain(targets, j, &term.topology_key),
-                domain(targets, at, &term.topology_key),
-            );
-            if theirs.is_some() && theirs == mine && term.selects(pod, true) {
-                return Err(Unfit::ExistingAntiAffinity {
-                    topology_key: term.topology_key.clone(),
-                });
-            }
-        }
+    if let Some(key) = anti.repelled_by(pod, at, targets) {
+        return Err(Unfit::ExistingAntiAffinity {
+            topology_key: key.to_string(),
+        });
     }
     for term in pod.pod_affinity.iter() {
         let unmet = || Unfit::PodAffinity {
@@ -354,10 +381,10 @@ pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
 pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usize>> {
     let mut placed = vec![None; pods.len()];
     // A pod with anti-affinity anywhere makes every placement look at its neighbours.
-    let mut holders = anti_holders(targets);
+    let mut anti = AntiIndex::of(targets);
     for class in classify(pods) {
         let pod = class.example;
-        let neighbours = pod.has_pod_predicates() || !holders.is_empty();
+        let neighbours = pod.has_pod_predicates() || !anti.is_empty();
         let mut cursor = 0;
         for &member in &class.members {
             let member_pod = pods[member];
@@ -365,14 +392,12 @@ pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usiz
                 let t = &targets[cursor];
                 if pod.requests.fits_in(&t.free)
                     && check_constraints(pod, t.name, t.labels, t.taints).is_ok()
-                    && (!neighbours || check_with_holders(member_pod, cursor, targets, &holders).is_ok())
+                    && (!neighbours || check_with_index(member_pod, cursor, targets, &anti).is_ok())
                 {
                     let t = &mut targets[cursor];
                     t.free = t.free - pod.requests;
                     t.pods.push(member_pod);
-                    if !member_pod.pod_anti_affinity.is_empty() {
-                        holders.push((cursor, member_pod));
-                    }
+                    anti.add(targets, cursor, member_pod);
                     placed[member] = Some(cursor);
                     break;
                 }
@@ -459,7 +484,7 @@ fn estimate_with_neighbours<'a>(
     context: &[Target<'a>],
 ) -> NewNodeEstimate {
     let mut world: Vec<Target<'a>> = context.to_vec();
-    let mut holders = anti_holders(&world);
+    let mut anti = AntiIndex::of(&world);
     let first_bin = world.len();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
@@ -467,12 +492,17 @@ fn estimate_with_neighbours<'a>(
         if check_shape(class.example, labels, taints, capacity).is_err() {
             continue;
         }
+        // As in `pack`: the places a class can use only shrink as it is placed.
+        let mut cursor = first_bin;
         for &member in &class.members {
             let pod = pods[member];
-            let fits = |world: &[Target<'a>], holders: &AntiHolders<'a>, i: usize| {
-                pod.requests.fits_in(&world[i].free) && check_with_holders(pod, i, world, holders).is_ok()
+            let fits = |world: &[Target<'a>], anti: &AntiIndex<'a>, i: usize| {
+                pod.requests.fits_in(&world[i].free) && check_with_index(pod, i, world, anti).is_ok()
             };
-            let mut at = (first_bin..world.len()).find(|&i| fits(&world, &holders, i));
+            while cursor < world.len() && !fits(&world, &anti, cursor) {
+                cursor += 1;
+            }
+            let mut at = (cursor < world.len()).then_some(cursor);
             if at.is_none() && ((world.len() - first_bin) as u32) < max_nodes {
                 world.push(Target {
                     name: None,
@@ -482,7 +512,7 @@ fn estimate_with_neighbours<'a>(
                     pods: Vec::new(),
                 });
                 let fresh = world.len() - 1;
-                if fits(&world, &holders, fresh) {
+                if fits(&world, &anti, fresh) {
                     at = Some(fresh);
                 } else {
                     world.pop(); // not even a fresh node takes it
@@ -491,9 +521,7 @@ fn estimate_with_neighbours<'a>(
             if let Some(i) = at {
                 world[i].free = world[i].free - pod.requests;
                 world[i].pods.push(pod);
-                if !pod.pod_anti_affinity.is_empty() {
-                    holders.push((i, pod));
-                }
+                anti.add(&world, i, pod);
                 used += pod.requests;
                 placed.push(member);
             }
