@@ -6,7 +6,9 @@ use crate::decision::{Direction, Reason};
 use crate::model::{Pod, Pool};
 use crate::policy::{Expander, PendingPods};
 use crate::quantity::{Resources, share};
-use crate::scheduling::{NewNodeEstimate, Target, check_shape, classify, estimate_new_nodes, pack};
+use crate::scheduling::{
+    Neighbourhood, NewNodeEstimate, Target, check_shape, classify, estimate_new_nodes, pack,
+};
 use crate::window::Unavailable;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -112,10 +114,10 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     rest = unplaced(&rest, &placed);
     let fit_in_flight = before - rest.len();
     // New nodes are judged among the cluster's pods (and those just placed).
-    let context: Vec<Target<'_>> = if neighbours {
-        existing.into_iter().chain(in_flight).collect()
+    let mut around = if neighbours {
+        Neighbourhood::new(existing.into_iter().chain(in_flight).collect())
     } else {
-        Vec::new()
+        Neighbourhood::default()
     };
     ctx.decision.reasons.push(Reason::UnschedulablePods {
         pods: pending.len(),
@@ -139,7 +141,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
                     &t.taints,
                     &ctx.room(&pool.name),
                     headroom,
-                    &context,
+                    &mut around,
                 );
                 (!est.placed.is_empty()).then_some((i, *pool, est))
             })
@@ -236,8 +238,15 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
             continue;
         }
         let t = &pool.template;
-        let wanted =
-            estimate_new_nodes(&pods, &t.labels, &t.taints, &ctx.room(&pool.name), u32::MAX, &[]).nodes;
+        let wanted = estimate_new_nodes(
+            &pods,
+            &t.labels,
+            &t.taints,
+            &ctx.room(&pool.name),
+            u32::MAX,
+            &mut Neighbourhood::default(),
+        )
+        .nodes;
         ctx.decision.reasons.push(Reason::AtMaxCapacity {
             pool: pool.name.clone(),
             max: pool.max,

@@ -202,7 +202,7 @@ fn pods_in_domain<'t, 'a>(
 /// The pods with required anti-affinity, by topology key and domain: kept
 /// by the packer as it places pods, so a check looks only at the pods of
 /// its own domain.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct AntiIndex<'a> {
     by_key: HashMap<&'a str, HashMap<Domain<'a>, Vec<&'a Pod>>>,
 }
@@ -431,14 +431,10 @@ pub fn estimate_new_nodes<'a>(
     taints: &'a [Taint],
     capacity: &Resources,
     max_nodes: u32,
-    context: &[Target<'a>],
+    around: &mut Neighbourhood<'a>,
 ) -> NewNodeEstimate {
-    let neighbours = pods.iter().any(|p| p.has_pod_predicates())
-        || context
-            .iter()
-            .any(|t| t.pods.iter().any(|q| !q.pod_anti_affinity.is_empty()));
-    if neighbours {
-        return estimate_with_neighbours(pods, labels, taints, capacity, max_nodes, context);
+    if pods.iter().any(|p| p.has_pod_predicates()) || !around.anti.is_empty() {
+        return estimate_with_neighbours(pods, labels, taints, capacity, max_nodes, around);
     }
     let mut bins: Vec<Resources> = Vec::new();
     let mut placed = Vec::new();
@@ -481,10 +477,11 @@ fn estimate_with_neighbours<'a>(
     taints: &'a [Taint],
     capacity: &Resources,
     max_nodes: u32,
-    context: &[Target<'a>],
+    around: &mut Neighbourhood<'a>,
 ) -> NewNodeEstimate {
-    let mut world: Vec<Target<'a>> = context.to_vec();
-    let mut anti = AntiIndex::of(&world);
+    // New nodes go after the cluster's targets, and are taken off again.
+    let world = &mut around.targets;
+    let mut anti = around.anti.clone();
     let first_bin = world.len();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
@@ -499,7 +496,7 @@ fn estimate_with_neighbours<'a>(
             let fits = |world: &[Target<'a>], anti: &AntiIndex<'a>, i: usize| {
                 pod.requests.fits_in(&world[i].free) && check_with_index(pod, i, world, anti).is_ok()
             };
-            while cursor < world.len() && !fits(&world, &anti, cursor) {
+            while cursor < world.len() && !fits(world, &anti, cursor) {
                 cursor += 1;
             }
             let mut at = (cursor < world.len()).then_some(cursor);
@@ -512,7 +509,7 @@ fn estimate_with_neighbours<'a>(
                     pods: Vec::new(),
                 });
                 let fresh = world.len() - 1;
-                if fits(&world, &anti, fresh) {
+                if fits(world, &anti, fresh) {
                     at = Some(fresh);
                 } else {
                     world.pop(); // not even a fresh node takes it
@@ -521,17 +518,31 @@ fn estimate_with_neighbours<'a>(
             if let Some(i) = at {
                 world[i].free = world[i].free - pod.requests;
                 world[i].pods.push(pod);
-                anti.add(&world, i, pod);
+                anti.add(world, i, pod);
                 used += pod.requests;
                 placed.push(member);
             }
         }
     }
     placed.sort_unstable();
-    NewNodeEstimate {
-        nodes: (world.len() - first_bin) as u32,
-        placed,
-        used,
+    let nodes = (world.len() - first_bin) as u32;
+    world.truncate(first_bin);
+    NewNodeEstimate { nodes, placed, used }
+}
+
+/// The cluster new nodes would join, for the predicates that look at other
+/// pods: its nodes (and machines launching) with their pods, indexed once
+/// for all the estimates of one decision.
+#[derive(Debug, Default)]
+pub struct Neighbourhood<'a> {
+    targets: Vec<Target<'a>>,
+    anti: AntiIndex<'a>,
+}
+
+impl<'a> Neighbourhood<'a> {
+    pub fn new(targets: Vec<Target<'a>>) -> Self {
+        let anti = AntiIndex::of(&targets);
+        Neighbourhood { targets, anti }
     }
 }
 
@@ -597,12 +608,12 @@ mod tests {
         let small: Vec<Pod> = (0..6).map(|i| pod(&format!("small{i}"), 500, 100)).collect();
         let all: Vec<&Pod> = big.iter().chain(small.iter()).collect();
         let empty = Labels::new();
-        let est = estimate_new_nodes(&all, &empty, &[], &cap, 100, &[]);
+        let est = estimate_new_nodes(&all, &empty, &[], &cap, 100, &mut Neighbourhood::default());
         // Each big pod opens a node leaving 500m, which one small pod fills;
         // the other three small pods share a fourth node.
         assert_eq!(est.nodes, 4);
         assert_eq!(est.placed.len(), 9);
-        let capped = estimate_new_nodes(&all, &empty, &[], &cap, 2, &[]);
+        let capped = estimate_new_nodes(&all, &empty, &[], &cap, 2, &mut Neighbourhood::default());
         assert_eq!(capped.nodes, 2);
         assert_eq!(capped.placed.len(), 4, "two bigs plus one small beside each");
     }
