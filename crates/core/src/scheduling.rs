@@ -202,9 +202,40 @@ fn pods_in_domain<'t, 'a>(
 /// The pods with required anti-affinity, by topology key and domain: kept
 /// by the packer as it places pods, so a check looks only at the pods of
 /// its own domain.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AntiIndex<'a> {
     by_key: HashMap<&'a str, HashMap<Domain<'a>, Vec<&'a Pod>>>,
+    /// A label key each term needs a pod to have (from `matchLabels`, `In`
+    /// or `Exists`): a pod with none of them is selected by no term. `None`
+    /// once some term can select a pod by what it lacks.
+    needed_keys: Option<std::collections::HashSet<&'a str>>,
+}
+
+impl Default for AntiIndex<'_> {
+    fn default() -> Self {
+        AntiIndex {
+            by_key: HashMap::new(),
+            needed_keys: Some(std::collections::HashSet::new()),
+        }
+    }
+}
+
+/// A label key a pod must have for `term` to select it, if there is one.
+fn needed_key(term: &crate::model::PodAffinityTerm) -> Option<&str> {
+    use crate::model::SelectorOperator::{Exists, In};
+    let selector = term.selector.as_ref()?;
+    selector
+        .match_labels
+        .keys()
+        .next()
+        .map(String::as_str)
+        .or_else(|| {
+            selector
+                .match_expressions
+                .iter()
+                .find(|r| matches!(r.operator, In | Exists))
+                .map(|r| r.key.as_str())
+        })
 }
 
 impl<'a> AntiIndex<'a> {
@@ -222,6 +253,16 @@ impl<'a> AntiIndex<'a> {
     /// `pod` was placed on target `i`.
     pub fn add(&mut self, targets: &[Target<'a>], i: usize, pod: &'a Pod) {
         for term in pod.pod_anti_affinity.iter() {
+            // A term without a selector selects nothing and needs no key.
+            if term.selector.is_some() {
+                match (needed_key(term), &mut self.needed_keys) {
+                    (Some(key), Some(keys)) => {
+                        keys.insert(key);
+                    }
+                    (None, keys) => *keys = None,
+                    (Some(_), None) => {}
+                }
+            }
             if let Some(d) = domain(targets, i, &term.topology_key) {
                 self.by_key
                     .entry(term.topology_key.as_str())
@@ -240,6 +281,11 @@ impl<'a> AntiIndex<'a> {
     /// The topology key of a placed pod's anti-affinity that `pod` on
     /// target `at` would break.
     fn repelled_by(&self, pod: &Pod, at: usize, targets: &[Target<'a>]) -> Option<&'a str> {
+        if let Some(keys) = &self.needed_keys
+            && !keys.iter().any(|k| pod.labels.contains_key(*k))
+        {
+            return None; // no term can select it: the common case, decided at once
+        }
         self.by_key.iter().find_map(|(&key, domains)| {
             let here = domain(targets, at, key)?;
             domains
