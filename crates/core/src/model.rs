@@ -413,7 +413,7 @@ impl Node {
 
     /// Ready, started and not cordoned: the scheduler may place pods here.
     pub fn schedulable(&self) -> bool {
-        self.ready && self.starting.is_none() && !self.cordoned
+        self.joined() && !self.cordoned
     }
 
     /// Ready and rid of its startup taints: a launch is complete.

@@ -468,7 +468,7 @@ pub struct NewNodeEstimate {
 }
 
 /// First-fit-decreasing of `pods` onto at most `max_nodes` fresh nodes of a
-/// shape. `context` is the rest of the cluster (nodes with their pods, and
+/// shape. `around` is the rest of the cluster (nodes with their pods, and
 /// machines on their way): host ports and inter-pod (anti-)affinity are
 /// judged against it as well as among the new nodes.
 pub fn estimate_new_nodes<'a>(
@@ -515,8 +515,8 @@ pub fn estimate_new_nodes<'a>(
 }
 
 /// [`estimate_new_nodes`] when pods look at their neighbours: each member
-/// tries every new node so far, then a fresh one, all judged in the world of
-/// `context` plus the new nodes.
+/// tries the new nodes so far from its class's cursor, then a fresh one, all
+/// judged in `around` plus the new nodes.
 fn estimate_with_neighbours<'a>(
     pods: &[&'a Pod],
     labels: &'a Labels,

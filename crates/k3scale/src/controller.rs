@@ -113,7 +113,6 @@ pub struct Controller {
     metrics: Option<Box<dyn MetricsSource>>,
     pools: BTreeMap<String, MachinePool>,
     store: Arc<dyn StateStore>,
-    events: NodeEvents,
     /// Metric history across reconciles (the sustained windows).
     snapshot: Snapshot,
     pub drain: DrainConfig,
@@ -182,7 +181,6 @@ impl Controller {
             metrics,
             pools,
             store,
-            events: NodeEvents::default(),
             snapshot: Snapshot::default(),
             drain_poll: Duration::from_secs(1),
             notifier: None,
@@ -217,6 +215,14 @@ impl Controller {
 
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
+    }
+
+    /// Put the cluster as the caches hold it into `snapshot`. A Node is
+    /// Ready a moment before its not-ready taint goes: until all startup
+    /// taints are gone it is still launching, not room for pods.
+    pub fn fill_cluster_view(&self, snapshot: &mut Snapshot) {
+        self.kube.fill(snapshot);
+        k3scale_core::model::mark_starting(&mut snapshot.nodes, &self.policy.startup_taints);
     }
 
     /// Drop the cluster part of the snapshot between reconciles (each one
@@ -365,8 +371,8 @@ impl Controller {
     async fn record_events(&mut self, decision: &Decision, now: Time) -> Result<(), ControllerError> {
         let (raw, version) = self.load(EVENTS_KEY).await?;
         let sent: NodeEvents = parse(EVENTS_KEY, raw)?;
-        self.events = sent.with_repeat_after(self.events_repeat_after);
-        let due = self.events.plan(decision, now);
+        let mut events = sent.with_repeat_after(self.events_repeat_after);
+        let due = events.plan(decision, now);
         for e in &due {
             if let Err(err) = self
                 .kube
@@ -377,7 +383,7 @@ impl Controller {
             }
         }
         if !due.is_empty() || version == 0 {
-            self.save(EVENTS_KEY, to_json(EVENTS_KEY, &self.events)?, version)
+            self.save(EVENTS_KEY, to_json(EVENTS_KEY, &events)?, version)
                 .await?;
         }
         let mut pod_events = Vec::new();
@@ -507,10 +513,9 @@ impl Controller {
     }
 
     async fn observe(&mut self, now: Time) {
-        self.kube.fill(&mut self.snapshot);
-        // A Node is Ready a moment before its not-ready taint goes: until all
-        // startup taints are gone it is still launching, not room for pods.
-        k3scale_core::model::mark_starting(&mut self.snapshot.nodes, &self.policy.startup_taints);
+        let mut snapshot = std::mem::take(&mut self.snapshot);
+        self.fill_cluster_view(&mut snapshot);
+        self.snapshot = snapshot;
         if let Some(metrics) = &self.metrics {
             let reading = metrics.read().await;
             self.snapshot.record(now, &reading, history_needed(&self.policy));

@@ -190,10 +190,8 @@ impl Daemon {
     /// Service answers alike. It decides nothing.
     fn serve_standby(&self, now: k3scale_core::Time, view: Option<&LeaseView>) {
         let policy = &self.controller.policy;
-        let cluster = self.controller.cluster();
         let mut snapshot = Snapshot::default();
-        cluster.fill(&mut snapshot);
-        k3scale_core::model::mark_starting(&mut snapshot.nodes, &policy.startup_taints);
+        self.controller.fill_cluster_view(&mut snapshot);
         let holder = view.and_then(|v| v.elector.holder()).map(str::to_string);
         let mut status = Status::build(&snapshot, &Decision::new(now, policy.dry_run), policy, now);
         status.identity = self.identity.clone();

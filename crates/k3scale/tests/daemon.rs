@@ -68,6 +68,15 @@ async fn start_daemon(
     (shared, url, stop, task)
 }
 
+/// Stop a daemon started by [`start_daemon`] and wait for its clean exit.
+async fn stop_daemon(stop: tokio::sync::oneshot::Sender<()>, task: tokio::task::JoinHandle<()>) {
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 async fn get(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
@@ -271,11 +280,7 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
     assert_eq!(lease["spec"]["holderIdentity"], "k3scale-b");
     // The new leader found the launch in flight: no second machine.
     assert_eq!(docker.containers().len(), 1);
-    standby_stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), standby_task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_daemon(standby_stop, standby_task).await;
     let lease = k.server.get(&LEASES, "kube-system", "k3scale-test").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "", "released");
     assert!(
@@ -412,11 +417,7 @@ async fn a_prometheus_outage_does_not_hold_a_node_whose_pods_fit_elsewhere_and_i
         }
     }
     assert!(back, "metrics back: {:?}", shared.status().metrics_error);
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_daemon(stop, task).await;
 }
 
 #[tokio::test]
@@ -467,11 +468,7 @@ async fn a_long_drain_does_not_delay_a_scale_up() {
     .await;
 
     // Shutdown interrupts the drain; it stays journaled for whoever acts next.
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_daemon(stop, task).await;
     let open: Vec<String> = store
         .unfinished()
         .await
@@ -571,11 +568,7 @@ async fn a_crashed_leader_on_another_host_is_replaced_within_the_lease_not_the_l
     let lease = k.server.get(&LEASES, "kube-system", "k3scale-test").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "node-b-9");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_daemon(stop, task).await;
 }
 
 #[tokio::test]
@@ -621,11 +614,7 @@ async fn while_the_apiserver_is_down_the_daemon_is_not_ready_and_acts_on_nothing
     eventually(10, "ready again", || shared.status().last_error.is_none()).await;
     let (code, body) = get(&format!("{url}/readyz")).await;
     assert_eq!(code, 200, "{body}");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_daemon(stop, task).await;
 }
 
 #[tokio::test]
@@ -661,9 +650,5 @@ async fn a_replica_that_cannot_use_its_lease_says_so_and_is_not_ready() {
     let (code, body) = get(&format!("{url}/readyz")).await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("lease: error"), "{body}");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_daemon(stop, task).await;
 }

@@ -68,50 +68,52 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// One pass over the Nodes; returns whether anything was written.
+    /// One pass over the Nodes; returns whether anything was written. It
+    /// runs every few milliseconds, so only Nodes that change are copied.
     pub fn reconcile(&mut self, store: &mut Store, startup_taint_delay: Duration) -> bool {
-        let nodes: Vec<Value> = store.list(&NODES, "").cloned().collect();
         let mut seen = Vec::new();
-        let mut wrote = false;
-        for node in nodes {
-            let name = node["metadata"]["name"].as_str().unwrap_or("").to_string();
+        // (node, wants the not-ready taint, wants the unreachable taint)
+        let mut changes: Vec<(Value, bool, bool)> = Vec::new();
+        for node in store.list(&NODES, "") {
             // No Ready condition yet: the kubelet has not posted status, and
             // the real controller waits out a grace period before judging.
-            let Some(ready) = ready_status(&node) else {
+            let Some(ready) = ready_status(node) else {
                 continue;
             };
-            let mut updated = node.clone();
-            match ready {
+            let (not_ready, unreachable) = match ready {
                 "True" => {
-                    if has_taint(&node, NOT_READY) {
+                    let held = has_taint(node, NOT_READY) && {
+                        let name = node["metadata"]["name"].as_str().unwrap_or("").to_string();
                         seen.push(name.clone());
-                        let since = *self.ready_since.entry(name.clone()).or_insert_with(Instant::now);
-                        if since.elapsed() >= startup_taint_delay {
-                            remove_taint(&mut updated, NOT_READY);
-                        }
-                    }
-                    remove_taint(&mut updated, UNREACHABLE);
+                        let since = *self.ready_since.entry(name).or_insert_with(Instant::now);
+                        since.elapsed() < startup_taint_delay
+                    };
+                    (held, false)
                 }
-                "False" => {
-                    remove_taint(&mut updated, UNREACHABLE);
-                    if !has_taint(&updated, NOT_READY) {
-                        add_taint(&mut updated, NOT_READY, Some(now_rfc3339()));
-                    }
-                }
-                _ => {
-                    remove_taint(&mut updated, NOT_READY);
-                    if !has_taint(&updated, UNREACHABLE) {
-                        add_taint(&mut updated, UNREACHABLE, Some(now_rfc3339()));
-                    }
-                }
-            }
-            if updated != node {
-                store.put(&NODES, updated);
-                wrote = true;
+                "False" => (true, false),
+                _ => (false, true),
+            };
+            if has_taint(node, NOT_READY) != not_ready || has_taint(node, UNREACHABLE) != unreachable {
+                changes.push((node.clone(), not_ready, unreachable));
             }
         }
         self.ready_since.retain(|name, _| seen.contains(name));
+        let wrote = !changes.is_empty();
+        for (mut node, not_ready, unreachable) in changes {
+            set_taint(&mut node, NOT_READY, not_ready);
+            set_taint(&mut node, UNREACHABLE, unreachable);
+            store.put(&NODES, node);
+        }
         wrote
+    }
+}
+
+/// Add (stamped now) or remove the taint `key`, as `on` says.
+fn set_taint(node: &mut Value, key: &str, on: bool) {
+    match (on, has_taint(node, key)) {
+        (true, false) => add_taint(node, key, Some(now_rfc3339())),
+        (false, true) => remove_taint(node, key),
+        _ => {}
     }
 }
 
