@@ -262,6 +262,34 @@ impl PodAffinityTerm {
     }
 }
 
+/// A `topologySpreadConstraints` entry with `whenUnsatisfiable:
+/// DoNotSchedule` (`ScheduleAnyway` is a preference the planner leaves to
+/// the scheduler).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TopologySpread {
+    pub max_skew: u32,
+    pub topology_key: String,
+    /// The pods counted, in `namespace` (the pod's own), with the values of
+    /// `matchLabelKeys` merged in; `None` (no `labelSelector`) counts none.
+    pub selector: Option<LabelSelector>,
+    pub namespace: String,
+    /// Fewer eligible domains than this make the global minimum 0.
+    pub min_domains: Option<u32>,
+    /// `nodeAffinityPolicy: Honor` (the default): only nodes the pod's node
+    /// selector and required node affinity admit count.
+    pub honor_node_affinity: bool,
+    /// `nodeTaintsPolicy: Honor`: only nodes whose taints the pod tolerates
+    /// count (the default, `Ignore`, counts every node).
+    pub honor_taints: bool,
+}
+
+impl TopologySpread {
+    /// Whether the constraint counts `pod` (`selfMatch` for the pod itself).
+    pub fn counts(&self, pod: &Pod) -> bool {
+        pod.namespace == self.namespace && self.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))
+    }
+}
+
 /// What kind of controller owns a pod; decides whether it may be evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OwnerKind {
@@ -306,6 +334,8 @@ pub struct Pod {
     pub pod_affinity: Arc<[PodAffinityTerm]>,
     /// Required inter-pod anti-affinity terms.
     pub pod_anti_affinity: Arc<[PodAffinityTerm]>,
+    /// Hard topology spread constraints.
+    pub topology_spread: Arc<[TopologySpread]>,
     pub owner: OwnerKind,
     /// Name of the PodDisruptionBudget covering this pod, if any.
     pub pdb: Option<String>,
@@ -338,6 +368,7 @@ impl Pod {
             host_ports: Arc::from([]),
             pod_affinity: Arc::from([]),
             pod_anti_affinity: Arc::from([]),
+            topology_spread: Arc::from([]),
             owner: OwnerKind::ReplicaSet,
             pdb: None,
             annotations: Labels::new(),
@@ -355,7 +386,10 @@ impl Pod {
 
     /// Whether placing it depends on the other pods of a node or domain.
     pub fn has_pod_predicates(&self) -> bool {
-        !self.host_ports.is_empty() || !self.pod_affinity.is_empty() || !self.pod_anti_affinity.is_empty()
+        !self.host_ports.is_empty()
+            || !self.pod_affinity.is_empty()
+            || !self.pod_anti_affinity.is_empty()
+            || !self.topology_spread.is_empty()
     }
 
     pub fn is_terminal(&self) -> bool {

@@ -61,12 +61,14 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         .nodes
         .iter()
         .zip(&free)
-        .filter(|(n, _)| n.schedulable())
+        // Pods on cordoned or starting nodes still count for anti-affinity
+        // and topology spread, as in the scheduler's snapshot; they take none.
+        .filter(|(n, _)| n.schedulable() || neighbours)
         .map(|(n, f)| Target {
             name: Some(&n.name),
             labels: &n.labels,
             taints: &n.taints,
-            free: *f,
+            free: if n.schedulable() { *f } else { Resources::ZERO },
             pods: pods_on.remove(n.name.as_str()).unwrap_or_default(),
         })
         .collect();
@@ -115,7 +117,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     let fit_in_flight = before - rest.len();
     // New nodes are judged among the cluster's pods (and those just placed).
     let mut around = if neighbours {
-        Neighbourhood::new(existing.into_iter().chain(in_flight).collect())
+        Neighbourhood::new(existing.into_iter().chain(in_flight).collect(), &rest)
     } else {
         Neighbourhood::default()
     };

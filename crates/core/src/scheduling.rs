@@ -9,9 +9,9 @@
 //! capacity only shrinks while packing), so packing costs
 //! O(classes × targets + pods) rather than O(pods × targets).
 
-use crate::model::{Labels, Node, Pod, Taint, TaintEffect};
+use crate::model::{Labels, Node, NodeAffinity, Pod, Taint, TaintEffect, Toleration, TopologySpread};
 use crate::quantity::Resources;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Why a pod cannot be placed on a node (of a given shape, or with the
@@ -46,6 +46,15 @@ pub enum Unfit {
     /// InterPodAffinity: no pod its affinity selects is in the domain.
     PodAffinity {
         topology_key: String,
+    },
+    /// PodTopologySpread: the node has no label for a constraint's key.
+    SpreadKeyMissing {
+        topology_key: String,
+    },
+    /// PodTopologySpread: the pod there would make the skew exceed maxSkew.
+    TopologySpread {
+        topology_key: String,
+        max_skew: u32,
     },
 }
 
@@ -83,6 +92,16 @@ impl fmt::Display for Unfit {
                     "required pod affinity on {topology_key} not met (InterPodAffinity)"
                 )
             }
+            Unfit::SpreadKeyMissing { topology_key } => {
+                write!(f, "node has no {topology_key} label (PodTopologySpread)")
+            }
+            Unfit::TopologySpread {
+                topology_key,
+                max_skew,
+            } => write!(
+                f,
+                "topology spread on {topology_key} would exceed maxSkew {max_skew} (PodTopologySpread)"
+            ),
         }
     }
 }
@@ -298,19 +317,250 @@ impl<'a> AntiIndex<'a> {
     }
 }
 
-/// The predicates that look at other pods (NodePorts and InterPodAffinity's
-/// required terms) for `pod` on target `at`, given every target's pods.
-pub fn check_pod_predicates(pod: &Pod, at: usize, targets: &[Target<'_>]) -> Result<(), Unfit> {
-    check_with_index(pod, at, targets, &AntiIndex::of(targets))
+/// The counts one hard topology spread constraint of a pending pod looks
+/// at: matching pods per domain, over the nodes the constraint counts.
+#[derive(Debug, Clone)]
+struct SpreadCounts<'a> {
+    constraint: &'a TopologySpread,
+    /// The pod whose node selector, affinity, tolerations and other keys
+    /// decide which nodes count.
+    owner: &'a Pod,
+    per_domain: HashMap<Domain<'a>, u32>,
+    /// How many domains hold each count: the global minimum is the first key.
+    histogram: BTreeMap<u32, u32>,
 }
 
-/// [`check_pod_predicates`] with the placed pods' anti-affinity indexed.
+impl<'a> SpreadCounts<'a> {
+    /// Whether target `i` counts for this constraint (kube-scheduler: it has
+    /// every topology key of the pod's constraints, and passes the node
+    /// inclusion policies).
+    fn counts_node(&self, targets: &[Target<'a>], i: usize) -> Option<Domain<'a>> {
+        let t = &targets[i];
+        let owner = self.owner;
+        if !owner
+            .topology_spread
+            .iter()
+            .all(|c| domain(targets, i, &c.topology_key).is_some())
+        {
+            return None;
+        }
+        if self.constraint.honor_node_affinity
+            && (owner
+                .node_selector
+                .iter()
+                .any(|(k, v)| t.labels.get(k) != Some(v))
+                || !owner.affinity.matches(t.labels, t.name))
+        {
+            return None;
+        }
+        if self.constraint.honor_taints
+            && t.taints.iter().any(|taint| {
+                taint.effect != TaintEffect::PreferNoSchedule
+                    && !owner.tolerations.iter().any(|tol| tol.tolerates(taint))
+            })
+        {
+            return None;
+        }
+        domain(targets, i, &self.constraint.topology_key)
+    }
+
+    /// `by` more matching pods in domain `d` (0: the domain joins).
+    fn bump(&mut self, d: Domain<'a>, by: u32) {
+        let old = self.per_domain.get(&d).copied();
+        let new = old.unwrap_or(0) + by;
+        self.per_domain.insert(d, new);
+        if let Some(old) = old {
+            self.unhist(old);
+        }
+        *self.histogram.entry(new).or_insert(0) += 1;
+    }
+
+    fn unhist(&mut self, count: u32) {
+        if let Some(n) = self.histogram.get_mut(&count) {
+            *n -= 1;
+            if *n == 0 {
+                self.histogram.remove(&count);
+            }
+        }
+    }
+
+    /// kube-scheduler's global minimum: 0 while fewer domains than
+    /// `minDomains` exist, none (no limit) while no node counts.
+    fn min(&self) -> Option<u32> {
+        let domains = self.per_domain.len() as u32;
+        if self.constraint.min_domains.is_some_and(|m| domains < m) {
+            return Some(0);
+        }
+        self.histogram.keys().next().copied()
+    }
+}
+
+type SpreadKey<'a> = (
+    &'a [TopologySpread],
+    &'a Labels,
+    &'a NodeAffinity,
+    &'a [Toleration],
+);
+
+fn spread_key(pod: &Pod) -> SpreadKey<'_> {
+    (
+        &pod.topology_spread,
+        &pod.node_selector,
+        &pod.affinity,
+        &pod.tolerations,
+    )
+}
+
+/// Topology spread counts for the constraints of the pods being placed.
+#[derive(Debug, Clone, Default)]
+struct SpreadIndex<'a> {
+    entries: Vec<SpreadCounts<'a>>,
+    by_owner: HashMap<SpreadKey<'a>, std::ops::Range<usize>>,
+}
+
+impl<'a> SpreadIndex<'a> {
+    /// Count, over `targets`, for the constraints of `owner` (once per
+    /// distinct set of constraints and node inclusion).
+    fn register(&mut self, targets: &[Target<'a>], owner: &'a Pod) {
+        if owner.topology_spread.is_empty() || self.by_owner.contains_key(&spread_key(owner)) {
+            return;
+        }
+        let start = self.entries.len();
+        for constraint in owner.topology_spread.iter() {
+            let mut counts = SpreadCounts {
+                constraint,
+                owner,
+                per_domain: HashMap::new(),
+                histogram: BTreeMap::new(),
+            };
+            for i in 0..targets.len() {
+                if let Some(d) = counts.counts_node(targets, i) {
+                    let n = targets[i].pods.iter().filter(|q| constraint.counts(q)).count();
+                    counts.bump(d, n as u32);
+                }
+            }
+            self.entries.push(counts);
+        }
+        self.by_owner.insert(spread_key(owner), start..self.entries.len());
+    }
+
+    /// `pod` was placed on target `i`.
+    fn add(&mut self, targets: &[Target<'a>], i: usize, pod: &Pod) {
+        for counts in &mut self.entries {
+            if counts.constraint.counts(pod)
+                && let Some(d) = counts.counts_node(targets, i)
+            {
+                counts.bump(d, 1);
+            }
+        }
+    }
+
+    /// Target `i` was added (a new node): its domains join with no pods.
+    /// Returns what to give [`SpreadIndex::forget`] if it is taken off again.
+    fn add_target(&mut self, targets: &[Target<'a>], i: usize) -> Vec<(usize, Domain<'a>)> {
+        let mut joined = Vec::new();
+        for (e, counts) in self.entries.iter_mut().enumerate() {
+            if let Some(d) = counts.counts_node(targets, i)
+                && !counts.per_domain.contains_key(&d)
+            {
+                counts.bump(d, 0);
+                joined.push((e, d));
+            }
+        }
+        joined
+    }
+
+    fn forget(&mut self, joined: Vec<(usize, Domain<'a>)>) {
+        for (e, d) in joined {
+            let counts = &mut self.entries[e];
+            if let Some(n) = counts.per_domain.remove(&d) {
+                counts.unhist(n);
+            }
+        }
+    }
+
+    /// PodTopologySpread's filter for `pod` on target `at`.
+    fn check(&self, pod: &Pod, at: usize, targets: &[Target<'a>]) -> Result<(), Unfit> {
+        let Some(range) = self.by_owner.get(&spread_key(pod)) else {
+            // Every entry point counts for its pods first; a pod not counted
+            // is not taken to fit.
+            return match pod.topology_spread.first() {
+                None => Ok(()),
+                Some(c) => Err(Unfit::TopologySpread {
+                    topology_key: c.topology_key.clone(),
+                    max_skew: c.max_skew,
+                }),
+            };
+        };
+        for counts in &self.entries[range.clone()] {
+            let c = counts.constraint;
+            let Some(here) = domain(targets, at, &c.topology_key) else {
+                return Err(Unfit::SpreadKeyMissing {
+                    topology_key: c.topology_key.clone(),
+                });
+            };
+            let Some(min) = counts.min() else { continue };
+            let matching = counts.per_domain.get(&here).copied().unwrap_or(0);
+            let skew = i64::from(matching) + i64::from(c.counts(pod)) - i64::from(min);
+            if skew > i64::from(c.max_skew) {
+                return Err(Unfit::TopologySpread {
+                    topology_key: c.topology_key.clone(),
+                    max_skew: c.max_skew,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the predicates that look at other pods need to know of the pods
+/// placed so far, kept up to date as the packer places more.
+#[derive(Debug, Clone, Default)]
+pub struct Placed<'a> {
+    anti: AntiIndex<'a>,
+    spread: SpreadIndex<'a>,
+}
+
+impl<'a> Placed<'a> {
+    /// The pods on `targets`, indexed for placing `pods`.
+    pub fn of(targets: &[Target<'a>], pods: &[&'a Pod]) -> Self {
+        let mut placed = Placed {
+            anti: AntiIndex::of(targets),
+            spread: SpreadIndex::default(),
+        };
+        for pod in pods {
+            placed.spread.register(targets, pod);
+        }
+        placed
+    }
+
+    /// `pod` was placed on target `i`.
+    pub fn add(&mut self, targets: &[Target<'a>], i: usize, pod: &'a Pod) {
+        self.anti.add(targets, i, pod);
+        self.spread.add(targets, i, pod);
+    }
+
+    /// Whether a pod without predicates of its own may ignore its neighbours.
+    fn is_empty(&self) -> bool {
+        self.anti.is_empty()
+    }
+}
+
+/// The predicates that look at other pods (NodePorts, InterPodAffinity's
+/// required terms, PodTopologySpread's hard constraints) for `pod` on
+/// target `at`, given every target's pods.
+pub fn check_pod_predicates<'a>(pod: &'a Pod, at: usize, targets: &[Target<'a>]) -> Result<(), Unfit> {
+    check_with_index(pod, at, targets, &Placed::of(targets, &[pod]))
+}
+
+/// [`check_pod_predicates`] with the placed pods indexed.
 fn check_with_index<'a>(
     pod: &Pod,
     at: usize,
     targets: &[Target<'a>],
-    anti: &AntiIndex<'a>,
+    placed: &Placed<'a>,
 ) -> Result<(), Unfit> {
+    let anti = &placed.anti;
     let here = &targets[at];
     for mine in pod.host_ports.iter() {
         if here
@@ -356,7 +606,7 @@ fn check_with_index<'a>(
             return Err(unmet());
         }
     }
-    Ok(())
+    placed.spread.check(pod, at, targets)
 }
 
 /// Pods with identical requests and constraints: one scheduling decision fits all.
@@ -371,13 +621,14 @@ pub struct PodClass<'p> {
 /// the order first-fit-decreasing wants.
 pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
     type Key<'k> = (
-        (&'k Resources, &'k Labels, &'k [crate::model::Toleration]),
-        (&'k crate::model::NodeAffinity, i32),
+        (&'k Resources, &'k Labels, &'k [Toleration]),
+        (&'k NodeAffinity, i32),
         // What host ports and inter-pod (anti-)affinity judge; empty for most pods.
         (
             &'k [crate::model::HostPort],
             &'k [crate::model::PodAffinityTerm],
             &'k [crate::model::PodAffinityTerm],
+            &'k [TopologySpread],
             Option<&'k Labels>,
         ),
     );
@@ -392,6 +643,7 @@ pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
                 &pod.host_ports,
                 &pod.pod_affinity,
                 &pod.pod_anti_affinity,
+                &pod.topology_spread,
                 // Labels matter once some pod selects pods by them.
                 labels_matter.then_some(&pod.labels),
             ),
@@ -423,35 +675,43 @@ pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
 ///
 /// A class walks the targets with a cursor that only moves forward: free
 /// capacity only shrinks, and so do the places host ports and
-/// anti-affinity leave as pods are placed.
+/// anti-affinity leave as pods are placed. Topology spread is the
+/// exception (placing pods elsewhere raises the minimum and may reopen a
+/// domain): such a class goes round the targets once from its cursor.
 pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usize>> {
     let mut placed = vec![None; pods.len()];
     // A pod with anti-affinity anywhere makes every placement look at its neighbours.
-    let mut anti = AntiIndex::of(targets);
+    let mut index = Placed::of(targets, pods);
+    let n = targets.len();
     for class in classify(pods) {
         let pod = class.example;
-        let neighbours = pod.has_pod_predicates() || !anti.is_empty();
+        let neighbours = pod.has_pod_predicates() || !index.is_empty();
+        let round = !pod.topology_spread.is_empty();
         let mut cursor = 0;
         for &member in &class.members {
             let member_pod = pods[member];
-            while cursor < targets.len() {
-                let t = &targets[cursor];
-                if pod.requests.fits_in(&t.free)
+            let fits = |targets: &[Target<'a>], index: &Placed<'a>, i: usize| {
+                let t = &targets[i];
+                pod.requests.fits_in(&t.free)
                     && check_constraints(pod, t.name, t.labels, t.taints).is_ok()
-                    && (!neighbours || check_with_index(member_pod, cursor, targets, &anti).is_ok())
-                {
-                    let t = &mut targets[cursor];
-                    t.free = t.free - pod.requests;
-                    t.pods.push(member_pod);
-                    anti.add(targets, cursor, member_pod);
-                    placed[member] = Some(cursor);
-                    break;
-                }
-                cursor += 1;
-            }
-            if cursor == targets.len() {
+                    && (!neighbours || check_with_index(member_pod, i, targets, index).is_ok())
+            };
+            let found = if round {
+                (0..n)
+                    .map(|k| (cursor + k) % n)
+                    .find(|&i| fits(targets, &index, i))
+            } else {
+                (cursor..n).find(|&i| fits(targets, &index, i))
+            };
+            let Some(at) = found else {
                 break; // no target left for this class
-            }
+            };
+            cursor = at;
+            let t = &mut targets[at];
+            t.free = t.free - pod.requests;
+            t.pods.push(member_pod);
+            index.add(targets, at, member_pod);
+            placed[member] = Some(at);
         }
     }
     placed
@@ -479,7 +739,7 @@ pub fn estimate_new_nodes<'a>(
     max_nodes: u32,
     around: &mut Neighbourhood<'a>,
 ) -> NewNodeEstimate {
-    if pods.iter().any(|p| p.has_pod_predicates()) || !around.anti.is_empty() {
+    if pods.iter().any(|p| p.has_pod_predicates()) || !around.placed.is_empty() {
         return estimate_with_neighbours(pods, labels, taints, capacity, max_nodes, around);
     }
     let mut bins: Vec<Resources> = Vec::new();
@@ -527,7 +787,10 @@ fn estimate_with_neighbours<'a>(
 ) -> NewNodeEstimate {
     // New nodes go after the cluster's targets, and are taken off again.
     let world = &mut around.targets;
-    let mut anti = around.anti.clone();
+    let mut index = around.placed.clone();
+    for pod in pods {
+        index.spread.register(world, pod);
+    }
     let first_bin = world.len();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
@@ -535,18 +798,24 @@ fn estimate_with_neighbours<'a>(
         if check_shape(class.example, labels, taints, capacity).is_err() {
             continue;
         }
-        // As in `pack`: the places a class can use only shrink as it is placed.
+        // As in `pack`: the places a class can use only shrink as it is
+        // placed, but for topology spread, which goes round the new nodes.
+        let round = !class.example.topology_spread.is_empty();
         let mut cursor = first_bin;
         for &member in &class.members {
             let pod = pods[member];
-            let fits = |world: &[Target<'a>], anti: &AntiIndex<'a>, i: usize| {
-                pod.requests.fits_in(&world[i].free) && check_with_index(pod, i, world, anti).is_ok()
+            let fits = |world: &[Target<'a>], index: &Placed<'a>, i: usize| {
+                pod.requests.fits_in(&world[i].free) && check_with_index(pod, i, world, index).is_ok()
             };
-            while cursor < world.len() && !fits(world, &anti, cursor) {
-                cursor += 1;
-            }
-            let mut at = (cursor < world.len()).then_some(cursor);
-            if at.is_none() && ((world.len() - first_bin) as u32) < max_nodes {
+            let bins = world.len() - first_bin;
+            let mut at = if round {
+                (0..bins)
+                    .map(|k| first_bin + (cursor - first_bin + k) % bins)
+                    .find(|&i| fits(world, &index, i))
+            } else {
+                (cursor..world.len()).find(|&i| fits(world, &index, i))
+            };
+            if at.is_none() && (bins as u32) < max_nodes {
                 world.push(Target {
                     name: None,
                     labels,
@@ -555,18 +824,24 @@ fn estimate_with_neighbours<'a>(
                     pods: Vec::new(),
                 });
                 let fresh = world.len() - 1;
-                if fits(world, &anti, fresh) {
+                let joined = index.spread.add_target(world, fresh);
+                if fits(world, &index, fresh) {
                     at = Some(fresh);
                 } else {
-                    world.pop(); // not even a fresh node takes it
+                    // Not even a fresh node takes it.
+                    index.spread.forget(joined);
+                    world.pop();
                 }
             }
             if let Some(i) = at {
+                cursor = i;
                 world[i].free = world[i].free - pod.requests;
                 world[i].pods.push(pod);
-                anti.add(world, i, pod);
+                index.add(world, i, pod);
                 used += pod.requests;
                 placed.push(member);
+            } else if !round {
+                cursor = world.len();
             }
         }
     }
@@ -582,13 +857,14 @@ fn estimate_with_neighbours<'a>(
 #[derive(Debug, Default)]
 pub struct Neighbourhood<'a> {
     targets: Vec<Target<'a>>,
-    anti: AntiIndex<'a>,
+    placed: Placed<'a>,
 }
 
 impl<'a> Neighbourhood<'a> {
-    pub fn new(targets: Vec<Target<'a>>) -> Self {
-        let anti = AntiIndex::of(&targets);
-        Neighbourhood { targets, anti }
+    /// `targets` indexed for placing `pods` (others are counted per estimate).
+    pub fn new(targets: Vec<Target<'a>>, pods: &[&'a Pod]) -> Self {
+        let placed = Placed::of(&targets, pods);
+        Neighbourhood { targets, placed }
     }
 }
 

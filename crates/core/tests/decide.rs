@@ -1144,3 +1144,72 @@ fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
     let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
     assert_eq!(d.nodes_added(), 3, "{}", reasons(&d));
 }
+
+#[test]
+fn topology_spread_is_planned_like_the_scheduler() {
+    use k3scale_core::model::{LabelSelector, TopologySpread};
+    use std::sync::Arc;
+    const ZONE: &str = "topology.kubernetes.io/zone";
+    let web = |name: &str, node: Option<&str>, key: &str| {
+        let mut p = match node {
+            Some(n) => running(name, n, 100, 64 * MI),
+            None => pending(name, 100, 64 * MI, NOW),
+        };
+        p.labels.insert("app".into(), "web".into());
+        p.topology_spread = Arc::from([TopologySpread {
+            max_skew: 1,
+            topology_key: key.into(),
+            selector: Some(LabelSelector {
+                match_labels: [("app".to_string(), "web".to_string())].into(),
+                match_expressions: vec![],
+            }),
+            namespace: "default".into(),
+            min_domains: None,
+            honor_node_affinity: true,
+            honor_taints: false,
+        }]);
+        p
+    };
+
+    // Two zones, one pool each; zone a is cheaper. Zone a holds 3 web pods,
+    // zone b 1, both nodes full: two more must go to zone b (skew 1).
+    let mut a = pool("zone-a", 0, 10, 2000, 4 * GI, 0.02);
+    a.template.labels.insert(ZONE.into(), "a".into());
+    let mut b = pool("zone-b", 0, 10, 2000, 4 * GI, 0.04);
+    b.template.labels.insert(ZONE.into(), "b".into());
+    let nodes = vec![node_of(&a, "a0"), node_of(&b, "b0")];
+    let mut pods = vec![
+        web("web-0", Some("a0"), ZONE),
+        web("web-1", Some("a0"), ZONE),
+        web("web-2", Some("a0"), ZONE),
+        web("web-3", Some("b0"), ZONE),
+        running("fill-a", "a0", 1700, GI),
+        running("fill-b", "b0", 1900, GI),
+    ];
+    pods.push(web("web-4", None, ZONE));
+    pods.push(web("web-5", None, ZONE));
+    let mut p = k3scale_core::Policy::new(vec![a, b]);
+    p.expander = Expander::Price;
+    let d = decide(&snapshot(nodes, pods, 0.2, 0.2, NOW), &p, NOW);
+    assert_eq!(
+        d.scale_up,
+        vec![k3scale_core::ScaleUp {
+            pool: "zone-b".into(),
+            count: 1
+        }],
+        "{}",
+        reasons(&d)
+    );
+
+    // Spread over hostnames onto free capacity: the planner goes round the
+    // nodes (a node refused at first takes a pod once the others have one).
+    let mut nodes = three_workers();
+    for n in &mut nodes {
+        n.labels.insert("kubernetes.io/hostname".into(), n.name.clone());
+    }
+    let host = "kubernetes.io/hostname";
+    let pods = (0..6).map(|i| web(&format!("h-{i}"), None, host)).collect();
+    let d = decide(&snapshot(nodes, pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(reasons(&d).contains("6 fit free capacity"), "{}", reasons(&d));
+}

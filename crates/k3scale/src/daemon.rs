@@ -115,12 +115,16 @@ impl Daemon {
         let mut act_lock: Option<ActLock> = None;
         let mut waiting_for_caches = false;
         tokio::pin!(shutdown);
+        // After a failed reconcile (or a lock the store could not give),
+        // try again soon rather than at the next tick, doubling up to it.
+        let mut retry = Retry::new(self.interval);
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
+                _ = retry.due() => {}
                 changed = changes.changed() => {
                     if changed.is_err() {
                         break;
@@ -147,6 +151,9 @@ impl Daemon {
                     .as_ref()
                     .and_then(|v| v.elector.took_over_from().map(str::to_string));
                 act_lock = self.take_lock(previous.as_deref()).await;
+                if act_lock.is_none() {
+                    retry.failed();
+                }
             }
             let acting = leader && act_lock.as_ref().is_some_and(ActLock::held);
             self.shared.telemetry.set_leader(acting);
@@ -169,7 +176,11 @@ impl Daemon {
                 continue;
             }
             waiting_for_caches = false;
-            self.reconcile(now, view.as_ref()).await;
+            if self.reconcile(now, view.as_ref()).await {
+                retry.succeeded();
+            } else {
+                retry.failed();
+            }
         }
         info!("shutting down");
         self.controller.stop_drains();
@@ -220,9 +231,11 @@ impl Daemon {
         }
     }
 
-    async fn reconcile(&mut self, now: k3scale_core::Time, view: Option<&LeaseView>) {
+    /// One reconcile, its status and telemetry; whether it succeeded.
+    async fn reconcile(&mut self, now: k3scale_core::Time, view: Option<&LeaseView>) -> bool {
         let started = Instant::now();
         let result = self.controller.reconcile(now).await;
+        let ok = result.is_ok();
         let took = started.elapsed();
         let telemetry = &self.shared.telemetry;
         let status = match result {
@@ -252,5 +265,71 @@ impl Daemon {
         });
         // 30,000 pods need not stay in memory until the next reconcile.
         self.controller.forget_cluster_view();
+        ok
+    }
+}
+
+/// When to try again after a failure: 1 s, doubling up to the interval.
+#[derive(Debug)]
+struct Retry {
+    max: Duration,
+    delay: Option<Duration>,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    fn new(max: Duration) -> Self {
+        Retry {
+            max,
+            delay: None,
+            at: None,
+        }
+    }
+
+    fn failed(&mut self) {
+        let delay = self
+            .delay
+            .map_or(Duration::from_secs(1), |d| d.saturating_mul(2))
+            .min(self.max);
+        self.delay = Some(delay);
+        self.at = Some(tokio::time::Instant::now() + delay);
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = None;
+        self.at = None;
+    }
+
+    /// Resolves when a retry is due (never while none is).
+    async fn due(&mut self) {
+        match self.at {
+            Some(at) => {
+                tokio::time::sleep_until(at).await;
+                self.at = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_one_second_up_to_the_interval_and_reset_on_success() {
+        let mut retry = Retry::new(Duration::from_secs(5));
+        let delays: Vec<_> = (0..4)
+            .map(|_| {
+                retry.failed();
+                retry.delay.unwrap().as_secs()
+            })
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 5]);
+        assert!(retry.at.is_some());
+        retry.succeeded();
+        assert!(retry.at.is_none());
+        retry.failed();
+        assert_eq!(retry.delay, Some(Duration::from_secs(1)));
     }
 }

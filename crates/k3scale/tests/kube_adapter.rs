@@ -374,6 +374,9 @@ async fn the_watched_pods_carry_what_the_planner_judges() {
     lb["spec"]["affinity"] = serde_json::json!({ "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
         { "labelSelector": { "matchLabels": { "app": "lb" } }, "topologyKey": "kubernetes.io/hostname" }
     ] } });
+    lb["spec"]["topologySpreadConstraints"] = serde_json::json!([{ "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": { "matchLabels": { "app": "lb" } } }]);
     k.server.apply(lb);
     let mut agent = serde_json::to_value(pod("edge", "agent-0", "agent", None, "10m", "16Mi")).unwrap();
     agent["metadata"]["annotations"] =
@@ -386,6 +389,8 @@ async fn the_watched_pods_carry_what_the_planner_judges() {
     assert_eq!(lb.host_ports.len(), 1);
     assert_eq!(lb.host_ports[0].port, 80);
     assert_eq!(lb.pod_anti_affinity.len(), 1);
+    assert_eq!(lb.topology_spread.len(), 1);
+    assert_eq!(lb.topology_spread[0].namespace, "edge");
     assert_eq!(lb.labels.get("app").map(String::as_str), Some("lb"));
     // The DaemonSet-pod annotation survives the cache: it is never unschedulable workload.
     let pending: Vec<&str> = k3scale_core::unschedulable_pods(&s)

@@ -247,3 +247,48 @@ fn host_ports_labels_and_required_pod_affinity_are_read() {
     assert_eq!(c.pod_affinity[0].namespaces, TermNamespaces::All);
     assert_eq!(c.pod_affinity[1].namespaces, TermNamespaces::Unknown(vec![]));
 }
+
+#[test]
+fn hard_topology_spread_constraints_are_read_with_their_policies() {
+    let mut p = pod(json!({
+        "containers": [{ "name": "web" }],
+        "topologySpreadConstraints": [
+            { "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+              "labelSelector": { "matchLabels": { "app": "web" } }, "matchLabelKeys": ["pod-template-hash", "absent"],
+              "minDomains": 3 },
+            { "maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+              "labelSelector": { "matchLabels": { "app": "web" } } },
+            { "maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+              "nodeAffinityPolicy": "Ignore", "nodeTaintsPolicy": "Honor" }
+        ]
+    }));
+    p.metadata.namespace = Some("shop".into());
+    p.metadata.labels = Some(
+        [
+            ("app".to_string(), "web".to_string()),
+            ("pod-template-hash".to_string(), "abc".to_string()),
+        ]
+        .into(),
+    );
+    let c = convert::pod(&p, &PdbIndex::default());
+    assert_eq!(c.topology_spread.len(), 2, "ScheduleAnyway is a preference");
+    let zone = &c.topology_spread[0];
+    assert_eq!(
+        (zone.max_skew, zone.topology_key.as_str(), zone.min_domains),
+        (1, "topology.kubernetes.io/zone", Some(3))
+    );
+    assert_eq!(zone.namespace, "shop");
+    assert!(zone.honor_node_affinity && !zone.honor_taints, "the defaults");
+    let selector = zone.selector.as_ref().expect("a selector");
+    assert_eq!(
+        selector.match_labels.get("pod-template-hash").map(String::as_str),
+        Some("abc"),
+        "matchLabelKeys joins the pod's own value"
+    );
+    assert!(!selector.match_labels.contains_key("absent"));
+    assert!(zone.counts(&c), "it counts itself");
+    let host = &c.topology_spread[1];
+    assert!(!host.honor_node_affinity && host.honor_taints);
+    assert!(host.selector.is_none(), "no labelSelector counts no pod");
+    assert!(!host.counts(&c));
+}

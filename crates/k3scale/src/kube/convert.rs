@@ -5,7 +5,7 @@
 use k3scale_core::model::{
     HostPort, LabelSelector as CoreLabelSelector, Labels, NodeAffinity, NodeSelectorRequirement, OwnerKind,
     PodAffinityTerm, PodPhase, SelectorOperator, Taint, TaintEffect, TermNamespaces, Toleration,
-    TolerationOperator,
+    TolerationOperator, TopologySpread,
 };
 use k3scale_core::quantity::{parse_cpu, parse_memory};
 use k3scale_core::{Node, Pod, Resources, Time};
@@ -308,6 +308,38 @@ fn affinity_term(t: &core::PodAffinityTerm, namespace: &str) -> PodAffinityTerm 
     }
 }
 
+/// The hard topology spread constraints of a pod in `namespace` with
+/// `pod_labels`. `ScheduleAnyway` is a preference; any other value is taken
+/// as hard (never looser than the scheduler).
+fn topology_spread(spec: &core::PodSpec, namespace: &str, pod_labels: &Labels) -> Vec<TopologySpread> {
+    spec.topology_spread_constraints
+        .iter()
+        .flatten()
+        .filter(|c| c.when_unsatisfiable != "ScheduleAnyway")
+        .map(|c| {
+            // matchLabelKeys: the pod's own values join the selector.
+            let selector = c.label_selector.as_ref().map(|s| {
+                let mut selector = label_selector(s);
+                for key in c.match_label_keys.iter().flatten() {
+                    if let Some(value) = pod_labels.get(key) {
+                        selector.match_labels.insert(key.clone(), value.clone());
+                    }
+                }
+                selector
+            });
+            TopologySpread {
+                max_skew: u32::try_from(c.max_skew).unwrap_or(1).max(1),
+                topology_key: c.topology_key.clone(),
+                selector,
+                namespace: namespace.to_string(),
+                min_domains: c.min_domains.and_then(|m| u32::try_from(m).ok()),
+                honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            }
+        })
+        .collect()
+}
+
 /// The `hostPort`s of a pod's containers (init containers included, as
 /// kube-scheduler counts them).
 fn host_ports(spec: &core::PodSpec) -> Vec<HostPort> {
@@ -362,6 +394,7 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
             .flatten()
             .map(|t| affinity_term(t, &namespace))
             .collect(),
+        topology_spread: topology_spread(spec, &namespace, &pod_labels).into(),
         owner: owner(meta),
         pdb: pdbs.covering(&namespace, &pod_labels),
         local_storage: uses_local_storage(spec, &labels(&meta.annotations)),

@@ -6,7 +6,7 @@
 use super::convert::{self, PdbIndex};
 use k3scale_core::model::{
     DAEMONSET_POD, DO_NOT_DISRUPT, HostPort, Labels, NodeAffinity, OwnerKind, PodAffinityTerm, PodPhase,
-    SAFE_TO_EVICT, Toleration,
+    SAFE_TO_EVICT, Toleration, TopologySpread,
 };
 use k3scale_core::{Pod, Resources, Time};
 use k8s_openapi::api::core::v1 as core;
@@ -26,6 +26,7 @@ pub struct PodShape {
     host_ports: Arc<[HostPort]>,
     pod_affinity: Arc<[PodAffinityTerm]>,
     pod_anti_affinity: Arc<[PodAffinityTerm]>,
+    topology_spread: Arc<[TopologySpread]>,
     owner: OwnerKind,
     /// Only the annotations the core reads.
     annotations: Labels,
@@ -96,6 +97,7 @@ impl PodCompactor {
             host_ports: pod.host_ports,
             pod_affinity: pod.pod_affinity,
             pod_anti_affinity: pod.pod_anti_affinity,
+            topology_spread: pod.topology_spread,
             owner: pod.owner,
             annotations: pod
                 .annotations
@@ -138,6 +140,7 @@ impl CachedPod {
             host_ports: s.host_ports.clone(),
             pod_affinity: s.pod_affinity.clone(),
             pod_anti_affinity: s.pod_anti_affinity.clone(),
+            topology_spread: s.topology_spread.clone(),
             owner: s.owner,
             pdb,
             annotations: s.annotations.clone(),
