@@ -108,6 +108,41 @@ fn anti_affinity_world() -> (k3scale_core::Snapshot, Policy) {
     (s, p)
 }
 
+/// The pending world with one pending pod in ten in one of 50 groups that
+/// want one pod per node, and one in ten in one of 50 groups spread evenly
+/// over the five zones (maxSkew 1).
+fn spread_world() -> (k3scale_core::Snapshot, Policy) {
+    use k3scale_core::model::{LabelSelector, TopologySpread};
+    let (mut s, p) = anti_affinity_world();
+    let spreads: Vec<std::sync::Arc<[TopologySpread]>> = (0..50)
+        .map(|g| {
+            std::sync::Arc::from([TopologySpread {
+                max_skew: 1,
+                topology_key: "zone".into(),
+                selector: Some(LabelSelector {
+                    match_labels: [("spread".to_string(), format!("s{g}"))].into(),
+                    match_expressions: vec![],
+                }),
+                namespace: "default".into(),
+                min_domains: None,
+                honor_node_affinity: true,
+                honor_taints: false,
+            }])
+        })
+        .collect();
+    for (i, pod) in s.pods.iter_mut().filter(|p| p.node_name.is_none()).enumerate() {
+        if i % 10 == 5 {
+            // Half the anti-affinity pods become spread pods instead.
+            let g = (i / 10) % 50;
+            pod.labels.remove("group");
+            pod.pod_anti_affinity = std::sync::Arc::from([]);
+            pod.labels.insert("spread".into(), format!("s{g}"));
+            pod.topology_spread = spreads[g].clone();
+        }
+    }
+    (s, p)
+}
+
 fn scale_down_world() -> (k3scale_core::Snapshot, Policy) {
     let pools = pools();
     let nodes: Vec<_> = (0..1000)
@@ -147,6 +182,14 @@ fn benches(c: &mut Criterion) {
     assert!(d.nodes_added() > 0);
     c.bench_function(
         "decide: 10k pending pods (20% with anti-affinity), 1k nodes, 20 pools",
+        |b| b.iter(|| decide(black_box(&s), black_box(&p), NOW)),
+    );
+
+    let (s, p) = spread_world();
+    let d = decide(&s, &p, NOW);
+    assert!(d.nodes_added() > 0);
+    c.bench_function(
+        "decide: 10k pending pods (10% anti-affinity, 10% zone spread), 1k nodes, 20 pools",
         |b| b.iter(|| decide(black_box(&s), black_box(&p), NOW)),
     );
 

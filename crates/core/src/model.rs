@@ -1,7 +1,7 @@
 //! The cluster as the core sees it: nodes, pods and pools, translated at the
 //! edge from Kubernetes objects (or built by the simulator).
 
-use crate::quantity::Resources;
+use crate::quantity::{Extended, Resources};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -322,6 +322,8 @@ pub struct Pod {
     #[serde(serialize_with = "crate::time::serialize_secs")]
     pub termination_grace: Duration,
     pub requests: Resources,
+    /// Extended resources it requests; shared, empty for most pods.
+    pub extended: Arc<Extended>,
     pub node_selector: Labels,
     /// Shared: most pods carry one of a few identical sets (the defaults).
     pub tolerations: Arc<[Toleration]>,
@@ -361,6 +363,7 @@ impl Pod {
             uid: format!("uid-{namespace}-{name}"),
             termination_grace: Duration::from_secs(30),
             requests,
+            extended: Arc::default(),
             node_selector: Labels::new(),
             tolerations: Arc::from([]),
             affinity: NodeAffinity::default(),
@@ -416,6 +419,9 @@ pub struct Node {
     /// (the K3s server, hand-added machines): their capacity is used, never removed.
     pub pool: Option<String>,
     pub allocatable: Resources,
+    /// Allocatable extended resources.
+    #[serde(skip_serializing_if = "Extended::is_empty")]
+    pub extended: Extended,
     pub labels: Labels,
     pub taints: Vec<Taint>,
     pub ready: bool,
@@ -435,6 +441,7 @@ impl Node {
             name: name.to_string(),
             pool: pool.map(str::to_string),
             allocatable,
+            extended: Extended::new(),
             labels: Labels::new(),
             taints: Vec::new(),
             ready: true,
@@ -460,6 +467,9 @@ impl Node {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeTemplate {
     pub allocatable: Resources,
+    /// Extended resources a new node offers (e.g. `nvidia.com/gpu: 1`).
+    #[serde(skip_serializing_if = "Extended::is_empty")]
+    pub extended: Extended,
     pub labels: Labels,
     pub taints: Vec<Taint>,
     pub price_per_hour: f64,

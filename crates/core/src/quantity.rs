@@ -118,6 +118,44 @@ pub fn parse_memory(s: &str) -> Result<u64, QuantityError> {
     Quantity::parse(s).map(Quantity::whole)
 }
 
+/// Extended resources (`nvidia.com/gpu`, `example.com/dongle`): whole
+/// counts by name. Empty for almost every pod and node, so kept apart from
+/// [`Resources`] (which stays `Copy`).
+pub type Extended = std::collections::BTreeMap<String, u64>;
+
+/// Whether `name` is an extended resource: a domain-qualified name outside
+/// the `kubernetes.io` domains (which `hugepages-*` and `ephemeral-storage`
+/// are not, having no domain).
+pub fn is_extended_resource(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((domain, rest)) => {
+            !domain.is_empty()
+                && !rest.is_empty()
+                && domain != "kubernetes.io"
+                && !domain.ends_with(".kubernetes.io")
+                && !name.starts_with("requests.")
+        }
+        None => false,
+    }
+}
+
+/// The first extended resource `wanted` needs more of than `free` has.
+pub fn extended_short<'w>(wanted: &'w Extended, free: &Extended) -> Option<&'w str> {
+    wanted
+        .iter()
+        .find(|(name, n)| free.get(*name).copied().unwrap_or(0) < **n)
+        .map(|(name, _)| name.as_str())
+}
+
+/// Take `used` out of `free` (never below zero).
+pub fn extended_take(free: &mut Extended, used: &Extended) {
+    for (name, n) in used {
+        if let Some(f) = free.get_mut(name) {
+            *f = f.saturating_sub(*n);
+        }
+    }
+}
+
 /// The resources the scheduler counts: CPU, memory and pod slots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Resources {

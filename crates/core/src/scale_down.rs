@@ -120,6 +120,7 @@ fn choose_nodes(ctx: &mut Context<'_>) {
     let rules = &policy.scale_down;
     let nodes = &snapshot.nodes;
     let mut free = free_capacity(ctx);
+    let mut free_ext = crate::scheduling::free_extended(&snapshot.nodes, &snapshot.pods);
 
     let index: HashMap<&str, usize> = nodes
         .iter()
@@ -220,9 +221,11 @@ fn choose_nodes(ctx: &mut Context<'_>) {
         } else {
             check_removable(ctx, c, &movable, &budgets).and_then(|()| {
                 let neighbours = with_neighbours.then_some((pods_on.as_slice(), moved_onto.as_slice()));
-                let moves = simulate_moves(snapshot, c.node, &movable, &free, &removed, neighbours)?;
+                let room = (free.as_slice(), free_ext.as_slice());
+                let moves = simulate_moves(snapshot, c.node, &movable, room, &removed, neighbours)?;
                 for (target, pod) in moves {
                     free[target] = free[target].saturating_sub(&pod.requests);
+                    crate::quantity::extended_take(&mut free_ext[target], &pod.extended);
                     moved_onto[target].push(pod);
                 }
                 Ok(())
@@ -360,7 +363,7 @@ fn simulate_moves<'s>(
     snapshot: &'s crate::snapshot::Snapshot,
     from: usize,
     movable: &[&'s Pod],
-    free: &[Resources],
+    (free, free_ext): (&[Resources], &[crate::quantity::Extended]),
     removed: &[bool],
     neighbours: Option<Neighbours<'_, 's>>,
 ) -> Result<Vec<(usize, &'s Pod)>, Blocker> {
@@ -377,6 +380,7 @@ fn simulate_moves<'s>(
                     labels: &n.labels,
                     taints: &n.taints,
                     free: free[i],
+                    extended: free_ext[i].clone(),
                     // Only when some pod's placement depends on its neighbours.
                     pods: match neighbours {
                         Some((pods_on, moved_onto)) => {

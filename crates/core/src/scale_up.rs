@@ -6,9 +6,7 @@ use crate::decision::{Direction, Reason};
 use crate::model::{Pod, Pool};
 use crate::policy::{Expander, PendingPods};
 use crate::quantity::{Resources, share};
-use crate::scheduling::{
-    Neighbourhood, NewNodeEstimate, Target, check_shape, classify, estimate_new_nodes, pack,
-};
+use crate::scheduling::{Neighbourhood, NewNodeEstimate, Shape, Target, classify, estimate_new_nodes, pack};
 use crate::window::Unavailable;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -46,6 +44,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     }
     let snapshot = ctx.snapshot;
     let free = free_capacity(ctx);
+    let free_ext = crate::scheduling::free_extended(&snapshot.nodes, &snapshot.pods);
     // Host ports and inter-pod (anti-)affinity look at the pods of each node.
     let neighbours = pending.iter().any(|p| p.has_pod_predicates())
         || snapshot.pods.iter().any(|p| !p.pod_anti_affinity.is_empty());
@@ -60,15 +59,16 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     let mut existing: Vec<Target<'_>> = snapshot
         .nodes
         .iter()
-        .zip(&free)
+        .zip(free.iter().zip(free_ext))
         // Pods on cordoned or starting nodes still count for anti-affinity
         // and topology spread, as in the scheduler's snapshot; they take none.
         .filter(|(n, _)| n.schedulable() || neighbours)
-        .map(|(n, f)| Target {
+        .map(|(n, (f, ext))| Target {
             name: Some(&n.name),
             labels: &n.labels,
             taints: &n.taints,
             free: if n.schedulable() { *f } else { Resources::ZERO },
+            extended: ext,
             pods: pods_on.remove(n.name.as_str()).unwrap_or_default(),
         })
         .collect();
@@ -108,6 +108,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             labels: &p.template.labels,
             taints: &p.template.taints,
             free: ctx.room(&p.name),
+            extended: p.template.extended.clone(),
             pods: Vec::new(),
         })
         .collect();
@@ -136,15 +137,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             .zip(headrooms)
             .enumerate()
             .filter_map(|(i, (pool, headroom))| {
-                let t = &pool.template;
-                let est = estimate_new_nodes(
-                    &rest,
-                    &t.labels,
-                    &t.taints,
-                    &ctx.room(&pool.name),
-                    headroom,
-                    &mut around,
-                );
+                let est = estimate_new_nodes(&rest, shape(ctx, pool), headroom, &mut around);
                 (!est.placed.is_empty()).then_some((i, *pool, est))
             })
             .min_by(|a, b| compare_options(ctx.policy.expander, (a.1, &a.2), (b.1, &b.2)));
@@ -179,7 +172,18 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             .collect();
     }
     if !rest.is_empty() {
-        explain_leftovers(ctx, &rest);
+        explain_leftovers(ctx, &rest, &mut around);
+    }
+}
+
+/// A new node of `pool`: its template, with the room DaemonSets leave.
+fn shape<'p>(ctx: &Context<'_>, pool: &'p Pool) -> Shape<'p> {
+    let t = &pool.template;
+    Shape {
+        labels: &t.labels,
+        taints: &t.taints,
+        capacity: ctx.room(&pool.name),
+        extended: &t.extended,
     }
 }
 
@@ -191,17 +195,18 @@ fn unplaced<'p>(pods: &[&'p Pod], placed: &[Option<usize>]) -> Vec<&'p Pod> {
         .collect()
 }
 
-/// Pods no pool took: at max capacity (could fit) or never fitting (say why).
-fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
+/// Pods no pool took: at max capacity (could fit) or never fitting (say why,
+/// naming the predicate: a node's shape, or the pods a new node would join).
+fn explain_leftovers<'a, 'p: 'a>(ctx: &mut Context<'p>, rest: &[&'a Pod], around: &mut Neighbourhood<'a>) {
+    let policy = ctx.policy;
     let mut at_max: Vec<(&Pool, Vec<&Pod>)> = Vec::new();
     for class in classify(rest) {
         let pod = class.example;
         let members: Vec<&Pod> = class.members.iter().map(|&i| rest[i]).collect();
         let mut why = Vec::new();
         let mut fits_some = None;
-        for pool in &ctx.policy.pools {
-            let t = &pool.template;
-            match check_shape(pod, &t.labels, &t.taints, &ctx.room(&pool.name)) {
+        for pool in &policy.pools {
+            match around.check_new_node(pod, shape(ctx, pool)) {
                 Ok(()) => {
                     fits_some.get_or_insert(pool);
                 }
@@ -239,16 +244,8 @@ fn explain_leftovers(ctx: &mut Context<'_>, rest: &[&Pod]) {
             ctx.headroom(pool);
             continue;
         }
-        let t = &pool.template;
-        let wanted = estimate_new_nodes(
-            &pods,
-            &t.labels,
-            &t.taints,
-            &ctx.room(&pool.name),
-            u32::MAX,
-            &mut Neighbourhood::default(),
-        )
-        .nodes;
+        let wanted =
+            estimate_new_nodes(&pods, shape(ctx, pool), u32::MAX, &mut Neighbourhood::default()).nodes;
         ctx.decision.reasons.push(Reason::AtMaxCapacity {
             pool: pool.name.clone(),
             max: pool.max,

@@ -10,7 +10,7 @@
 //! O(classes × targets + pods) rather than O(pods × targets).
 
 use crate::model::{Labels, Node, NodeAffinity, Pod, Taint, TaintEffect, Toleration, TopologySpread};
-use crate::quantity::Resources;
+use crate::quantity::{Extended, Resources, extended_short, extended_take};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -29,6 +29,11 @@ pub enum Unfit {
     },
     TooLarge {
         resources: Vec<&'static str>,
+    },
+    /// NodeResourcesFit: not enough of an extended resource (a new node of
+    /// the shape offers less, or none).
+    Extended {
+        name: String,
     },
     /// NodePorts: a pod there holds the same host port.
     HostPort {
@@ -72,6 +77,9 @@ impl fmt::Display for Unfit {
                     "requests more {} than a new node has free",
                     resources.join(" and ")
                 )
+            }
+            Unfit::Extended { name } => {
+                write!(f, "requests more {name} than a new node has")
             }
             Unfit::HostPort { port, protocol } => {
                 write!(f, "host port {port}/{protocol} already taken (NodePorts)")
@@ -140,13 +148,23 @@ pub fn check_constraints(
 }
 
 /// Whether `pod` could ever run on a new, empty node of this shape, and if not, why.
-pub fn check_shape(pod: &Pod, labels: &Labels, taints: &[Taint], capacity: &Resources) -> Result<(), Unfit> {
+pub fn check_shape(
+    pod: &Pod,
+    labels: &Labels,
+    taints: &[Taint],
+    capacity: &Resources,
+    extended: &Extended,
+) -> Result<(), Unfit> {
     check_constraints(pod, None, labels, taints)?;
     let over = pod.requests.exceeding(capacity);
-    if over.is_empty() {
-        Ok(())
-    } else {
-        Err(Unfit::TooLarge { resources: over })
+    if !over.is_empty() {
+        return Err(Unfit::TooLarge { resources: over });
+    }
+    match extended_short(&pod.extended, extended) {
+        Some(name) => Err(Unfit::Extended {
+            name: name.to_string(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -166,6 +184,26 @@ pub fn free_capacity(nodes: &[Node], pods: &[Pod]) -> Vec<Resources> {
     free
 }
 
+/// Each node's allocatable extended resources minus those its pods request;
+/// all empty when no pod requests any (nothing to check then).
+pub fn free_extended(nodes: &[Node], pods: &[Pod]) -> Vec<Extended> {
+    if pods.iter().all(|p| p.extended.is_empty()) {
+        return vec![Extended::new(); nodes.len()];
+    }
+    let index: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut free: Vec<Extended> = nodes.iter().map(|n| n.extended.clone()).collect();
+    for pod in pods.iter().filter(|p| !p.is_terminal() && !p.extended.is_empty()) {
+        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
+            extended_take(&mut free[i], &pod.extended);
+        }
+    }
+    free
+}
+
 /// A place pods can go: an existing node's free capacity, or a new node.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
@@ -174,6 +212,8 @@ pub struct Target<'a> {
     pub labels: &'a Labels,
     pub taints: &'a [Taint],
     pub free: Resources,
+    /// Free extended resources (only filled in when some pod requests one).
+    pub extended: Extended,
     /// The pods on it (and those placed there in simulation): what host
     /// ports and inter-pod (anti-)affinity look at.
     pub pods: Vec<&'a Pod>,
@@ -693,6 +733,7 @@ pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usiz
             let fits = |targets: &[Target<'a>], index: &Placed<'a>, i: usize| {
                 let t = &targets[i];
                 pod.requests.fits_in(&t.free)
+                    && extended_short(&pod.extended, &t.extended).is_none()
                     && check_constraints(pod, t.name, t.labels, t.taints).is_ok()
                     && (!neighbours || check_with_index(member_pod, i, targets, index).is_ok())
             };
@@ -709,12 +750,41 @@ pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usiz
             cursor = at;
             let t = &mut targets[at];
             t.free = t.free - pod.requests;
+            extended_take(&mut t.extended, &pod.extended);
             t.pods.push(member_pod);
             index.add(targets, at, member_pod);
             placed[member] = Some(at);
         }
     }
     placed
+}
+
+/// A node not launched yet: its labels and taints, and its room for pods
+/// (allocatable minus what DaemonSets will take).
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    pub labels: &'a Labels,
+    pub taints: &'a [Taint],
+    pub capacity: Resources,
+    pub extended: &'a Extended,
+}
+
+impl<'a> Shape<'a> {
+    /// Whether `pod` could ever run on an empty node of this shape, and if not, why.
+    pub fn check(&self, pod: &Pod) -> Result<(), Unfit> {
+        check_shape(pod, self.labels, self.taints, &self.capacity, self.extended)
+    }
+
+    fn new_node(&self) -> Target<'a> {
+        Target {
+            name: None,
+            labels: self.labels,
+            taints: self.taints,
+            free: self.capacity,
+            extended: self.extended.clone(),
+            pods: Vec::new(),
+        }
+    }
 }
 
 /// The result of packing pods onto new nodes of one template.
@@ -733,21 +803,30 @@ pub struct NewNodeEstimate {
 /// judged against it as well as among the new nodes.
 pub fn estimate_new_nodes<'a>(
     pods: &[&'a Pod],
-    labels: &'a Labels,
-    taints: &'a [Taint],
-    capacity: &Resources,
+    shape: Shape<'a>,
     max_nodes: u32,
     around: &mut Neighbourhood<'a>,
 ) -> NewNodeEstimate {
-    if pods.iter().any(|p| p.has_pod_predicates()) || !around.placed.is_empty() {
-        return estimate_with_neighbours(pods, labels, taints, capacity, max_nodes, around);
+    // Extended resources are rare: the general path counts them.
+    if pods
+        .iter()
+        .any(|p| p.has_pod_predicates() || !p.extended.is_empty())
+        || !around.placed.is_empty()
+    {
+        return estimate_with_neighbours(pods, shape, max_nodes, around);
     }
+    let Shape {
+        labels,
+        taints,
+        capacity,
+        extended,
+    } = shape;
     let mut bins: Vec<Resources> = Vec::new();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
     for class in classify(pods) {
         let pod = class.example;
-        if check_shape(pod, labels, taints, capacity).is_err() {
+        if check_shape(pod, labels, taints, &capacity, extended).is_err() {
             continue;
         }
         let mut cursor = 0;
@@ -759,7 +838,7 @@ pub fn estimate_new_nodes<'a>(
                 if bins.len() as u32 >= max_nodes {
                     break;
                 }
-                bins.push(*capacity);
+                bins.push(capacity);
             }
             bins[cursor] = bins[cursor] - pod.requests;
             used += pod.requests;
@@ -779,9 +858,7 @@ pub fn estimate_new_nodes<'a>(
 /// judged in `around` plus the new nodes.
 fn estimate_with_neighbours<'a>(
     pods: &[&'a Pod],
-    labels: &'a Labels,
-    taints: &'a [Taint],
-    capacity: &Resources,
+    shape: Shape<'a>,
     max_nodes: u32,
     around: &mut Neighbourhood<'a>,
 ) -> NewNodeEstimate {
@@ -795,7 +872,7 @@ fn estimate_with_neighbours<'a>(
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
     for class in classify(pods) {
-        if check_shape(class.example, labels, taints, capacity).is_err() {
+        if shape.check(class.example).is_err() {
             continue;
         }
         // As in `pack`: the places a class can use only shrink as it is
@@ -805,7 +882,9 @@ fn estimate_with_neighbours<'a>(
         for &member in &class.members {
             let pod = pods[member];
             let fits = |world: &[Target<'a>], index: &Placed<'a>, i: usize| {
-                pod.requests.fits_in(&world[i].free) && check_with_index(pod, i, world, index).is_ok()
+                pod.requests.fits_in(&world[i].free)
+                    && extended_short(&pod.extended, &world[i].extended).is_none()
+                    && check_with_index(pod, i, world, index).is_ok()
             };
             let bins = world.len() - first_bin;
             let mut at = if round {
@@ -816,13 +895,7 @@ fn estimate_with_neighbours<'a>(
                 (cursor..world.len()).find(|&i| fits(world, &index, i))
             };
             if at.is_none() && (bins as u32) < max_nodes {
-                world.push(Target {
-                    name: None,
-                    labels,
-                    taints,
-                    free: *capacity,
-                    pods: Vec::new(),
-                });
+                world.push(shape.new_node());
                 let fresh = world.len() - 1;
                 let joined = index.spread.add_target(world, fresh);
                 if fits(world, &index, fresh) {
@@ -836,6 +909,7 @@ fn estimate_with_neighbours<'a>(
             if let Some(i) = at {
                 cursor = i;
                 world[i].free = world[i].free - pod.requests;
+                extended_take(&mut world[i].extended, &pod.extended);
                 world[i].pods.push(pod);
                 index.add(world, i, pod);
                 used += pod.requests;
@@ -866,6 +940,20 @@ impl<'a> Neighbourhood<'a> {
         let placed = Placed::of(&targets, pods);
         Neighbourhood { targets, placed }
     }
+
+    /// Whether `pod` could go on one fresh node of this shape joining the
+    /// cluster, and if not, the predicate that keeps it off.
+    pub fn check_new_node(&mut self, pod: &'a Pod, shape: Shape<'a>) -> Result<(), Unfit> {
+        shape.check(pod)?;
+        let mut index = self.placed.clone();
+        index.spread.register(&self.targets, pod);
+        self.targets.push(shape.new_node());
+        let fresh = self.targets.len() - 1;
+        index.spread.add_target(&self.targets, fresh);
+        let verdict = check_with_index(pod, fresh, &self.targets, &index);
+        self.targets.pop();
+        verdict
+    }
 }
 
 #[cfg(test)]
@@ -892,6 +980,7 @@ mod tests {
                 labels: &empty,
                 taints: &[],
                 free: Resources::new(1000, 1 << 30, 10),
+                extended: Extended::new(),
                 pods: Vec::new(),
             },
             Target {
@@ -899,6 +988,7 @@ mod tests {
                 labels: &gpu,
                 taints: &taint,
                 free: Resources::new(4000, 8 << 30, 10),
+                extended: Extended::new(),
                 pods: Vec::new(),
             },
         ];
@@ -930,12 +1020,18 @@ mod tests {
         let small: Vec<Pod> = (0..6).map(|i| pod(&format!("small{i}"), 500, 100)).collect();
         let all: Vec<&Pod> = big.iter().chain(small.iter()).collect();
         let empty = Labels::new();
-        let est = estimate_new_nodes(&all, &empty, &[], &cap, 100, &mut Neighbourhood::default());
+        let shape = Shape {
+            labels: &empty,
+            taints: &[],
+            capacity: cap,
+            extended: &Extended::new(),
+        };
+        let est = estimate_new_nodes(&all, shape, 100, &mut Neighbourhood::default());
         // Each big pod opens a node leaving 500m, which one small pod fills;
         // the other three small pods share a fourth node.
         assert_eq!(est.nodes, 4);
         assert_eq!(est.placed.len(), 9);
-        let capped = estimate_new_nodes(&all, &empty, &[], &cap, 2, &mut Neighbourhood::default());
+        let capped = estimate_new_nodes(&all, shape, 2, &mut Neighbourhood::default());
         assert_eq!(capped.nodes, 2);
         assert_eq!(capped.placed.len(), 4, "two bigs plus one small beside each");
     }
@@ -944,13 +1040,13 @@ mod tests {
     fn shape_check_explains_why() {
         let cap = Resources::new(2000, 4 << 30, 110);
         let huge = pod("huge", 3000, 8192);
-        match check_shape(&huge, &Labels::new(), &[], &cap) {
+        match check_shape(&huge, &Labels::new(), &[], &cap, &Extended::new()) {
             Err(Unfit::TooLarge { resources }) => assert_eq!(resources, vec!["cpu", "memory"]),
             other => panic!("unexpected {other:?}"),
         }
         let mut sel = pod("sel", 100, 10);
         sel.node_selector.insert("zone".into(), "b".into());
-        let err = check_shape(&sel, &Labels::new(), &[], &cap).unwrap_err();
+        let err = check_shape(&sel, &Labels::new(), &[], &cap, &Extended::new()).unwrap_err();
         assert_eq!(err.to_string(), "node selector zone=b not matched");
     }
 }

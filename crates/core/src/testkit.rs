@@ -21,6 +21,7 @@ pub fn pool(name: &str, min: u32, max: u32, cpu_milli: u64, memory_bytes: u64, p
         max,
         template: NodeTemplate {
             allocatable: Resources::new(cpu_milli, memory_bytes, 110),
+            extended: Default::default(),
             labels,
             taints: Vec::new(),
             price_per_hour: price,
@@ -41,6 +42,7 @@ pub fn workers() -> Pool {
 /// A Ready node built from its pool's template.
 pub fn node_of(pool: &Pool, name: &str) -> Node {
     let mut n = Node::new(name, Some(&pool.name), pool.template.allocatable, Time::ZERO);
+    n.extended = pool.template.extended.clone();
     n.labels = pool.template.labels.clone();
     n.taints = pool.template.taints.clone();
     n

@@ -339,3 +339,30 @@ fn a_prometheus_url_with_a_password_is_refused_without_echoing_it() {
     let yaml = format!("metrics:\n  prometheus: {{ url: \"http://prom:9090/a@b\" }}\n{POOL}");
     assert!(load("k3scale.yaml", &yaml).is_ok());
 }
+
+#[test]
+fn pool_templates_offer_extended_resources() {
+    let gpu = POOL.replace(
+        "template: { cpu: \"2\", memory: 4Gi }",
+        "template: { cpu: \"2\", memory: 4Gi, extended_resources: { nvidia.com/gpu: 2 } }",
+    );
+    let p = load("k3scale.yaml", &gpu).unwrap().policy;
+    assert_eq!(p.pools[0].template.extended.get("nvidia.com/gpu"), Some(&2));
+    assert!(
+        load("min.yaml", POOL).unwrap().policy.pools[0]
+            .template
+            .extended
+            .is_empty()
+    );
+
+    let bad = POOL.replace(
+        "template: { cpu: \"2\", memory: 4Gi }",
+        "template: { cpu: \"2\", memory: 4Gi, extended_resources: { hugepages-2Mi: 4, kubernetes.io/x: 1 } }",
+    );
+    let all = errors(&bad).join("\n");
+    assert!(
+        all.contains("pools[0].template.extended_resources.hugepages-2Mi: is not an extended resource"),
+        "{all}"
+    );
+    assert!(all.contains("extended_resources.kubernetes.io/x"), "{all}");
+}

@@ -1213,3 +1213,102 @@ fn topology_spread_is_planned_like_the_scheduler() {
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(reasons(&d).contains("6 fit free capacity"), "{}", reasons(&d));
 }
+
+#[test]
+fn a_pod_no_new_node_can_take_is_explained_by_its_predicate_not_as_at_max() {
+    use k3scale_core::model::{LabelSelector, PodAffinityTerm, TermNamespaces};
+    use std::sync::Arc;
+    const ZONE: &str = "topology.kubernetes.io/zone";
+    // One replica per zone; both zones (the only two pools) hold one already.
+    let db = |name: &str, node: Option<&str>| {
+        let mut p = match node {
+            Some(n) => running(name, n, 100, 64 * MI),
+            None => pending(name, 100, 64 * MI, NOW),
+        };
+        p.labels.insert("app".into(), "db".into());
+        p.pod_anti_affinity = Arc::from([PodAffinityTerm {
+            selector: Some(LabelSelector {
+                match_labels: [("app".to_string(), "db".to_string())].into(),
+                match_expressions: vec![],
+            }),
+            namespaces: TermNamespaces::Listed(vec!["default".into()]),
+            topology_key: ZONE.into(),
+        }]);
+        p
+    };
+    let mut a = pool("zone-a", 0, 10, 2000, 4 * GI, 0.02);
+    a.template.labels.insert(ZONE.into(), "a".into());
+    let mut b = pool("zone-b", 0, 10, 2000, 4 * GI, 0.04);
+    b.template.labels.insert(ZONE.into(), "b".into());
+    let nodes = vec![node_of(&a, "a0"), node_of(&b, "b0")];
+    let pods = vec![db("db-0", Some("a0")), db("db-1", Some("b0")), db("db-2", None)];
+    let p = k3scale_core::Policy::new(vec![a, b]);
+    let d = decide(&snapshot(nodes, pods, 0.2, 0.2, NOW), &p, NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    let text = reasons(&d);
+    assert!(
+        text.contains("zone-a: required pod anti-affinity on topology.kubernetes.io/zone (InterPodAffinity)")
+            && text.contains("zone-b: required pod anti-affinity"),
+        "{text}"
+    );
+    assert!(!text.contains("max"), "{text}");
+}
+
+#[test]
+fn extended_resources_are_planned_like_the_scheduler() {
+    use std::sync::Arc;
+    const GPU: &str = "nvidia.com/gpu";
+    let cpu_pool = pool("cpu", 0, 10, 4000, 8 * GI, 0.05);
+    let mut gpu_pool = pool("gpu", 0, 10, 4000, 8 * GI, 0.90);
+    gpu_pool.template.extended.insert(GPU.into(), 1);
+    let p = k3scale_core::Policy::new(vec![cpu_pool.clone(), gpu_pool.clone()]);
+    let wants = |pod: &mut k3scale_core::Pod, n: u64| {
+        pod.extended = Arc::new([(GPU.to_string(), n)].into());
+    };
+
+    // A GPU node whose GPU is taken, with CPU to spare: a second GPU pod
+    // needs a new GPU node, though the cheap pool has more room.
+    let nodes = vec![node_of(&gpu_pool, "g0"), node_of(&cpu_pool, "c0")];
+    let mut busy = running("train-0", "g0", 500, GI);
+    wants(&mut busy, 1);
+    let mut next = pending("train-1", 500, GI, NOW);
+    wants(&mut next, 1);
+    let d = decide(
+        &snapshot(nodes.clone(), vec![busy.clone(), next], 0.2, 0.2, NOW),
+        &p,
+        NOW,
+    );
+    assert_eq!(
+        d.scale_up,
+        vec![k3scale_core::ScaleUp {
+            pool: "gpu".into(),
+            count: 1
+        }],
+        "{}",
+        reasons(&d)
+    );
+
+    // Two GPUs in one pod: no template offers them, and the reason says so.
+    let mut big = pending("train-big", 500, GI, NOW);
+    wants(&mut big, 2);
+    let d = decide(
+        &snapshot(nodes.clone(), vec![busy.clone(), big], 0.2, 0.2, NOW),
+        &p,
+        NOW,
+    );
+    assert_eq!(d.nodes_added(), 0);
+    assert!(
+        reasons(&d).contains("gpu: requests more nvidia.com/gpu than a new node has"),
+        "{}",
+        reasons(&d)
+    );
+
+    // Scale-down: the GPU pod has nowhere else to go (c1, busy, has CPU
+    // room but no GPU), so its node stays; the idle CPU node goes.
+    let mut nodes = nodes;
+    nodes.push(node_of(&cpu_pool, "c1"));
+    let pods = vec![busy, running("app", "c1", 2500, GI)];
+    let d = decide(&snapshot(nodes, pods, 0.05, 0.05, NOW), &p, NOW);
+    let removed: Vec<&str> = d.scale_down.iter().map(|s| s.node.as_str()).collect();
+    assert_eq!(removed, ["c0"], "{}", reasons(&d));
+}

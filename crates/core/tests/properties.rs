@@ -145,7 +145,7 @@ proptest! {
         }
         let mut targets: Vec<Target<'_>> = s.nodes.iter()
             .filter(|n| n.schedulable() && !removed.contains(&n.name.as_str()))
-            .map(|n| Target { name: Some(&n.name), labels: &n.labels, taints: &n.taints, free: n.allocatable - used.get(n.name.as_str()).copied().unwrap_or_default(), pods: Vec::new() })
+            .map(|n| Target { name: Some(&n.name), labels: &n.labels, taints: &n.taints, free: n.allocatable - used.get(n.name.as_str()).copied().unwrap_or_default(), extended: Default::default(), pods: Vec::new() })
             .collect();
         let moving: Vec<&Pod> = s.pods.iter()
             .filter(|p| p.node_name.as_deref().is_some_and(|n| removed.contains(&n)) && !p.is_node_bound() && !p.is_terminal())

@@ -38,6 +38,7 @@ fn fits_alone(pod: &Pod, node_labels: &Labels, existing: &[&Pod]) -> bool {
         labels: node_labels,
         taints: &[],
         free: Resources::new(10_000, 10 << 30, 110),
+        extended: Default::default(),
         pods: existing.to_vec(),
     }];
     check_pod_predicates(pod, 0, &targets).is_ok()

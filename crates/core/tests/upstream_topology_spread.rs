@@ -101,6 +101,7 @@ fn check(case: &str, incoming: &Pod, nodes: &[N], pods: &[Pod], want: &[Want]) {
             labels: l,
             taints: if n.2 { &taint } else { &[] },
             free: Resources::new(10_000, 10 << 30, 110),
+            extended: Default::default(),
             pods: pods
                 .iter()
                 .filter(|p| p.node_name.as_deref() == Some(n.0))

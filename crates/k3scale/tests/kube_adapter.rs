@@ -374,6 +374,7 @@ async fn the_watched_pods_carry_what_the_planner_judges() {
     lb["spec"]["affinity"] = serde_json::json!({ "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
         { "labelSelector": { "matchLabels": { "app": "lb" } }, "topologyKey": "kubernetes.io/hostname" }
     ] } });
+    lb["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = serde_json::json!("1");
     lb["spec"]["topologySpreadConstraints"] = serde_json::json!([{ "maxSkew": 1,
         "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
         "labelSelector": { "matchLabels": { "app": "lb" } } }]);
@@ -390,6 +391,7 @@ async fn the_watched_pods_carry_what_the_planner_judges() {
     assert_eq!(lb.host_ports[0].port, 80);
     assert_eq!(lb.pod_anti_affinity.len(), 1);
     assert_eq!(lb.topology_spread.len(), 1);
+    assert_eq!(lb.extended.get("nvidia.com/gpu"), Some(&1));
     assert_eq!(lb.topology_spread[0].namespace, "edge");
     assert_eq!(lb.labels.get("app").map(String::as_str), Some("lb"));
     // The DaemonSet-pod annotation survives the cache: it is never unschedulable workload.

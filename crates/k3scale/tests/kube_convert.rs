@@ -292,3 +292,31 @@ fn hard_topology_spread_constraints_are_read_with_their_policies() {
     assert!(host.selector.is_none(), "no labelSelector counts no pod");
     assert!(!host.counts(&c));
 }
+
+#[test]
+fn extended_resources_are_read_from_pods_and_nodes() {
+    let p = pod(json!({
+        "initContainers": [{ "name": "warm", "resources": { "requests": { "example.com/dongle": "3" } } }],
+        "containers": [
+            { "name": "train", "resources": { "limits": { "nvidia.com/gpu": "1", "cpu": "1" } } },
+            { "name": "side", "resources": { "requests": { "nvidia.com/gpu": "1", "hugepages-2Mi": "64Mi", "ephemeral-storage": "1Gi" } } }
+        ]
+    }));
+    let c = convert::pod(&p, &PdbIndex::default());
+    let got: Vec<(&str, u64)> = c.extended.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        got,
+        [("example.com/dongle", 3), ("nvidia.com/gpu", 2)],
+        "limits stand in for requests; an init container's peak counts; hugepages and storage are not extended"
+    );
+
+    let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
+        "metadata": { "name": "g0" },
+        "status": { "allocatable": { "cpu": "4", "memory": "8Gi", "pods": "110",
+            "nvidia.com/gpu": "2", "hugepages-1Gi": "0", "ephemeral-storage": "50Gi" } }
+    }))
+    .unwrap();
+    let node = convert::node(&n);
+    assert_eq!(node.extended.len(), 1);
+    assert_eq!(node.extended.get("nvidia.com/gpu"), Some(&2));
+}

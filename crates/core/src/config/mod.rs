@@ -534,6 +534,14 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
     });
     check_provider(&p.provider, &format!("{path}.provider"), v);
 
+    for name in t.extended_resources.keys() {
+        if !crate::quantity::is_extended_resource(name) {
+            v.error(
+                &format!("{tpath}.extended_resources.{name}"),
+                "is not an extended resource: it needs a domain other than kubernetes.io, as in nvidia.com/gpu",
+            );
+        }
+    }
     let mut labels: Labels = p.labels.clone();
     labels.insert(POOL_LABEL.to_string(), p.name.clone());
     Pool {
@@ -542,6 +550,7 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         max: p.max,
         template: NodeTemplate {
             allocatable: Resources::new(cpu, memory, u64::from(t.pods)),
+            extended: t.extended_resources.clone(),
             labels,
             taints: p.taints.clone(),
             price_per_hour: t.price_per_hour,

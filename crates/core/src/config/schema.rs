@@ -301,6 +301,9 @@ pub struct TemplateConfig {
     pub price_per_hour: f64,
     #[serde(default = "default_boot_time")]
     pub boot_time: String,
+    /// Extended resources a node offers, e.g. `nvidia.com/gpu: 1`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extended_resources: BTreeMap<String, u64>,
 }
 
 fn default_pods() -> u32 {

@@ -7,7 +7,7 @@ use k3scale_core::model::{
     PodAffinityTerm, PodPhase, SelectorOperator, Taint, TaintEffect, TermNamespaces, Toleration,
     TolerationOperator, TopologySpread,
 };
-use k3scale_core::quantity::{parse_cpu, parse_memory};
+use k3scale_core::quantity::{Extended, is_extended_resource, parse_cpu, parse_memory};
 use k3scale_core::{Node, Pod, Resources, Time};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1 as core;
@@ -72,6 +72,58 @@ pub fn pod_requests(spec: &core::PodSpec) -> Resources {
     let overhead = resources(spec.overhead.as_ref(), 0);
     let total = max(running, init_peak) + overhead;
     Resources::new(total.cpu_milli, total.memory_bytes, 1)
+}
+
+/// The extended resources in a requests (or allocatable) map, whole counts.
+fn extended(map: Option<&BTreeMap<String, Quantity>>) -> Extended {
+    map.into_iter()
+        .flatten()
+        .filter(|(name, _)| is_extended_resource(name))
+        .filter_map(|(name, q)| {
+            let n = k3scale_core::quantity::Quantity::parse(&q.0).ok()?.whole();
+            (n > 0).then(|| (name.clone(), n))
+        })
+        .collect()
+}
+
+/// The extended resources a pod takes: its containers' and sidecars', or an
+/// init container's if more. Kubernetes requires requests to equal limits
+/// for them, and takes limits as the requests when only limits are set.
+pub fn pod_extended(spec: &core::PodSpec) -> Extended {
+    let of = |c: &core::Container| {
+        let r = c.resources.as_ref();
+        let requests = extended(r.and_then(|r| r.requests.as_ref()));
+        if requests.is_empty() {
+            extended(r.and_then(|r| r.limits.as_ref()))
+        } else {
+            requests
+        }
+    };
+    let add = |sum: &mut Extended, more: Extended| {
+        for (name, n) in more {
+            *sum.entry(name).or_default() += n;
+        }
+    };
+    let mut running = Extended::new();
+    let mut init_peak = Extended::new();
+    for c in spec.init_containers.iter().flatten() {
+        if c.restart_policy.as_deref() == Some("Always") {
+            add(&mut running, of(c));
+        } else {
+            for (name, n) in of(c) {
+                let peak = init_peak.entry(name.clone()).or_default();
+                *peak = (*peak).max(n + running.get(&name).copied().unwrap_or(0));
+            }
+        }
+    }
+    for c in &spec.containers {
+        add(&mut running, of(c));
+    }
+    for (name, n) in init_peak {
+        let total = running.entry(name).or_default();
+        *total = (*total).max(n);
+    }
+    running
 }
 
 fn taint_effect(effect: &str) -> Option<TaintEffect> {
@@ -372,6 +424,7 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
                 .unwrap_or(30),
         ),
         requests: pod_requests(spec),
+        extended: std::sync::Arc::new(pod_extended(spec)),
         node_selector: labels(&spec.node_selector),
         tolerations: spec.tolerations.iter().flatten().map(toleration).collect(),
         affinity: node_affinity(spec.affinity.as_ref()),
@@ -444,6 +497,7 @@ pub fn node(n: &core::Node) -> Node {
         name: meta.name.clone().unwrap_or_default(),
         pool: node_labels.get(k3scale_core::model::POOL_LABEL).cloned(),
         allocatable: resources(allocatable, pods),
+        extended: extended(allocatable),
         taints: spec
             .and_then(|s| s.taints.as_ref())
             .into_iter()

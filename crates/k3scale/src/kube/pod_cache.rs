@@ -8,6 +8,7 @@ use k3scale_core::model::{
     DAEMONSET_POD, DO_NOT_DISRUPT, HostPort, Labels, NodeAffinity, OwnerKind, PodAffinityTerm, PodPhase,
     SAFE_TO_EVICT, Toleration, TopologySpread,
 };
+use k3scale_core::quantity::Extended;
 use k3scale_core::{Pod, Resources, Time};
 use k8s_openapi::api::core::v1 as core;
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub struct PodShape {
     termination_grace: Duration,
     requests: Resources,
+    extended: Arc<Extended>,
     node_selector: Labels,
     tolerations: Arc<[Toleration]>,
     affinity: NodeAffinity,
@@ -91,6 +93,7 @@ impl PodCompactor {
         let shape = PodShape {
             termination_grace: pod.termination_grace,
             requests: pod.requests,
+            extended: pod.extended,
             node_selector: pod.node_selector,
             tolerations: self.tolerations.share(pod.tolerations),
             affinity: pod.affinity,
@@ -133,6 +136,7 @@ impl CachedPod {
             uid: self.uid.to_string(),
             termination_grace: s.termination_grace,
             requests: s.requests,
+            extended: s.extended.clone(),
             node_selector: s.node_selector.clone(),
             tolerations: s.tolerations.clone(),
             affinity: s.affinity.clone(),
