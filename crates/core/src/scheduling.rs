@@ -281,8 +281,12 @@ impl Default for AntiIndex<'_> {
 
 /// A label key a pod must have for `term` to select it, if there is one.
 fn needed_key(term: &crate::model::PodAffinityTerm) -> Option<&str> {
+    selector_needs(term.selector.as_ref()?)
+}
+
+/// A label key a pod must have for `selector` to select it, if there is one.
+fn selector_needs(selector: &crate::model::LabelSelector) -> Option<&str> {
     use crate::model::SelectorOperator::{Exists, In};
-    let selector = term.selector.as_ref()?;
     selector
         .match_labels
         .keys()
@@ -452,10 +456,23 @@ fn spread_key(pod: &Pod) -> SpreadKey<'_> {
 }
 
 /// Topology spread counts for the constraints of the pods being placed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct SpreadIndex<'a> {
     entries: Vec<SpreadCounts<'a>>,
     by_owner: HashMap<SpreadKey<'a>, std::ops::Range<usize>>,
+    /// A label key each constraint needs a pod to have to count it; `None`
+    /// once one counts pods by what they lack (as in [`AntiIndex`]).
+    needed_keys: Option<std::collections::HashSet<&'a str>>,
+}
+
+impl Default for SpreadIndex<'_> {
+    fn default() -> Self {
+        SpreadIndex {
+            entries: Vec::new(),
+            by_owner: HashMap::new(),
+            needed_keys: Some(std::collections::HashSet::new()),
+        }
+    }
 }
 
 impl<'a> SpreadIndex<'a> {
@@ -467,6 +484,16 @@ impl<'a> SpreadIndex<'a> {
         }
         let start = self.entries.len();
         for constraint in owner.topology_spread.iter() {
+            // No selector counts nothing and needs no key.
+            if let Some(selector) = &constraint.selector {
+                match (selector_needs(selector), &mut self.needed_keys) {
+                    (Some(key), Some(keys)) => {
+                        keys.insert(key);
+                    }
+                    (None, keys) => *keys = None,
+                    (Some(_), None) => {}
+                }
+            }
             let mut counts = SpreadCounts {
                 constraint,
                 owner,
@@ -486,6 +513,11 @@ impl<'a> SpreadIndex<'a> {
 
     /// `pod` was placed on target `i`.
     fn add(&mut self, targets: &[Target<'a>], i: usize, pod: &Pod) {
+        if let Some(keys) = &self.needed_keys
+            && !keys.iter().any(|k| pod.labels.contains_key(*k))
+        {
+            return; // no constraint counts it: the common case, decided at once
+        }
         for counts in &mut self.entries {
             if counts.constraint.counts(pod)
                 && let Some(d) = counts.counts_node(targets, i)
@@ -521,16 +553,17 @@ impl<'a> SpreadIndex<'a> {
 
     /// PodTopologySpread's filter for `pod` on target `at`.
     fn check(&self, pod: &Pod, at: usize, targets: &[Target<'a>]) -> Result<(), Unfit> {
+        if pod.topology_spread.is_empty() {
+            return Ok(());
+        }
         let Some(range) = self.by_owner.get(&spread_key(pod)) else {
             // Every entry point counts for its pods first; a pod not counted
             // is not taken to fit.
-            return match pod.topology_spread.first() {
-                None => Ok(()),
-                Some(c) => Err(Unfit::TopologySpread {
-                    topology_key: c.topology_key.clone(),
-                    max_skew: c.max_skew,
-                }),
-            };
+            let c = &pod.topology_spread[0];
+            return Err(Unfit::TopologySpread {
+                topology_key: c.topology_key.clone(),
+                max_skew: c.max_skew,
+            });
         };
         for counts in &self.entries[range.clone()] {
             let c = counts.constraint;
