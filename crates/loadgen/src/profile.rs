@@ -14,6 +14,8 @@ use std::time::Duration;
 pub const MAX_RATE: f64 = 1_000_000.0;
 /// The longest run: a load test that never ends is a mistake.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The most sawtooth periods one run may hold (each is two profile points).
+pub const MAX_PERIODS: f64 = 100_000.0;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProfileError {
@@ -82,11 +84,17 @@ impl Profile {
             return Err(ProfileError::Duration(duration));
         }
         let d = duration.as_secs_f64();
+        // `--at` and `--for` as given: their sum may not even be a duration.
+        let end_of = |at: Duration, hold: Duration| {
+            at.checked_add(hold)
+                .filter(|end| *end <= MAX_DURATION)
+                .ok_or_else(|| ProfileError::Parse("--at plus --for is longer than any run can be".into()))
+        };
         let points = match *shape {
             Shape::Steady { rate } => vec![(0.0, rate)],
             Shape::Ramp { from, to, over } => vec![(0.0, from), (over.as_secs_f64(), to)],
             Shape::Spike { base, peak, at, hold } => {
-                let (a, b) = (at.as_secs_f64(), (at + hold).as_secs_f64());
+                let (a, b) = (at.as_secs_f64(), end_of(at, hold)?.as_secs_f64());
                 vec![(0.0, base), (a, base), (a, peak), (b, peak), (b, base)]
             }
             Shape::FlashSale {
@@ -96,7 +104,7 @@ impl Profile {
                 hold,
             } => {
                 let peak = base * factor;
-                let (a, b) = (at.as_secs_f64(), (at + hold).as_secs_f64());
+                let (a, b) = (at.as_secs_f64(), end_of(at, hold)?.as_secs_f64());
                 let edge = 5.0_f64.min(hold.as_secs_f64() / 2.0);
                 vec![
                     (0.0, base),
@@ -110,6 +118,13 @@ impl Profile {
                 let p = period.as_secs_f64();
                 if p <= 0.0 {
                     return Err(ProfileError::Parse("sawtooth period must be more than 0".into()));
+                }
+                if d / p > MAX_PERIODS {
+                    return Err(ProfileError::Parse(format!(
+                        "sawtooth period {} is too short: at most {MAX_PERIODS} periods in a run of {}",
+                        humantime::format_duration(period),
+                        humantime::format_duration(duration)
+                    )));
                 }
                 let mut pts = Vec::new();
                 let mut t = 0.0;
@@ -315,6 +330,35 @@ mod tests {
         assert_eq!(p.rate_at(30.0), 50.0);
         assert_eq!(p.rate_at(90.0), 500.0);
         assert_eq!(p.rate_at(150.0), 50.0);
+    }
+
+    #[test]
+    fn absurd_spike_times_and_sawtooth_periods_are_errors_not_panics() {
+        let huge = Duration::from_secs(u64::MAX / 2);
+        for shape in [
+            Shape::Spike {
+                base: 1.0,
+                peak: 2.0,
+                at: huge,
+                hold: huge,
+            },
+            Shape::FlashSale {
+                base: 1.0,
+                factor: 2.0,
+                at: huge,
+                hold: huge,
+            },
+        ] {
+            let err = Profile::new(&shape, secs(60)).unwrap_err().to_string();
+            assert!(err.contains("--at plus --for"), "{err}");
+        }
+        let saw = Shape::Sawtooth {
+            low: 1.0,
+            high: 2.0,
+            period: Duration::from_nanos(1),
+        };
+        let err = Profile::new(&saw, secs(60)).unwrap_err().to_string();
+        assert!(err.contains("too short"), "{err}");
     }
 
     #[test]
