@@ -45,18 +45,25 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Stopped early by Ctrl-C.
     pub interrupted: bool,
+    /// Scheduled requests never sent: by the time a worker was free they
+    /// were more than `late_limit` behind schedule (open model).
+    pub not_sent: u64,
 }
 
 /// Runs `clients` (one task each) until the profile is done or `stop` is
-/// cancelled.
+/// cancelled. In the open model a request is sent late (its wait counts as
+/// latency) by up to `late_limit`, then dropped: against a slow or hung
+/// target the run ends within `late_limit` plus one request of its end.
 pub async fn run<C: Client>(
     profile: Arc<Profile>,
     model: Model,
     clients: Vec<C>,
     stop: CancellationToken,
+    late_limit: Duration,
 ) -> Outcome {
     let stats = Stats::default();
     let next = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + profile.duration();
     let done = CancellationToken::new();
@@ -71,9 +78,16 @@ pub async fn run<C: Client>(
     let mut tasks = tokio::task::JoinSet::new();
     for client in clients {
         let (stats, next, profile, stop) = (stats.clone(), next.clone(), profile.clone(), stop.clone());
+        let dropped = dropped.clone();
         tasks.spawn(async move {
             match model {
-                Model::Open => open_worker(client, &profile, &next, &stats, start, &stop).await,
+                Model::Open => {
+                    let late = Late {
+                        limit: late_limit,
+                        dropped: &dropped,
+                    };
+                    open_worker(client, &profile, &next, &stats, start, &stop, late).await
+                }
                 Model::Closed { think } => {
                     closed_worker(client, think, &next, &stats, start, end, &stop).await
                 }
@@ -95,7 +109,15 @@ pub async fn run<C: Client>(
         sent,
         elapsed,
         interrupted: stop.is_cancelled(),
+        not_sent: dropped.load(Ordering::Relaxed),
     }
+}
+
+/// How late an open-model request may be sent, and the count of those dropped.
+#[derive(Debug, Clone, Copy)]
+struct Late<'a> {
+    limit: Duration,
+    dropped: &'a AtomicU64,
 }
 
 fn target_rate(profile: &Profile, model: Model, second: u64) -> f64 {
@@ -112,12 +134,17 @@ async fn open_worker<C: Client>(
     stats: &Stats,
     start: Instant,
     stop: &CancellationToken,
+    late: Late<'_>,
 ) {
     let mut rec = stats.recorder(start);
     loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
         let Some(due) = profile.due(n) else { break };
         let due = start + Duration::from_secs_f64(due);
+        if Instant::now().saturating_duration_since(due) > late.limit {
+            late.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         if due > Instant::now() {
             // Hand in the finished second before idling across its end.
             rec.flush();
@@ -250,8 +277,16 @@ mod tests {
         let shape = Shape::Steady { rate: 200.0 };
         let profile = Arc::new(Profile::new(&shape, Duration::from_secs(1)).unwrap());
         let clients = vec![Slow(Duration::from_millis(50)), Slow(Duration::from_millis(50))];
-        let out = run(profile, Model::Open, clients, CancellationToken::new()).await;
+        let out = run(
+            profile,
+            Model::Open,
+            clients,
+            CancellationToken::new(),
+            Duration::from_secs(60),
+        )
+        .await;
         assert_eq!(out.sent, 200, "every scheduled request is sent");
+        assert_eq!(out.not_sent, 0);
         assert_eq!(out.record.errors["status 500"], 20);
         assert!(
             out.record.latency.max > 4000.0,
@@ -259,6 +294,29 @@ mod tests {
             out.record.latency
         );
         assert!(out.record.latency.p50 > 1000.0);
+    }
+
+    #[tokio::test]
+    async fn open_model_drops_what_falls_too_far_behind_instead_of_overrunning() {
+        // 100 rps for 1 s against a target that takes 2 s per request:
+        // what the two workers cannot start within 200 ms of its time is
+        // dropped, so the run ends after one slow round, not 100 s.
+        let profile = Arc::new(Profile::new(&Shape::Steady { rate: 100.0 }, Duration::from_secs(1)).unwrap());
+        let clients = vec![Slow(Duration::from_secs(2)), Slow(Duration::from_secs(2))];
+        let out = run(
+            profile,
+            Model::Open,
+            clients,
+            CancellationToken::new(),
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(out.sent < 10, "sent {}", out.sent);
+        assert_eq!(
+            out.sent + out.not_sent,
+            100,
+            "every request is sent or counted as dropped"
+        );
     }
 
     #[tokio::test]
@@ -274,7 +332,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(500)).await;
             stopper.cancel();
         });
-        let out = run(profile, model, clients, stop).await;
+        let out = run(profile, model, clients, stop, Duration::from_secs(10)).await;
         assert!(out.interrupted);
         assert!(out.elapsed < Duration::from_secs(2));
         assert!((30..=52).contains(&out.sent), "sent {}", out.sent);

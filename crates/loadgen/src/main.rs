@@ -372,7 +372,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<ExitCode> {
         model,
         profile_name,
     );
-    let outcome = driver::run(profile, model, clients, ctrl_c()).await;
+    let outcome = driver::run(profile, model, clients, ctrl_c(), args.run.timeout).await;
     finish(Report::new(setup, outcome, None), &args.run)
 }
 
@@ -395,7 +395,7 @@ async fn run_pg(args: PgArgs) -> anyhow::Result<ExitCode> {
             .map(|r| format!("replica {}", pg::describe(r))),
     );
     let setup = setup("pg", targets, &args.run, &profile, model, profile_name);
-    let outcome = driver::run(profile, model, clients, ctrl_c()).await;
+    let outcome = driver::run(profile, model, clients, ctrl_c(), args.run.timeout).await;
     pg.finish_probes().await;
     let lag = (!args.replicas.is_empty() && args.lag_probe_every > 0).then(|| pg.lag.report());
     finish(Report::new(setup, outcome, lag), &args.run)

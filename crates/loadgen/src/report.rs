@@ -27,6 +27,8 @@ pub struct Report {
     pub elapsed_s: f64,
     pub interrupted: bool,
     pub sent: u64,
+    /// Scheduled requests dropped: the target fell too far behind (open model).
+    pub not_sent: u64,
     /// Requests answered or failed per second of the run.
     pub achieved_rate: f64,
     /// The rate the profile asked for on average (open model).
@@ -66,6 +68,7 @@ impl Report {
             elapsed_s,
             interrupted: outcome.interrupted,
             sent: outcome.sent,
+            not_sent: outcome.not_sent,
             achieved_rate: if elapsed_s > 0.0 {
                 outcome.sent as f64 / elapsed_s
             } else {
@@ -116,6 +119,13 @@ impl Report {
             self.error_total(),
             self.achieved_rate
         );
+        if self.not_sent > 0 {
+            let _ = writeln!(
+                s,
+                "  not sent {}: the target fell more than the request timeout behind schedule",
+                self.not_sent
+            );
+        }
         let _ = writeln!(s, "  latency (ms)     p50      p90      p99    p99.9      max");
         let row = |name: &str, p: &Percentiles| {
             format!(
