@@ -328,6 +328,10 @@ pub struct Pod {
     /// Shared: most pods carry one of a few identical sets (the defaults).
     pub tolerations: Arc<[Toleration]>,
     pub affinity: NodeAffinity,
+    /// The node affinity of each bound PersistentVolume it mounts (a
+    /// local-path volume pins it to one node, a zonal disk to a zone): all
+    /// must match, as kube-scheduler's VolumeBinding checks.
+    pub volume_affinity: Arc<[NodeAffinity]>,
     /// The pod's labels (what other pods' selectors match).
     pub labels: Labels,
     /// `hostPort`s of its containers.
@@ -367,6 +371,7 @@ impl Pod {
             node_selector: Labels::new(),
             tolerations: Arc::from([]),
             affinity: NodeAffinity::default(),
+            volume_affinity: Arc::from([]),
             labels: Labels::new(),
             host_ports: Arc::from([]),
             pod_affinity: Arc::from([]),

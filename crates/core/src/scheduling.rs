@@ -23,6 +23,8 @@ pub enum Unfit {
         want: String,
     },
     Affinity,
+    /// VolumeBinding: a bound PersistentVolume's node affinity excludes the node.
+    VolumeAffinity,
     Taint {
         key: String,
         effect: TaintEffect,
@@ -70,6 +72,7 @@ impl fmt::Display for Unfit {
                 write!(f, "node selector {key}={want} not matched")
             }
             Unfit::Affinity => write!(f, "required node affinity not matched"),
+            Unfit::VolumeAffinity => write!(f, "a bound volume's node affinity excludes it (VolumeBinding)"),
             Unfit::Taint { key, effect } => write!(f, "untolerated taint {key}:{effect:?}"),
             Unfit::TooLarge { resources } => {
                 write!(
@@ -132,6 +135,9 @@ pub fn check_constraints(
     }
     if !pod.affinity.matches(labels, name) {
         return Err(Unfit::Affinity);
+    }
+    if !pod.volume_affinity.iter().all(|a| a.matches(labels, name)) {
+        return Err(Unfit::VolumeAffinity);
     }
     for taint in taints {
         // PreferNoSchedule is a preference: the scheduler may still use the node.
@@ -695,7 +701,7 @@ pub struct PodClass<'p> {
 pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
     type Key<'k> = (
         (&'k Resources, &'k Labels, &'k [Toleration]),
-        (&'k NodeAffinity, i32),
+        (&'k NodeAffinity, &'k [NodeAffinity], i32),
         // What host ports and inter-pod (anti-)affinity judge; empty for most pods.
         (
             &'k [crate::model::HostPort],
@@ -711,7 +717,7 @@ pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
     for (i, pod) in pods.iter().enumerate() {
         let key: Key<'p> = (
             (&pod.requests, &pod.node_selector, &pod.tolerations),
-            (&pod.affinity, pod.priority),
+            (&pod.affinity, &pod.volume_affinity, pod.priority),
             (
                 &pod.host_ports,
                 &pod.pod_affinity,

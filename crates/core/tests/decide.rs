@@ -1312,3 +1312,47 @@ fn extended_resources_are_planned_like_the_scheduler() {
     let removed: Vec<&str> = d.scale_down.iter().map(|s| s.node.as_str()).collect();
     assert_eq!(removed, ["c0"], "{}", reasons(&d));
 }
+
+#[test]
+fn a_pod_pinned_by_its_volume_neither_launches_a_node_nor_moves() {
+    use k3scale_core::model::{NodeAffinity, NodeSelectorRequirement, SelectorOperator};
+    use std::sync::Arc;
+    let on_w0 = Arc::from([NodeAffinity {
+        terms: vec![vec![NodeSelectorRequirement {
+            key: "kubernetes.io/hostname".into(),
+            operator: SelectorOperator::In,
+            values: vec!["w0".into()],
+            field: false,
+        }]],
+    }]);
+    let nodes = || {
+        let mut nodes = three_workers();
+        for n in &mut nodes {
+            n.labels.insert("kubernetes.io/hostname".into(), n.name.clone());
+        }
+        nodes
+    };
+    // w0 is full; the pod's local volume lives there: a new node cannot help.
+    let mut db = pending("db-0", 500, GI, NOW);
+    db.volume_affinity = Arc::clone(&on_w0);
+    let pods = vec![running("big", "w0", 1900, GI), db];
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("a bound volume's node affinity excludes it (VolumeBinding)"),
+        "{}",
+        reasons(&d)
+    );
+
+    // Cold cluster: w0's pod cannot move off its volume, so w0 stays.
+    let mut db = running("db-0", "w0", 100, 64 * MI);
+    db.volume_affinity = on_w0;
+    let pods = vec![db, running("web", "w1", 1500, GI), running("api", "w2", 1500, GI)];
+    let d = decide(&snapshot(nodes(), pods, 0.05, 0.05, NOW), &default_policy(), NOW);
+    assert!(d.scale_down.iter().all(|s| s.node != "w0"), "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("w0"),
+        "w0's refusal is explained: {}",
+        reasons(&d)
+    );
+}

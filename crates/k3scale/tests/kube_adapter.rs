@@ -401,3 +401,51 @@ async fn the_watched_pods_carry_what_the_planner_judges() {
         .collect();
     assert_eq!(pending, ["lb-0"]);
 }
+
+#[tokio::test]
+async fn a_pod_on_a_bound_local_volume_carries_the_volume_node_affinity() {
+    let k = start().await;
+    k.apply(&node("n1", Some("workers"), "2", "4Gi"));
+    // K3s's local-path provisioner: a volume on n1, its claim bound; a
+    // second claim still waits for its first consumer.
+    k.server.apply(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": { "name": "pvc-1234" },
+        "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "local-path", "hostPath": { "path": "/var/lib/rancher/k3s/storage/pvc-1234" },
+            "nodeAffinity": { "required": { "nodeSelectorTerms": [{ "matchExpressions": [
+                { "key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"] }] }] } } }
+    }));
+    for (name, volume) in [("data-db-0", Some("pvc-1234")), ("data-db-1", None)] {
+        let mut spec = serde_json::json!({ "accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
+            "resources": { "requests": { "storage": "1Gi" } } });
+        if let Some(v) = volume {
+            spec["volumeName"] = serde_json::json!(v);
+        }
+        k.server.apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": { "name": name, "namespace": "shop" }, "spec": spec
+        }));
+    }
+    for (pod_name, claim) in [("db-0", "data-db-0"), ("db-1", "data-db-1")] {
+        let mut p = serde_json::to_value(pod("shop", pod_name, "db", None, "100m", "64Mi")).unwrap();
+        p["spec"]["volumes"] =
+            serde_json::json!([{ "name": "data", "persistentVolumeClaim": { "claimName": claim } }]);
+        k.server.apply(p);
+    }
+    let cluster = k.cluster().await;
+    let mut s = Snapshot::default();
+    cluster.fill(&mut s);
+    let db0 = s.pods.iter().find(|p| p.name == "db-0").unwrap();
+    assert_eq!(db0.volume_affinity.len(), 1);
+    let on = |host: &str| {
+        let labels = [("kubernetes.io/hostname".to_string(), host.to_string())].into();
+        db0.volume_affinity[0].matches(&labels, Some(host))
+    };
+    assert!(on("n1") && !on("workers-new"), "pinned to n1");
+    let db1 = s.pods.iter().find(|p| p.name == "db-1").unwrap();
+    assert!(
+        db1.volume_affinity.is_empty(),
+        "an unbound claim pins nothing yet"
+    );
+}

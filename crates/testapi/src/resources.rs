@@ -68,8 +68,10 @@ pub const NODE_METRICS: Resource = Resource {
 };
 pub const REPLICASETS: Resource = grouped("apps", "replicasets", "ReplicaSet");
 pub const STATEFULSETS: Resource = grouped("apps", "statefulsets", "StatefulSet");
+pub const PVCS: Resource = core("persistentvolumeclaims", "PersistentVolumeClaim", true);
+pub const PVS: Resource = core("persistentvolumes", "PersistentVolume", false);
 
-pub const ALL: [Resource; 10] = [
+pub const ALL: [Resource; 12] = [
     NODES,
     PODS,
     SECRETS,
@@ -80,6 +82,8 @@ pub const ALL: [Resource; 10] = [
     DAEMONSETS,
     REPLICASETS,
     STATEFULSETS,
+    PVCS,
+    PVS,
 ];
 
 pub fn by_kind(api_version: &str, kind: &str) -> Option<Resource> {

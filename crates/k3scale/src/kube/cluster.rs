@@ -1,11 +1,13 @@
 //! The cluster as k3scale sees it over the Kubernetes API: watch-fed caches
-//! of Nodes, Pods, PodDisruptionBudgets and DaemonSets, and the writes.
+//! of Nodes, Pods, PodDisruptionBudgets, DaemonSets, PersistentVolumeClaims
+//! and PersistentVolumes, and the writes.
 
 use super::KubeError;
 use super::cache::{self, Cache};
 use super::convert::{self, PdbIndex};
 use super::pod_cache::{CachedPod, PodCompactor, PodShape};
 use k3scale_core::drain::EvictionResult;
+use k3scale_core::model::NodeAffinity;
 use k3scale_core::{Node, Pod, Snapshot};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1 as core;
@@ -54,6 +56,10 @@ pub struct KubeCluster {
     pods: Arc<Cache<CachedPod>>,
     pdbs: Arc<Cache<PodDisruptionBudget>>,
     daemonsets: Arc<Cache<Option<Pod>>>,
+    /// Each claim's bound volume (`spec.volumeName`), `None` while unbound.
+    claims: Arc<Cache<Option<String>>>,
+    /// Each volume's required node affinity, if it has one.
+    volumes: Arc<Cache<Option<NodeAffinity>>>,
     /// Bumped when a reconcile should run now: a pod became unschedulable, a node changed.
     changes: watch::Sender<u64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -87,6 +93,7 @@ impl KubeCluster {
     pub fn start(client: Client, identity: &str) -> KubeCluster {
         let changes = watch::channel(0).0;
         let (nodes, pods, pdbs, daemonsets) = (Cache::new(), Cache::new(), Cache::new(), Cache::new());
+        let (claims, volumes) = (Cache::new(), Cache::new());
         let cfg = || watcher::Config::default().page_size(100);
         let mut tasks = Vec::new();
 
@@ -157,6 +164,37 @@ impl KubeCluster {
             },
         )));
 
+        // Volumes pin pods: a claim bound, or a volume's affinity known, may
+        // settle where a pending pod can go.
+        tasks.push(tokio::spawn(cache::run(
+            Api::<core::PersistentVolumeClaim>::all(client.clone()),
+            cfg(),
+            claims.clone(),
+            |c: &core::PersistentVolumeClaim| c.spec.as_ref().and_then(|s| s.volume_name.clone()),
+            {
+                let tx = changes.clone();
+                move |e: &Event<(String, Option<String>)>| {
+                    if matches!(e, Event::InitDone) {
+                        bump(&tx);
+                    }
+                }
+            },
+        )));
+        tasks.push(tokio::spawn(cache::run(
+            Api::<core::PersistentVolume>::all(client.clone()),
+            cfg(),
+            volumes.clone(),
+            convert::volume_affinity,
+            {
+                let tx = changes.clone();
+                move |e: &Event<(String, Option<NodeAffinity>)>| {
+                    if matches!(e, Event::InitDone) {
+                        bump(&tx);
+                    }
+                }
+            },
+        )));
+
         KubeCluster {
             client,
             identity: identity.to_string(),
@@ -164,6 +202,8 @@ impl KubeCluster {
             pods,
             pdbs,
             daemonsets,
+            claims,
+            volumes,
             changes,
             tasks,
         }
@@ -185,6 +225,8 @@ impl KubeCluster {
             ("pods", self.pods.is_synced()),
             ("poddisruptionbudgets", self.pdbs.is_synced()),
             ("daemonsets", self.daemonsets.is_synced()),
+            ("persistentvolumeclaims", self.claims.is_synced()),
+            ("persistentvolumes", self.volumes.is_synced()),
         ]
         .into_iter()
         .filter(|(_, synced)| !synced)
@@ -197,6 +239,8 @@ impl KubeCluster {
         self.pods.wait_synced().await;
         self.pdbs.wait_synced().await;
         self.daemonsets.wait_synced().await;
+        self.claims.wait_synced().await;
+        self.volumes.wait_synced().await;
     }
 
     /// Changes that should trigger a reconcile now (see `changes`).
@@ -212,6 +256,7 @@ impl KubeCluster {
         snapshot.nodes = self.nodes.read().values().map(|n| n.node.clone()).collect();
         // Pods of one workload share a shape: match each shape once per namespace.
         let pods = self.pods.read();
+        let (claims, volumes) = (self.claims.read(), self.volumes.read());
         let mut covering: HashMap<(&str, *const PodShape), Option<String>> = HashMap::new();
         snapshot.pods = pods
             .iter()
@@ -221,10 +266,20 @@ impl KubeCluster {
                     .entry((namespace, Arc::as_ptr(&c.shape)))
                     .or_insert_with(|| index.covering(namespace, &c.shape.labels))
                     .clone();
-                c.to_pod(key, pdb)
+                let mut pod = c.to_pod(key, pdb);
+                if !c.claims.is_empty() {
+                    // A claim not bound yet (WaitForFirstConsumer) pins nothing.
+                    pod.volume_affinity = c
+                        .claims
+                        .iter()
+                        .filter_map(|claim| claims.get(&format!("{namespace}/{claim}"))?.as_ref())
+                        .filter_map(|volume| volumes.get(volume)?.clone())
+                        .collect();
+                }
+                pod
             })
             .collect();
-        drop(pods);
+        drop((pods, claims, volumes));
         snapshot.daemonsets = self.daemonsets.read().values().flatten().cloned().collect();
         snapshot.pdbs = index.allowed;
     }

@@ -181,9 +181,15 @@ fn requirement(r: &core::NodeSelectorRequirement, field: bool) -> NodeSelectorRe
 /// Required node affinity, `matchExpressions` and `matchFields` alike. A
 /// term with neither stays empty, and an empty term matches no node.
 fn node_affinity(affinity: Option<&core::Affinity>) -> NodeAffinity {
-    let terms = affinity
+    let required = affinity
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+    node_selector(required)
+}
+
+/// A NodeSelector (ORed terms of ANDed requirements) in the core's terms.
+fn node_selector(selector: Option<&core::NodeSelector>) -> NodeAffinity {
+    let terms = selector
         .map(|required| {
             required
                 .node_selector_terms
@@ -201,6 +207,28 @@ fn node_affinity(affinity: Option<&core::Affinity>) -> NodeAffinity {
         })
         .unwrap_or_default();
     NodeAffinity { terms }
+}
+
+/// The node affinity a PersistentVolume requires of the nodes that mount
+/// it (`spec.nodeAffinity.required`): local-path volumes name one node.
+pub fn volume_affinity(pv: &core::PersistentVolume) -> Option<NodeAffinity> {
+    let required = pv.spec.as_ref()?.node_affinity.as_ref()?.required.as_ref()?;
+    Some(node_selector(Some(required)))
+}
+
+/// The PersistentVolumeClaims a pod mounts: named ones, and the claim an
+/// ephemeral volume gets (`<pod>-<volume>`).
+pub fn pod_claims(p: &core::Pod) -> Vec<String> {
+    let pod_name = p.metadata.name.as_deref().unwrap_or_default();
+    p.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(claim), _) => Some(claim.claim_name.clone()),
+            (None, Some(_)) => Some(format!("{pod_name}-{}", v.name)),
+            (None, None) => None,
+        })
+        .collect()
 }
 
 fn owner(meta: &ObjectMeta) -> OwnerKind {
@@ -428,6 +456,8 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
         node_selector: labels(&spec.node_selector),
         tolerations: spec.tolerations.iter().flatten().map(toleration).collect(),
         affinity: node_affinity(spec.affinity.as_ref()),
+        // Resolved from the pod's claims when a snapshot is made.
+        volume_affinity: std::sync::Arc::from([]),
         host_ports: host_ports(spec).into(),
         pod_affinity: spec
             .affinity

@@ -45,6 +45,8 @@ pub struct CachedPod {
     pub node_name: Option<Arc<str>>,
     phase: PodPhase,
     unschedulable_since: Option<Time>,
+    /// The PersistentVolumeClaims it mounts (per pod: a StatefulSet's differ).
+    pub claims: Box<[String]>,
     pub shape: Arc<PodShape>,
 }
 
@@ -90,6 +92,7 @@ pub struct PodCompactor {
 impl PodCompactor {
     pub fn compact(&mut self, p: &core::Pod) -> CachedPod {
         let pod = convert::pod(p, &PdbIndex::default());
+        let claims = convert::pod_claims(p).into_boxed_slice();
         let shape = PodShape {
             termination_grace: pod.termination_grace,
             requests: pod.requests,
@@ -116,6 +119,7 @@ impl PodCompactor {
             node_name: pod.node_name.map(|n| self.node_names.share(Arc::from(n))),
             phase: pod.phase,
             unschedulable_since: pod.unschedulable_since,
+            claims,
             shape: self.shapes.share(Arc::new(shape)),
         }
     }
@@ -140,6 +144,7 @@ impl CachedPod {
             node_selector: s.node_selector.clone(),
             tolerations: s.tolerations.clone(),
             affinity: s.affinity.clone(),
+            volume_affinity: Arc::from([]),
             labels: s.labels.clone(),
             host_ports: s.host_ports.clone(),
             pod_affinity: s.pod_affinity.clone(),
