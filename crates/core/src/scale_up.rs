@@ -132,12 +132,13 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     let mut candidates: Vec<&Pool> = ctx.policy.pools.iter().collect();
     while !rest.is_empty() {
         let headrooms: Vec<u32> = candidates.iter().map(|p| ctx.headroom(p)).collect();
+        let classes = classify(&rest);
         let best = candidates
             .iter()
             .zip(headrooms)
             .enumerate()
             .filter_map(|(i, (pool, headroom))| {
-                let est = estimate_new_nodes(&rest, shape(ctx, pool), headroom, &mut around);
+                let est = estimate_new_nodes(&rest, &classes, shape(ctx, pool), headroom, &mut around);
                 (!est.placed.is_empty()).then_some((i, *pool, est))
             })
             .min_by(|a, b| compare_options(ctx.policy.expander, (a.1, &a.2), (b.1, &b.2)));
@@ -244,8 +245,15 @@ fn explain_leftovers<'a, 'p: 'a>(ctx: &mut Context<'p>, rest: &[&'a Pod], around
             ctx.headroom(pool);
             continue;
         }
-        let wanted =
-            estimate_new_nodes(&pods, shape(ctx, pool), u32::MAX, &mut Neighbourhood::default()).nodes;
+        let classes = classify(&pods);
+        let wanted = estimate_new_nodes(
+            &pods,
+            &classes,
+            shape(ctx, pool),
+            u32::MAX,
+            &mut Neighbourhood::default(),
+        )
+        .nodes;
         ctx.decision.reasons.push(Reason::AtMaxCapacity {
             pool: pool.name.clone(),
             max: pool.max,

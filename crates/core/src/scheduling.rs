@@ -465,10 +465,18 @@ fn spread_key(pod: &Pod) -> SpreadKey<'_> {
 #[derive(Debug, Clone)]
 struct SpreadIndex<'a> {
     entries: Vec<SpreadCounts<'a>>,
-    by_owner: HashMap<SpreadKey<'a>, std::ops::Range<usize>>,
+    /// The entries of each owner, found by the address of its constraints
+    /// (the pods of one workload share them) and then by equality: cheap
+    /// to look up on every check.
+    by_owner: HashMap<usize, Vec<(SpreadKey<'a>, std::ops::Range<usize>)>>,
     /// A label key each constraint needs a pod to have to count it; `None`
     /// once one counts pods by what they lack (as in [`AntiIndex`]).
     needed_keys: Option<std::collections::HashSet<&'a str>>,
+    /// The last pod looked up (its address) and its entries: a pod is
+    /// checked against target after target. The pods checked outlive the
+    /// index (they are the `'a` pods being placed), so an address is never
+    /// another pod's.
+    last: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl Default for SpreadIndex<'_> {
@@ -477,6 +485,7 @@ impl Default for SpreadIndex<'_> {
             entries: Vec::new(),
             by_owner: HashMap::new(),
             needed_keys: Some(std::collections::HashSet::new()),
+            last: std::cell::Cell::new((0, 0, 0)),
         }
     }
 }
@@ -485,7 +494,7 @@ impl<'a> SpreadIndex<'a> {
     /// Count, over `targets`, for the constraints of `owner` (once per
     /// distinct set of constraints and node inclusion).
     fn register(&mut self, targets: &[Target<'a>], owner: &'a Pod) {
-        if owner.topology_spread.is_empty() || self.by_owner.contains_key(&spread_key(owner)) {
+        if owner.topology_spread.is_empty() || self.range(owner).is_some() {
             return;
         }
         let start = self.entries.len();
@@ -514,7 +523,29 @@ impl<'a> SpreadIndex<'a> {
             }
             self.entries.push(counts);
         }
-        self.by_owner.insert(spread_key(owner), start..self.entries.len());
+        self.by_owner
+            .entry(owner.topology_spread.as_ptr() as usize)
+            .or_default()
+            .push((spread_key(owner), start..self.entries.len()));
+    }
+
+    /// The entries counted for `pod`'s constraints, if they are.
+    fn range(&self, pod: &Pod) -> Option<std::ops::Range<usize>> {
+        let address = std::ptr::from_ref(pod) as usize;
+        let (last, start, end) = self.last.get();
+        if last == address {
+            return Some(start..end);
+        }
+        let key = spread_key(pod);
+        let range = self
+            .by_owner
+            .get(&(pod.topology_spread.as_ptr() as usize))?
+            .iter()
+            // The constraints are at the same address: compare the rest.
+            .find(|(k, _)| k.0.len() == key.0.len() && (k.1, k.2, k.3) == (key.1, key.2, key.3))
+            .map(|(_, range)| range.clone())?;
+        self.last.set((address, range.start, range.end));
+        Some(range)
     }
 
     /// `pod` was placed on target `i`.
@@ -534,10 +565,15 @@ impl<'a> SpreadIndex<'a> {
     }
 
     /// Target `i` was added (a new node): its domains join with no pods.
-    /// Returns what to give [`SpreadIndex::forget`] if it is taken off again.
-    fn add_target(&mut self, targets: &[Target<'a>], i: usize) -> Vec<(usize, Domain<'a>)> {
+    /// With `twin` (another new node of the same shape is there already)
+    /// only its own hostname domain can be new. Returns what to give
+    /// [`SpreadIndex::forget`] if it is taken off again.
+    fn add_target(&mut self, targets: &[Target<'a>], i: usize, twin: bool) -> Vec<(usize, Domain<'a>)> {
         let mut joined = Vec::new();
         for (e, counts) in self.entries.iter_mut().enumerate() {
+            if twin && counts.constraint.topology_key != HOSTNAME_KEY {
+                continue;
+            }
             if let Some(d) = counts.counts_node(targets, i)
                 && !counts.per_domain.contains_key(&d)
             {
@@ -562,7 +598,7 @@ impl<'a> SpreadIndex<'a> {
         if pod.topology_spread.is_empty() {
             return Ok(());
         }
-        let Some(range) = self.by_owner.get(&spread_key(pod)) else {
+        let Some(range) = self.range(pod) else {
             // Every entry point counts for its pods first; a pod not counted
             // is not taken to fit.
             let c = &pod.topology_spread[0];
@@ -571,7 +607,7 @@ impl<'a> SpreadIndex<'a> {
                 max_skew: c.max_skew,
             });
         };
-        for counts in &self.entries[range.clone()] {
+        for counts in &self.entries[range] {
             let c = counts.constraint;
             let Some(here) = domain(targets, at, &c.topology_key) else {
                 return Err(Unfit::SpreadKeyMissing {
@@ -840,8 +876,12 @@ pub struct NewNodeEstimate {
 /// shape. `around` is the rest of the cluster (nodes with their pods, and
 /// machines on their way): host ports and inter-pod (anti-)affinity are
 /// judged against it as well as among the new nodes.
+///
+/// `classes` are `classify(pods)`: the caller classifies once for the
+/// estimates of every pool.
 pub fn estimate_new_nodes<'a>(
     pods: &[&'a Pod],
+    classes: &[PodClass<'a>],
     shape: Shape<'a>,
     max_nodes: u32,
     around: &mut Neighbourhood<'a>,
@@ -852,7 +892,7 @@ pub fn estimate_new_nodes<'a>(
         .any(|p| p.has_pod_predicates() || !p.extended.is_empty())
         || !around.placed.is_empty()
     {
-        return estimate_with_neighbours(pods, shape, max_nodes, around);
+        return estimate_with_neighbours(pods, classes, shape, max_nodes, around);
     }
     let Shape {
         labels,
@@ -863,7 +903,7 @@ pub fn estimate_new_nodes<'a>(
     let mut bins: Vec<Resources> = Vec::new();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
-    for class in classify(pods) {
+    for class in classes {
         let pod = class.example;
         if check_shape(pod, labels, taints, &capacity, extended).is_err() {
             continue;
@@ -897,6 +937,7 @@ pub fn estimate_new_nodes<'a>(
 /// judged in `around` plus the new nodes.
 fn estimate_with_neighbours<'a>(
     pods: &[&'a Pod],
+    classes: &[PodClass<'a>],
     shape: Shape<'a>,
     max_nodes: u32,
     around: &mut Neighbourhood<'a>,
@@ -910,7 +951,7 @@ fn estimate_with_neighbours<'a>(
     let first_bin = world.len();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
-    for class in classify(pods) {
+    for class in classes {
         if shape.check(class.example).is_err() {
             continue;
         }
@@ -926,6 +967,17 @@ fn estimate_with_neighbours<'a>(
                     && check_with_index(pod, i, world, index).is_ok()
             };
             let bins = world.len() - first_bin;
+            // New nodes share their labels: spread on a key the shape sets
+            // (a zone) that one refuses, every one refuses, fresh or not.
+            if round
+                && bins > 0
+                && let Err(Unfit::TopologySpread { topology_key, .. }) =
+                    index.spread.check(pod, first_bin, world)
+                && topology_key != HOSTNAME_KEY
+                && shape.labels.contains_key(&topology_key)
+            {
+                break;
+            }
             let mut at = if round {
                 (0..bins)
                     .map(|k| first_bin + (cursor - first_bin + k) % bins)
@@ -936,7 +988,7 @@ fn estimate_with_neighbours<'a>(
             if at.is_none() && (bins as u32) < max_nodes {
                 world.push(shape.new_node());
                 let fresh = world.len() - 1;
-                let joined = index.spread.add_target(world, fresh);
+                let joined = index.spread.add_target(world, fresh, bins > 0);
                 if fits(world, &index, fresh) {
                     at = Some(fresh);
                 } else {
@@ -945,17 +997,17 @@ fn estimate_with_neighbours<'a>(
                     world.pop();
                 }
             }
-            if let Some(i) = at {
-                cursor = i;
-                world[i].free = world[i].free - pod.requests;
-                extended_take(&mut world[i].extended, &pod.extended);
-                world[i].pods.push(pod);
-                index.add(world, i, pod);
-                used += pod.requests;
-                placed.push(member);
-            } else if !round {
-                cursor = world.len();
-            }
+            let Some(i) = at else {
+                // Nothing changed since: the rest of the class fits nowhere either.
+                break;
+            };
+            cursor = i;
+            world[i].free = world[i].free - pod.requests;
+            extended_take(&mut world[i].extended, &pod.extended);
+            world[i].pods.push(pod);
+            index.add(world, i, pod);
+            used += pod.requests;
+            placed.push(member);
         }
     }
     placed.sort_unstable();
@@ -988,7 +1040,7 @@ impl<'a> Neighbourhood<'a> {
         index.spread.register(&self.targets, pod);
         self.targets.push(shape.new_node());
         let fresh = self.targets.len() - 1;
-        index.spread.add_target(&self.targets, fresh);
+        index.spread.add_target(&self.targets, fresh, false);
         let verdict = check_with_index(pod, fresh, &self.targets, &index);
         self.targets.pop();
         verdict
@@ -1065,12 +1117,13 @@ mod tests {
             capacity: cap,
             extended: &Extended::new(),
         };
-        let est = estimate_new_nodes(&all, shape, 100, &mut Neighbourhood::default());
+        let classes = classify(&all);
+        let est = estimate_new_nodes(&all, &classes, shape, 100, &mut Neighbourhood::default());
         // Each big pod opens a node leaving 500m, which one small pod fills;
         // the other three small pods share a fourth node.
         assert_eq!(est.nodes, 4);
         assert_eq!(est.placed.len(), 9);
-        let capped = estimate_new_nodes(&all, shape, 2, &mut Neighbourhood::default());
+        let capped = estimate_new_nodes(&all, &classes, shape, 2, &mut Neighbourhood::default());
         assert_eq!(capped.nodes, 2);
         assert_eq!(capped.placed.len(), 4, "two bigs plus one small beside each");
     }
