@@ -469,6 +469,9 @@ struct SpreadIndex<'a> {
     /// (the pods of one workload share them) and then by equality: cheap
     /// to look up on every check.
     by_owner: HashMap<usize, Vec<(SpreadKey<'a>, std::ops::Range<usize>)>>,
+    /// The entries of each distinct constraint: a placed pod is matched
+    /// against each constraint once, not once per owner.
+    by_constraint: Vec<(&'a TopologySpread, Vec<usize>)>,
     /// A label key each constraint needs a pod to have to count it; `None`
     /// once one counts pods by what they lack (as in [`AntiIndex`]).
     needed_keys: Option<std::collections::HashSet<&'a str>>,
@@ -484,6 +487,7 @@ impl Default for SpreadIndex<'_> {
         SpreadIndex {
             entries: Vec::new(),
             by_owner: HashMap::new(),
+            by_constraint: Vec::new(),
             needed_keys: Some(std::collections::HashSet::new()),
             last: std::cell::Cell::new((0, 0, 0)),
         }
@@ -494,39 +498,59 @@ impl<'a> SpreadIndex<'a> {
     /// Count, over `targets`, for the constraints of `owner` (once per
     /// distinct set of constraints and node inclusion).
     fn register(&mut self, targets: &[Target<'a>], owner: &'a Pod) {
-        if owner.topology_spread.is_empty() || self.range(owner).is_some() {
-            return;
-        }
-        let start = self.entries.len();
-        for constraint in owner.topology_spread.iter() {
-            // No selector counts nothing and needs no key.
-            if let Some(selector) = &constraint.selector {
-                match (selector_needs(selector), &mut self.needed_keys) {
-                    (Some(key), Some(keys)) => {
-                        keys.insert(key);
+        self.register_all(targets, [owner]);
+    }
+
+    /// [`SpreadIndex::register`] for many owners: each distinct constraint
+    /// counts the pods on each target once, whatever the owners sharing it.
+    fn register_all(&mut self, targets: &[Target<'a>], owners: impl IntoIterator<Item = &'a Pod>) {
+        let mut matching: HashMap<usize, Vec<u32>> = HashMap::new();
+        for owner in owners {
+            if owner.topology_spread.is_empty() || self.range(owner).is_some() {
+                continue;
+            }
+            let start = self.entries.len();
+            for constraint in owner.topology_spread.iter() {
+                // No selector counts nothing and needs no key.
+                if let Some(selector) = &constraint.selector {
+                    match (selector_needs(selector), &mut self.needed_keys) {
+                        (Some(key), Some(keys)) => {
+                            keys.insert(key);
+                        }
+                        (None, keys) => *keys = None,
+                        (Some(_), None) => {}
                     }
-                    (None, keys) => *keys = None,
-                    (Some(_), None) => {}
+                }
+                let address = std::ptr::from_ref(constraint) as usize;
+                let per_target = matching.entry(address).or_insert_with(|| {
+                    targets
+                        .iter()
+                        .map(|t| t.pods.iter().filter(|q| constraint.counts(q)).count() as u32)
+                        .collect()
+                });
+                let mut counts = SpreadCounts {
+                    constraint,
+                    owner,
+                    per_domain: HashMap::new(),
+                    histogram: BTreeMap::new(),
+                };
+                for (i, &n) in per_target.iter().enumerate() {
+                    if let Some(d) = counts.counts_node(targets, i) {
+                        counts.bump(d, n);
+                    }
+                }
+                let entry = self.entries.len();
+                self.entries.push(counts);
+                match self.by_constraint.iter_mut().find(|(c, _)| std::ptr::eq(*c, constraint)) {
+                    Some((_, entries)) => entries.push(entry),
+                    None => self.by_constraint.push((constraint, vec![entry])),
                 }
             }
-            let mut counts = SpreadCounts {
-                constraint,
-                owner,
-                per_domain: HashMap::new(),
-                histogram: BTreeMap::new(),
-            };
-            for i in 0..targets.len() {
-                if let Some(d) = counts.counts_node(targets, i) {
-                    let n = targets[i].pods.iter().filter(|q| constraint.counts(q)).count();
-                    counts.bump(d, n as u32);
-                }
-            }
-            self.entries.push(counts);
+            self.by_owner
+                .entry(owner.topology_spread.as_ptr() as usize)
+                .or_default()
+                .push((spread_key(owner), start..self.entries.len()));
         }
-        self.by_owner
-            .entry(owner.topology_spread.as_ptr() as usize)
-            .or_default()
-            .push((spread_key(owner), start..self.entries.len()));
     }
 
     /// The entries counted for `pod`'s constraints, if they are.
@@ -555,11 +579,15 @@ impl<'a> SpreadIndex<'a> {
         {
             return; // no constraint counts it: the common case, decided at once
         }
-        for counts in &mut self.entries {
-            if counts.constraint.counts(pod)
-                && let Some(d) = counts.counts_node(targets, i)
-            {
-                counts.bump(d, 1);
+        for (constraint, entries) in &self.by_constraint {
+            if !constraint.counts(pod) {
+                continue;
+            }
+            for &e in entries {
+                let counts = &mut self.entries[e];
+                if let Some(d) = counts.counts_node(targets, i) {
+                    counts.bump(d, 1);
+                }
             }
         }
     }
@@ -643,9 +671,7 @@ impl<'a> Placed<'a> {
             anti: AntiIndex::of(targets),
             spread: SpreadIndex::default(),
         };
-        for pod in pods {
-            placed.spread.register(targets, pod);
-        }
+        placed.spread.register_all(targets, pods.iter().copied());
         placed
     }
 
@@ -945,9 +971,9 @@ fn estimate_with_neighbours<'a>(
     // New nodes go after the cluster's targets, and are taken off again.
     let world = &mut around.targets;
     let mut index = around.placed.clone();
-    for pod in pods {
-        index.spread.register(world, pod);
-    }
+    // Every pod, not each class's example: members equal by value may hold
+    // their constraints at other addresses.
+    index.spread.register_all(world, pods.iter().copied());
     let first_bin = world.len();
     let mut placed = Vec::new();
     let mut used = Resources::ZERO;
@@ -1036,12 +1062,14 @@ impl<'a> Neighbourhood<'a> {
     /// cluster, and if not, the predicate that keeps it off.
     pub fn check_new_node(&mut self, pod: &'a Pod, shape: Shape<'a>) -> Result<(), Unfit> {
         shape.check(pod)?;
-        let mut index = self.placed.clone();
+        let index = &mut self.placed;
         index.spread.register(&self.targets, pod);
         self.targets.push(shape.new_node());
         let fresh = self.targets.len() - 1;
-        index.spread.add_target(&self.targets, fresh, false);
-        let verdict = check_with_index(pod, fresh, &self.targets, &index);
+        // Joined for this check only: taken off again below.
+        let joined = index.spread.add_target(&self.targets, fresh, false);
+        let verdict = check_with_index(pod, fresh, &self.targets, index);
+        index.spread.forget(joined);
         self.targets.pop();
         verdict
     }
