@@ -140,7 +140,11 @@ pub fn is_extended_resource(name: &str) -> bool {
 }
 
 /// The first extended resource `wanted` needs more of than `free` has.
+#[inline]
 pub fn extended_short<'w>(wanted: &'w Extended, free: &Extended) -> Option<&'w str> {
+    if wanted.is_empty() {
+        return None; // almost every pod: decided without a walk
+    }
     wanted
         .iter()
         .find(|(name, n)| free.get(*name).copied().unwrap_or(0) < **n)

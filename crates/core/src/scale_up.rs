@@ -6,7 +6,9 @@ use crate::decision::{Direction, Reason};
 use crate::model::{Pod, Pool};
 use crate::policy::{Expander, PendingPods};
 use crate::quantity::{Resources, share};
-use crate::scheduling::{Neighbourhood, NewNodeEstimate, Shape, Target, classify, estimate_new_nodes, pack};
+use crate::scheduling::{
+    Neighbourhood, NewNodeEstimate, Placed, Shape, Target, classify, estimate_new_nodes, pack, pack_indexed,
+};
 use crate::window::Unavailable;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -72,7 +74,8 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             pods: pods_on.remove(n.name.as_str()).unwrap_or_default(),
         })
         .collect();
-    let placed = pack(pending, &mut existing);
+    let mut index = Placed::of(&existing, pending);
+    let placed = pack_indexed(pending, &mut existing, &mut index);
     // The scheduler is the truth: a pod it has rejected for a while although
     // the planner fits it here meets a constraint the planner does not model.
     let mut distrusted = Vec::new();
@@ -118,7 +121,11 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     let fit_in_flight = before - rest.len();
     // New nodes are judged among the cluster's pods (and those just placed).
     let mut around = if neighbours {
-        Neighbourhood::new(existing.into_iter().chain(in_flight).collect(), &rest)
+        let mut around = Neighbourhood::packed(existing, index);
+        for target in in_flight {
+            around.join(target);
+        }
+        around
     } else {
         Neighbourhood::default()
     };

@@ -468,7 +468,12 @@ struct SpreadIndex<'a> {
     /// The entries of each owner, found by the address of its constraints
     /// (the pods of one workload share them) and then by equality: cheap
     /// to look up on every check.
-    by_owner: HashMap<usize, Vec<(SpreadKey<'a>, std::ops::Range<usize>)>>,
+    by_owner: HashMap<usize, Vec<(SpreadKey<'a>, usize)>>,
+    /// Each owner's entries (one per constraint), by index.
+    lists: Vec<Box<[usize]>>,
+    /// Entries by what decides their counts: owners whose node inclusion
+    /// is the same for a constraint share one entry.
+    by_signature: HashMap<Signature<'a>, usize>,
     /// The entries of each distinct constraint: a placed pod is matched
     /// against each constraint once, not once per owner.
     by_constraint: Vec<(&'a TopologySpread, Vec<usize>)>,
@@ -479,17 +484,29 @@ struct SpreadIndex<'a> {
     /// checked against target after target. The pods checked outlive the
     /// index (they are the `'a` pods being placed), so an address is never
     /// another pod's.
-    last: std::cell::Cell<(usize, usize, usize)>,
+    last: std::cell::Cell<(usize, usize)>,
 }
+
+/// What decides an entry's counts: the constraint, the owner's constraints
+/// (a node must have all their keys), and what its node inclusion policies
+/// look at of the owner.
+type Signature<'a> = (
+    usize,
+    usize,
+    Option<(&'a Labels, &'a NodeAffinity)>,
+    Option<&'a [Toleration]>,
+);
 
 impl Default for SpreadIndex<'_> {
     fn default() -> Self {
         SpreadIndex {
             entries: Vec::new(),
             by_owner: HashMap::new(),
+            lists: Vec::new(),
+            by_signature: HashMap::new(),
             by_constraint: Vec::new(),
             needed_keys: Some(std::collections::HashSet::new()),
-            last: std::cell::Cell::new((0, 0, 0)),
+            last: std::cell::Cell::new((0, 0)),
         }
     }
 }
@@ -506,11 +523,24 @@ impl<'a> SpreadIndex<'a> {
     fn register_all(&mut self, targets: &[Target<'a>], owners: impl IntoIterator<Item = &'a Pod>) {
         let mut matching: HashMap<usize, Vec<u32>> = HashMap::new();
         for owner in owners {
-            if owner.topology_spread.is_empty() || self.range(owner).is_some() {
+            if owner.topology_spread.is_empty() || self.list(owner).is_some() {
                 continue;
             }
-            let start = self.entries.len();
+            let mut list = Vec::with_capacity(owner.topology_spread.len());
             for constraint in owner.topology_spread.iter() {
+                let address = std::ptr::from_ref(constraint) as usize;
+                let signature: Signature<'a> = (
+                    address,
+                    owner.topology_spread.as_ptr() as usize,
+                    constraint
+                        .honor_node_affinity
+                        .then_some((&owner.node_selector, &owner.affinity)),
+                    constraint.honor_taints.then_some(&owner.tolerations[..]),
+                );
+                if let Some(&entry) = self.by_signature.get(&signature) {
+                    list.push(entry);
+                    continue;
+                }
                 // No selector counts nothing and needs no key.
                 if let Some(selector) = &constraint.selector {
                     match (selector_needs(selector), &mut self.needed_keys) {
@@ -521,7 +551,6 @@ impl<'a> SpreadIndex<'a> {
                         (Some(_), None) => {}
                     }
                 }
-                let address = std::ptr::from_ref(constraint) as usize;
                 let per_target = matching.entry(address).or_insert_with(|| {
                     targets
                         .iter()
@@ -541,35 +570,42 @@ impl<'a> SpreadIndex<'a> {
                 }
                 let entry = self.entries.len();
                 self.entries.push(counts);
-                match self.by_constraint.iter_mut().find(|(c, _)| std::ptr::eq(*c, constraint)) {
+                self.by_signature.insert(signature, entry);
+                list.push(entry);
+                match self
+                    .by_constraint
+                    .iter_mut()
+                    .find(|(c, _)| std::ptr::eq(*c, constraint))
+                {
                     Some((_, entries)) => entries.push(entry),
                     None => self.by_constraint.push((constraint, vec![entry])),
                 }
             }
+            self.lists.push(list.into_boxed_slice());
             self.by_owner
                 .entry(owner.topology_spread.as_ptr() as usize)
                 .or_default()
-                .push((spread_key(owner), start..self.entries.len()));
+                .push((spread_key(owner), self.lists.len() - 1));
         }
     }
 
-    /// The entries counted for `pod`'s constraints, if they are.
-    fn range(&self, pod: &Pod) -> Option<std::ops::Range<usize>> {
+    /// Which of [`SpreadIndex::lists`] holds `pod`'s entries, if counted.
+    fn list(&self, pod: &Pod) -> Option<usize> {
         let address = std::ptr::from_ref(pod) as usize;
-        let (last, start, end) = self.last.get();
+        let (last, list) = self.last.get();
         if last == address {
-            return Some(start..end);
+            return Some(list);
         }
         let key = spread_key(pod);
-        let range = self
+        let list = self
             .by_owner
             .get(&(pod.topology_spread.as_ptr() as usize))?
             .iter()
             // The constraints are at the same address: compare the rest.
             .find(|(k, _)| k.0.len() == key.0.len() && (k.1, k.2, k.3) == (key.1, key.2, key.3))
-            .map(|(_, range)| range.clone())?;
-        self.last.set((address, range.start, range.end));
-        Some(range)
+            .map(|(_, list)| *list)?;
+        self.last.set((address, list));
+        Some(list)
     }
 
     /// `pod` was placed on target `i`.
@@ -626,7 +662,7 @@ impl<'a> SpreadIndex<'a> {
         if pod.topology_spread.is_empty() {
             return Ok(());
         }
-        let Some(range) = self.range(pod) else {
+        let Some(list) = self.list(pod) else {
             // Every entry point counts for its pods first; a pod not counted
             // is not taken to fit.
             let c = &pod.topology_spread[0];
@@ -635,7 +671,8 @@ impl<'a> SpreadIndex<'a> {
                 max_skew: c.max_skew,
             });
         };
-        for counts in &self.entries[range] {
+        for &e in self.lists[list].iter() {
+            let counts = &self.entries[e];
             let c = counts.constraint;
             let Some(here) = domain(targets, at, &c.topology_key) else {
                 return Err(Unfit::SpreadKeyMissing {
@@ -820,9 +857,18 @@ pub fn classify<'p>(pods: &[&'p Pod]) -> Vec<PodClass<'p>> {
 /// exception (placing pods elsewhere raises the minimum and may reopen a
 /// domain): such a class goes round the targets once from its cursor.
 pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usize>> {
-    let mut placed = vec![None; pods.len()];
-    // A pod with anti-affinity anywhere makes every placement look at its neighbours.
     let mut index = Placed::of(targets, pods);
+    pack_indexed(pods, targets, &mut index)
+}
+
+/// [`pack`] with `index` (built by `Placed::of(targets, pods)`) kept up to
+/// date, for a [`Neighbourhood`] to start from.
+pub fn pack_indexed<'a>(
+    pods: &[&'a Pod],
+    targets: &mut [Target<'a>],
+    index: &mut Placed<'a>,
+) -> Vec<Option<usize>> {
+    let mut placed = vec![None; pods.len()];
     let n = targets.len();
     for class in classify(pods) {
         let pod = class.example;
@@ -841,9 +887,9 @@ pub fn pack<'a>(pods: &[&'a Pod], targets: &mut [Target<'a>]) -> Vec<Option<usiz
             let found = if round {
                 (0..n)
                     .map(|k| (cursor + k) % n)
-                    .find(|&i| fits(targets, &index, i))
+                    .find(|&i| fits(targets, index, i))
             } else {
-                (cursor..n).find(|&i| fits(targets, &index, i))
+                (cursor..n).find(|&i| fits(targets, index, i))
             };
             let Some(at) = found else {
                 break; // no target left for this class
@@ -1056,6 +1102,21 @@ impl<'a> Neighbourhood<'a> {
     pub fn new(targets: Vec<Target<'a>>, pods: &[&'a Pod]) -> Self {
         let placed = Placed::of(&targets, pods);
         Neighbourhood { targets, placed }
+    }
+
+    /// `targets` with the index [`pack_indexed`] kept for them.
+    pub fn packed(targets: Vec<Target<'a>>, placed: Placed<'a>) -> Self {
+        Neighbourhood { targets, placed }
+    }
+
+    /// One more target (a machine on its way) with the pods placed on it.
+    pub fn join(&mut self, target: Target<'a>) {
+        self.targets.push(target);
+        let k = self.targets.len() - 1;
+        self.placed.spread.add_target(&self.targets, k, false);
+        for pod in self.targets[k].pods.clone() {
+            self.placed.add(&self.targets, k, pod);
+        }
     }
 
     /// Whether `pod` could go on one fresh node of this shape joining the
