@@ -719,8 +719,14 @@ impl<'a> Placed<'a> {
     }
 
     /// Whether a pod without predicates of its own may ignore its neighbours.
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.anti.is_empty()
+    }
+
+    /// The predicates that look at other pods for `pod` (counted by
+    /// [`Placed::of`]) on target `at`.
+    pub fn check(&self, pod: &Pod, at: usize, targets: &[Target<'a>]) -> Result<(), Unfit> {
+        check_with_index(pod, at, targets, self)
     }
 }
 

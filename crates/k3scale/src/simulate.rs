@@ -69,6 +69,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
     };
     let loaded = config::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut policy = loaded.policy.clone();
+    let mut opts = SimOptions {
+        cpu_per_request: args.cpu_per_request,
+        ..SimOptions::default()
+    };
 
     let (label, mut trace) = match &args.trace {
         Some(path) => {
@@ -85,6 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     names.join(", ")
                 )
             })?;
+            // A scenario may shape the pools and the workload (zones, constraints).
+            s.prepare(&mut policy, &mut opts);
             (s.name.to_string(), s.trace(args.seed))
         }
     };
@@ -94,10 +101,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.scale != 1.0 {
         trace = trace.scaled(args.scale);
     }
-    let opts = SimOptions {
-        cpu_per_request: args.cpu_per_request,
-        ..SimOptions::default()
-    };
 
     let bar = ProgressBar::new(1000);
     bar.set_style(
@@ -105,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("simulating {label}"));
-    let comparison = compare(&label, &trace, &loaded.policy, loaded.interval, &opts, &mut |f| {
+    let comparison = compare(&label, &trace, &policy, loaded.interval, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     });
     bar.finish_and_clear();
@@ -121,10 +124,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
         Output::Table => {
             println!(
-                "scenario {label}: {:.1} h, peak demand {:.1} cores, pool {} ({})",
+                "scenario {label}: {:.1} h, peak demand {:.1} cores, pools {} ({})",
                 comparison.hours,
                 comparison.peak_demand_cores,
-                loaded.policy.pools.first().map_or("-", |p| p.name.as_str()),
+                policy
+                    .pools
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 name
             );
             println!();

@@ -4,14 +4,17 @@
 
 use crate::clock::VirtualClock;
 use crate::trace::{Cursor, DemandUnit, Trace};
-use k3scale_core::model::{Node, OwnerKind, Pod, PodPhase, Pool};
-use k3scale_core::scheduling::{check_constraints, free_capacity};
+use k3scale_core::model::{Labels, Node, OwnerKind, Pod, PodAffinityTerm, PodPhase, Pool, TopologySpread};
+use k3scale_core::scheduling::{HOSTNAME_KEY, Placed, Target, check_constraints, free_capacity};
 use k3scale_core::snapshot::{InFlight, Snapshot};
 use k3scale_core::{Clock, Decision, Policy, Resources, Time, decide};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 const MI: u64 = 1 << 20;
+/// The label every simulated node carries with its own name.
+pub const HOSTNAME: &str = HOSTNAME_KEY;
 
 /// The pod template and HPA of every simulated Deployment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -24,6 +27,11 @@ pub struct WorkloadSpec {
     pub target_utilization: f64,
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// The pods' labels, and the constraints that look at other pods: what
+    /// the simulated scheduler honours like kube-scheduler.
+    pub labels: Labels,
+    pub topology_spread: Arc<[TopologySpread]>,
+    pub pod_anti_affinity: Arc<[PodAffinityTerm]>,
 }
 
 impl Default for WorkloadSpec {
@@ -35,6 +43,9 @@ impl Default for WorkloadSpec {
             target_utilization: 0.7,
             min_replicas: 2,
             max_replicas: 500,
+            labels: Labels::new(),
+            topology_spread: Arc::from([]),
+            pod_anti_affinity: Arc::from([]),
         }
     }
 }
@@ -369,6 +380,9 @@ impl<'a> Sim<'a> {
             Resources::pod(spec.cpu_request_milli, spec.memory_request),
         );
         pod.phase = PodPhase::Pending;
+        pod.labels = spec.labels.clone();
+        pod.topology_spread = Arc::clone(&spec.topology_spread);
+        pod.pod_anti_affinity = Arc::clone(&spec.pod_anti_affinity);
         self.snap.pods.push(pod);
         self.meta.push(PodMeta {
             workload,
@@ -418,6 +432,7 @@ impl<'a> Sim<'a> {
             let pool = &self.pools[machine.pool];
             let mut node = Node::new(&machine.name, Some(&pool.name), pool.template.allocatable, now);
             node.labels = pool.template.labels.clone();
+            node.labels.insert(HOSTNAME_KEY.to_string(), machine.name.clone());
             node.taints = pool.template.taints.clone();
             self.snap.in_flight.retain(|f| f.name != machine.name);
             // Every new node runs one pod of each DaemonSet.
@@ -476,10 +491,68 @@ impl<'a> Sim<'a> {
         if self.pending == 0 {
             return false;
         }
-        let nodes = &self.snap.nodes;
-        let mut free = free_capacity(nodes, &self.snap.pods);
+        let placements = self.place_pending();
         let mut newly_unschedulable = false;
-        for (pod, meta) in self.snap.pods.iter_mut().zip(&self.meta) {
+        for (p, at) in placements {
+            let pod = &mut self.snap.pods[p];
+            match at {
+                Some(i) => {
+                    pod.node_name = Some(self.snap.nodes[i].name.clone());
+                    pod.phase = PodPhase::Running;
+                    pod.unschedulable_since = None;
+                    self.result
+                        .waits
+                        .push(now.since(self.meta[p].created_at).as_secs_f64());
+                    self.pending -= 1;
+                }
+                None if pod.unschedulable_since.is_none() => {
+                    pod.unschedulable_since = Some(now);
+                    newly_unschedulable = true;
+                }
+                None => {}
+            }
+        }
+        newly_unschedulable
+    }
+
+    /// Where each pending pod goes (its index, and its node's): the
+    /// fitting node with the most free capacity, honouring host ports,
+    /// inter-pod (anti-)affinity and topology spread as kube-scheduler does.
+    fn place_pending(&self) -> Vec<(usize, Option<usize>)> {
+        let nodes = &self.snap.nodes;
+        let pods = &self.snap.pods;
+        let mut free = free_capacity(nodes, pods);
+        let pending: Vec<&Pod> = pods.iter().filter(|p| p.node_name.is_none()).collect();
+        // Predicates on other pods: only when some pod has them.
+        let neighbours = pending.iter().any(|p| p.has_pod_predicates())
+            || pods.iter().any(|p| !p.pod_anti_affinity.is_empty());
+        let mut targets: Vec<Target<'_>> = Vec::new();
+        if neighbours {
+            let at: std::collections::HashMap<&str, usize> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name.as_str(), i))
+                .collect();
+            targets = nodes
+                .iter()
+                .map(|n| Target {
+                    name: Some(&n.name),
+                    labels: &n.labels,
+                    taints: &n.taints,
+                    free: Resources::ZERO,
+                    extended: Default::default(),
+                    pods: Vec::new(),
+                })
+                .collect();
+            for pod in pods.iter().filter(|p| !p.is_terminal()) {
+                if let Some(&i) = pod.node_name.as_deref().and_then(|n| at.get(n)) {
+                    targets[i].pods.push(pod);
+                }
+            }
+        }
+        let mut index = Placed::of(&targets, &pending);
+        let mut placements = Vec::new();
+        for (p, pod) in pods.iter().enumerate() {
             if pod.node_name.is_some() {
                 continue;
             }
@@ -488,6 +561,7 @@ impl<'a> Sim<'a> {
                 .enumerate()
                 .filter(|(i, n)| n.schedulable() && pod.requests.fits_in(&free[*i]))
                 .filter(|(_, n)| check_constraints(pod, Some(&n.name), &n.labels, &n.taints).is_ok())
+                .filter(|(i, _)| !neighbours || index.check(pod, *i, &targets).is_ok())
                 .max_by(|(a, na), (b, nb)| {
                     let score = |i: usize, n: &Node| {
                         let f = free[i];
@@ -499,23 +573,16 @@ impl<'a> Sim<'a> {
                         .then(nb.name.cmp(&na.name))
                 })
                 .map(|(i, _)| i);
-            match best {
-                Some(i) => {
-                    free[i] = free[i] - pod.requests;
-                    pod.node_name = Some(nodes[i].name.clone());
-                    pod.phase = PodPhase::Running;
-                    pod.unschedulable_since = None;
-                    self.result.waits.push(now.since(meta.created_at).as_secs_f64());
-                    self.pending -= 1;
+            if let Some(i) = best {
+                free[i] = free[i] - pod.requests;
+                if neighbours {
+                    targets[i].pods.push(pod);
+                    index.add(&targets, i, pod);
                 }
-                None if pod.unschedulable_since.is_none() => {
-                    pod.unschedulable_since = Some(now);
-                    newly_unschedulable = true;
-                }
-                None => {}
             }
+            placements.push((p, best));
         }
-        newly_unschedulable
+        placements
     }
 
     /// What node-exporter would report: cluster CPU and memory utilization.

@@ -1,7 +1,9 @@
 //! Built-in scenarios: synthetic but realistic demand shapes, deterministic
 //! for a given seed.
 
+use crate::engine::SimOptions;
 use crate::trace::{DemandUnit, Trace};
+use k3scale_core::Policy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -13,7 +15,12 @@ pub struct Scenario {
     pub about: &'static str,
     minutes: u64,
     shape: fn(minute: u64, rng: &mut ChaCha8Rng) -> f64,
+    /// What the scenario changes in the cluster and workload it runs on.
+    setup: fn(&mut Policy, &mut SimOptions),
 }
+
+/// The user's pools and workload as they are.
+fn as_configured(_: &mut Policy, _: &mut SimOptions) {}
 
 pub const DEFAULT_SCENARIO: &str = "flash-sale";
 
@@ -23,24 +30,35 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a normal day (0.35-1.1 cores of web traffic) with a 10x flash sale at 19:00 for an hour",
         minutes: 24 * 60,
         shape: flash_sale,
+        setup: as_configured,
     },
     Scenario {
         name: "diurnal-week",
         about: "seven days of office-hours traffic (1-8 cores), quieter weekends",
         minutes: 7 * 24 * 60,
         shape: diurnal_week,
+        setup: as_configured,
     },
     Scenario {
         name: "steady",
         about: "a flat 3 cores with 5% noise for a day: nothing to gain, nothing to break",
         minutes: 24 * 60,
         shape: steady,
+        setup: as_configured,
     },
     Scenario {
         name: "spikes",
         about: "two days at 2 cores with sudden 3-5x spikes lasting 5-20 minutes",
         minutes: 2 * 24 * 60,
         shape: spikes,
+        setup: as_configured,
+    },
+    Scenario {
+        name: "zones",
+        about: "a day of 1-7 cores of web traffic, one replica per node (hostname anti-affinity), spread evenly over two zones: the first pool split into zone-a and zone-b",
+        minutes: 24 * 60,
+        shape: zones_day,
+        setup: two_zones,
     },
 ];
 
@@ -49,6 +67,11 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
 }
 
 impl Scenario {
+    /// Apply what the scenario changes to `policy` and `opts`.
+    pub fn prepare(&self, policy: &mut Policy, opts: &mut SimOptions) {
+        (self.setup)(policy, opts);
+    }
+
     /// One row per minute of CPU demand for the `web` workload.
     pub fn trace(&self, seed: u64) -> Trace {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -60,6 +83,59 @@ impl Scenario {
             series: BTreeMap::from([("web".to_string(), points)]),
         }
     }
+}
+
+const ZONE_KEY: &str = "topology.kubernetes.io/zone";
+
+/// The first pool as two, one per zone, each with at least one node; the
+/// web pods each want a node of their own and an even spread over zones.
+fn two_zones(policy: &mut Policy, opts: &mut SimOptions) {
+    use k3scale_core::model::{LabelSelector, PodAffinityTerm, TermNamespaces, TopologySpread};
+    use std::sync::Arc;
+    if let Some(first) = policy.pools.first().cloned() {
+        policy.pools = ["a", "b"]
+            .iter()
+            .map(|zone| {
+                let mut pool = first.clone();
+                pool.name = format!("zone-{zone}");
+                pool.min = 1;
+                pool.template
+                    .labels
+                    .insert(k3scale_core::model::POOL_LABEL.into(), pool.name.clone());
+                pool.template.labels.insert(ZONE_KEY.into(), (*zone).into());
+                pool
+            })
+            .collect();
+    }
+    let web: k3scale_core::model::Labels = [("app".to_string(), "web".to_string())].into();
+    let selector = Some(LabelSelector {
+        match_labels: web.clone(),
+        match_expressions: vec![],
+    });
+    let w = &mut opts.workload;
+    w.cpu_request_milli = 1000;
+    w.cpu_limit_milli = 1500;
+    w.memory_request = 512 << 20;
+    w.max_replicas = 20;
+    w.labels = web;
+    w.topology_spread = Arc::from([TopologySpread {
+        max_skew: 1,
+        topology_key: ZONE_KEY.into(),
+        selector: selector.clone(),
+        namespace: "default".into(),
+        min_domains: None,
+        honor_node_affinity: true,
+        honor_taints: false,
+    }]);
+    w.pod_anti_affinity = Arc::from([PodAffinityTerm {
+        selector,
+        namespaces: TermNamespaces::Listed(vec!["default".into()]),
+        topology_key: crate::engine::HOSTNAME.into(),
+    }]);
+}
+
+fn zones_day(m: u64, rng: &mut ChaCha8Rng) -> f64 {
+    (1.0 + 6.0 * daily(m % 1440)) * noise(rng, 0.05)
 }
 
 fn noise(rng: &mut ChaCha8Rng, amplitude: f64) -> f64 {

@@ -6,14 +6,11 @@ use k3scale_sim::{Comparison, SimOptions, Trace, compare, scenario};
 
 fn default_run(trace: &Trace, name: &str) -> Comparison {
     let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
-    compare(
-        name,
-        trace,
-        &loaded.policy,
-        loaded.interval,
-        &SimOptions::default(),
-        &mut |_| {},
-    )
+    let (mut policy, mut opts) = (loaded.policy, SimOptions::default());
+    if let Some(s) = scenario::find(name) {
+        s.prepare(&mut policy, &mut opts);
+    }
+    compare(name, trace, &policy, loaded.interval, &opts, &mut |_| {})
 }
 
 #[test]
@@ -51,8 +48,10 @@ fn every_scenario_stays_within_bounds_and_is_deterministic() {
         assert_eq!(a.summaries, b.summaries, "{} is not deterministic", s.name);
         for run in &a.runs[..2] {
             // Nodes alive includes ones still draining, never more than max + the step being drained.
+            // (Two pools of 1..10 in the zones scenario.)
+            let most = if s.name == "zones" { 21 } else { 11 };
             assert!(
-                run.nodes_per_minute.iter().all(|&n| (2..=11).contains(&n)),
+                run.nodes_per_minute.iter().all(|&n| (2..=most).contains(&n)),
                 "{} {}",
                 s.name,
                 run.name
@@ -90,4 +89,22 @@ fn replica_traces_bypass_the_hpa() {
     // 30 replicas of 250m on 2-CPU nodes (7 per node with the DaemonSet pod) need 5 nodes.
     assert_eq!(k.peak_nodes, 5, "{k:#?}");
     assert_eq!(c.summary("fixed-peak").unwrap().peak_nodes, 5);
+}
+
+#[test]
+fn zone_spread_with_one_replica_per_node_never_waits_past_boot() {
+    let trace = scenario::find("zones").unwrap().trace(42);
+    let c = default_run(&trace, "zones");
+    let k = c.summary("k3scale").unwrap();
+    assert!(k.max_wait_past_boot_s <= 0.0, "{k:#?}");
+    assert!(c.saving_vs("fixed-peak").unwrap() >= 30.0, "{:#?}", c.summaries);
+    // One replica per node, spread over both zones: each pool grew.
+    let events = &c.events["k3scale"];
+    let launched_in = |pool: &str| {
+        events
+            .iter()
+            .filter(|e| e.added > 0)
+            .any(|e| e.reasons.iter().any(|r| r.contains(pool)))
+    };
+    assert!(launched_in("zone-a") && launched_in("zone-b"), "{events:#?}");
 }
