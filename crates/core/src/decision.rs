@@ -191,6 +191,11 @@ pub enum Reason {
         nodes: u32,
         pods: usize,
     },
+    /// `balance_similar_pools`: the nodes one pool's estimate needs, spread
+    /// over it and the pools alike but for their zone.
+    Balanced {
+        nodes: Vec<(String, u32)>,
+    },
     PodsCannotFit {
         count: usize,
         examples: Vec<String>,
@@ -329,6 +334,10 @@ impl fmt::Display for Reason {
             }
             Reason::BinPacked { pool, nodes, pods } => {
                 write!(f, "{pods} pending pods bin-packed onto {nodes} new {pool} nodes")
+            }
+            Reason::Balanced { nodes } => {
+                let split: Vec<String> = nodes.iter().map(|(pool, n)| format!("{n} {pool}")).collect();
+                write!(f, "balanced over similar pools: {}", split.join(", "))
             }
             Reason::PodsCannotFit { count, examples, why } => write!(
                 f,

@@ -151,6 +151,9 @@ pub struct Policy {
     /// Taint keys that mean "still starting" beyond the built-in ones
     /// ([`crate::model::STARTUP_TAINTS`]), e.g. a CNI's readiness taint.
     pub startup_taints: Vec<String>,
+    /// Split a scale-up across pools that differ only in their zone
+    /// (cluster-autoscaler's `balance-similar-node-groups`).
+    pub balance_similar_pools: bool,
     pub limits: ClusterLimits,
     pub pools: Vec<Pool>,
 }
@@ -166,6 +169,7 @@ impl Policy {
             metrics_max_age: Duration::from_secs(60),
             expendable_pods_priority_cutoff: -10,
             startup_taints: Vec::new(),
+            balance_similar_pools: false,
             limits: ClusterLimits::default(),
             pools,
         }

@@ -156,8 +156,20 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             nodes: est.nodes,
             pods: est.placed.len(),
         });
-        ctx.decision.add_up(&pool.name, est.nodes);
-        ctx.grow(pool, est.nodes);
+        let split = if ctx.policy.balance_similar_pools {
+            balance(ctx, pool, &est, &rest, &classes, &mut around)
+        } else {
+            vec![(pool, est.nodes)]
+        };
+        if split.len() > 1 {
+            ctx.decision.reasons.push(Reason::Balanced {
+                nodes: split.iter().map(|(p, n)| (p.name.clone(), *n)).collect(),
+            });
+        }
+        for (p, n) in split {
+            ctx.decision.add_up(&p.name, n);
+            ctx.grow(p, n);
+        }
         let mut taken = vec![false; rest.len()];
         for &i in &est.placed {
             taken[i] = true;
@@ -182,6 +194,77 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
     if !rest.is_empty() {
         explain_leftovers(ctx, &rest, &mut around);
     }
+}
+
+/// Labels that tell pools apart without making them different machines.
+const BALANCE_IGNORED_LABELS: [&str; 3] = [
+    crate::model::POOL_LABEL,
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+];
+
+/// Whether two pools launch the same machines but for their zone (and name).
+fn similar(a: &Pool, b: &Pool) -> bool {
+    let (ta, tb) = (&a.template, &b.template);
+    let labels = |t: &'_ crate::model::NodeTemplate| {
+        t.labels
+            .iter()
+            .filter(|(k, _)| !BALANCE_IGNORED_LABELS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<crate::model::Labels>()
+    };
+    a.name != b.name
+        && ta.allocatable == tb.allocatable
+        && ta.extended == tb.extended
+        && ta.taints == tb.taints
+        && a.provider == b.provider
+        && labels(ta) == labels(tb)
+}
+
+/// `balance_similar_pools`: the `est.nodes` nodes `chosen`'s estimate needs,
+/// spread over it and the similar pools that would take the same pods, the
+/// smallest pool first (as cluster-autoscaler balances node groups).
+fn balance<'a, 'p: 'a>(
+    ctx: &mut Context<'p>,
+    chosen: &'p Pool,
+    est: &NewNodeEstimate,
+    rest: &[&'a Pod],
+    classes: &[crate::scheduling::PodClass<'a>],
+    around: &mut Neighbourhood<'a>,
+) -> Vec<(&'p Pool, u32)> {
+    let policy = ctx.policy;
+    let mut group: Vec<(&'p Pool, u32, u32)> = vec![(chosen, ctx.size(&chosen.name), ctx.headroom(chosen))];
+    for pool in policy.pools.iter().filter(|p| similar(chosen, p)) {
+        let headroom = ctx.headroom(pool);
+        if headroom == 0 {
+            continue;
+        }
+        // Only a pool that takes the same pods (a zone selector may not).
+        let same = estimate_new_nodes(rest, classes, shape(ctx, pool), headroom, around);
+        if same.placed == est.placed {
+            group.push((pool, ctx.size(&pool.name), headroom));
+        }
+    }
+    let mut added = vec![0u32; group.len()];
+    for _ in 0..est.nodes {
+        let next = (0..group.len())
+            .filter(|&i| added[i] < group[i].2)
+            .min_by(|&a, &b| {
+                (group[a].1 + added[a])
+                    .cmp(&(group[b].1 + added[b]))
+                    .then_with(|| group[a].0.name.cmp(&group[b].0.name))
+            });
+        match next {
+            Some(i) => added[i] += 1,
+            None => break,
+        }
+    }
+    group
+        .iter()
+        .zip(added)
+        .filter(|(_, n)| *n > 0)
+        .map(|((pool, _, _), n)| (*pool, n))
+        .collect()
 }
 
 /// A new node of `pool`: its template, with the room DaemonSets leave.

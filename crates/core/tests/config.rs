@@ -302,13 +302,14 @@ fn drain_timeout_startup_taints_and_leader_election_are_settings() {
 #[test]
 fn cluster_limits_and_cluster_autoscaler_settings() {
     let yaml = format!(
-        "limits: {{ max_nodes: 12, max_cpu: \"48\", max_memory: 96Gi }}\npolicy:\n  expendable_pods_priority_cutoff: -5\n  scale_up: {{ trust_scheduler_after: 1m }}\n  scale_down: {{ skip_nodes_with_system_pods: true, ignore_daemonsets_utilization: true }}\n{POOL}    scale_down_utilization_below: 0.6\n"
+        "limits: {{ max_nodes: 12, max_cpu: \"48\", max_memory: 96Gi }}\npolicy:\n  expendable_pods_priority_cutoff: -5\n  balance_similar_pools: true\n  scale_up: {{ trust_scheduler_after: 1m }}\n  scale_down: {{ skip_nodes_with_system_pods: true, ignore_daemonsets_utilization: true }}\n{POOL}    scale_down_utilization_below: 0.6\n"
     );
     let p = load("k3scale.yaml", &yaml).unwrap().policy;
     assert_eq!(p.limits.max_nodes, Some(12));
     assert_eq!(p.limits.max_cpu_milli, Some(48_000));
     assert_eq!(p.limits.max_memory_bytes, Some(96 << 30));
     assert_eq!(p.expendable_pods_priority_cutoff, -5);
+    assert!(p.balance_similar_pools);
     assert_eq!(p.scale_up.trust_scheduler_after, Duration::from_secs(60));
     assert!(p.scale_down.skip_nodes_with_system_pods && p.scale_down.ignore_daemonsets_utilization);
     assert_eq!(p.utilization_below("workers"), 0.6);
@@ -317,6 +318,7 @@ fn cluster_limits_and_cluster_autoscaler_settings() {
     let d = load("min.yaml", POOL).unwrap().policy;
     assert_eq!(d.limits, k3scale_core::policy::ClusterLimits::default());
     assert_eq!(d.expendable_pods_priority_cutoff, -10);
+    assert!(!d.balance_similar_pools);
     assert_eq!(d.scale_up.trust_scheduler_after, Duration::from_secs(30));
     assert!(!d.scale_down.skip_nodes_with_system_pods);
 

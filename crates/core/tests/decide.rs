@@ -1356,3 +1356,47 @@ fn a_pod_pinned_by_its_volume_neither_launches_a_node_nor_moves() {
         reasons(&d)
     );
 }
+
+#[test]
+fn balance_similar_pools_spreads_a_scale_up_over_zones() {
+    const ZONE: &str = "topology.kubernetes.io/zone";
+    let zoned = |zone: &str| {
+        let mut p = pool(&format!("zone-{zone}"), 0, 10, 2000, 4 * GI, 0.04);
+        p.template.labels.insert(ZONE.into(), zone.into());
+        p
+    };
+    let (a, b) = (zoned("a"), zoned("b"));
+    let mut p = k3scale_core::Policy::new(vec![a.clone(), b.clone()]);
+    let pods = |n: usize| -> Vec<_> { (0..n).map(|i| pending(&format!("p{i}"), 1500, GI, NOW)).collect() };
+
+    let d = decide(&snapshot(vec![], pods(4), 0.2, 0.2, NOW), &p, NOW);
+    assert_eq!(d.nodes_added(), 4);
+    assert_eq!(d.scale_up.len(), 1, "off by default: one pool: {}", reasons(&d));
+
+    p.balance_similar_pools = true;
+    let d = decide(&snapshot(vec![], pods(4), 0.2, 0.2, NOW), &p, NOW);
+    let split: Vec<(&str, u32)> = d.scale_up.iter().map(|s| (s.pool.as_str(), s.count)).collect();
+    assert_eq!(split, [("zone-a", 2), ("zone-b", 2)], "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("balanced over similar pools: 2 zone-a, 2 zone-b"),
+        "{}",
+        reasons(&d)
+    );
+
+    // zone-a already has two (full) nodes: the two new ones go to zone-b.
+    let nodes = vec![node_of(&a, "a0"), node_of(&a, "a1")];
+    let mut all = vec![running("x", "a0", 1900, GI), running("y", "a1", 1900, GI)];
+    all.extend(pods(2));
+    let d = decide(&snapshot(nodes, all, 0.2, 0.2, NOW), &p, NOW);
+    let split: Vec<(&str, u32)> = d.scale_up.iter().map(|s| (s.pool.as_str(), s.count)).collect();
+    assert_eq!(split, [("zone-b", 2)], "{}", reasons(&d));
+
+    // A pod that selects zone a is not spread to zone b.
+    let mut pinned = pods(2);
+    for pod in &mut pinned {
+        pod.node_selector.insert(ZONE.into(), "a".into());
+    }
+    let d = decide(&snapshot(vec![], pinned, 0.2, 0.2, NOW), &p, NOW);
+    let split: Vec<(&str, u32)> = d.scale_up.iter().map(|s| (s.pool.as_str(), s.count)).collect();
+    assert_eq!(split, [("zone-a", 2)], "{}", reasons(&d));
+}

@@ -371,6 +371,7 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         metrics_max_age,
         expendable_pods_priority_cutoff: c.policy.expendable_pods_priority_cutoff,
         startup_taints: c.policy.startup_taints.clone(),
+        balance_similar_pools: c.policy.balance_similar_pools,
         limits: ClusterLimits {
             max_nodes: c.limits.max_nodes,
             max_cpu_milli: c

@@ -171,6 +171,8 @@ pub struct PolicyConfig {
     pub startup_taints: Vec<String>,
     /// Pods below this priority neither trigger a scale-up nor keep a node.
     pub expendable_pods_priority_cutoff: i32,
+    /// Spread a scale-up over pools alike but for their zone.
+    pub balance_similar_pools: bool,
 }
 
 impl Default for PolicyConfig {
@@ -183,6 +185,7 @@ impl Default for PolicyConfig {
             dry_run: false,
             startup_taints: Vec::new(),
             expendable_pods_priority_cutoff: -10,
+            balance_similar_pools: false,
         }
     }
 }
