@@ -91,9 +91,12 @@ fn many(n: usize, cpu: u64, mem: u64) -> Vec<Pod> {
     (0..n).map(|i| estimatee(i, cpu, mem)).collect()
 }
 
+/// (upstream name, pods, template cpu, template memory MiB, max nodes,
+/// nodes, pods placed).
+type Case = (&'static str, Vec<Pod>, u64, u64, u32, u32, usize);
+
 #[test]
 fn binpacking_estimate_cases() {
-    // (upstream name, pods, template cpu, template memory MiB, max nodes, nodes, pods placed)
     let with_port = |mut p: Pod| {
         p.host_ports = Arc::from([HostPort {
             port: 5555,
@@ -102,7 +105,7 @@ fn binpacking_estimate_cases() {
         }]);
         p
     };
-    let cases: Vec<(&str, Vec<Pod>, u64, u64, u32, u32, usize)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "simple resource-based binpacking",
             many(10, 350, 1000),
