@@ -129,9 +129,65 @@ fn validate_prints_effective_config_or_every_error() {
 }
 
 #[test]
+fn validate_names_a_secret_file_it_cannot_read_and_a_zero_exec_timeout() {
+    let dir = temp_dir("validate-secrets");
+    let token = dir.join("token");
+    let cfg = dir.join("k3scale.yaml");
+    let write = |timeout: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "pools:\n  - name: w\n    template: {{ cpu: \"2\", memory: 4Gi }}\n    provider: {{ exec: {{ create: c, delete: d, list: l, timeout: {timeout}, token_file: {} }} }}\n",
+                token.display()
+            ),
+        )
+        .unwrap();
+    };
+    write("30s");
+    let out = k3scale(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "pools[0].provider.exec.token_file: cannot read {}: no such file",
+            token.display()
+        )),
+        "{stderr}"
+    );
+    // Meant for another machine: the configuration alone is checked.
+    let out = k3scale(&["validate", "--skip-secret-files", "-c", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // There, and readable: fine, and its content is never printed.
+    std::fs::write(&token, "K10secret-token-value").unwrap();
+    let out = k3scale(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("secret-token-value"), "{all}");
+
+    write("0s");
+    let out = k3scale(&["validate", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("pools[0].provider.exec.timeout: must be greater than zero"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn validate_accepts_the_shipped_example() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/src/config/default.yaml");
-    assert!(k3scale(&["validate", "-c", path]).status.success());
+    // Its token file is where an agent host would keep it, not here.
+    assert!(
+        k3scale(&["validate", "--skip-secret-files", "-c", path])
+            .status
+            .success()
+    );
 }
 
 #[test]

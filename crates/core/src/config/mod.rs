@@ -631,7 +631,13 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
                     v.error(&format!("{path}.{key}"), "must not be empty");
                 }
             }
-            v.duration(&format!("{path}.timeout"), &e.timeout);
+            let timeout = v.duration(&format!("{path}.timeout"), &e.timeout);
+            if timeout.is_zero() && parse_duration(&e.timeout).is_ok() {
+                v.error(
+                    &format!("{path}.timeout"),
+                    "must be greater than zero (every command would time out)",
+                );
+            }
             if e.token_file.is_some() && e.token_env.is_some() {
                 v.error(&path, "set only one of token_file and token_env");
             }
