@@ -73,7 +73,15 @@ pub async fn controller(
     let cfg = &loaded.config;
     let client = k3scale::kube::client(&cfg.kubernetes).await?;
     let store: Arc<dyn StateStore> = match cfg.state.backend {
-        StateBackend::Sqlite => Arc::new(SqliteStore::open(std::path::Path::new(&cfg.state.path))?),
+        StateBackend::Sqlite => {
+            let path = std::path::Path::new(&cfg.state.path);
+            // A dry run creates no state directory or database of its own.
+            if loaded.policy.dry_run && !path.exists() {
+                Arc::new(SqliteStore::in_memory(path)?)
+            } else {
+                Arc::new(SqliteStore::open(path)?)
+            }
+        }
         StateBackend::Kubernetes => {
             let namespace = cfg
                 .state

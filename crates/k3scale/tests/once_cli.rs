@@ -24,11 +24,15 @@ async fn once_launches_for_a_pending_pod_and_respects_the_lock() {
         ("300m".into(), "1Gi".into()),
     )])));
 
-    // Dry run: the decision, printed; nothing created.
+    // Dry run: the decision, printed; nothing created, not even the state database.
     let (code, _, output) = once(&s, None, &["--dry-run"]).await;
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains("would launch: 1 nodes"), "{output}");
     assert!(s.docker.containers().is_empty());
+    assert!(
+        !s.dir.join("state.db").exists(),
+        "a dry run leaves no state behind"
+    );
 
     // Another k3scale (on another host) holds the lock: this run does not act.
     let store = SqliteStore::open(&s.dir.join("state.db")).unwrap();

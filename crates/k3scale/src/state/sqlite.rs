@@ -65,6 +65,25 @@ impl SqliteStore {
                 .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        Self::prepare(conn, path, &fail)
+    }
+
+    /// A store that lives and dies with this process: a dry run with no
+    /// store on disk yet leaves nothing behind.
+    pub fn in_memory(label: &Path) -> Result<SqliteStore, StateError> {
+        let fail = |cause: String| StateError::Unavailable {
+            location: label.display().to_string(),
+            cause,
+        };
+        let conn = Connection::open_in_memory().map_err(|e| fail(e.to_string()))?;
+        Self::prepare(conn, label, &fail)
+    }
+
+    fn prepare(
+        conn: Connection,
+        path: &Path,
+        fail: &dyn Fn(String) -> StateError,
+    ) -> Result<SqliteStore, StateError> {
         // Another process may hold the write lock for a moment: wait, do not fail.
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| fail(e.to_string()))?;
