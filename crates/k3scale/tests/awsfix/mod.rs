@@ -23,24 +23,24 @@ pub struct Moto {
 
 impl Moto {
     pub async fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = fresh_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server (pip install 'moto[server]') is installed by scripts/test.sh");
-        let moto = Moto {
+        let mut moto = Moto {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             assert!(Instant::now() < deadline, "moto_server did not start");
+            assert!(
+                matches!(moto.child.try_wait(), Ok(None)),
+                "moto_server exited before it listened on port {port}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         moto
@@ -48,6 +48,26 @@ impl Moto {
 
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
         sdk_config(&self.url)
+    }
+}
+
+/// A port no other emulator of this test binary was given: tests run in
+/// parallel threads, and the kernel may hand a just-released port out
+/// again, so two emulators could race for one port (one then dies, and
+/// its test talks to the other's until that one stops).
+fn fresh_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
     }
 }
 
