@@ -176,18 +176,24 @@ pub fn check_shape(
 
 /// Each node's allocatable minus the requests of the non-terminal pods bound to it.
 pub fn free_capacity(nodes: &[Node], pods: &[Pod]) -> Vec<Resources> {
+    let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
+    for (i, pod) in bound_pods(nodes, pods) {
+        free[i] = free[i].saturating_sub(&pod.requests);
+    }
+    free
+}
+
+/// The non-terminal pods bound to one of `nodes`, with that node's index.
+pub fn bound_pods<'p>(nodes: &[Node], pods: &'p [Pod]) -> impl Iterator<Item = (usize, &'p Pod)> {
     let index: HashMap<&str, usize> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.name.as_str(), i))
         .collect();
-    let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
-    for pod in pods.iter().filter(|p| !p.is_terminal()) {
-        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
-            free[i] = free[i].saturating_sub(&pod.requests);
-        }
-    }
-    free
+    pods.iter().filter(|p| !p.is_terminal()).filter_map(move |pod| {
+        let i = *index.get(pod.node_name.as_deref()?)?;
+        Some((i, pod))
+    })
 }
 
 /// Each node's allocatable extended resources minus those its pods request;
@@ -196,16 +202,9 @@ pub fn free_extended(nodes: &[Node], pods: &[Pod]) -> Vec<Extended> {
     if pods.iter().all(|p| p.extended.is_empty()) {
         return vec![Extended::new(); nodes.len()];
     }
-    let index: HashMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
     let mut free: Vec<Extended> = nodes.iter().map(|n| n.extended.clone()).collect();
-    for pod in pods.iter().filter(|p| !p.is_terminal() && !p.extended.is_empty()) {
-        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
-            extended_take(&mut free[i], &pod.extended);
-        }
+    for (i, pod) in bound_pods(nodes, pods) {
+        extended_take(&mut free[i], &pod.extended);
     }
     free
 }

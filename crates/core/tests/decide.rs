@@ -22,6 +22,35 @@ fn three_workers() -> Vec<k3scale_core::Node> {
     (0..3).map(|i| node_of(&w, &format!("w{i}"))).collect()
 }
 
+const ZONE: &str = "topology.kubernetes.io/zone";
+
+/// A 2 CPU / 4 GiB pool named `zone-<zone>` whose nodes are in `zone`.
+fn zone_pool(zone: &str, price: f64) -> k3scale_core::Pool {
+    let mut p = pool(&format!("zone-{zone}"), 0, 10, 2000, 4 * GI, price);
+    p.template.labels.insert(ZONE.into(), zone.into());
+    p
+}
+
+/// A `db` replica (on `node`, or pending) that wants no other in its
+/// `topology_key` domain (required pod anti-affinity).
+fn db_replica(name: &str, node: Option<&str>, topology_key: &str) -> k3scale_core::Pod {
+    use k3scale_core::model::{LabelSelector, PodAffinityTerm, TermNamespaces};
+    let mut p = match node {
+        Some(n) => running(name, n, 100, 64 * MI),
+        None => pending(name, 100, 64 * MI, NOW),
+    };
+    p.labels.insert("app".into(), "db".into());
+    p.pod_anti_affinity = std::sync::Arc::from([PodAffinityTerm {
+        selector: Some(LabelSelector {
+            match_labels: [("app".to_string(), "db".to_string())].into(),
+            match_expressions: vec![],
+        }),
+        namespaces: TermNamespaces::Listed(vec!["default".into()]),
+        topology_key: topology_key.into(),
+    }]);
+    p
+}
+
 #[test]
 fn quiet_cluster_does_nothing_and_says_so() {
     let s = snapshot(three_workers(), vec![running("a", "w0", 1500, GI)], 0.5, 0.4, NOW);
@@ -1065,7 +1094,7 @@ fn cluster_wide_limits_bound_scale_up() {
 
 #[test]
 fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
-    use k3scale_core::model::{HostPort, LabelSelector, PodAffinityTerm, TermNamespaces};
+    use k3scale_core::model::HostPort;
     use std::sync::Arc;
     let nodes = || {
         let mut nodes = three_workers();
@@ -1100,22 +1129,7 @@ fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
 
     // Three replicas, one per node (hostname anti-affinity): two nodes hold
     // one each, so the third and fourth need two new nodes, not one.
-    let spread = |name: &str, node: Option<&str>| {
-        let mut p = match node {
-            Some(n) => running(name, n, 100, 64 * MI),
-            None => pending(name, 100, 64 * MI, NOW),
-        };
-        p.labels.insert("app".into(), "db".into());
-        p.pod_anti_affinity = Arc::from([PodAffinityTerm {
-            selector: Some(LabelSelector {
-                match_labels: [("app".to_string(), "db".to_string())].into(),
-                match_expressions: vec![],
-            }),
-            namespaces: TermNamespaces::Listed(vec!["default".into()]),
-            topology_key: "kubernetes.io/hostname".into(),
-        }]);
-        p
-    };
+    let spread = |name: &str, node: Option<&str>| db_replica(name, node, "kubernetes.io/hostname");
     let pods = vec![
         spread("db-0", Some("w0")),
         spread("db-1", Some("w1")),
@@ -1149,7 +1163,6 @@ fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
 fn topology_spread_is_planned_like_the_scheduler() {
     use k3scale_core::model::{LabelSelector, TopologySpread};
     use std::sync::Arc;
-    const ZONE: &str = "topology.kubernetes.io/zone";
     let web = |name: &str, node: Option<&str>, key: &str| {
         let mut p = match node {
             Some(n) => running(name, n, 100, 64 * MI),
@@ -1173,10 +1186,7 @@ fn topology_spread_is_planned_like_the_scheduler() {
 
     // Two zones, one pool each; zone a is cheaper. Zone a holds 3 web pods,
     // zone b 1, both nodes full: two more must go to zone b (skew 1).
-    let mut a = pool("zone-a", 0, 10, 2000, 4 * GI, 0.02);
-    a.template.labels.insert(ZONE.into(), "a".into());
-    let mut b = pool("zone-b", 0, 10, 2000, 4 * GI, 0.04);
-    b.template.labels.insert(ZONE.into(), "b".into());
+    let (a, b) = (zone_pool("a", 0.02), zone_pool("b", 0.04));
     let nodes = vec![node_of(&a, "a0"), node_of(&b, "b0")];
     let mut pods = vec![
         web("web-0", Some("a0"), ZONE),
@@ -1216,30 +1226,9 @@ fn topology_spread_is_planned_like_the_scheduler() {
 
 #[test]
 fn a_pod_no_new_node_can_take_is_explained_by_its_predicate_not_as_at_max() {
-    use k3scale_core::model::{LabelSelector, PodAffinityTerm, TermNamespaces};
-    use std::sync::Arc;
-    const ZONE: &str = "topology.kubernetes.io/zone";
     // One replica per zone; both zones (the only two pools) hold one already.
-    let db = |name: &str, node: Option<&str>| {
-        let mut p = match node {
-            Some(n) => running(name, n, 100, 64 * MI),
-            None => pending(name, 100, 64 * MI, NOW),
-        };
-        p.labels.insert("app".into(), "db".into());
-        p.pod_anti_affinity = Arc::from([PodAffinityTerm {
-            selector: Some(LabelSelector {
-                match_labels: [("app".to_string(), "db".to_string())].into(),
-                match_expressions: vec![],
-            }),
-            namespaces: TermNamespaces::Listed(vec!["default".into()]),
-            topology_key: ZONE.into(),
-        }]);
-        p
-    };
-    let mut a = pool("zone-a", 0, 10, 2000, 4 * GI, 0.02);
-    a.template.labels.insert(ZONE.into(), "a".into());
-    let mut b = pool("zone-b", 0, 10, 2000, 4 * GI, 0.04);
-    b.template.labels.insert(ZONE.into(), "b".into());
+    let db = |name: &str, node: Option<&str>| db_replica(name, node, ZONE);
+    let (a, b) = (zone_pool("a", 0.02), zone_pool("b", 0.04));
     let nodes = vec![node_of(&a, "a0"), node_of(&b, "b0")];
     let pods = vec![db("db-0", Some("a0")), db("db-1", Some("b0")), db("db-2", None)];
     let p = k3scale_core::Policy::new(vec![a, b]);
@@ -1359,13 +1348,7 @@ fn a_pod_pinned_by_its_volume_neither_launches_a_node_nor_moves() {
 
 #[test]
 fn balance_similar_pools_spreads_a_scale_up_over_zones() {
-    const ZONE: &str = "topology.kubernetes.io/zone";
-    let zoned = |zone: &str| {
-        let mut p = pool(&format!("zone-{zone}"), 0, 10, 2000, 4 * GI, 0.04);
-        p.template.labels.insert(ZONE.into(), zone.into());
-        p
-    };
-    let (a, b) = (zoned("a"), zoned("b"));
+    let (a, b) = (zone_pool("a", 0.04), zone_pool("b", 0.04));
     let mut p = k3scale_core::Policy::new(vec![a.clone(), b.clone()]);
     let pods = |n: usize| -> Vec<_> { (0..n).map(|i| pending(&format!("p{i}"), 1500, GI, NOW)).collect() };
 

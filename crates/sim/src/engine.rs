@@ -5,7 +5,7 @@
 use crate::clock::VirtualClock;
 use crate::trace::{Cursor, DemandUnit, Trace};
 use k3scale_core::model::{Labels, Node, OwnerKind, Pod, PodAffinityTerm, PodPhase, Pool, TopologySpread};
-use k3scale_core::scheduling::{HOSTNAME_KEY, Placed, Target, check_constraints, free_capacity};
+use k3scale_core::scheduling::{HOSTNAME_KEY, Placed, Target, bound_pods, check_constraints, free_capacity};
 use k3scale_core::snapshot::{InFlight, Snapshot};
 use k3scale_core::{Clock, Decision, Policy, Resources, Time, decide};
 use std::collections::VecDeque;
@@ -528,11 +528,6 @@ impl<'a> Sim<'a> {
             || pods.iter().any(|p| !p.pod_anti_affinity.is_empty());
         let mut targets: Vec<Target<'_>> = Vec::new();
         if neighbours {
-            let at: std::collections::HashMap<&str, usize> = nodes
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.name.as_str(), i))
-                .collect();
             targets = nodes
                 .iter()
                 .map(|n| Target {
@@ -544,10 +539,8 @@ impl<'a> Sim<'a> {
                     pods: Vec::new(),
                 })
                 .collect();
-            for pod in pods.iter().filter(|p| !p.is_terminal()) {
-                if let Some(&i) = pod.node_name.as_deref().and_then(|n| at.get(n)) {
-                    targets[i].pods.push(pod);
-                }
+            for (i, pod) in bound_pods(nodes, pods) {
+                targets[i].pods.push(pod);
             }
         }
         let mut index = Placed::of(&targets, &pending);

@@ -88,6 +88,17 @@ fn bump(changes: &watch::Sender<u64>) {
     changes.send_modify(|n| *n = n.wrapping_add(1));
 }
 
+/// For a cache whose changes alone need no reconcile: one when it has
+/// listed (at start, and after a failed watch).
+fn bump_when_listed<T>(changes: &watch::Sender<u64>) -> impl Fn(&Event<(String, T)>) + Send + 'static {
+    let tx = changes.clone();
+    move |e| {
+        if matches!(e, Event::InitDone) {
+            bump(&tx);
+        }
+    }
+}
+
 impl KubeCluster {
     /// Start the watches. Call [`KubeCluster::wait_synced`] before the first snapshot.
     pub fn start(client: Client, identity: &str) -> KubeCluster {
@@ -139,14 +150,7 @@ impl KubeCluster {
                 p.metadata.annotations = None;
                 p
             },
-            {
-                let tx = changes.clone();
-                move |e: &Event<(String, PodDisruptionBudget)>| {
-                    if matches!(e, Event::InitDone) {
-                        bump(&tx);
-                    }
-                }
-            },
+            bump_when_listed(&changes),
         )));
 
         tasks.push(tokio::spawn(cache::run(
@@ -154,45 +158,23 @@ impl KubeCluster {
             cfg(),
             daemonsets.clone(),
             convert::daemonset_pod,
-            {
-                let tx = changes.clone();
-                move |e: &Event<(String, Option<Pod>)>| {
-                    if matches!(e, Event::InitDone) {
-                        bump(&tx);
-                    }
-                }
-            },
+            bump_when_listed(&changes),
         )));
 
-        // Volumes pin pods: a claim bound, or a volume's affinity known, may
-        // settle where a pending pod can go.
+        // Volumes pin pods to nodes: read when a snapshot is made.
         tasks.push(tokio::spawn(cache::run(
             Api::<core::PersistentVolumeClaim>::all(client.clone()),
             cfg(),
             claims.clone(),
             |c: &core::PersistentVolumeClaim| c.spec.as_ref().and_then(|s| s.volume_name.clone()),
-            {
-                let tx = changes.clone();
-                move |e: &Event<(String, Option<String>)>| {
-                    if matches!(e, Event::InitDone) {
-                        bump(&tx);
-                    }
-                }
-            },
+            bump_when_listed(&changes),
         )));
         tasks.push(tokio::spawn(cache::run(
             Api::<core::PersistentVolume>::all(client.clone()),
             cfg(),
             volumes.clone(),
             convert::volume_affinity,
-            {
-                let tx = changes.clone();
-                move |e: &Event<(String, Option<NodeAffinity>)>| {
-                    if matches!(e, Event::InitDone) {
-                        bump(&tx);
-                    }
-                }
-            },
+            bump_when_listed(&changes),
         )));
 
         KubeCluster {
