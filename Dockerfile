@@ -11,10 +11,13 @@ FROM rust:1.95-alpine3.22 AS build
 # hadolint ignore=DL3018
 RUN apk add --no-cache musl-dev build-base cmake perl
 WORKDIR /src
+# The commit `k3scale --version` names (.git is not in the build context):
+#   docker build --build-arg K3SCALE_COMMIT="$(git rev-parse --short=12 HEAD)" .
+ARG K3SCALE_COMMIT=unknown
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p k3scale --features aws \
+    K3SCALE_COMMIT="$K3SCALE_COMMIT" cargo build --release --locked -p k3scale --features aws \
     && install -D -m 755 target/release/k3scale /out/k3scale \
     && strip /out/k3scale
 

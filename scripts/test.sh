@@ -78,11 +78,21 @@ echo "disk: target/ holds $(du -sh target | cut -f1), $(free_gib) GiB free"
 step "benchmarks compile"
 cargo bench --workspace --locked --no-run
 
-step "README main command: k3scale simulate (default scenario)"
+step "README main command, exactly as printed in its \"Two commands\" block"
+# The block's first command line and its second: CI runs the second, this
+# runs the first, so the README and CI cannot drift apart.
+readme_commands() { awk '/^## Two commands/ { inside = 1 } inside && /^```sh/ { block = 1; next } block && /^```/ { exit } block && !/^#/ && NF { print }' README.md; }
+main_command=$(readme_commands | sed -n 1p)
+test_command=$(readme_commands | sed -n 2p)
+[ "$test_command" = "./scripts/test.sh" ] || { echo "README's test command is '$test_command', not what .ci/run runs"; exit 1; }
+grep -qx "exec $test_command" .ci/run || { echo ".ci/run does not run the README's test command '$test_command'"; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-cargo run --release --locked -q -p k3scale -- simulate --chart "$out/chart.svg" | tee "$out/table.txt"
+rm -f k3scale-simulation.svg
+echo "\$ $main_command"
+bash -c "$main_command" | tee "$out/table.txt"
 grep -q "k3scale vs fixed-peak" "$out/table.txt"
-test -s "$out/chart.svg"
+test -s k3scale-simulation.svg
+rm -f k3scale-simulation.svg
 
 step "all checks passed"

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use k3scale::status::{NodeStatus, Status};
+use k3scale::text::terminal_safe;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
@@ -212,7 +213,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
     } else {
-        print!("{}", render_status(&status));
+        print!("{}", terminal_safe(&render_status(&status)));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -232,7 +233,10 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         };
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", render_explain(&status, args.node.as_deref())?);
+        print!(
+            "{}",
+            terminal_safe(&render_explain(&status, args.node.as_deref())?)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

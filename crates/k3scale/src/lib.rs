@@ -17,3 +17,21 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod telemetry;
+pub mod text;
+
+/// This build, for `k3scale --version` and the `k3scale_build_info` metric.
+pub mod build {
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    /// The git commit it was built from (`unknown` outside a checkout).
+    pub const COMMIT: &str = env!("K3SCALE_COMMIT");
+    /// The compiled-in cargo features (`aws` or `none`).
+    pub const FEATURES: &str = env!("K3SCALE_FEATURES");
+    pub const LONG_VERSION: &str = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("K3SCALE_COMMIT"),
+        ", features: ",
+        env!("K3SCALE_FEATURES"),
+        ")"
+    );
+}

@@ -16,8 +16,17 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "k3scale", version, about = "Node autoscaler for K3s clusters")]
+#[command(
+    name = "k3scale",
+    version = k3scale::build::LONG_VERSION,
+    about = "Node autoscaler for K3s clusters"
+)]
 struct Cli {
+    /// Log filter: a level (error, warn, info, debug, trace) or
+    /// `RUST_LOG`-style directives such as `k3scale=debug`. Overrides
+    /// `K3SCALE_LOG`; the default is `warn`.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +45,11 @@ enum Command {
     Status(inspect::StatusArgs),
     /// Why the last decision; or why a node is or is not a scale-down candidate.
     Explain(inspect::ExplainArgs),
+    /// Print a shell completion script: `source <(k3scale completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `k3scale simulate | head`: when the reader goes away, end quietly as
@@ -60,7 +74,14 @@ fn quiet_on_broken_pipe() {
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
-    let directives = std::env::var("K3SCALE_LOG").unwrap_or_else(|_| "warn".into());
+    let cli = Cli::parse();
+    let (directives, source) = match &cli.log_level {
+        Some(level) => (level.clone(), "--log-level"),
+        None => (
+            std::env::var("K3SCALE_LOG").unwrap_or_else(|_| "warn".into()),
+            "K3SCALE_LOG",
+        ),
+    };
     let json = std::env::var("K3SCALE_LOG_FORMAT").is_ok_and(|f| f == "json");
     use std::io::IsTerminal;
     let ansi = k3scale::logging::wants_colour(
@@ -68,10 +89,9 @@ fn main() -> ExitCode {
         std::env::var_os("NO_COLOR").as_deref(),
     );
     if let Err(e) = k3scale::logging::init(&directives, json, ansi, std::io::stderr) {
-        eprintln!("error: K3SCALE_LOG: {e}");
+        eprintln!("error: {source}: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(args),
         Command::Validate(args) => validate::run(args),
@@ -79,11 +99,16 @@ fn main() -> ExitCode {
         Command::Once(args) => once::run(args),
         Command::Status(args) => inspect::status(args),
         Command::Explain(args) => inspect::explain(args),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "k3scale", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", k3scale::text::terminal_safe(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

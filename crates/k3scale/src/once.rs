@@ -4,7 +4,7 @@
 //! runs never both act, and a run killed half-way is finished by the next.
 
 use anyhow::Context;
-use k3scale::controller::Controller;
+use k3scale::controller::{Controller, Reconciled};
 use k3scale::kube::KubeCluster;
 use k3scale::kube::cluster::SYNC_TIMEOUT;
 use k3scale::machines::MachinePool;
@@ -21,6 +21,7 @@ use k3scale_core::config::{self, Loaded, MetricsSourceKind, StateBackend};
 use k3scale_core::lifecycle::LifecycleConfig;
 use rand::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,20 +34,47 @@ const BACKFILL_STEP: Duration = Duration::from_secs(15);
 /// The configuration file and the dry-run switch, shared by `run` and `once`.
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
-    /// Configuration file (YAML).
+    /// Configuration file (YAML); `-` reads it from standard input.
     #[arg(short, long)]
     config: PathBuf,
     /// Decide and report, act on nothing (overrides `policy.dry_run`).
     #[arg(long)]
     dry_run: bool,
+    /// Kubeconfig file (overrides `kubernetes.kubeconfig`).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<String>,
+    /// Kubeconfig context (overrides `kubernetes.context`).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
 }
 
 impl ConfigArgs {
     pub fn load(&self) -> anyhow::Result<Loaded> {
-        let mut loaded = load_config(&self.config)?;
+        let (name, text) = read_config(&self.config)?;
+        let mut loaded = config::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
         loaded.policy.dry_run |= self.dry_run;
+        let kube = &mut loaded.config.kubernetes;
+        if let Some(path) = &self.kubeconfig {
+            kube.kubeconfig = Some(path.clone());
+        }
+        if let Some(context) = &self.context {
+            kube.context = Some(context.clone());
+        }
         Ok(loaded)
     }
+}
+
+/// A configuration file's name (for errors) and text; `-` is standard input.
+pub fn read_config(path: &std::path::Path) -> anyhow::Result<(String, String)> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the configuration from standard input")?;
+        return Ok(("stdin".into(), text));
+    }
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    Ok((name, text))
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,12 +86,6 @@ pub struct Args {
 }
 
 pub use k3scale::act_lock::identity;
-
-fn load_config(path: &PathBuf) -> anyhow::Result<Loaded> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
-    config::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))
-}
 
 /// Everything a controller needs, built from the configuration.
 pub async fn controller(
@@ -210,29 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.output == crate::inspect::Output::Json {
             println!("{}", serde_json::to_string_pretty(&done)?);
         } else {
-            for reason in &done.decision.reasons {
-                println!("{reason}");
-            }
-            let verb = if done.decision.dry_run {
-                "would launch"
-            } else {
-                "launched"
-            };
-            println!(
-                "{verb}: {}",
-                if done.decision.dry_run {
-                    format!("{} nodes", done.decision.nodes_added())
-                } else {
-                    done.launched.join(", ")
-                }
-            );
-            println!("removed: {}", done.removed.join(", "));
-            for f in &done.failed {
-                println!("failed: {f}");
-            }
-            for r in &done.recovered {
-                println!("recovered: {r}");
-            }
+            print!("{}", k3scale::text::terminal_safe(&render(&done)));
         }
         Ok(if done.failed.is_empty() {
             ExitCode::SUCCESS
@@ -240,6 +240,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         })
     })
+}
+
+/// The reconcile's outcome as text: the reasons, then what was done.
+fn render(done: &Reconciled) -> String {
+    let mut out = String::new();
+    for reason in &done.decision.reasons {
+        let _ = writeln!(out, "{reason}");
+    }
+    let launched = if done.decision.dry_run {
+        format!("would launch: {} nodes", done.decision.nodes_added())
+    } else {
+        format!("launched: {}", done.launched.join(", "))
+    };
+    let _ = writeln!(out, "{launched}");
+    let _ = writeln!(out, "removed: {}", done.removed.join(", "));
+    for f in &done.failed {
+        let _ = writeln!(out, "failed: {f}");
+    }
+    for r in &done.recovered {
+        let _ = writeln!(out, "recovered: {r}");
+    }
+    out
 }
 
 fn prometheus_for_backfill(loaded: &Loaded) -> anyhow::Result<Option<Prometheus>> {

@@ -34,7 +34,7 @@ pub struct Args {
     /// Seed for the built-in scenarios' noise.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Configuration (pools and policy); default: the embedded default.
+    /// Configuration (pools and policy; `-` reads standard input); default: the embedded default.
     #[arg(short, long)]
     config: Option<PathBuf>,
     /// Where to write the SVG chart.
@@ -58,11 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--scale must be a positive number, got {}", args.scale);
     }
     let (name, text) = match &args.config {
-        Some(path) => {
-            let name = path.display().to_string();
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
-            (name, text)
-        }
+        Some(path) => crate::once::read_config(path)?,
         None => (
             "(embedded default)".to_string(),
             config::DEFAULT_CONFIG.to_string(),
@@ -78,8 +74,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (label, mut trace) = match &args.trace {
         Some(path) => {
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read trace {file}"))?;
-            (file.clone(), Trace::parse(&file, &text)?)
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read trace {file}"))?;
+            (file.clone(), Trace::read(&file, &bytes)?)
         }
         None => {
             let s = scenario::find(&args.scenario).with_context(|| {

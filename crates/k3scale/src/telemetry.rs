@@ -43,6 +43,13 @@ struct PodState {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: String,
+    commit: String,
+    features: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Pool {
     pool: String,
 }
@@ -137,6 +144,15 @@ impl Telemetry {
             "Price per hour of the managed nodes, by pool",
             t.cost_per_hour.clone(),
         );
+        let build = Family::<Build, Gauge>::default();
+        build
+            .get_or_create(&Build {
+                version: crate::build::VERSION.into(),
+                commit: crate::build::COMMIT.into(),
+                features: crate::build::FEATURES.into(),
+            })
+            .set(1);
+        registry.register("build_info", "Always 1; the labels name the running build", build);
         Telemetry { registry, ..t }
     }
 

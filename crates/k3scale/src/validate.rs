@@ -1,13 +1,12 @@
 //! `k3scale validate -c FILE`
 
-use anyhow::Context;
 use k3scale_core::config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file (YAML).
+    /// Configuration file (YAML); `-` reads it from standard input.
     #[arg(short, long)]
     config: PathBuf,
     /// Check the configuration only, not that its secret files (`*_file`)
@@ -18,8 +17,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let name = args.config.display().to_string();
-    let text = std::fs::read_to_string(&args.config).with_context(|| format!("cannot read {name}"))?;
+    let (name, text) = crate::once::read_config(&args.config)?;
     match config::load(&name, &text) {
         Ok(loaded) => {
             let unreadable = if args.skip_secret_files {

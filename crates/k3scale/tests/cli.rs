@@ -240,3 +240,140 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
         out.status
     );
 }
+
+/// Serves one fixed `/api/status` answer to every connection.
+fn serve_status(status: &k3scale::status::Status) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let body = serde_json::to_string(status).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn escape_sequences_in_cluster_strings_never_reach_the_terminal() {
+    use k3scale::status::{NodeStatus, Status};
+    // A node name and a reason that would clear the screen and retitle the window.
+    let hostile = "web-1\u{1b}[2J\u{1b}]0;pwned\u{7}";
+    let status = Status {
+        identity: "k3scale-a".into(),
+        leader: true,
+        nodes: vec![NodeStatus {
+            name: hostile.into(),
+            pool: Some("web\u{9b}31m".into()),
+            kept_because: vec![format!("pod default/{hostile} is safe-to-evict=false")],
+            ..NodeStatus::default()
+        }],
+        reasons: vec![format!("node {hostile}: kept")],
+        ..Status::default()
+    };
+    let addr = serve_status(&status).to_string();
+    for args in [
+        vec!["status", "--server", &addr],
+        vec!["explain", "--server", &addr],
+        vec!["explain", hostile, "--server", &addr],
+        vec!["explain", "no\u{1b}[2Jsuch", "--server", &addr],
+    ] {
+        let out = k3scale(&args);
+        for stream in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{9b}'),
+                "{args:?}: {text:?}"
+            );
+        }
+        let shown = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(
+            shown.contains("\\u{1b}[2J"),
+            "{args:?}: the escape is shown, not dropped: {shown}"
+        );
+    }
+}
+
+const EXEC_POOL: &str = "pools:\n  - name: w\n    template: { cpu: \"2\", memory: 4Gi }\n    provider: { exec: { create: c, delete: d, list: l } }\n";
+
+/// Runs k3scale with `stdin` as its standard input.
+fn k3scale_with_input(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_k3scale"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_flags_kubectl_users_expect() {
+    // --version names the commit and the compiled-in features.
+    let out = k3scale(&["--version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.starts_with(&format!("k3scale {} (commit ", env!("CARGO_PKG_VERSION")))
+            && text.contains(", features: ")
+            && !text.contains("commit )"),
+        "{text}"
+    );
+
+    // -c - reads the configuration from standard input; errors name it.
+    let out = k3scale_with_input(&["validate", "-c", "-"], EXEC_POOL);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name: w"));
+    let out = k3scale_with_input(&["validate", "-c", "-"], "pools:\n  - name: w\n    min: x\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stdin:3"), "{err}");
+
+    // --kubeconfig and --context override the file's `kubernetes` section.
+    let dir = temp_dir("kubeconfig-flag");
+    let missing = dir.join("no-such-kubeconfig");
+    let out = k3scale_with_input(
+        &[
+            "once",
+            "-c",
+            "-",
+            "--dry-run",
+            "--kubeconfig",
+            missing.to_str().unwrap(),
+        ],
+        EXEC_POOL,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+
+    // --log-level is a filter like K3SCALE_LOG, and a bad one is refused by name.
+    let out = k3scale(&["--log-level", "k3scale=loud", "simulate", "--list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--log-level"));
+    let out = k3scale(&["simulate", "--list", "--log-level", "debug"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Shell completion scripts.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = k3scale(&["completion", shell]);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && script.contains("simulate") && script.contains("kubeconfig"),
+            "{shell}: {script}"
+        );
+    }
+    let out = k3scale(&["completion", "tcsh"]);
+    assert!(!out.status.success());
+}

@@ -149,6 +149,16 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
     assert_eq!(code, 200);
     let (ok, lint) = promtool_check(&metrics);
     assert!(ok, "promtool check metrics: {lint}\n{metrics}");
+    let build = format!(
+        "k3scale_build_info{{version=\"{}\",commit=\"{}\",features=\"{}\"}} 1",
+        k3scale::build::VERSION,
+        k3scale::build::COMMIT,
+        k3scale::build::FEATURES
+    );
+    assert!(
+        !k3scale::build::COMMIT.is_empty() && metrics.contains(&build),
+        "{build}\n{metrics}"
+    );
     for want in [
         "k3scale_leader 1",
         "k3scale_nodes{pool=\"workers\",state=\"launching\"} 1",

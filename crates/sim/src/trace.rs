@@ -41,21 +41,48 @@ pub enum TraceError {
 
 impl Trace {
     pub fn parse(file: &str, text: &str) -> Result<Trace, TraceError> {
-        let bad = |line: usize, message: String| TraceError::Bad {
+        Trace::read(file, text.as_bytes())
+    }
+
+    /// Reads CSV as spreadsheets and `csv` tools write it: a UTF-8 byte
+    /// order mark is skipped, fields may be quoted, `#` starts a comment.
+    pub fn read(file: &str, bytes: &[u8]) -> Result<Trace, TraceError> {
+        let bad = |line: u64, message: String| TraceError::Bad {
             file: file.to_string(),
-            line,
+            line: usize::try_from(line).unwrap_or(usize::MAX),
             message,
         };
-        let mut rows = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-        let (header_line, header) = rows.next().ok_or(TraceError::Empty {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .comment(Some(b'#'))
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(bytes);
+        let mut rows = reader.byte_records().map(|r| match r {
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line());
+                let fields = record
+                    .iter()
+                    .map(|f| String::from_utf8(f.to_vec()).map_err(|_| bad(line, "not UTF-8 text".into())))
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok((line, fields))
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                Err(bad(line, format!("not CSV: {e}")))
+            }
+        });
+        // A comment line indented by spaces is still a comment.
+        let mut next_row = || {
+            rows.find(|r| {
+                !matches!(r, Ok((_, f)) if f.iter().all(String::is_empty)
+                    || f.first().is_some_and(|c| c.starts_with('#')))
+            })
+        };
+        let (header_line, cols) = next_row().ok_or(TraceError::Empty {
             file: file.to_string(),
-        })?;
-        let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-        let find = |name: &str| cols.iter().position(|c| *c == name);
+        })??;
+        let find = |name: &str| cols.iter().position(|c| c == name);
         let time_col =
             find("time_s").ok_or_else(|| bad(header_line, "header has no time_s column".into()))?;
         let workload_col = find("workload");
@@ -73,15 +100,17 @@ impl Trace {
                 "header needs exactly one demand column: cpu, requests or replicas".into(),
             ));
         };
-        if let Some(unknown) = cols
-            .iter()
-            .find(|c| !matches!(**c, "time_s" | "workload" | "cpu" | "requests" | "replicas"))
-        {
+        if let Some(unknown) = cols.iter().find(|c| {
+            !matches!(
+                c.as_str(),
+                "time_s" | "workload" | "cpu" | "requests" | "replicas"
+            )
+        }) {
             return Err(bad(header_line, format!("unknown column {unknown:?}")));
         }
         let mut series: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-        for (line, row) in rows {
-            let fields: Vec<&str> = row.split(',').map(str::trim).collect();
+        while let Some(row) = next_row() {
+            let (line, fields) = row?;
             if fields.len() != cols.len() {
                 return Err(bad(
                     line,
@@ -104,7 +133,7 @@ impl Trace {
                         format!("demand {:?} is not a number >= 0", fields[value_col]),
                     )
                 })?;
-            let workload = workload_col.map_or("web", |i| fields[i]);
+            let workload = workload_col.map_or("web", |i| fields[i].as_str());
             if workload.is_empty() {
                 return Err(bad(line, "empty workload name".into()));
             }
@@ -228,5 +257,20 @@ mod tests {
             Trace::parse("t.csv", "# nothing\n"),
             Err(TraceError::Empty { file: "t.csv".into() })
         );
+    }
+
+    #[test]
+    fn reads_what_spreadsheets_export_bom_quotes_and_crlf() {
+        // A UTF-8 byte order mark, quoted header and fields, CRLF line ends.
+        let text =
+            "\u{feff}\"time_s\",\"workload\",\"cpu\"\r\n\"0\",\"web, eu\",\"1.5\"\r\n60,\"web, eu\",2\r\n";
+        let t = Trace::parse("x.csv", text).unwrap();
+        assert_eq!(t.series["web, eu"], vec![(0, 1.5), (60, 2.0)]);
+        // Comments (even indented) and blank lines keep line numbers right.
+        let got = Trace::parse("t.csv", "time_s,cpu\n\n  # note\n0,1\n60,oops\n").unwrap_err();
+        assert_eq!(got.to_string(), "t.csv:5: demand \"oops\" is not a number >= 0");
+        // Bytes that are not text are an error with a line, not a panic.
+        let got = Trace::read("b.csv", b"time_s,cpu\n0,\xff\n").unwrap_err();
+        assert_eq!(got.to_string(), "b.csv:2: not UTF-8 text");
     }
 }
