@@ -368,3 +368,99 @@ fn pool_templates_offer_extended_resources() {
     );
     assert!(all.contains("extended_resources.kubernetes.io/x"), "{all}");
 }
+
+#[test]
+fn every_error_is_reported_in_one_pass_in_plain_words() {
+    // Type errors, unknown keys, a missing key and checks of what is left,
+    // in two pools and the policy: all at once, by line.
+    let e = errors(
+        "pools:
+  - name: a
+    min: x
+    bogus: 1
+    template: { cpu: \"2\", memory: 4Gi, gpus: 1 }
+    provider: { exec: { create: c, delete: d, list: l } }
+  - name: b
+    provider: { exec: { create: c, delete: d, list: l } }
+policy:
+  scale_up: { cpu_above: 2, cooldown: soon, typo: 1 }
+  scale_down: { cpu_below: x }
+",
+    );
+    let want = [
+        "k3scale.yaml:3: pools[0].min: expected a whole number, 0 or more",
+        "k3scale.yaml:4: pools[0].bogus: unknown field `bogus`",
+        "k3scale.yaml:5: pools[0].template.gpus: unknown field `gpus`",
+        "k3scale.yaml:8: pools[1]: missing field `template`",
+        "k3scale.yaml:10: policy.scale_up.typo: unknown field `typo`",
+        "k3scale.yaml:11: policy.scale_down.cpu_below: expected a number",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, want) in e.iter().zip(want) {
+        assert!(got.starts_with(want), "{got:?} vs {want:?}");
+    }
+
+    // With no list item taken out, the checks of the rest speak too; a
+    // value taken out does not make its neighbours look wrong.
+    let e = errors(&format!(
+        "policy:\n  scale_up: {{ cpu_above: 2, cooldown: soon, typo: 1 }}\n  scale_down: {{ cpu_below: x, cpu_for: 10m }}\n{POOL}"
+    ));
+    let want = [
+        "k3scale.yaml:2: policy.scale_up.typo: unknown field `typo`",
+        "k3scale.yaml:2: policy.scale_up.cpu_above: 2 is not a utilization",
+        "k3scale.yaml:2: policy.scale_up.cooldown: invalid duration \"soon\"",
+        "k3scale.yaml:3: policy.scale_down.cpu_below: expected a number",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for want in want {
+        assert!(e.iter().any(|got| got.starts_with(want)), "{want:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn whole_document_problems_are_said_plainly() {
+    let cases = [
+        (
+            "cluster: a\ncluster: b\n",
+            "k3scale.yaml:2: cluster: key `cluster` appears more than once in this mapping",
+        ),
+        (
+            "cluster: a\n---\ncluster: b\n",
+            "more than one YAML document (`---`)",
+        ),
+        ("pools: 3\n", "k3scale.yaml:1: pools: expected a list"),
+        (
+            "cluster: [a\n",
+            "k3scale.yaml:1: cluster: not valid YAML: unclosed bracket",
+        ),
+        (
+            "pools:\n  - name:\n",
+            "k3scale.yaml:2: pools[0].name: has no value",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let e = errors(yaml);
+        assert!(
+            e.iter().any(|got| got.contains(want)),
+            "{yaml:?}: {want:?} not in {e:#?}"
+        );
+        let text = e.join("\n");
+        for jargon in [
+            "DuplicateKeyPolicy",
+            "from_str_multiple",
+            "Option<",
+            "invalid u32",
+            "budget breached",
+            "{ ",
+        ] {
+            assert!(!text.contains(jargon), "{yaml:?}: {text}");
+        }
+    }
+    // Far too many nodes: one plain error, not a Debug dump.
+    let labels: Vec<String> = (0..130_000).map(|i| format!("k{i}: v")).collect();
+    let huge = format!("pools:\n  - name: a\n    labels: {{{}}}\n", labels.join(","));
+    assert_eq!(
+        errors(&huge),
+        vec!["k3scale.yaml:3: the document is too large to be a configuration"]
+    );
+}

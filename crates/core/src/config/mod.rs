@@ -72,10 +72,9 @@ pub struct Loaded {
 /// Parse and validate `text`, read from `file` (the name is only for messages).
 pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
     let index = YamlIndex::build(text);
-    let config: Config = if text.trim().is_empty() {
-        Config::default()
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![deserialize_error(file, &index, &e)]))?
+    let (config, mut errors, defaulted) = deserialize_all(file, text, &index);
+    let Some(config) = config else {
+        return Err(ConfigErrors(errors));
     };
     let mut v = Validator {
         file,
@@ -84,7 +83,17 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
     };
     let built = build(&config, &mut v);
     let election = election(&config.leader_election, &mut v);
-    if v.errors.is_empty() {
+    // With keys taken out, the checks of what is left still speak, except
+    // next to a key taken out (its default would be judged, not the file)
+    // or after a list item was taken out (the indexes moved).
+    if !defaulted.iter().any(|p| p.ends_with(']')) {
+        errors.extend(
+            v.errors
+                .into_iter()
+                .filter(|e| !defaulted.iter().any(|b| within(&e.path, yaml_index::parent(b)))),
+        );
+    }
+    if errors.is_empty() {
         let (policy, interval) = built;
         Ok(Loaded {
             config,
@@ -93,45 +102,208 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
             election,
         })
     } else {
-        Err(ConfigErrors(v.errors))
+        errors.sort_by_key(|e| e.line.unwrap_or(0));
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// `path` is `outer` or a key below it.
+fn within(path: &str, outer: &str) -> bool {
+    outer.is_empty()
+        || path
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// At most this many errors are collected from one file's shape.
+const MAX_SHAPE_ERRORS: usize = 50;
+
+/// Deserialize, collecting every type error, unknown key and missing key in
+/// one pass: each error's entry is blanked out (spaces, so every position
+/// stays where it was) and the document read again. Returns the config when
+/// what is left reads, the errors, and the paths whose values were blanked
+/// out (their defaults stand in).
+fn deserialize_all(
+    file: &str,
+    text: &str,
+    index: &YamlIndex,
+) -> (Option<Config>, Vec<ConfigError>, Vec<String>) {
+    if text.trim().is_empty() {
+        return (Some(Config::default()), Vec::new(), Vec::new());
+    }
+    // Not YAML: that one error says it all.
+    if let Some((line, why)) = index.syntax_error() {
+        let error = ConfigError {
+            file: file.to_string(),
+            path: index
+                .entry_at(line, usize::MAX)
+                .map(|e| e.path.clone())
+                .unwrap_or_default(),
+            line: Some(line),
+            message: format!("not valid YAML: {why}"),
+        };
+        return (None, vec![error], Vec::new());
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut blanked: Vec<String> = Vec::new();
+    let mut blanked_at: Vec<usize> = Vec::new();
+    // Blanked entries whose value (not a misspelt key) is gone.
+    let mut defaulted: Vec<String> = Vec::new();
+    loop {
+        let current: String = chars.iter().collect();
+        let e = match serde_saphyr::from_str::<Config>(&current) {
+            Ok(config) => return (Some(config), errors, defaulted),
+            Err(e) => e,
+        };
+        let (error, entry) = deserialize_error(file, index, &e);
+        let unknown_key = error.message.starts_with("unknown field");
+        // What blanking out an entry causes is not news: its mapping now
+        // misses a required key, or its list or mapping is now empty.
+        let echo = blanked.iter().any(|b| {
+            let missing = error
+                .message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+                .is_some_and(|key| yaml_index::parent(b) == error.path && b.ends_with(key));
+            missing || (!error.path.is_empty() && b != &error.path && within(b, &error.path))
+        });
+        if !echo {
+            errors.push(error);
+        }
+        let Some(entry) = entry.filter(|e| !blanked_at.contains(&e.start)) else {
+            return (None, errors, defaulted);
+        };
+        if errors.len() >= MAX_SHAPE_ERRORS {
+            return (None, errors, defaulted);
+        }
+        blank(&mut chars, entry.start, entry.end);
+        if !unknown_key {
+            defaulted.push(entry.path.clone());
+        }
+        blanked.push(entry.path.clone());
+        blanked_at.push(entry.start);
+    }
+}
+
+/// Replace an entry with spaces (newlines kept), and the comma that joined
+/// it to a neighbour in a flow collection (`{ a: 1, b: 2 }`).
+fn blank(chars: &mut [char], start: usize, end: usize) {
+    let end = end.min(chars.len());
+    for c in &mut chars[start.min(end)..end] {
+        if *c != '\n' {
+            *c = ' ';
+        }
+    }
+    let after = (end..chars.len()).find(|&i| chars[i] != ' ');
+    if let Some(i) = after.filter(|&i| chars[i] == ',') {
+        chars[i] = ' ';
+        return;
+    }
+    let before = (0..start.min(end)).rev().find(|&i| chars[i] != ' ');
+    if let Some(i) = before.filter(|&i| chars[i] == ',') {
+        chars[i] = ' ';
     }
 }
 
 /// A deserializer error as a `ConfigError`, with the key path recovered from
-/// the error's position and serde's wording made plain where it is obscure.
-fn deserialize_error(file: &str, index: &YamlIndex, e: &serde_saphyr::Error) -> ConfigError {
-    let mut message = strip_location(&e.without_snippet().to_string());
+/// the error's position and serde's wording made plain; and the entry to
+/// blank out to read on (none for a problem of the whole document).
+fn deserialize_error<'i>(
+    file: &str,
+    index: &'i YamlIndex,
+    e: &serde_saphyr::Error,
+) -> (ConfigError, Option<&'i yaml_index::Entry>) {
+    let mut message = plain_words(&strip_location(&e.without_snippet().to_string()));
     let Some(loc) = e.location() else {
-        return ConfigError {
+        let error = ConfigError {
             file: file.to_string(),
             path: String::new(),
             line: None,
             message,
         };
+        return (error, None);
     };
     let (line, column) = (loc.line() as usize, loc.column() as usize);
-    let entry = index.entry_at(line, column);
+    let mut entry = index.entry_at(line, column);
     let mut path = entry.map_or("", |e| e.path.as_str());
     // A missing field is reported at the last key read from its mapping (or
     // at the start of an empty mapping): name the mapping itself.
     if message.starts_with("missing field") && entry.is_some_and(|e| (e.line, e.column) == (line, column)) {
         path = yaml_index::parent(path);
+        entry = entry.and_then(|e| index.enclosing(path, e));
     }
     let in_provider = path.ends_with(".provider") || yaml_index::parent(path).ends_with(".provider");
     if in_provider && message.contains("enum") {
-        path = if path.ends_with(".provider") {
-            path
-        } else {
-            yaml_index::parent(path)
-        };
+        if !path.ends_with(".provider") {
+            path = yaml_index::parent(path);
+            entry = entry.and_then(|e| index.enclosing(path, e));
+        }
         message = "set exactly one provider: docker, aws_ec2, aws_asg or exec".to_string();
     }
-    ConfigError {
+    // Problems of the whole document: nothing to blank out and read on.
+    let whole = [
+        "appears more than once",
+        "more than one YAML document",
+        "too large",
+        "nested too deeply",
+    ];
+    if whole.iter().any(|w| message.contains(w)) {
+        entry = None;
+        if !message.contains("appears more than once") {
+            path = "";
+        }
+    }
+    let error = ConfigError {
         file: file.to_string(),
         path: path.to_string(),
         line: Some(line),
         message,
+    };
+    (error, entry)
+}
+
+/// serde's and the YAML library's wording, as a person would say it.
+fn plain_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest);
+        return format!("key `{key}` appears more than once in this mapping");
     }
+    if message.starts_with("cannot deserialize null") {
+        return "has no value".into();
+    }
+    let known = [
+        (
+            "multiple YAML documents",
+            "more than one YAML document (`---`): put the whole configuration in one",
+        ),
+        (
+            "budget breached",
+            "the document is too large to be a configuration",
+        ),
+        (
+            "recursion limit exceeded",
+            "nested too deeply to be a configuration",
+        ),
+    ];
+    if let Some((_, plain)) = known.iter().find(|(prefix, _)| message.starts_with(prefix)) {
+        return plain.to_string();
+    }
+    let plain = match message {
+        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" | "invalid usize" => {
+            "expected a whole number, 0 or more"
+        }
+        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" | "invalid isize" => {
+            "expected a whole number"
+        }
+        "invalid floating point" | "invalid f32" | "invalid f64" => "expected a number",
+        "invalid boolean" | "invalid bool" => "expected true or false",
+        "expected sequence start" => "expected a list",
+        "expected mapping start" => "expected a mapping (key: value lines)",
+        "expected string scalar" => "expected a single value, not a list or a mapping",
+        _ => message,
+    };
+    plain.to_string()
 }
 
 /// serde-saphyr appends " at line L column C"; we print the line ourselves.

@@ -9,16 +9,33 @@ pub struct Entry {
     /// 1-based line and column of the key (for sequence items: the item).
     pub line: usize,
     pub column: usize,
+    /// Character offsets of the whole entry: from its key (or a block
+    /// item's `-`) to the end of its value.
+    pub start: usize,
+    pub end: usize,
 }
 
 #[derive(Debug, Default)]
 pub struct YamlIndex {
     entries: Vec<Entry>,
+    /// The syntax error that cut the index short: line and what is wrong.
+    syntax_error: Option<(usize, String)>,
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    /// `entry`: the key whose value is being read; `owner`: the entry
+    /// whose value this collection is.
+    Map {
+        path: String,
+        key: Option<String>,
+        entry: Option<usize>,
+        owner: Option<usize>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+        owner: Option<usize>,
+    },
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -33,62 +50,103 @@ impl YamlIndex {
     /// Index what parses; a syntax error ends the index early (the
     /// deserializer reports it with its own location).
     pub fn build(text: &str) -> Self {
-        let mut entries = Vec::new();
+        let chars: Vec<char> = text.chars().collect();
+        let mut entries: Vec<Entry> = Vec::new();
         let mut stack: Vec<Frame> = Vec::new();
+        let mut syntax_error = None;
         for item in Parser::new_from_str(text) {
-            let Ok((event, span)) = item else { break };
+            let (event, span) = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    syntax_error = Some((e.marker().line(), e.info()));
+                    break;
+                }
+            };
+            if matches!(event, Event::Comment(..)) {
+                continue;
+            }
             let (line, column) = (span.start.line(), span.start.col() + 1);
-            // The path of the node this event starts, if it is a value (not a key).
-            let value_path = match stack.last_mut() {
-                Some(Frame::Map { path, key }) => match (key.take(), &event) {
+            let (start, end) = (span.start.index(), span.end.index());
+            // The entry this event's node is the value of, if it is a value (not a key).
+            let value_of = match stack.last_mut() {
+                Some(Frame::Map { path, key, entry, .. }) => match (key.take(), &event) {
                     (None, Event::Scalar(k, ..)) => {
-                        let full = join(path, k);
                         entries.push(Entry {
-                            path: full,
+                            path: join(path, k),
                             line,
                             column,
+                            start,
+                            end,
                         });
+                        *entry = Some(entries.len() - 1);
                         *key = Some(k.to_string());
                         continue;
                     }
                     (None, Event::MappingEnd) => None,
                     (None, _) => {
                         *key = Some("?".to_string());
+                        *entry = None;
                         continue;
                     }
-                    (Some(k), _) => Some(join(path, &k)),
+                    (Some(_), _) => entry.take(),
                 },
-                Some(Frame::Seq { path, next }) => match &event {
+                Some(Frame::Seq { path, next, .. }) => match &event {
                     Event::SequenceEnd => None,
                     _ => {
                         let p = format!("{path}[{next}]");
                         *next += 1;
                         entries.push(Entry {
-                            path: p.clone(),
+                            path: p,
                             line,
                             column,
+                            start: block_item_start(&chars, start),
+                            end,
                         });
-                        Some(p)
+                        Some(entries.len() - 1)
                     }
                 },
-                None => Some(String::new()),
+                None => None,
             };
+            let value_path = value_of.map(|i| entries[i].path.clone());
             match event {
                 Event::MappingStart(..) => stack.push(Frame::Map {
                     path: value_path.unwrap_or_default(),
                     key: None,
+                    entry: None,
+                    owner: value_of,
                 }),
                 Event::SequenceStart(..) => stack.push(Frame::Seq {
                     path: value_path.unwrap_or_default(),
                     next: 0,
+                    owner: value_of,
                 }),
                 Event::MappingEnd | Event::SequenceEnd => {
-                    stack.pop();
+                    let owner = match stack.pop() {
+                        Some(Frame::Map { owner, .. } | Frame::Seq { owner, .. }) => owner,
+                        None => None,
+                    };
+                    // A block collection ends where the next token starts.
+                    if let Some(i) = owner {
+                        entries[i].end = end.max(entries[i].end);
+                    }
                 }
-                _ => {}
+                _ => {
+                    if let Some(i) = value_of {
+                        entries[i].end = end.max(entries[i].end);
+                    }
+                }
             }
         }
-        YamlIndex { entries }
+        YamlIndex {
+            entries,
+            syntax_error,
+        }
+    }
+
+    pub fn syntax_error(&self) -> Option<(usize, &str)> {
+        self.syntax_error
+            .as_ref()
+            .map(|(line, why)| (*line, why.as_str()))
     }
 
     /// Line of a key path, or of its closest indexed parent.
@@ -111,9 +169,32 @@ impl YamlIndex {
             .max_by_key(|e| (e.line, e.column))
     }
 
+    /// The entry of `path` that holds the entry `inner` (a key path can
+    /// occur twice, as a duplicate key).
+    pub fn enclosing(&self, path: &str, inner: &Entry) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .filter(|e| e.path == path && e.start <= inner.start && inner.start <= e.end)
+            .max_by_key(|e| e.start)
+    }
+
     /// The key path of the last node starting at or before a position.
     pub fn path_at(&self, line: usize, column: usize) -> Option<&str> {
         self.entry_at(line, column).map(|e| e.path.as_str())
+    }
+}
+
+/// A block sequence item starts at its `-`: blanking the item must take the
+/// dash too, or an empty item would be left.
+fn block_item_start(chars: &[char], value_start: usize) -> usize {
+    let mut i = value_start.min(chars.len());
+    while i > 0 && chars[i - 1] == ' ' {
+        i -= 1;
+    }
+    if i > 0 && chars[i - 1] == '-' {
+        i - 1
+    } else {
+        value_start
     }
 }
 
