@@ -13,6 +13,7 @@ use support::{TOKEN, TestCluster, standin_image};
 
 fn config(cluster: &TestCluster, image: &str) -> DockerProviderConfig {
     DockerProviderConfig {
+        host: None,
         image: image.to_string(),
         token_env: Some("K3S_TOKEN".into()),
         extra_args: vec!["--kubelet-arg=max-pods=50".into()],
@@ -183,9 +184,11 @@ async fn unreachable_engine_is_transient() {
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("docker.sock");
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let docker = Docker::connect_with_unix(sock.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION).unwrap();
+    let host = format!("unix://{}", sock.display());
+    let docker = Docker::connect_with_unix(&host, 5, bollard::API_DEFAULT_VERSION).unwrap();
     let p = pool("workers", 0, 10, 2000, 4 * GI, 0.04);
     let cfg = DockerProviderConfig {
+        host: None,
         image: "x".into(),
         network: "n".into(),
         server_url: "https://s:6443".into(),
@@ -196,12 +199,93 @@ async fn unreachable_engine_is_transient() {
         limits: false,
         stop_timeout: "1s".into(),
     };
-    let err = DockerProvider::with_client(docker, "c", p, cfg, Secret::new(TOKEN))
+    // Not an error at start (the daemon must come up and serve status)...
+    let provider = DockerProvider::with_client(docker, &host, "c", p, cfg, Secret::new(TOKEN))
         .await
-        .unwrap_err();
-    assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
-    assert!(!err.to_string().contains(TOKEN));
+        .unwrap();
+    // ...but every call is Transient and names the engine.
+    for err in [
+        provider.list().await.unwrap_err(),
+        provider.create("w-1").await.unwrap_err(),
+    ] {
+        assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
+        assert!(err.to_string().contains(&host), "{err}");
+        assert!(!err.to_string().contains(TOKEN));
+    }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Forwards TCP connections on `listener` to the local engine's socket,
+/// counting them: an engine reached over `tcp://`.
+fn tcp_engine(listener: tokio::net::TcpListener) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut unix) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn a_tcp_engine_that_is_down_at_start_is_used_once_it_answers() {
+    let cluster = TestCluster::new("tcphost");
+    // A port with nothing behind it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = support::standin_config(&cluster);
+    cfg.host = Some(format!("tcp://127.0.0.1:{port}"));
+    let provider = DockerProvider::connect(
+        &cluster.name,
+        pool("workers", 0, 5, 2000, 4 * GI, 0.0),
+        cfg,
+        Secret::new(TOKEN),
+    )
+    .await
+    .expect("an engine that does not answer yet is not a reason to fail");
+    let err = provider.list().await.unwrap_err();
+    assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("tcp://127.0.0.1:{port}")),
+        "{err}"
+    );
+
+    // The engine comes up on that address: the same provider now works, over TCP.
+    let seen = tcp_engine(tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap());
+    let name = format!("workers-{}-a", cluster.name);
+    let m = provider.create(&name).await.unwrap();
+    assert!(m.running, "{m:?}");
+    assert!(cluster.containers().contains(&name));
+    assert!(provider.list().await.unwrap().iter().any(|m| m.name == name));
+    assert!(
+        seen.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "requests went over tcp://"
+    );
+    provider.delete(&name).await.unwrap();
+}
+
+#[test]
+fn the_engine_is_the_pools_host_else_docker_host_else_the_local_socket() {
+    use k3scale::provider::docker::engine_host;
+    assert_eq!(
+        engine_host(Some("tcp://10.0.0.5:2375"), Some("tcp://x:1")),
+        "tcp://10.0.0.5:2375"
+    );
+    assert_eq!(
+        engine_host(None, Some("tcp://127.0.0.1:2375")),
+        "tcp://127.0.0.1:2375"
+    );
+    assert_eq!(engine_host(None, None), "unix:///var/run/docker.sock");
+    assert_eq!(engine_host(None, Some("")), "unix:///var/run/docker.sock");
 }
 
 #[tokio::test]

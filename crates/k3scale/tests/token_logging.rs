@@ -49,6 +49,7 @@ async fn trace_logs_of_real_docker_calls_never_contain_the_token() {
     p.list().await.unwrap();
     p.delete(&names[0]).await.unwrap();
     let missing = DockerProviderConfig {
+        host: None,
         image: "k3scale-test/nope:v0".into(),
         ..cfg
     };

@@ -341,6 +341,10 @@ impl ProviderConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerProviderConfig {
+    /// The engine: `unix:///path`, `tcp://host:port` or `http://host:port`.
+    /// Default: `DOCKER_HOST`, else the local socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default = "default_k3s_image")]
     pub image: String,
     pub network: String,

@@ -23,7 +23,13 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 pub struct DockerProvider {
-    docker: Docker,
+    /// The client before the API version is agreed with the engine.
+    client: Docker,
+    /// The client once the engine has answered (an engine down when k3scale
+    /// starts is asked again on the next call, not a reason to exit).
+    docker: tokio::sync::OnceCell<Docker>,
+    /// Where the engine is, for messages.
+    host: String,
     cluster: String,
     pool: Pool,
     config: DockerProviderConfig,
@@ -36,46 +42,85 @@ impl std::fmt::Debug for DockerProvider {
         f.debug_struct("DockerProvider")
             .field("cluster", &self.cluster)
             .field("pool", &self.pool.name)
+            .field("host", &self.host)
             .field("image", &self.config.image)
             .field("token", &self.token)
             .finish()
     }
 }
 
+/// Where a pool's engine is: the pool's `host`, else `DOCKER_HOST`, else
+/// the local socket (as the docker CLI decides).
+pub fn engine_host(configured: Option<&str>, docker_host: Option<&str>) -> String {
+    configured
+        .or(docker_host)
+        .filter(|h| !h.is_empty())
+        .unwrap_or("unix:///var/run/docker.sock")
+        .to_string()
+}
+
 impl DockerProvider {
-    /// Connect to the engine (`DOCKER_HOST`, or the local socket).
+    /// A provider for the pool's engine (`host`, `DOCKER_HOST` or the local
+    /// socket). An engine that does not answer yet is not an error here:
+    /// every call asks it again and fails as Transient until it answers.
     pub async fn connect(
         cluster: &str,
         pool: Pool,
         config: DockerProviderConfig,
         token: Secret,
     ) -> Result<Self, ProviderError> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| ProviderError::Transient(format!("cannot reach the Docker engine: {e}")))?;
-        Self::with_client(docker, cluster, pool, config, token).await
+        let host = engine_host(
+            config.host.as_deref(),
+            std::env::var("DOCKER_HOST").ok().as_deref(),
+        );
+        let docker = Docker::connect_with_host(&host).map_err(|e| {
+            ProviderError::Fatal(format!(
+                "pool {}: Docker engine {host}: {e} (unix://, tcp:// and http:// are supported)",
+                pool.name
+            ))
+        })?;
+        Self::with_client(docker, &host, cluster, pool, config, token).await
     }
 
-    /// Use a given client; negotiates the API version with the engine.
+    /// Use a given client for the engine at `host`.
     pub async fn with_client(
-        docker: Docker,
+        client: Docker,
+        host: &str,
         cluster: &str,
         pool: Pool,
         config: DockerProviderConfig,
         token: Secret,
     ) -> Result<Self, ProviderError> {
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| engine_error(e, "cannot reach the Docker engine", &token))?;
         let stop_timeout = parse_duration(&config.stop_timeout).map_err(ProviderError::Fatal)?;
-        Ok(DockerProvider {
-            docker,
+        let provider = DockerProvider {
+            client,
+            docker: tokio::sync::OnceCell::new(),
+            host: host.to_string(),
             cluster: cluster.to_string(),
             pool,
             config,
             token,
             stop_timeout,
-        })
+        };
+        if let Err(e) = provider.engine().await {
+            warn!(pool = %provider.pool.name, error = %e, "the Docker engine does not answer yet; the pool launches nothing until it does");
+        }
+        Ok(provider)
+    }
+
+    /// The engine's client, its API version agreed on first contact.
+    async fn engine(&self) -> Result<&Docker, ProviderError> {
+        self.docker
+            .get_or_try_init(|| async {
+                self.client.clone().negotiate_version().await.map_err(|e| {
+                    engine_error(
+                        e,
+                        &format!("cannot reach the Docker engine at {}", self.host),
+                        &self.token,
+                    )
+                })
+            })
+            .await
     }
 
     /// What the engine is asked to create for machine `name`.
@@ -91,7 +136,8 @@ impl DockerProvider {
 
     async fn machine(&self, name: &str) -> Result<Machine, ProviderError> {
         let info = self
-            .docker
+            .engine()
+            .await?
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
             .map_err(|e| engine_error(e, &format!("inspect container {name}"), &self.token))?;
@@ -122,16 +168,15 @@ impl NodeProvider for DockerProvider {
             name: Some(name.to_string()),
             ..Default::default()
         };
-        match self
-            .docker
+        let docker = self.engine().await?;
+        match docker
             .create_container(Some(options), self.container_spec(name))
             .await
         {
             Ok(_) => {}
             Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {
                 // Created by an earlier attempt: fine if it is ours.
-                let existing = self
-                    .docker
+                let existing = docker
                     .inspect_container(name, None::<InspectContainerOptions>)
                     .await
                     .map_err(|e| engine_error(e, &format!("inspect container {name}"), &self.token))?;
@@ -148,17 +193,14 @@ impl NodeProvider for DockerProvider {
             }) if message.to_lowercase().contains("image") => {
                 let image = &self.config.image;
                 return Err(ProviderError::Fatal(format!(
-                    "image {image} is not in the local Docker engine: load it first \
-                     (docker load -i k3s-image.tar, or docker pull {image} where a registry is reachable)"
+                    "image {image} is not in the Docker engine at {}: load it first \
+                     (docker load -i k3s-image.tar, or docker pull {image} where a registry is reachable)",
+                    self.host
                 )));
             }
             Err(e) => return Err(engine_error(e, &format!("create container {name}"), &self.token)),
         }
-        if let Err(e) = self
-            .docker
-            .start_container(name, None::<StartContainerOptions>)
-            .await
-        {
+        if let Err(e) = docker.start_container(name, None::<StartContainerOptions>).await {
             let failure = match e {
                 DockerError::DockerResponseServerError { message, .. } => {
                     ProviderError::Fatal(self.token.redact(&format!(
@@ -173,7 +215,7 @@ impl NodeProvider for DockerProvider {
                 force: true,
                 ..Default::default()
             };
-            if let Err(e) = self.docker.remove_container(name, Some(remove)).await {
+            if let Err(e) = docker.remove_container(name, Some(remove)).await {
                 warn!(node = %name, error = %self.token.redact(&e.to_string()), "cannot remove container that failed to start");
             }
             return Err(failure);
@@ -182,8 +224,8 @@ impl NodeProvider for DockerProvider {
     }
 
     async fn delete(&self, name: &str) -> Result<(), ProviderError> {
-        let labels = match self
-            .docker
+        let docker = self.engine().await?;
+        let labels = match docker
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
         {
@@ -202,7 +244,7 @@ impl NodeProvider for DockerProvider {
             t: Some(self.stop_timeout.as_secs() as i32),
             signal: None,
         };
-        match self.docker.stop_container(name, Some(stop)).await {
+        match docker.stop_container(name, Some(stop)).await {
             Ok(())
             | Err(DockerError::DockerResponseServerError {
                 status_code: 304 | 404,
@@ -215,7 +257,7 @@ impl NodeProvider for DockerProvider {
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(name, Some(remove)).await {
+        match docker.remove_container(name, Some(remove)).await {
             Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(engine_error(e, &format!("remove container {name}"), &self.token)),
         }
@@ -235,7 +277,8 @@ impl NodeProvider for DockerProvider {
             ..Default::default()
         };
         let containers = self
-            .docker
+            .engine()
+            .await?
             .list_containers(Some(options))
             .await
             .map_err(|e| engine_error(e, "list containers", &self.token))?;

@@ -58,6 +58,7 @@ pub fn engine_allows_privileged() -> bool {
 /// A Docker provider configuration for the stand-in agent on `cluster`'s network.
 pub fn standin_config(cluster: &TestCluster) -> DockerProviderConfig {
     DockerProviderConfig {
+        host: None,
         image: standin_image().to_string(),
         network: cluster.network.clone(),
         server_url: "https://k3s-server:6443".into(),
