@@ -21,9 +21,18 @@ const BODY_LOGGERS: &[&str] = &[
     "tower",
 ];
 
+/// Targets that log every failed request again, without context: k3scale
+/// logs each failure once, saying what it was doing (an unreachable API
+/// would otherwise print a line per watch every few seconds).
+const ECHO_LOGGERS: &[&str] = &["kube_client::client::builder"];
+
 /// Whether an event may be logged at all, whatever the user's filter says.
 pub fn secret_safe(meta: &Metadata<'_>) -> bool {
-    *meta.level() <= Level::INFO || !BODY_LOGGERS.iter().any(|t| meta.target().starts_with(t))
+    let target = meta.target();
+    if ECHO_LOGGERS.iter().any(|t| target.starts_with(t)) {
+        return false;
+    }
+    *meta.level() <= Level::INFO || !BODY_LOGGERS.iter().any(|t| target.starts_with(t))
 }
 
 /// Install the global subscriber: `directives` as in `RUST_LOG`, text or

@@ -87,13 +87,25 @@ pub struct Args {
 
 pub use k3scale::act_lock::identity;
 
-/// Everything a controller needs, built from the configuration.
+/// Everything a controller needs, built from the configuration. With
+/// `wait_for_caches` (`once`: it decides once, so on a full view) an
+/// unreachable API or caches that do not list in time are errors; the
+/// daemon does not wait: it acts on nothing until they have listed.
 pub async fn controller(
     loaded: &Loaded,
     identity: &str,
+    wait_for_caches: bool,
 ) -> anyhow::Result<(Controller, Arc<dyn StateStore>)> {
     let cfg = &loaded.config;
-    let client = k3scale::kube::client(&cfg.kubernetes).await?;
+    let (client, api) = k3scale::kube::connect(&cfg.kubernetes).await?;
+    // Say at once, in one line, when the API cannot be reached. `once` ends
+    // there; the daemon waits for it, not ready meanwhile.
+    if let Err(why) = k3scale::kube::reachable(&client, &api).await {
+        if wait_for_caches {
+            anyhow::bail!("{why}");
+        }
+        tracing::warn!("{why}; waiting for it (not ready meanwhile)");
+    }
     let store: Arc<dyn StateStore> = match cfg.state.backend {
         StateBackend::Sqlite => {
             let path = std::path::Path::new(&cfg.state.path);
@@ -130,9 +142,17 @@ pub async fn controller(
         }
     };
     let cluster = Arc::new(KubeCluster::start(client, identity));
-    tokio::time::timeout(SYNC_TIMEOUT, cluster.wait_synced())
-        .await
-        .context("the Kubernetes API did not list nodes, pods, PDBs and DaemonSets in time")?;
+    if wait_for_caches
+        && tokio::time::timeout(SYNC_TIMEOUT, cluster.wait_synced())
+            .await
+            .is_err()
+    {
+        anyhow::bail!(
+            "the Kubernetes API at {api} did not list {} within {}s",
+            cluster.stale().join(", "),
+            SYNC_TIMEOUT.as_secs()
+        );
+    }
     let mut pools = BTreeMap::new();
     for (pool, pool_cfg) in loaded.policy.pools.iter().zip(&cfg.pools) {
         let p = provider::from_config(&cfg.cluster, pool, &pool_cfg.provider).await?;
@@ -197,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let me = identity();
-        let (mut controller, store) = controller(&loaded, &me).await?;
+        let (mut controller, store) = controller(&loaded, &me, true).await?;
         // A dry run changes nothing (no launch, no drain, no stored state),
         // so it previews even while a daemon holds the lock.
         let lock = if loaded.policy.dry_run {

@@ -18,13 +18,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let me = identity();
-        let (controller, store) = controller(&loaded, &me).await?;
-        let cluster = controller.cluster();
-        let shared = Shared::new(store.clone(), cluster.clone(), &me);
+        // A port already taken is said before anything else is tried.
         let listen = &loaded.config.server.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
+        let (controller, store) = controller(&loaded, &me, false).await?;
+        let cluster = controller.cluster();
+        let shared = Shared::new(store.clone(), cluster.clone(), &me);
         eprintln!("k3scale {me}: serving http://{}", listener.local_addr()?);
         let app = router(shared.clone());
         tokio::spawn(async move {

@@ -377,3 +377,113 @@ fn the_flags_kubectl_users_expect() {
     let out = k3scale(&["completion", "tcsh"]);
     assert!(!out.status.success());
 }
+
+/// A kubeconfig for an API server that is not there (a closed local port),
+/// and a config using it, in `dir`.
+fn unreachable_cluster(dir: &std::path::Path, listen: &str) -> (String, std::path::PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = format!("https://127.0.0.1:{port}");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{ server: \"{api}\", insecure-skip-tls-verify: true }}\ncontexts:\n- name: c\n  context: {{ cluster: c, user: u }}\ncurrent-context: c\nusers:\n- name: u\n  user: {{ token: t }}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("k3scale.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubernetes: {{ kubeconfig: {} }}\nmetrics: {{ source: metrics-server }}\nstate: {{ path: {} }}\nserver: {{ listen: \"{listen}\" }}\nleader_election: {{ namespace: k3scale-system }}\n{EXEC_POOL}",
+            kubeconfig.display(),
+            dir.join("state.db").display()
+        ),
+    )
+    .unwrap();
+    (api, config)
+}
+
+#[test]
+fn once_against_an_unreachable_api_says_where_and_why_at_once() {
+    let dir = temp_dir("once-unreachable");
+    let (api, config) = unreachable_cluster(&dir, "127.0.0.1:0");
+    let started = std::time::Instant::now();
+    let out = k3scale(&["once", "-c", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach the Kubernetes API at {api}")) && err.contains("refused"),
+        "{err}"
+    );
+    // One line, not a line per watch and retry; no colours in a pipe.
+    assert!(err.lines().count() <= 2 && !err.contains('\u{1b}'), "{err}");
+    // Not after the 60 s wait for caches that can never list.
+    assert!(started.elapsed() < std::time::Duration::from_secs(50));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn run_checks_its_port_first_and_waits_out_an_unreachable_api_serving_health() {
+    let dir = temp_dir("run-unreachable");
+    // The port is taken: said first, before the API is even tried.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let (_, config) = unreachable_cluster(&dir, &listen);
+    let out = k3scale(&["run", "-c", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("server.listen: cannot listen on {listen}")),
+        "{err}"
+    );
+    assert!(!err.contains("Kubernetes API"), "the API was tried first: {err}");
+    drop(taken);
+
+    // A free port and no API: the daemon stays up, healthy and not ready.
+    let (api, config) = unreachable_cluster(&dir, &listen);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_k3scale"))
+        .args(["run", "-c", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&listen).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, text))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get("/healthz").is_none_or(|(code, _)| code != 200) {
+        assert!(std::time::Instant::now() < deadline, "no /healthz");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, body) = get("/readyz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("caches: not synced"), "{body}");
+    assert!(child.try_wait().unwrap().is_none(), "run exited");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot reach the Kubernetes API at {api}")),
+        "{err}"
+    );
+    assert!(
+        err.lines().count() < 20,
+        "one line per failing thing, not per retry: {err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -161,7 +161,7 @@ pub async fn run<K, T>(
                     failures += 1;
                     // Once per outage at WARN; the retries that follow at DEBUG.
                     if failures == 1 {
-                        tracing::warn!(%kind, error = %e, "watch failed: cache stale until it lists again");
+                        tracing::warn!(%kind, error = %super::root_cause(&e), "watch failed: cache stale until it lists again");
                     } else {
                         tracing::debug!(%kind, error = %e, failures, "watch still failing");
                     }

@@ -47,7 +47,7 @@ impl KubeError {
             },
             other => KubeError::Transport {
                 what,
-                cause: other.to_string(),
+                cause: root_cause(&other),
             },
         }
     }
@@ -64,6 +64,11 @@ impl KubeError {
 /// else in-cluster, `KUBECONFIG` or `~/.kube/config`; else K3s's own
 /// kubeconfig when k3scale runs on the server.
 pub async fn client(config: &KubernetesConfig) -> Result<kube::Client, KubeError> {
+    Ok(connect(config).await?.0)
+}
+
+/// `client`, and the API server's address (for messages).
+pub async fn connect(config: &KubernetesConfig) -> Result<(kube::Client, String), KubeError> {
     let options = KubeConfigOptions {
         context: config.context.clone(),
         ..Default::default()
@@ -87,7 +92,38 @@ pub async fn client(config: &KubernetesConfig) -> Result<kube::Client, KubeError
     // (it backs off within its own deadline), and a reconcile that fails is
     // simply tried again on the next one.
     cfg.default_retry = false;
-    kube::Client::try_from(cfg).map_err(|e| KubeError::Config(e.to_string()))
+    let url = cfg.cluster_url.to_string().trim_end_matches('/').to_string();
+    let client = kube::Client::try_from(cfg).map_err(|e| KubeError::Config(e.to_string()))?;
+    Ok((client, url))
+}
+
+/// How long `reachable` waits for the API server's answer.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One request to the API server (`/version`): an error names the address
+/// and the root cause (connection refused, certificate, 401...).
+pub async fn reachable(client: &kube::Client, url: &str) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "cannot reach the Kubernetes API at {url}: {}",
+            root_cause(&e)
+        )),
+        Err(_) => Err(format!(
+            "cannot reach the Kubernetes API at {url}: no answer within {}s",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The innermost error of a chain, where the cause is named
+/// ("Connection refused (os error 111)", not "client error (Connect)").
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 async fn from_file(path: &str, options: &KubeConfigOptions) -> Result<kube::Config, KubeError> {
