@@ -4,7 +4,9 @@ use crate::once::{ConfigArgs, controller, identity};
 use anyhow::Context;
 use k3scale::daemon::Daemon;
 use k3scale::kube::lease::{LeaseLock, pod_namespace};
-use k3scale::server::{Shared, router};
+use k3scale::kube::review::Reviewer;
+use k3scale::server::{Shared, guarded_router};
+use k3scale_core::config::ServerAuth;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -27,7 +29,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let cluster = controller.cluster();
         let shared = Shared::new(store.clone(), cluster.clone(), &me);
         eprintln!("k3scale {me}: serving http://{}", listener.local_addr()?);
-        let app = router(shared.clone());
+        let reviewer = (loaded.config.server.auth == ServerAuth::Kubernetes)
+            .then(|| std::sync::Arc::new(Reviewer::new(cluster.client().clone())));
+        let app = guarded_router(shared.clone(), reviewer)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "HTTP server stopped");

@@ -2,6 +2,7 @@
 //! `/api/events` and a status page at `/` that refreshes itself.
 
 use crate::kube::KubeCluster;
+use crate::kube::review::{Denied, Reviewer};
 use crate::state::StateStore;
 use crate::status::Status;
 use crate::telemetry::Telemetry;
@@ -45,15 +46,73 @@ impl Shared {
     }
 }
 
+/// Every route open to anyone who can connect (`server.auth: none`).
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/", get(page))
+    guarded_router(shared, None)
+}
+
+/// With a reviewer, `/`, `/metrics` and `/api/*` need a bearer token the
+/// API server accepts for `get` on the path, except from loopback; the
+/// probes stay open. Serve it with `into_make_service_with_connect_info`.
+pub fn guarded_router(shared: Arc<Shared>, reviewer: Option<Arc<Reviewer>>) -> Router {
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
+        .route("/readyz", get(ready));
+    let mut reads = Router::new()
+        .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
-        .route("/api/events", get(events))
-        .with_state(shared)
+        .route("/api/events", get(events));
+    if let Some(reviewer) = reviewer {
+        reads = reads.route_layer(axum::middleware::from_fn_with_state(reviewer, guard));
+    }
+    probes.merge(reads).with_state(shared)
+}
+
+/// Let a caller through only with a token the API server vouches for.
+async fn guard(
+    State(reviewer): State<Arc<Reviewer>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    if peer.is_some_and(|ip| ip.is_loopback()) {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required (server.auth: kubernetes)\n",
+        )
+            .into_response();
+    };
+    match reviewer.check(token, request.uri().path()).await {
+        Ok(()) => next.run(request).await,
+        Err(Denied::Unauthenticated(_)) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "the API server does not accept this token\n",
+        )
+            .into_response(),
+        Err(denied @ Denied::Forbidden { .. }) => {
+            (StatusCode::FORBIDDEN, format!("{denied}\n")).into_response()
+        }
+        Err(Denied::Unavailable(why)) => {
+            tracing::warn!(error = %why, "cannot review a caller's token: turned away");
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot check the token now\n").into_response()
+        }
+    }
 }
 
 /// Ready when the caches are synced (listed, their watches not failing),

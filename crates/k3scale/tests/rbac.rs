@@ -160,6 +160,9 @@ async fn the_shipped_rbac_allows_every_call_and_nothing_unused() {
     statefix::events_page_newest_first(&open).await;
     statefix::only_the_owner_renews_or_releases_a_lock(&open).await;
 
+    // server.auth: kubernetes, as a scrape from another pod meets it.
+    http_callers_are_reviewed(&r.k, cluster.clone(), open()).await;
+
     let requests = r.k.server.requests();
     let denied: BTreeSet<String> = requests
         .iter()
@@ -196,4 +199,65 @@ async fn the_shipped_rbac_allows_every_call_and_nothing_unused() {
         "rules k3scale never needed:\n{}",
         unused.join("\n")
     );
+}
+
+/// `server.auth: kubernetes`: a token the API server does not know is 401,
+/// a known user without a grant 403, a granted one reads; loopback callers
+/// and the probes need no token.
+async fn http_callers_are_reviewed(
+    k: &Kube,
+    cluster: Arc<k3scale::kube::KubeCluster>,
+    store: Arc<dyn StateStore>,
+) {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use k3scale::kube::review::Reviewer;
+    use k3scale::server::{Shared, guarded_router};
+    use tower::ServiceExt;
+
+    k.server.set_reviews(k3scale_testapi::Reviews {
+        tokens: [
+            (
+                "prom-token".to_string(),
+                ("system:serviceaccount:monitoring:prometheus".to_string(), vec![]),
+            ),
+            (
+                "dev-token".to_string(),
+                ("jane".to_string(), vec!["devs".to_string()]),
+            ),
+        ]
+        .into(),
+        grants: vec![(
+            "system:serviceaccount:monitoring:prometheus".to_string(),
+            "/metrics".to_string(),
+        )],
+    });
+    let shared = Shared::new(store, cluster.clone(), "k3scale-a");
+    let app = guarded_router(shared, Some(Arc::new(Reviewer::new(cluster.client().clone()))));
+    let call = |path: &str, token: Option<&str>, from: &str| {
+        let mut request = http::Request::get(path);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(from.parse::<std::net::SocketAddr>().unwrap()));
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status().as_u16() }
+    };
+    let pod = "10.42.1.7:40000";
+    assert_eq!(call("/metrics", None, pod).await, 401);
+    assert_eq!(call("/metrics", Some("stolen"), pod).await, 401);
+    assert_eq!(call("/metrics", Some("dev-token"), pod).await, 403);
+    assert_eq!(call("/api/status", Some("prom-token"), pod).await, 403);
+    assert_eq!(call("/metrics", Some("prom-token"), pod).await, 200);
+    // The answer is kept: the same scrape again asks the API server nothing.
+    let asked = k.server.requests().len();
+    assert_eq!(call("/metrics", Some("prom-token"), pod).await, 200);
+    assert_eq!(k.server.requests().len(), asked);
+    // kubectl port-forward arrives on loopback; the kubelet's probes carry no token.
+    assert_eq!(call("/api/status", None, "127.0.0.1:5555").await, 200);
+    assert_eq!(call("/healthz", None, pod).await, 200);
+    assert_ne!(call("/readyz", None, pod).await, 401);
 }

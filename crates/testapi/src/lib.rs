@@ -50,6 +50,15 @@ pub struct Options {
     pub startup_taint_delay: Duration,
 }
 
+/// What TokenReviews and SubjectAccessReviews answer.
+#[derive(Debug, Clone, Default)]
+pub struct Reviews {
+    /// Tokens a TokenReview authenticates: token → (user, groups).
+    pub tokens: BTreeMap<String, (String, Vec<String>)>,
+    /// Non-resource URLs a SubjectAccessReview allows `get` on: (user, path).
+    pub grants: Vec<(String, String)>,
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -106,6 +115,7 @@ struct Shared {
     metrics: Mutex<MetricsMode>,
     /// `None`: every authenticated request is allowed.
     permissions: Mutex<Option<Vec<Rule>>>,
+    reviews: Mutex<Reviews>,
     audit: Mutex<Vec<RequestRecord>>,
     /// Pods being deleted gracefully: when it started, their grace period.
     terminating: Mutex<HashMap<(String, String), (Instant, Duration)>>,
@@ -141,6 +151,7 @@ impl TestApiServer {
             store: Mutex::new(Store::new()),
             metrics: Mutex::new(MetricsMode::Absent),
             permissions: Mutex::new(None),
+            reviews: Mutex::new(Reviews::default()),
             audit: Mutex::new(Vec::new()),
             terminating: Mutex::new(HashMap::new()),
             disruption_paused: AtomicBool::new(false),
@@ -312,6 +323,11 @@ impl TestApiServer {
     }
 
     /// Enforce RBAC rules for the token's user; `None` allows everything.
+    /// Who TokenReviews authenticate and what SubjectAccessReviews allow.
+    pub fn set_reviews(&self, reviews: Reviews) {
+        *self.shared.reviews.lock().expect("reviews lock") = reviews;
+    }
+
     pub fn set_permissions(&self, rules: Option<Vec<Rule>>) {
         *self.shared.permissions.lock().expect("permissions lock") = rules;
     }

@@ -66,6 +66,22 @@ pub const NODE_METRICS: Resource = Resource {
     kind: "NodeMetrics",
     namespaced: false,
 };
+/// TokenReview and SubjectAccessReview: answered, never stored (see
+/// `review`), but authorized like any create.
+pub const TOKEN_REVIEWS: Resource = Resource {
+    group: "authentication.k8s.io",
+    version: "v1",
+    plural: "tokenreviews",
+    kind: "TokenReview",
+    namespaced: false,
+};
+pub const SUBJECT_ACCESS_REVIEWS: Resource = Resource {
+    group: "authorization.k8s.io",
+    version: "v1",
+    plural: "subjectaccessreviews",
+    kind: "SubjectAccessReview",
+    namespaced: false,
+};
 pub const REPLICASETS: Resource = grouped("apps", "replicasets", "ReplicaSet");
 pub const STATEFULSETS: Resource = grouped("apps", "statefulsets", "StatefulSet");
 pub const PVCS: Resource = core("persistentvolumeclaims", "PersistentVolumeClaim", true);

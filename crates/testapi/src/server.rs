@@ -191,6 +191,26 @@ pub async fn handle(
         }
         return node_metrics(&shared, rest);
     }
+    let reviews = [resources::TOKEN_REVIEWS, resources::SUBJECT_ACCESS_REVIEWS];
+    if let Some(resource) = reviews
+        .into_iter()
+        .find(|r| path == format!("/apis/{}/v1/{}", r.group, r.plural))
+        && method == Method::POST
+    {
+        let target = resources::Target {
+            resource,
+            namespace: String::new(),
+            name: String::new(),
+            subresource: None,
+        };
+        if let Err(e) = audit_and_authorize(&shared, &headers, "create", &target) {
+            return e.into_response();
+        }
+        return match parse_body(&body) {
+            Ok(request) => json_response(201, &review(&shared, resource, request)),
+            Err(e) => e.into_response(),
+        };
+    }
     let Some(target) = resources::parse_path(path) else {
         return text_response(StatusCode::NOT_FOUND, "404 page not found\n");
     };
@@ -236,6 +256,37 @@ pub async fn handle(
         Ok((code, value)) => json_response(code, &value),
         Err(e) => e.into_response(),
     }
+}
+
+/// A TokenReview or SubjectAccessReview answered as the API server does:
+/// the request back, with its `status` filled in.
+fn review(shared: &Shared, resource: Resource, mut request: Value) -> Value {
+    let reviews = shared.reviews.lock().expect("reviews lock").clone();
+    request["status"] = if resource == resources::TOKEN_REVIEWS {
+        let token = request["spec"]["token"].as_str().unwrap_or("");
+        match reviews.tokens.get(token) {
+            Some((user, groups)) => json!({
+                "authenticated": true,
+                "user": { "username": user, "uid": format!("uid-{user}"), "groups": groups },
+                "audiences": ["https://kubernetes.default.svc.cluster.local"]
+            }),
+            None => json!({ "user": {}, "error": "[invalid bearer token, token lookup failed]" }),
+        }
+    } else {
+        let user = request["spec"]["user"].as_str().unwrap_or("");
+        let attributes = &request["spec"]["nonResourceAttributes"];
+        let (path, verb) = (
+            attributes["path"].as_str().unwrap_or(""),
+            attributes["verb"].as_str().unwrap_or(""),
+        );
+        let allowed = verb == "get" && reviews.grants.iter().any(|(u, p)| u == user && p == path);
+        if allowed {
+            json!({ "allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding" })
+        } else {
+            json!({ "allowed": false })
+        }
+    };
+    request
 }
 
 fn version() -> Value {

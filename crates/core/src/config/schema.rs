@@ -526,14 +526,33 @@ impl Default for NotifyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: String,
+    /// Who may read `/`, `/metrics` and `/api/*` from another host.
+    pub auth: ServerAuth,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
+            auth: ServerAuth::None,
         }
     }
+}
+
+/// How the HTTP server checks callers (`/healthz` and `/readyz` are always
+/// open: the kubelet's probes carry no token).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerAuth {
+    /// Anyone who can connect.
+    #[default]
+    None,
+    /// A bearer token the API server authenticates (TokenReview) and
+    /// authorizes for `get` on the path (SubjectAccessReview), as
+    /// kube-rbac-proxy and metrics-server do. Callers on loopback (`kubectl
+    /// port-forward`, `k3scale status` in the pod) are let in: reaching
+    /// them took `pods/portforward` or `pods/exec` already.
+    Kubernetes,
 }
 
 /// The Lease `k3scale run` replicas elect a leader on (`k3scale-<cluster>`).

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod events;
 pub mod lease;
 pub mod pod_cache;
+pub mod review;
 
 pub use cluster::KubeCluster;
 
