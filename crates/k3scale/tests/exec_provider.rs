@@ -376,3 +376,66 @@ async fn a_list_answer_outside_the_pools_names_is_ignored() {
     let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["workers-a1b2c3d4"]);
 }
+
+mod answers {
+    //! The answer parser on arbitrary stdout: a machine list or a Fatal
+    //! error, never a panic, and never a piece of the token in the error.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn answers_provider() -> &'static ExecProvider {
+        static P: std::sync::OnceLock<ExecProvider> = std::sync::OnceLock::new();
+        P.get_or_init(|| provider("true", "true", "true", "10s", BTreeMap::new()))
+    }
+
+    /// JSON-ish stdout built from the answer's own keys, with the token
+    /// dropped in somewhere, so inputs often get past the first byte.
+    fn jsonish() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            Just("{".to_string()),
+            Just("}".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just(",".to_string()),
+            Just(":".to_string()),
+            Just("\"machines\"".to_string()),
+            Just("\"name\"".to_string()),
+            Just("\"workers-a\"".to_string()),
+            Just("\"provider_id\"".to_string()),
+            Just("\"created_at\"".to_string()),
+            Just("\"running\"".to_string()),
+            Just("true".to_string()),
+            Just("null".to_string()),
+            Just(format!("\"{TOKEN}\"")),
+            "-?[0-9]{1,25}",
+            "\"[a-z\\-]{0,10}\"",
+        ];
+        proptest::collection::vec(token, 0..30).prop_map(|t| t.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+
+        #[test]
+        fn random_bytes_are_an_answer_or_a_fatal_error(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let p = answers_provider();
+            for result in [p.listed_from(&bytes).map(|_| ()), p.created_from("workers-a", &bytes).map(|_| ())] {
+                if let Err(e) = result {
+                    prop_assert!(matches!(e, ProviderError::Fatal(_)), "{e:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn json_like_answers_never_panic_or_leak_the_token(text in jsonish()) {
+            let p = answers_provider();
+            match p.listed_from(text.as_bytes()) {
+                Ok(machines) => prop_assert!(machines.iter().all(|m| m.name.starts_with("workers-") && m.name.len() > 8)),
+                Err(e) => prop_assert!(!e.to_string().contains(TOKEN), "{e}"),
+            }
+            if let Err(e) = p.created_from("workers-a", text.as_bytes()) {
+                prop_assert!(!e.to_string().contains(TOKEN), "{e}");
+            }
+        }
+    }
+}

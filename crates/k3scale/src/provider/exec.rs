@@ -261,11 +261,21 @@ impl ExecProvider {
                 Some(t) => t.redact_head(&text, 200),
                 None => text.chars().take(200).collect(),
             };
+            // serde names the value it choked on: that may be the token.
+            let why = self.scrub(&e.to_string());
             ProviderError::Fatal(format!(
-                "{action} command of pool {} printed invalid JSON ({e}): {head:?}",
+                "{action} command of pool {} printed invalid JSON ({why}): {head:?}",
                 self.pool.name
             ))
         })
+    }
+
+    /// `text` from a command's answer, with the token taken out.
+    fn scrub(&self, text: &str) -> String {
+        match &self.token {
+            Some(t) => t.redact(text),
+            None => text.to_string(),
+        }
     }
 }
 
@@ -278,20 +288,7 @@ impl NodeProvider for ExecProvider {
     async fn create(&self, name: &str) -> Result<Machine, ProviderError> {
         info!(pool = %self.pool.name, node = %name, "running create command");
         let out = self.run("create", &self.config.create, Some(name)).await?;
-        let created: Created = self.parse("create", &out)?;
-        if created.name != name {
-            return Err(ProviderError::Fatal(format!(
-                "create command of pool {} answered for {:?}, not {name:?}",
-                self.pool.name, created.name
-            )));
-        }
-        Ok(Machine {
-            name: created.name,
-            pool: self.pool.name.clone(),
-            provider_id: created.provider_id.unwrap_or_else(|| format!("exec://{name}")),
-            created_at: unix_now(),
-            running: true,
-        })
+        self.created_from(name, &out)
     }
 
     async fn delete(&self, name: &str) -> Result<(), ProviderError> {
@@ -304,7 +301,33 @@ impl NodeProvider for ExecProvider {
 
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
         let out = self.run("list", &self.config.list, None).await?;
-        let listed: Listed = self.parse("list", &out)?;
+        self.listed_from(&out)
+    }
+}
+
+impl ExecProvider {
+    /// The machine a `create` command's answer (its stdout) describes.
+    pub fn created_from(&self, name: &str, stdout: &[u8]) -> Result<Machine, ProviderError> {
+        let created: Created = self.parse("create", stdout)?;
+        if created.name != name {
+            return Err(ProviderError::Fatal(format!(
+                "create command of pool {} answered for {:?}, not {name:?}",
+                self.pool.name,
+                self.scrub(&created.name)
+            )));
+        }
+        Ok(Machine {
+            name: created.name,
+            pool: self.pool.name.clone(),
+            provider_id: created.provider_id.unwrap_or_else(|| format!("exec://{name}")),
+            created_at: unix_now(),
+            running: true,
+        })
+    }
+
+    /// The pool's machines a `list` command's answer (its stdout) names.
+    pub fn listed_from(&self, stdout: &[u8]) -> Result<Vec<Machine>, ProviderError> {
+        let listed: Listed = self.parse("list", stdout)?;
         // Names are `<pool>-<suffix>`: anything else is not one of this pool's
         // machines, and adopting it would put it under k3scale's lifecycle.
         let prefix = format!("{}-", self.pool.name);
@@ -314,7 +337,7 @@ impl NodeProvider for ExecProvider {
             .filter(|m| {
                 let ours = m.name.starts_with(&prefix) && m.name.len() > prefix.len();
                 if !ours {
-                    warn!(pool = %self.pool.name, name = %m.name, "list command answered a machine not named {prefix}…: ignored");
+                    warn!(pool = %self.pool.name, name = %self.scrub(&m.name), "list command answered a machine not named {prefix}…: ignored");
                 }
                 ours
             })
