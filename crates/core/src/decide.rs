@@ -254,12 +254,14 @@ impl<'a> Context<'a> {
     /// Nodes `pool` may still add now: 0 at max or while it backs off
     /// (noting the backoff once).
     pub fn headroom(&mut self, pool: &crate::model::Pool) -> u32 {
-        if let Some(until) = self.snapshot.backoff.get(&pool.name)
-            && *until > self.now
+        if let Some(hold) = self.snapshot.backoff.get(&pool.name)
+            && hold.until > self.now
         {
             let reason = Reason::PoolBackedOff {
                 pool: pool.name.clone(),
-                remaining: until.since(self.now),
+                remaining: hold.until.since(self.now),
+                cause: hold.cause,
+                why: hold.why.clone(),
             };
             if !self.decision.reasons.contains(&reason) {
                 self.decision.reasons.push(reason);

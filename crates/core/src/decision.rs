@@ -223,6 +223,10 @@ pub enum Reason {
         pool: String,
         #[serde(serialize_with = "serialize_secs")]
         remaining: Duration,
+        cause: crate::lifecycle::HoldCause,
+        /// What the provider said, when a launch failed.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        why: String,
     },
     ScaleDownBlockedByPending {
         pods: usize,
@@ -370,11 +374,35 @@ impl fmt::Display for Reason {
             Reason::Cooldown { direction, remaining } => {
                 write!(f, "scale-{direction:?} cooldown: {}s left", remaining.as_secs())
             }
-            Reason::PoolBackedOff { pool, remaining } => write!(
-                f,
-                "pool {pool} is backing off after failed node joins: {}s left",
-                remaining.as_secs()
-            ),
+            Reason::PoolBackedOff {
+                pool,
+                remaining,
+                cause,
+                why,
+            } => {
+                use crate::lifecycle::HoldCause;
+                let left = remaining.as_secs();
+                match cause {
+                    HoldCause::JoinFailures => {
+                        write!(
+                            f,
+                            "pool {pool} is backing off after failed node joins: {left}s left"
+                        )
+                    }
+                    HoldCause::NoCapacity => write!(
+                        f,
+                        "pool {pool} is backing off: its provider had no capacity ({why}): {left}s left"
+                    ),
+                    HoldCause::Retry => write!(
+                        f,
+                        "pool {pool} launches again in {left}s: its provider failed for now ({why})"
+                    ),
+                    HoldCause::Failed => write!(
+                        f,
+                        "pool {pool} has failed and launches nothing until its configuration changes or `k3scale pool reset {pool}`: {why}"
+                    ),
+                }
+            }
             Reason::NodesInFlight { nodes } => write!(
                 f,
                 "{nodes} nodes still booting: utilization rules wait until their capacity counts"

@@ -17,9 +17,12 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LifecycleConfig {
-    /// Launch to Ready; past it the machine is a failed join.
+    /// Launch to Node registered; past it the machine is a failed join.
     #[serde(serialize_with = "serialize_secs")]
     pub provision_timeout: Duration,
+    /// Node registered to Ready; past it the machine is a failed join.
+    #[serde(serialize_with = "serialize_secs")]
+    pub join_timeout: Duration,
     /// A Ready machine whose Node has been gone this long is an orphan.
     #[serde(serialize_with = "serialize_secs")]
     pub orphan_timeout: Duration,
@@ -33,22 +36,46 @@ pub struct LifecycleConfig {
     /// Re-issue a delete that has not taken effect after this long.
     #[serde(serialize_with = "serialize_secs")]
     pub delete_retry: Duration,
+    /// A pool whose machines do not join (or that has no capacity) waits
+    /// this long, doubling per failure up to `backoff_max`.
     #[serde(serialize_with = "serialize_secs")]
     pub backoff_base: Duration,
     #[serde(serialize_with = "serialize_secs")]
     pub backoff_max: Duration,
+    /// A provider that failed for now (`Transient`) is asked again after
+    /// this long, doubling up to `retry_max`.
+    #[serde(serialize_with = "serialize_secs")]
+    pub retry_base: Duration,
+    #[serde(serialize_with = "serialize_secs")]
+    pub retry_max: Duration,
+}
+
+impl LifecycleConfig {
+    /// Machine timings for a pool whose nodes boot in about `boot_time`:
+    /// slow images are not killed at a constant made for fast ones.
+    pub fn for_boot_time(boot_time: Duration) -> LifecycleConfig {
+        let d = LifecycleConfig::default();
+        LifecycleConfig {
+            provision_timeout: d.provision_timeout.max(boot_time.saturating_mul(3)),
+            join_timeout: d.join_timeout.max(boot_time),
+            ..d
+        }
+    }
 }
 
 impl Default for LifecycleConfig {
     fn default() -> Self {
         LifecycleConfig {
             provision_timeout: Duration::from_secs(600),
+            join_timeout: Duration::from_secs(300),
             orphan_timeout: Duration::from_secs(600),
             missing_machine_grace: Duration::from_secs(120),
             inventory_lag: Duration::from_secs(120),
             delete_retry: Duration::from_secs(60),
             backoff_base: Duration::from_secs(30),
             backoff_max: Duration::from_secs(1800),
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(120),
         }
     }
 }
@@ -92,10 +119,52 @@ pub struct MachineState {
     pub deleting: Option<DeleteReason>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a pool launches nothing for now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldCause {
+    /// Its machines did not become Ready nodes in time.
+    #[default]
+    JoinFailures,
+    /// Its provider had no capacity for the shape (`InsufficientCapacity`).
+    NoCapacity,
+    /// Its provider failed for now (`Transient`): asked again soon.
+    Retry,
+    /// Its provider said it will not work (`Fatal`): nothing is launched
+    /// until the pool's configuration changes or an operator resets it.
+    Failed,
+}
+
+/// The provider's verdict on a failed `create`, for `launch_failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchError {
+    NoCapacity,
+    Transient,
+    Fatal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backoff {
     pub failures: u32,
     pub until: Time,
+    #[serde(default)]
+    pub cause: HoldCause,
+    /// What the provider said (for `Failed`: why the pool stopped).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
+    /// For `Failed`: the pool's configuration when it failed; another one
+    /// clears it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config: String,
+}
+
+/// A pool launching nothing until `until`, and why (`Snapshot::backoff`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    pub until: Time,
+    pub cause: HoldCause,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +193,14 @@ pub enum LifecycleAction {
         failures: u32,
         until: Time,
     },
+    /// Tell the user: a launch failed and the pool is held (see `HoldCause`).
+    LaunchHeld {
+        pool: String,
+        machine: String,
+        cause: HoldCause,
+        failures: u32,
+        until: Time,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -149,10 +226,83 @@ impl Lifecycle {
         });
     }
 
-    /// The provider could not create it: forget it and back the pool off.
-    pub fn launch_failed(&mut self, name: &str, now: Time, cfg: &LifecycleConfig) -> Option<LifecycleAction> {
+    /// The provider could not create it: forget it and hold the pool, as
+    /// the error's kind says (see `HoldCause`). `config` fingerprints the
+    /// pool's settings: a `Fatal` hold lasts until they change.
+    pub fn launch_failed(
+        &mut self,
+        name: &str,
+        error: LaunchError,
+        why: &str,
+        config: &str,
+        now: Time,
+        cfg: &LifecycleConfig,
+    ) -> Option<LifecycleAction> {
         let m = self.machines.remove(name)?;
-        Some(self.fail(&m.pool, name, now, cfg))
+        let pool = m.pool;
+        let (cause, base, max) = match error {
+            LaunchError::NoCapacity => (HoldCause::NoCapacity, cfg.backoff_base, cfg.backoff_max),
+            LaunchError::Transient => (HoldCause::Retry, cfg.retry_base, cfg.retry_max),
+            LaunchError::Fatal => (HoldCause::Failed, Duration::ZERO, Duration::ZERO),
+        };
+        // A streak of one kind doubles; another kind starts a new streak.
+        let failures = self
+            .backoff
+            .get(&pool)
+            .filter(|b| b.cause == cause)
+            .map_or(0, |b| b.failures)
+            + 1;
+        let until = if cause == HoldCause::Failed {
+            Time::from_millis(u64::MAX / 2)
+        } else {
+            now + base.saturating_mul(2u32.saturating_pow(failures - 1)).min(max)
+        };
+        self.backoff.insert(
+            pool.clone(),
+            Backoff {
+                failures,
+                until,
+                cause,
+                why: why.to_string(),
+                config: if cause == HoldCause::Failed {
+                    config.to_string()
+                } else {
+                    String::new()
+                },
+            },
+        );
+        // Told once per streak (and a failed pool once).
+        (failures == 1 || cause == HoldCause::NoCapacity).then(|| LifecycleAction::LaunchHeld {
+            pool,
+            machine: name.to_string(),
+            cause,
+            failures,
+            until,
+        })
+    }
+
+    /// A launch succeeded: a retry or capacity hold is over.
+    pub fn launch_succeeded(&mut self, pool: &str) {
+        if self
+            .backoff
+            .get(pool)
+            .is_some_and(|b| matches!(b.cause, HoldCause::Retry | HoldCause::NoCapacity))
+        {
+            self.backoff.remove(pool);
+        }
+    }
+
+    /// Clear a `Failed` hold: the operator reset it, or the pool's
+    /// configuration is no longer the one that failed. True if one was cleared.
+    pub fn clear_failed(&mut self, pool: &str, unless_config: Option<&str>) -> bool {
+        let clear = self
+            .backoff
+            .get(pool)
+            .is_some_and(|b| b.cause == HoldCause::Failed && unless_config.is_none_or(|c| c != b.config));
+        if clear {
+            self.backoff.remove(pool);
+        }
+        clear
     }
 
     /// Machines launched whose Node is not Ready yet, for `Snapshot::in_flight`.
@@ -168,20 +318,37 @@ impl Lifecycle {
             .collect()
     }
 
-    /// Pools that may not launch before the given time.
-    pub fn backed_off(&self, now: Time) -> BTreeMap<String, Time> {
+    /// Pools that may not launch before the given time, and why.
+    pub fn backed_off(&self, now: Time) -> BTreeMap<String, Hold> {
         self.backoff
             .iter()
             .filter(|(_, b)| b.until > now)
-            .map(|(pool, b)| (pool.clone(), b.until))
+            .map(|(pool, b)| {
+                let hold = Hold {
+                    until: b.until,
+                    cause: b.cause,
+                    why: b.why.clone(),
+                };
+                (pool.clone(), hold)
+            })
             .collect()
     }
 
+    /// A machine did not join: the pool backs off (join failures double).
     fn fail(&mut self, pool: &str, machine: &str, now: Time, cfg: &LifecycleConfig) -> LifecycleAction {
         let b = self.backoff.entry(pool.to_string()).or_insert(Backoff {
             failures: 0,
             until: now,
+            cause: HoldCause::JoinFailures,
+            why: String::new(),
+            config: String::new(),
         });
+        if b.cause != HoldCause::JoinFailures {
+            b.cause = HoldCause::JoinFailures;
+            b.failures = 0;
+            b.why.clear();
+            b.config.clear();
+        }
         b.failures += 1;
         let factor = 2u32.saturating_pow(b.failures - 1);
         let delay = cfg.backoff_base.saturating_mul(factor).min(cfg.backoff_max);
@@ -252,7 +419,15 @@ impl Lifecycle {
                     if m.phase != Phase::Ready {
                         m.phase = Phase::Ready;
                         m.since = now;
-                        self.backoff.remove(&m.pool);
+                        // A join ends join-failure holds; a failed pool
+                        // stays failed until it is reset or reconfigured.
+                        if self
+                            .backoff
+                            .get(&m.pool)
+                            .is_some_and(|b| b.cause != HoldCause::Failed)
+                        {
+                            self.backoff.remove(&m.pool);
+                        }
                     }
                 }
                 (Phase::Launched | Phase::Registered, node) => {
@@ -260,10 +435,15 @@ impl Lifecycle {
                         m.phase = Phase::Registered;
                         m.since = now;
                     }
-                    let waited = now.since(m.launched_at);
-                    if waited >= cfg.provision_timeout {
+                    // Not registered within provision_timeout of the launch,
+                    // or not Ready within join_timeout of registering.
+                    let (waited, limit) = match m.phase {
+                        Phase::Launched => (now.since(m.launched_at), cfg.provision_timeout),
+                        _ => (now.since(m.since), cfg.join_timeout),
+                    };
+                    if waited >= limit {
                         let why = DeleteReason::JoinTimeout {
-                            waited_s: waited.as_secs(),
+                            waited_s: now.since(m.launched_at).as_secs(),
                         };
                         actions.push(delete(name, m, why, now));
                         failures.push((m.pool.clone(), name.clone()));

@@ -497,6 +497,23 @@ pub struct Pool {
     /// Overrides `policy.scale_down.drain_timeout` for this pool's nodes.
     #[serde(serialize_with = "crate::time::serialize_opt_secs")]
     pub drain_timeout: Option<Duration>,
+    /// Launch to Node registered, then registered to Ready: past either,
+    /// the machine is a failed join (see `lifecycle`).
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub provision_timeout: Duration,
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub join_timeout: Duration,
+}
+
+impl Pool {
+    /// The machine lifecycle's timings for this pool.
+    pub fn lifecycle_config(&self) -> crate::lifecycle::LifecycleConfig {
+        crate::lifecycle::LifecycleConfig {
+            provision_timeout: self.provision_timeout,
+            join_timeout: self.join_timeout,
+            ..crate::lifecycle::LifecycleConfig::default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -326,7 +326,7 @@ fn explain_leftovers<'a, 'p: 'a>(ctx: &mut Context<'p>, rest: &[&'a Pod], around
             .snapshot
             .backoff
             .get(&pool.name)
-            .is_some_and(|until| *until > ctx.now)
+            .is_some_and(|hold| hold.until > ctx.now)
         {
             continue; // already explained as a backoff
         }

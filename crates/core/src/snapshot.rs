@@ -93,8 +93,8 @@ pub struct Snapshot {
     /// PodDisruptionBudget name → disruptions currently allowed.
     pub pdbs: BTreeMap<String, u32>,
     pub in_flight: Vec<InFlight>,
-    /// Pools backing off after failed joins, until when.
-    pub backoff: BTreeMap<String, Time>,
+    /// Pools that launch nothing for now: until when, and why.
+    pub backoff: BTreeMap<String, crate::lifecycle::Hold>,
     /// Cluster CPU utilization (0..1), e.g. `1 - avg(rate(idle))`.
     pub cpu: Series,
     /// Cluster memory utilization (0..1), `1 - MemAvailable/MemTotal`.

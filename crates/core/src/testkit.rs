@@ -31,6 +31,8 @@ pub fn pool(name: &str, min: u32, max: u32, cpu_milli: u64, memory_bytes: u64, p
         provider: "docker".to_string(),
         drain_timeout: None,
         scale_down_utilization_below: None,
+        provision_timeout: Duration::from_secs(600),
+        join_timeout: Duration::from_secs(300),
     }
 }
 

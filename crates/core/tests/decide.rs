@@ -728,12 +728,21 @@ fn a_pool_backing_off_launches_nothing_and_says_so() {
     ];
     pods.push(pending("p", 500, MI, NOW));
     let mut s = snapshot(three_workers(), pods, 0.95, 0.4, NOW);
-    s.backoff.insert("workers".into(), NOW + Duration::from_secs(90));
+    s.backoff.insert(
+        "workers".into(),
+        k3scale_core::lifecycle::Hold {
+            until: NOW + Duration::from_secs(90),
+            cause: k3scale_core::lifecycle::HoldCause::JoinFailures,
+            why: String::new(),
+        },
+    );
     let d = decide(&s, &default_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(d.reasons.contains(&Reason::PoolBackedOff {
         pool: "workers".into(),
-        remaining: Duration::from_secs(90)
+        remaining: Duration::from_secs(90),
+        cause: k3scale_core::lifecycle::HoldCause::JoinFailures,
+        why: String::new(),
     }));
     assert!(
         !d.reasons

@@ -59,11 +59,15 @@ fn launched_registered_ready_then_in_flight_ends() {
 
 #[test]
 fn join_timeout_deletes_reports_and_backs_off_exponentially() {
-    let cfg = LifecycleConfig::default();
+    let cfg = LifecycleConfig {
+        join_timeout: Duration::from_secs(600),
+        ..LifecycleConfig::default()
+    };
     let mut l = Lifecycle::default();
     l.launched("workers", "workers-a", t(0));
     let inv = [machine("workers-a", 0)];
-    let nodes = [node("workers-a", false)]; // registered, never Ready
+    let nodes = [node("workers-a", false)]; // registered at once, never Ready
+    assert!(l.step(&inv, &nodes, t(0), &cfg).is_empty());
     assert!(l.step(&inv, &nodes, t(599), &cfg).is_empty());
     let actions = l.step(&inv, &nodes, t(600), &cfg);
     assert_eq!(
@@ -84,7 +88,14 @@ fn join_timeout_deletes_reports_and_backs_off_exponentially() {
     );
     assert_eq!(
         l.backed_off(t(600)),
-        BTreeMap::from([("workers".to_string(), t(630))])
+        BTreeMap::from([(
+            "workers".to_string(),
+            Hold {
+                until: t(630),
+                cause: HoldCause::JoinFailures,
+                why: String::new()
+            }
+        )])
     );
     // The delete has not taken effect: re-issued after delete_retry, same reason, no new failure.
     assert!(l.step(&inv, &nodes, t(620), &cfg).is_empty());
@@ -134,12 +145,17 @@ fn a_launch_that_never_appears_is_a_failure_after_the_inventory_lag() {
         "{actions:?}"
     );
     assert!(l.machines.is_empty());
-    let failed = l.launch_failed("nope", t(130), &cfg);
+    let failed = l.launch_failed("nope", LaunchError::Transient, "x", "", t(130), &cfg);
     assert_eq!(failed, None);
+    // A create that fails is another kind of streak than failed joins.
     l.launched("workers", "workers-b", t(130));
     assert!(matches!(
-        l.launch_failed("workers-b", t(130), &cfg),
-        Some(LifecycleAction::JoinFailure { failures: 2, .. })
+        l.launch_failed("workers-b", LaunchError::NoCapacity, "none", "", t(130), &cfg),
+        Some(LifecycleAction::LaunchHeld {
+            cause: HoldCause::NoCapacity,
+            failures: 1,
+            ..
+        })
     ));
 }
 
@@ -285,15 +301,21 @@ proptest! {
                         prop_assert!(!inventory.contains_key(name), "deleted node {name} of a live machine");
                         nodes.remove(name);
                     }
+                    LifecycleAction::LaunchHeld { .. } => prop_assert!(false, "step never launches"),
                     LifecycleAction::JoinFailure { until, .. } => {
                         prop_assert!(*until <= now + cfg.backoff_max);
                     }
                 }
             }
-            // No machine is still waiting to join past the provision timeout.
+            // No machine waits to register past the provision timeout, or
+            // to be Ready past the join timeout after registering.
             for (name, m) in &l.machines {
-                if matches!(m.phase, Phase::Launched | Phase::Registered) && m.listed {
-                    prop_assert!(now.since(m.launched_at) < cfg.provision_timeout, "{name} overdue");
+                match m.phase {
+                    Phase::Launched if m.listed => {
+                        prop_assert!(now.since(m.launched_at) < cfg.provision_timeout, "{name} overdue");
+                    }
+                    Phase::Registered => prop_assert!(now.since(m.since) < cfg.join_timeout, "{name} overdue"),
+                    _ => {}
                 }
             }
             // In flight is exactly the machines still joining.
@@ -301,4 +323,150 @@ proptest! {
             prop_assert_eq!(l.in_flight().len(), joining);
         }
     }
+}
+
+#[test]
+fn registering_and_becoming_ready_have_their_own_timeouts() {
+    let cfg = LifecycleConfig {
+        provision_timeout: Duration::from_secs(900),
+        join_timeout: Duration::from_secs(120),
+        ..LifecycleConfig::default()
+    };
+    let mut l = Lifecycle::default();
+    l.launched("metal", "metal-a", t(0));
+    let inv = [machine("metal-a", 0)];
+    // A slow machine: no Node for 14 minutes is still within provision_timeout.
+    assert!(l.step(&inv, &[], t(840), &cfg).is_empty());
+    // It registers at 14 min; Ready is due within join_timeout of that.
+    assert!(l.step(&inv, &[node("metal-a", false)], t(850), &cfg).is_empty());
+    assert!(l.step(&inv, &[node("metal-a", false)], t(969), &cfg).is_empty());
+    let actions = l.step(&inv, &[node("metal-a", false)], t(970), &cfg);
+    assert!(
+        matches!(
+            &actions[0],
+            LifecycleAction::DeleteMachine {
+                why: DeleteReason::JoinTimeout { waited_s: 970 },
+                ..
+            }
+        ),
+        "{actions:?}"
+    );
+    // Never registering is caught by provision_timeout.
+    let mut l = Lifecycle::default();
+    l.launched("metal", "metal-b", t(0));
+    let inv = [machine("metal-b", 0)];
+    assert!(l.step(&inv, &[], t(899), &cfg).is_empty());
+    assert!(!l.step(&inv, &[], t(900), &cfg).is_empty());
+    // Defaults follow boot_time: a 10-minute image gets 30 and 10 minutes.
+    let slow = LifecycleConfig::for_boot_time(Duration::from_secs(600));
+    assert_eq!(
+        (slow.provision_timeout, slow.join_timeout),
+        (Duration::from_secs(1800), Duration::from_secs(600))
+    );
+    let fast = LifecycleConfig::for_boot_time(Duration::from_secs(45));
+    assert_eq!(
+        (fast.provision_timeout, fast.join_timeout),
+        (Duration::from_secs(600), Duration::from_secs(300))
+    );
+}
+
+#[test]
+fn each_launch_error_kind_holds_the_pool_its_own_way() {
+    let cfg = LifecycleConfig::default();
+    let hold = |l: &Lifecycle, now| l.backed_off(t(now)).get("gpu").cloned();
+    let mut l = Lifecycle::default();
+
+    // No capacity: the capacity backoff, doubling, told each time.
+    l.launched("gpu", "gpu-a", t(0));
+    let told = l.launch_failed(
+        "gpu-a",
+        LaunchError::NoCapacity,
+        "no g5 in eu-west-1a",
+        "cfg1",
+        t(0),
+        &cfg,
+    );
+    assert!(matches!(
+        told,
+        Some(LifecycleAction::LaunchHeld {
+            cause: HoldCause::NoCapacity,
+            failures: 1,
+            ..
+        })
+    ));
+    assert_eq!(
+        hold(&l, 0).map(|h| (h.until, h.cause)),
+        Some((t(30), HoldCause::NoCapacity))
+    );
+    l.launched("gpu", "gpu-b", t(30));
+    l.launch_failed(
+        "gpu-b",
+        LaunchError::NoCapacity,
+        "still none",
+        "cfg1",
+        t(30),
+        &cfg,
+    );
+    assert_eq!(hold(&l, 30).map(|h| h.until), Some(t(90)));
+    // A success ends it.
+    l.launch_succeeded("gpu");
+    assert!(l.backoff.is_empty());
+
+    // Transient: a short retry (10 s doubling to 2 min), told once per streak.
+    l.launched("gpu", "gpu-c", t(100));
+    let first = l.launch_failed(
+        "gpu-c",
+        LaunchError::Transient,
+        "engine down",
+        "cfg1",
+        t(100),
+        &cfg,
+    );
+    assert!(first.is_some());
+    assert_eq!(
+        hold(&l, 100).map(|h| (h.until, h.cause)),
+        Some((t(110), HoldCause::Retry))
+    );
+    l.launched("gpu", "gpu-d", t(110));
+    let again = l.launch_failed(
+        "gpu-d",
+        LaunchError::Transient,
+        "engine down",
+        "cfg1",
+        t(110),
+        &cfg,
+    );
+    assert!(again.is_none(), "told once per streak");
+    assert_eq!(hold(&l, 110).map(|h| h.until), Some(t(130)));
+
+    // Fatal: held until reset or a new configuration; a join does not clear it.
+    l.launched("gpu", "gpu-e", t(200));
+    l.launch_failed(
+        "gpu-e",
+        LaunchError::Fatal,
+        "image not found",
+        "cfg1",
+        t(200),
+        &cfg,
+    );
+    let h = hold(&l, 10_000_000).expect("still failed much later");
+    assert_eq!((h.cause, h.why.as_str()), (HoldCause::Failed, "image not found"));
+    l.launched("gpu", "gpu-f", t(300));
+    l.step(&[machine("gpu-f", 300)], &[node("gpu-f", true)], t(310), &cfg);
+    assert!(
+        hold(&l, 310).is_some(),
+        "a join elsewhere does not clear a failed pool"
+    );
+    assert!(
+        !l.clear_failed("gpu", Some("cfg1")),
+        "same configuration: stays failed"
+    );
+    assert!(
+        l.clear_failed("gpu", Some("cfg2")),
+        "a new configuration clears it"
+    );
+    assert!(hold(&l, 310).is_none());
+    l.launched("gpu", "gpu-g", t(400));
+    l.launch_failed("gpu-g", LaunchError::Fatal, "bad AMI", "cfg2", t(400), &cfg);
+    assert!(l.clear_failed("gpu", None), "an operator's reset clears it");
 }

@@ -50,6 +50,23 @@ fn to_json<T: Serialize>(key: &str, value: &T) -> Result<String, ControllerError
     })
 }
 
+/// Clear a failed pool's hold in the state store (`k3scale pool reset`):
+/// it launches again from the next reconcile, whoever runs it. Returns
+/// whether the pool was failed.
+pub async fn reset_pool(store: &dyn StateStore, pool: &str) -> Result<bool, ControllerError> {
+    let key = lifecycle_key(pool);
+    let (raw, version) = match store.get(&key).await? {
+        None => (None, 0),
+        Some(v) => (Some(v.value), v.version),
+    };
+    let mut lifecycle: Lifecycle = parse(&key, raw)?;
+    if !lifecycle.clear_failed(pool, None) {
+        return Ok(false);
+    }
+    store.put(&key, &to_json(&key, &lifecycle)?, version).await?;
+    Ok(true)
+}
+
 /// Cooldown stamps: when the last scale-up and scale-down were started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Stamps {
@@ -565,7 +582,7 @@ impl Controller {
                                     at: now.as_millis(),
                                 });
                             }
-                            LifecycleAction::DeleteMachine { .. } => {}
+                            LifecycleAction::DeleteMachine { .. } | LifecycleAction::LaunchHeld { .. } => {}
                         }
                     }
                 }
@@ -603,56 +620,7 @@ impl Controller {
         stamps: &mut Stamps,
         done: &mut Reconciled,
     ) -> Result<(), ControllerError> {
-        for up in &decision.scale_up {
-            let Some(pool) = self.pools.get_mut(&up.pool) else {
-                continue;
-            };
-            let names: Vec<String> = (0..up.count)
-                .map(|_| machine_name(&up.pool, (self.random)()))
-                .collect();
-            let mut ids = Vec::new();
-            for name in &names {
-                let intent = Intent {
-                    kind: "launch".into(),
-                    pool: up.pool.clone(),
-                    node: name.clone(),
-                    detail: serde_json::Value::Null,
-                };
-                ids.push(self.store.open(&intent, now).await?);
-            }
-            crate::faults::crash_point("launch:intent-written");
-            let launched = pool.launch_named(&names, now).await;
-            crate::faults::crash_point("launch:created");
-            for (name, id) in names.iter().zip(ids) {
-                let failure = launched.failures.iter().find(|(n, _)| n == name);
-                let outcome = failure.map_or("launched".to_string(), |(_, e)| format!("failed: {e}"));
-                self.store.close(id, &outcome, now).await?;
-                match failure {
-                    None => done.launched.push(name.clone()),
-                    Some((_, e)) => done.failed.push(Failure {
-                        action: "launch",
-                        pool: up.pool.clone(),
-                        node: name.clone(),
-                        why: e.to_string(),
-                    }),
-                }
-            }
-            stamps.last_scale_up = Some(now);
-            self.store
-                .push_event(&ScaleEvent {
-                    at: now,
-                    kind: "scale-up".into(),
-                    pool: up.pool.clone(),
-                    nodes: names.clone(),
-                    message: decision
-                        .reasons
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                })
-                .await?;
-        }
+        self.scale_up(decision, now, stamps, done).await?;
         for down in &decision.scale_down {
             let mut config = self.drain.clone();
             if let Some(timeout) = self.policy.pool(&down.pool).and_then(|p| p.drain_timeout) {
@@ -673,6 +641,143 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Launch what the decision asks for. A pool whose launches fail is held
+    /// as the provider's error says (see `HoldCause`), and the pods are
+    /// re-planned at once onto the next pool the expander ranks, as
+    /// Karpenter does when a launch meets insufficient capacity.
+    async fn scale_up(
+        &mut self,
+        decision: &Decision,
+        now: Time,
+        stamps: &mut Stamps,
+        done: &mut Reconciled,
+    ) -> Result<(), ControllerError> {
+        let mut plan = decision.scale_up.clone();
+        let mut tried = std::collections::BTreeSet::new();
+        while !plan.is_empty() {
+            let mut failed = false;
+            for up in &plan {
+                tried.insert(up.pool.clone());
+                let (launched, failures) = self.launch(&up.pool, up.count, decision, now, done).await?;
+                // Only a launch that happened starts the cooldown.
+                if launched > 0 {
+                    stamps.last_scale_up = Some(now);
+                }
+                failed |= failures > 0;
+            }
+            if !failed {
+                break;
+            }
+            self.refresh_pools_view(now);
+            let again = decide(&self.snapshot, &self.policy, now);
+            plan = again
+                .scale_up
+                .iter()
+                .filter(|u| !tried.contains(&u.pool))
+                .cloned()
+                .collect();
+            for reason in again.reasons {
+                if !done.decision.reasons.contains(&reason) {
+                    done.decision.reasons.push(reason);
+                }
+            }
+            done.decision.scale_up.extend(plan.iter().cloned());
+        }
+        Ok(())
+    }
+
+    /// Launch `count` machines of `pool`, journaled; returns how many were
+    /// launched and how many failed.
+    async fn launch(
+        &mut self,
+        pool_name: &str,
+        count: u32,
+        decision: &Decision,
+        now: Time,
+        done: &mut Reconciled,
+    ) -> Result<(usize, usize), ControllerError> {
+        let Some(pool) = self.pools.get_mut(pool_name) else {
+            return Ok((0, 0));
+        };
+        let names: Vec<String> = (0..count)
+            .map(|_| machine_name(pool_name, (self.random)()))
+            .collect();
+        let mut ids = Vec::new();
+        for name in &names {
+            let intent = Intent {
+                kind: "launch".into(),
+                pool: pool_name.to_string(),
+                node: name.clone(),
+                detail: serde_json::Value::Null,
+            };
+            ids.push(self.store.open(&intent, now).await?);
+        }
+        crate::faults::crash_point("launch:intent-written");
+        let launched = pool.launch_named(&names, now).await;
+        crate::faults::crash_point("launch:created");
+        let mut ok = Vec::new();
+        for (name, id) in names.iter().zip(ids) {
+            let failure = launched.failures.iter().find(|(n, _)| n == name);
+            let outcome = failure.map_or("launched".to_string(), |(_, e)| format!("failed: {e}"));
+            self.store.close(id, &outcome, now).await?;
+            match failure {
+                None => ok.push(name.clone()),
+                Some((_, e)) => done.failed.push(Failure {
+                    action: "launch",
+                    pool: pool_name.to_string(),
+                    node: name.clone(),
+                    why: e.to_string(),
+                }),
+            }
+        }
+        let reasons = decision
+            .reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !ok.is_empty() {
+            self.lifecycle_notes
+                .push(launch_note(pool_name, &ok, &format!("launched: {reasons}"), now));
+        }
+        for report in &launched.reports {
+            if let LifecycleAction::LaunchHeld { machine, .. } = report {
+                let why = launched
+                    .failures
+                    .iter()
+                    .find(|(n, _)| n == machine)
+                    .map(|(_, e)| e.to_string())
+                    .unwrap_or_default();
+                self.lifecycle_notes.push(held_note(report, &why, now));
+            }
+        }
+        done.launched.extend(ok.iter().cloned());
+        self.store
+            .push_event(&ScaleEvent {
+                at: now,
+                kind: "scale-up".into(),
+                pool: pool_name.to_string(),
+                nodes: names.clone(),
+                message: reasons,
+            })
+            .await?;
+        Ok((ok.len(), launched.failures.len()))
+    }
+
+    /// The pools' machines in flight and holds, into the snapshot.
+    fn refresh_pools_view(&mut self, now: Time) {
+        self.snapshot.in_flight = self
+            .pools
+            .values()
+            .flat_map(|p| p.lifecycle.in_flight())
+            .collect();
+        self.snapshot.backoff = self
+            .pools
+            .values()
+            .flat_map(|p| p.lifecycle.backed_off(now))
+            .collect();
     }
 
     /// Notifications for what this reconcile did and what stands in the
@@ -700,13 +805,6 @@ impl Controller {
             message,
             at: now.as_millis(),
         };
-        let reasons = done
-            .decision
-            .reasons
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
         let mut out: Vec<Notification> = joins
             .into_iter()
             .map(|n| Notification {
@@ -714,22 +812,6 @@ impl Controller {
                 ..n
             })
             .collect();
-        for up in &done.decision.scale_up {
-            let nodes: Vec<String> = done
-                .launched
-                .iter()
-                .filter(|n| n.starts_with(&format!("{}-", up.pool)))
-                .cloned()
-                .collect();
-            if !nodes.is_empty() {
-                out.push(note(
-                    Kind::ScaleUp,
-                    &up.pool,
-                    nodes,
-                    format!("launched: {reasons}"),
-                ));
-            }
-        }
         for down in &done.decision.scale_down {
             if self.draining.contains_key(&down.node) {
                 out.push(note(
@@ -751,7 +833,9 @@ impl Controller {
                 "drained and removed".into(),
             ));
         }
-        for failure in &done.failed {
+        // Failed launches are told once per streak, as their pool is held
+        // (see `launch`); failed drains each time.
+        for failure in done.failed.iter().filter(|f| f.action == "drain") {
             out.push(note(
                 Kind::Failure,
                 &failure.pool,
@@ -955,4 +1039,58 @@ async fn drive_drain(
     drop(journal);
     let _ = writer.await;
     result
+}
+
+/// "Launched" for one pool's new machines: named by the pool they were
+/// launched in, never guessed from their names (`web` and `web-big`).
+fn launch_note(pool: &str, nodes: &[String], message: &str, now: Time) -> Notification {
+    Notification {
+        kind: Kind::ScaleUp,
+        cluster: String::new(),
+        pool: pool.to_string(),
+        nodes: nodes.to_vec(),
+        message: message.to_string(),
+        at: now.as_millis(),
+    }
+}
+
+/// What a held pool means, in one notification.
+fn held_note(report: &LifecycleAction, why: &str, now: Time) -> Notification {
+    use k3scale_core::lifecycle::HoldCause;
+    let LifecycleAction::LaunchHeld {
+        pool,
+        machine,
+        cause,
+        until,
+        ..
+    } = report
+    else {
+        return Notification {
+            kind: Kind::Failure,
+            cluster: String::new(),
+            pool: String::new(),
+            nodes: Vec::new(),
+            message: why.to_string(),
+            at: now.as_millis(),
+        };
+    };
+    let wait = until.since(now).as_secs();
+    let then = match cause {
+        HoldCause::NoCapacity => format!("no capacity: the pool waits {wait}s, its pods go to the next pool"),
+        HoldCause::Retry => {
+            format!("the provider failed for now: retried in {wait}s, other pools take the pods meanwhile")
+        }
+        HoldCause::Failed => format!(
+            "the pool has failed and launches nothing until its configuration changes or `k3scale pool reset {pool}`"
+        ),
+        HoldCause::JoinFailures => format!("the pool waits {wait}s"),
+    };
+    Notification {
+        kind: Kind::Failure,
+        cluster: String::new(),
+        pool: pool.clone(),
+        nodes: vec![machine.clone()],
+        message: format!("launch {machine} (pool {pool}): {why}; {then}"),
+        at: now.as_millis(),
+    }
 }

@@ -117,9 +117,14 @@ fn render_status(s: &Status) -> String {
         "POOL", "NODES", "LAUNCHING", "MIN", "MAX"
     );
     for p in &s.pools {
+        let held = match p.held {
+            Some(k3scale_core::lifecycle::HoldCause::Failed) => "  FAILED (k3scale pool reset)",
+            Some(_) => "  held",
+            None => "",
+        };
         let _ = writeln!(
             out,
-            "{:<16} {:>5} {:>9} {:>4} {:>4}",
+            "{:<16} {:>5} {:>9} {:>4} {:>4}{held}",
             p.name, p.nodes, p.launching, p.min, p.max
         );
     }

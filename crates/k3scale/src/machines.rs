@@ -6,7 +6,7 @@
 use crate::provider::{Machine, NodeProvider, ProviderError, create_many};
 use k3scale_core::Time;
 use k3scale_core::lifecycle::{
-    Lifecycle, LifecycleAction, LifecycleConfig, ObservedMachine, ObservedNode, machine_name,
+    LaunchError, Lifecycle, LifecycleAction, LifecycleConfig, ObservedMachine, ObservedNode, machine_name,
 };
 use tracing::{info, warn};
 
@@ -17,6 +17,9 @@ pub struct MachinePool {
     config: LifecycleConfig,
     /// Most concurrent `create` calls.
     parallelism: usize,
+    /// Fingerprint of the pool's configuration: a pool failed on one
+    /// configuration is tried again on another.
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for MachinePool {
@@ -50,7 +53,18 @@ impl MachinePool {
             lifecycle: Lifecycle::default(),
             config,
             parallelism,
+            fingerprint: String::new(),
         }
+    }
+
+    /// The pool's configuration fingerprint (see `config_fingerprint`).
+    pub fn with_fingerprint(self, fingerprint: String) -> Self {
+        MachinePool { fingerprint, ..self }
+    }
+
+    /// A failed pool whose configuration changed since is tried again.
+    pub fn clear_failed_if_reconfigured(&mut self) -> bool {
+        self.lifecycle.clear_failed(&self.pool, Some(&self.fingerprint))
     }
 
     /// Launch `count` machines with fresh names drawn from `random`.
@@ -71,10 +85,23 @@ impl MachinePool {
             .zip(create_many(self.provider.as_ref(), &names, self.parallelism).await)
         {
             match result {
-                Ok(m) => out.machines.push(m),
+                Ok(m) => {
+                    self.lifecycle.launch_succeeded(&self.pool);
+                    out.machines.push(m);
+                }
                 Err(e) => {
                     warn!(pool = %self.pool, node = %name, error = %e, "launch failed");
-                    if let Some(report) = self.lifecycle.launch_failed(name, now, &self.config) {
+                    let kind = match &e {
+                        ProviderError::InsufficientCapacity(_) => LaunchError::NoCapacity,
+                        ProviderError::Fatal(_) => LaunchError::Fatal,
+                        // Not found on create: the provider lost it; worth another try.
+                        ProviderError::Transient(_) | ProviderError::NotFound(_) => LaunchError::Transient,
+                    };
+                    let why = e.to_string();
+                    if let Some(report) =
+                        self.lifecycle
+                            .launch_failed(name, kind, &why, &self.fingerprint, now, &self.config)
+                    {
                         out.reports.push(report);
                     }
                     out.failures.push((name.clone(), e));
@@ -91,7 +118,10 @@ impl MachinePool {
     /// Delete a machine (after its Node was drained). Gone already is fine.
     pub async fn remove(&mut self, name: &str) -> Result<(), ProviderError> {
         info!(pool = %self.pool, node = %name, "deleting machine");
-        self.provider.delete(name).await
+        match self.provider.delete(name).await {
+            Err(ProviderError::NotFound(_)) => Ok(()),
+            other => other,
+        }
     }
 
     /// Compare the provider's inventory with the cluster's Nodes; delete the
@@ -104,6 +134,9 @@ impl MachinePool {
         now: Time,
         act: bool,
     ) -> Result<Vec<LifecycleAction>, ProviderError> {
+        if self.clear_failed_if_reconfigured() {
+            info!(pool = %self.pool, "the failed pool's configuration changed: launching again");
+        }
         let inventory: Vec<ObservedMachine> = self
             .provider
             .list()
@@ -119,12 +152,24 @@ impl MachinePool {
         for action in actions.iter().filter(|_| act) {
             if let LifecycleAction::DeleteMachine { name, why, .. } = action {
                 info!(pool = %self.pool, node = %name, reason = ?why, "deleting machine");
-                if let Err(e) = self.provider.delete(name).await {
+                match self.provider.delete(name).await {
+                    Ok(()) | Err(ProviderError::NotFound(_)) => {}
                     // Retried after delete_retry by the lifecycle.
-                    warn!(pool = %self.pool, node = %name, error = %e, "delete failed");
+                    Err(e) => warn!(pool = %self.pool, node = %name, error = %e, "delete failed"),
                 }
             }
         }
         Ok(actions)
     }
+}
+
+/// A stable fingerprint of a pool's configuration (its settings, never a
+/// secret's value: secrets are files and variables, named not held).
+pub fn config_fingerprint(pool: &k3scale_core::config::PoolConfig) -> String {
+    use std::hash::{Hash, Hasher};
+    let text = serde_json::to_string(pool).unwrap_or_default();
+    // DefaultHasher::new() has fixed keys: the same text, the same hash.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    format!("{:016x}", h.finish())
 }

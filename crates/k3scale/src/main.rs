@@ -2,6 +2,7 @@
 
 mod inspect;
 mod once;
+mod pool;
 mod run;
 mod simulate;
 mod validate;
@@ -45,6 +46,9 @@ enum Command {
     Status(inspect::StatusArgs),
     /// Why the last decision; or why a node is or is not a scale-down candidate.
     Explain(inspect::ExplainArgs),
+    /// Operate on a pool: `pool reset NAME` lets a failed pool launch again.
+    #[command(subcommand)]
+    Pool(pool::PoolCommand),
     /// Print a shell completion script: `source <(k3scale completion bash)`.
     Completion {
         #[arg(value_enum)]
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Once(args) => once::run(args),
         Command::Status(args) => inspect::status(args),
         Command::Explain(args) => inspect::explain(args),
+        Command::Pool(command) => pool::run(command),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "k3scale", &mut std::io::stdout());

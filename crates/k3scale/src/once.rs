@@ -18,7 +18,6 @@ use k3scale::state::StateStore;
 use k3scale::state::kubernetes::KubernetesStore;
 use k3scale::state::sqlite::SqliteStore;
 use k3scale_core::config::{self, Loaded, MetricsSourceKind, StateBackend};
-use k3scale_core::lifecycle::LifecycleConfig;
 use rand::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -87,6 +86,50 @@ pub struct Args {
 
 pub use k3scale::act_lock::identity;
 
+/// The state store the configuration names (`client` for the kubernetes backend).
+pub async fn open_store(
+    loaded: &Loaded,
+    client: Option<kube::Client>,
+) -> anyhow::Result<Arc<dyn StateStore>> {
+    let cfg = &loaded.config;
+    Ok(match cfg.state.backend {
+        StateBackend::Sqlite => {
+            let path = std::path::Path::new(&cfg.state.path);
+            // A dry run creates no state directory or database of its own.
+            if loaded.policy.dry_run && !path.exists() {
+                Arc::new(SqliteStore::in_memory(path)?)
+            } else {
+                Arc::new(SqliteStore::open(path)?)
+            }
+        }
+        StateBackend::Kubernetes => {
+            let namespace = cfg
+                .state
+                .namespace
+                .clone()
+                .or_else(k3scale::kube::lease::pod_namespace)
+                .unwrap_or_else(|| k3scale::kube::lease::DEFAULT_NAMESPACE.into());
+            let client = client.context("the kubernetes state backend needs the API")?;
+            Arc::new(KubernetesStore::new(client, &namespace))
+        }
+        #[cfg(feature = "aws")]
+        StateBackend::Dynamodb => {
+            let table = cfg
+                .state
+                .table
+                .as_deref()
+                .context("state.table is required with the dynamodb backend")?;
+            Arc::new(k3scale::state::dynamodb::DynamoStore::connect(table, None).await)
+        }
+        #[cfg(not(feature = "aws"))]
+        StateBackend::Dynamodb => {
+            anyhow::bail!(
+                "state.backend dynamodb needs k3scale built with `--features aws` (the release images are)"
+            )
+        }
+    })
+}
+
 /// Everything a controller needs, built from the configuration. With
 /// `wait_for_caches` (`once`: it decides once, so on a full view) an
 /// unreachable API or caches that do not list in time are errors; the
@@ -106,41 +149,7 @@ pub async fn controller(
         }
         tracing::warn!("{why}; waiting for it (not ready meanwhile)");
     }
-    let store: Arc<dyn StateStore> = match cfg.state.backend {
-        StateBackend::Sqlite => {
-            let path = std::path::Path::new(&cfg.state.path);
-            // A dry run creates no state directory or database of its own.
-            if loaded.policy.dry_run && !path.exists() {
-                Arc::new(SqliteStore::in_memory(path)?)
-            } else {
-                Arc::new(SqliteStore::open(path)?)
-            }
-        }
-        StateBackend::Kubernetes => {
-            let namespace = cfg
-                .state
-                .namespace
-                .clone()
-                .or_else(k3scale::kube::lease::pod_namespace)
-                .unwrap_or_else(|| k3scale::kube::lease::DEFAULT_NAMESPACE.into());
-            Arc::new(KubernetesStore::new(client.clone(), &namespace))
-        }
-        #[cfg(feature = "aws")]
-        StateBackend::Dynamodb => {
-            let table = cfg
-                .state
-                .table
-                .as_deref()
-                .context("state.table is required with the dynamodb backend")?;
-            Arc::new(k3scale::state::dynamodb::DynamoStore::connect(table, None).await)
-        }
-        #[cfg(not(feature = "aws"))]
-        StateBackend::Dynamodb => {
-            anyhow::bail!(
-                "state.backend dynamodb needs k3scale built with `--features aws` (the release images are)"
-            )
-        }
-    };
+    let store = open_store(loaded, Some(client.clone())).await?;
     let cluster = Arc::new(KubeCluster::start(client, identity));
     if wait_for_caches
         && tokio::time::timeout(SYNC_TIMEOUT, cluster.wait_synced())
@@ -156,10 +165,9 @@ pub async fn controller(
     let mut pools = BTreeMap::new();
     for (pool, pool_cfg) in loaded.policy.pools.iter().zip(&cfg.pools) {
         let p = provider::from_config(&cfg.cluster, pool, &pool_cfg.provider).await?;
-        pools.insert(
-            pool.name.clone(),
-            MachinePool::new(&pool.name, p, LifecycleConfig::default(), 8),
-        );
+        let machines = MachinePool::new(&pool.name, p, pool.lifecycle_config(), 8)
+            .with_fingerprint(k3scale::machines::config_fingerprint(pool_cfg));
+        pools.insert(pool.name.clone(), machines);
     }
     let metrics: Box<dyn MetricsSource> = match cfg.metrics.source {
         MetricsSourceKind::Prometheus => Box::new(Prometheus::new(

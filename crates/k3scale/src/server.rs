@@ -228,7 +228,7 @@ async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
         "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=10>\
          <title>k3scale</title><style>body{{font-family:sans-serif;margin:2em}}\
          table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
-         .warn{{color:#a40}}</style></head><body><h1>k3scale</h1><p>{} &middot; {}{}</p>",
+         .warn{{color:#a40}}.failed{{color:#fff;background:#b00}}</style></head><body><h1>k3scale</h1><p>{} &middot; {}{}</p>",
         esc(&st.identity),
         if st.leader { "leader" } else { "standby" },
         if st.dry_run {
@@ -243,11 +243,22 @@ async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
     if let Some(e) = &st.metrics_error {
         let _ = write!(h, "<p class=warn>metrics unavailable: {}</p>", esc(e));
     }
-    h.push_str("<h2>Pools</h2><table><tr><th>pool</th><th>nodes</th><th>launching</th><th>min</th><th>max</th><th>$/h each</th></tr>");
+    h.push_str("<h2>Pools</h2><table><tr><th>pool</th><th>nodes</th><th>launching</th><th>min</th><th>max</th><th>$/h each</th><th>launches</th></tr>");
     for p in &st.pools {
+        use k3scale_core::lifecycle::HoldCause;
+        let launches = match p.held {
+            None => String::new(),
+            Some(HoldCause::Failed) => format!(
+                "<span class=failed>failed: k3scale pool reset {}</span>",
+                esc(&p.name)
+            ),
+            Some(HoldCause::NoCapacity) => "<span class=warn>held: no capacity</span>".into(),
+            Some(HoldCause::Retry) => "<span class=warn>held: provider failing, retrying</span>".into(),
+            Some(HoldCause::JoinFailures) => "<span class=warn>held: nodes failed to join</span>".into(),
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{launches}</td></tr>",
             esc(&p.name),
             p.nodes,
             p.launching,

@@ -51,6 +51,9 @@ pub struct PoolStatus {
     pub price_per_hour: f64,
     /// Unix milliseconds until which the pool launches nothing.
     pub backoff_until: Option<u64>,
+    /// Why it launches nothing (`failed`: until reset or reconfigured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<k3scale_core::lifecycle::HoldCause>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -141,7 +144,8 @@ impl Status {
                     .count() as u32,
                 launching: snapshot.in_flight.iter().filter(|f| f.pool == p.name).count() as u32,
                 price_per_hour: p.template.price_per_hour,
-                backoff_until: snapshot.backoff.get(&p.name).map(|t| t.as_millis()),
+                backoff_until: snapshot.backoff.get(&p.name).map(|h| h.until.as_millis()),
+                held: snapshot.backoff.get(&p.name).map(|h| h.cause),
             })
             .collect();
         Status {

@@ -68,6 +68,7 @@ pub struct Telemetry {
     last_success: Gauge<f64, AtomicU64>,
     leader: Gauge,
     cost_per_hour: Family<Pool, Gauge<f64, AtomicU64>>,
+    pool_failed: Family<Pool, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -91,6 +92,7 @@ impl Telemetry {
             last_success: Gauge::default(),
             leader: Gauge::default(),
             cost_per_hour: Family::default(),
+            pool_failed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +145,11 @@ impl Telemetry {
             "cost_per_hour_dollars",
             "Price per hour of the managed nodes, by pool",
             t.cost_per_hour.clone(),
+        );
+        registry.register(
+            "pool_failed",
+            "1 while a pool launches nothing because its provider failed (Fatal) until it is reset or reconfigured",
+            t.pool_failed.clone(),
         );
         let build = Family::<Build, Gauge>::default();
         build
@@ -200,6 +207,17 @@ impl Telemetry {
         }
         count("recover", "ok", done.recovered.len());
 
+        for pool in &policy.pools {
+            let failed = snapshot
+                .backoff
+                .get(&pool.name)
+                .is_some_and(|h| h.cause == k3scale_core::lifecycle::HoldCause::Failed);
+            self.pool_failed
+                .get_or_create(&Pool {
+                    pool: pool.name.clone(),
+                })
+                .set(i64::from(failed));
+        }
         self.nodes.clear();
         let mut cost: BTreeMap<&str, f64> = policy.pools.iter().map(|p| (p.name.as_str(), 0.0)).collect();
         for pool in &policy.pools {

@@ -112,6 +112,11 @@ fn validate_prints_effective_config_or_every_error() {
         stdout.contains("cpu_above: 0.7") && stdout.contains("cooldown: 10m"),
         "{stdout}"
     );
+    // The machine timings a pool gets, from its boot_time (60s by default).
+    assert!(
+        stdout.contains("provision_timeout: 10m") && stdout.contains("join_timeout: 5m"),
+        "{stdout}"
+    );
 
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "pools:\n  - name: w\n    min: 4\n    max: 2\n    template: { cpu: \"2\", memory: 4Gi }\n    provider: { exec: { create: c, delete: d, list: l } }\n").unwrap();
@@ -485,5 +490,38 @@ fn run_checks_its_port_first_and_waits_out_an_unreachable_api_serving_health() {
         err.lines().count() < 20,
         "one line per failing thing, not per retry: {err}"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn pool_reset_lets_a_failed_pool_launch_again() {
+    use k3scale::state::StateStore;
+    let dir = temp_dir("pool-reset");
+    let db = dir.join("state.db");
+    let config = dir.join("k3scale.yaml");
+    std::fs::write(
+        &config,
+        format!("state: {{ path: {} }}\n{EXEC_POOL}", db.display()),
+    )
+    .unwrap();
+    // The pool's provider said Fatal earlier: its lifecycle holds it failed.
+    let failed = r#"{"machines":{},"backoff":{"w":{"failures":1,"until":4611686018427387,"cause":"failed","why":"image not found","config":"abc"}},"machine_missing":{}}"#;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = k3scale::state::sqlite::SqliteStore::open(&db).unwrap();
+    rt.block_on(store.put("lifecycle/w", failed, 0)).unwrap();
+    drop(store);
+
+    let out = k3scale(&["pool", "reset", "w", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pool w: reset"));
+    let store = k3scale::state::sqlite::SqliteStore::open(&db).unwrap();
+    let now = rt.block_on(store.get("lifecycle/w")).unwrap().unwrap().value;
+    assert!(!now.contains("failed"), "{now}");
+    // Again: nothing to reset; an unknown pool is an error naming the pools.
+    let out = k3scale(&["pool", "reset", "w", "-c", config.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was not failed"));
+    let out = k3scale(&["pool", "reset", "nope", "-c", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pools: w"));
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -416,3 +416,440 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two pools of fake machines, `spot` preferred (priority) over `ondemand`,
+/// and a webhook receiver for what is told.
+const TWO_POOLS: &str = "
+cluster: test
+metrics: { source: metrics-server }
+policy:
+  expander: priority
+  scale_up: { cooldown: 5m }
+  scale_down: { enabled: false }
+pools:
+  - name: spot
+    min: 0
+    max: 3
+    priority: 10
+    template: { cpu: \"2\", memory: 4Gi }
+    provider: { exec: { create: c, delete: d, list: l } }
+  - name: ondemand
+    min: 0
+    max: 3
+    priority: 1
+    template: { cpu: \"2\", memory: 4Gi }
+    provider: { exec: { create: c, delete: d, list: l } }
+";
+
+struct TwoPools {
+    _k: Kube,
+    controller: k3scale::controller::Controller,
+    spot: std::sync::Arc<k3scale::provider::fake::FakeProvider>,
+    ondemand: std::sync::Arc<k3scale::provider::fake::FakeProvider>,
+    store: std::sync::Arc<dyn StateStore>,
+    hook: webhook::Receiver,
+    _dir: rig_dir::Dir,
+}
+
+mod rig_dir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `spot` says `spot_error` to its first create; one pending pod waits.
+async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderError>) -> TwoPools {
+    use k3scale::machines::MachinePool;
+    use k3scale::provider::fake::FakeProvider;
+    use k3scale::state::sqlite::SqliteStore;
+    let k = start().await;
+    k3s_server(&k);
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    let cluster = k.cluster().await;
+    let spot = std::sync::Arc::new(FakeProvider::new("spot"));
+    if let Some(e) = spot_error {
+        spot.fail_next_create(e);
+    }
+    let ondemand = std::sync::Arc::new(FakeProvider::new("ondemand"));
+    let dir = std::env::temp_dir().join(format!("k3scale-kinds-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store: std::sync::Arc<dyn StateStore> =
+        std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let loaded = k3scale_core::config::load("k.yaml", TWO_POOLS).unwrap();
+    let machines = |name: &str, p: &std::sync::Arc<FakeProvider>| {
+        let pool = loaded.policy.pool(name).unwrap();
+        MachinePool::new(name, Box::new(p.clone()), pool.lifecycle_config(), 8).with_fingerprint(
+            k3scale::machines::config_fingerprint(
+                loaded.config.pools.iter().find(|c| c.name == name).unwrap(),
+            ),
+        )
+    };
+    let pools = std::collections::BTreeMap::from([
+        ("spot".to_string(), machines("spot", &spot)),
+        ("ondemand".to_string(), machines("ondemand", &ondemand)),
+    ]);
+    let mut controller = k3scale::controller::Controller::new(
+        loaded.policy.clone(),
+        cluster.clone(),
+        None,
+        pools,
+        store.clone(),
+        Box::new({
+            let mut n = 0u64;
+            move || {
+                n += 1;
+                n
+            }
+        }),
+    );
+    let hook = webhook::Receiver::start(0, 200).await;
+    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
+    controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
+    eventually(10, "pending pod seen", || {
+        let mut s = k3scale_core::Snapshot::default();
+        cluster.fill(&mut s);
+        s.pods.iter().any(|p| p.unschedulable_since.is_some())
+    })
+    .await;
+    TwoPools {
+        _k: k,
+        controller,
+        spot,
+        ondemand,
+        store,
+        hook,
+        _dir: rig_dir::Dir(dir),
+    }
+}
+
+fn creates(p: &k3scale::provider::fake::FakeProvider) -> usize {
+    p.calls()
+        .iter()
+        .filter(|c| matches!(c, k3scale::provider::fake::Call::Create(_)))
+        .count()
+}
+
+async fn failures_told(t: &mut TwoPools) -> Vec<serde_json::Value> {
+    t.controller.flush_notifications(Duration::from_secs(10)).await;
+    t.hook
+        .bodies()
+        .into_iter()
+        .filter(|b| b["kind"] == "failure")
+        .collect()
+}
+
+#[tokio::test]
+async fn no_capacity_in_the_preferred_pool_launches_in_the_next_in_the_same_reconcile() {
+    use k3scale::provider::ProviderError;
+    let mut t = two_pools(
+        "capacity",
+        Some(ProviderError::InsufficientCapacity(
+            "no spot capacity in eu-west-1a".into(),
+        )),
+    )
+    .await;
+    let now = unix_now();
+    let done = t.controller.reconcile(now).await.unwrap();
+    assert_eq!(
+        (creates(&t.spot), creates(&t.ondemand)),
+        (1, 1),
+        "{:?}",
+        done.decision.reasons
+    );
+    assert_eq!(done.launched.len(), 1);
+    assert!(done.launched[0].starts_with("ondemand-"), "{:?}", done.launched);
+    let text: Vec<String> = done.decision.reasons.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|r| r.contains("pool spot is backing off: its provider had no capacity")),
+        "{text:?}"
+    );
+    // Told once, with what the provider said and what happens next.
+    let told = failures_told(&mut t).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    let message = told[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no spot capacity") && message.contains("next pool"),
+        "{message}"
+    );
+    // The launch happened, so the cooldown started; spot stays held (30 s).
+    let s = t.controller.snapshot();
+    assert_eq!(
+        s.backoff.get("spot").map(|h| h.cause),
+        Some(k3scale_core::lifecycle::HoldCause::NoCapacity)
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_soon_without_a_cooldown_and_told_once() {
+    use k3scale::provider::ProviderError;
+    let mut t = two_pools("transient", None).await;
+    // Both pools fail for now: nothing launches, nothing starts a cooldown.
+    t.spot
+        .fail_next_create(ProviderError::Transient("engine unreachable".into()));
+    t.ondemand
+        .fail_next_create(ProviderError::Transient("engine unreachable".into()));
+    let now = unix_now();
+    let done = t.controller.reconcile(now).await.unwrap();
+    assert!(done.launched.is_empty());
+    assert_eq!((creates(&t.spot), creates(&t.ondemand)), (1, 1));
+    let text = done
+        .decision
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("pool spot launches again in 10s"), "{text}");
+    // Within the retry wait: nothing is tried.
+    t.controller
+        .reconcile(now + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((creates(&t.spot), creates(&t.ondemand)), (1, 1));
+    // After it, the preferred pool is tried again and works: no 5-minute
+    // cooldown was started by launches that did not happen.
+    let done = t
+        .controller
+        .reconcile(now + Duration::from_secs(11))
+        .await
+        .unwrap();
+    assert_eq!(done.launched.len(), 1, "{:?}", done.decision.reasons);
+    assert!(done.launched[0].starts_with("spot-"));
+    assert_eq!(failures_told(&mut t).await.len(), 2, "one per pool's streak");
+}
+
+#[tokio::test]
+async fn a_fatal_error_fails_the_pool_until_reset_and_the_pods_go_elsewhere() {
+    use k3scale::provider::ProviderError;
+    let mut t = two_pools(
+        "fatal",
+        Some(ProviderError::Fatal("image k3s:v9 not found".into())),
+    )
+    .await;
+    let now = unix_now();
+    let done = t.controller.reconcile(now).await.unwrap();
+    assert!(done.launched[0].starts_with("ondemand-"), "{:?}", done.launched);
+    let text = done
+        .decision
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("pool spot has failed") && text.contains("k3scale pool reset spot"),
+        "{text}"
+    );
+    // A day later it is still failed: never tried again.
+    t.controller
+        .reconcile(now + Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(creates(&t.spot), 1);
+    let store = t.store.clone();
+    let key = "lifecycle/spot";
+    let stored = store.get(key).await.unwrap().unwrap().value;
+    assert!(
+        stored.contains("\"failed\"") && stored.contains("image k3s:v9 not found"),
+        "{stored}"
+    );
+    // The operator fixes the image and resets the pool.
+    assert!(
+        k3scale::controller::reset_pool(store.as_ref(), "spot")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !k3scale::controller::reset_pool(store.as_ref(), "spot")
+            .await
+            .unwrap(),
+        "once"
+    );
+    let stored = store.get(key).await.unwrap().unwrap().value;
+    assert!(!stored.contains("\"failed\""), "{stored}");
+    let told = failures_told(&mut t).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("k3scale pool reset spot")
+    );
+}
+
+#[tokio::test]
+async fn each_pools_scale_up_notification_names_only_its_own_nodes() {
+    // Pools `web` and `web-big` scaling in one pass: `web`'s nodes are not
+    // found by the name prefix `web-`.
+    use k3scale::machines::MachinePool;
+    use k3scale::provider::fake::FakeProvider;
+    use k3scale::state::sqlite::SqliteStore;
+    let k = start().await;
+    k3s_server(&k);
+    // One pod only `web-big` takes (3 CPU), one that fits a `web` node.
+    k.apply(&pod("shop", "big-0", "big", None, "3", "1Gi"));
+    k.apply(&pod("shop", "small-0", "small", None, "1500m", "1Gi"));
+    let cluster = k.cluster().await;
+    let config = "
+cluster: test
+metrics: { source: metrics-server }
+policy: { expander: priority, scale_down: { enabled: false } }
+pools:
+  - { name: web, min: 0, max: 3, priority: 10, template: { cpu: \"2\", memory: 4Gi }, provider: { exec: { create: c, delete: d, list: l } } }
+  - { name: web-big, min: 0, max: 3, priority: 1, template: { cpu: \"4\", memory: 8Gi }, provider: { exec: { create: c, delete: d, list: l } } }
+";
+    let loaded = k3scale_core::config::load("k.yaml", config).unwrap();
+    let pools = ["web", "web-big"]
+        .into_iter()
+        .map(|name| {
+            let pool = loaded.policy.pool(name).unwrap();
+            (
+                name.to_string(),
+                MachinePool::new(
+                    name,
+                    Box::new(FakeProvider::new(name)),
+                    pool.lifecycle_config(),
+                    8,
+                ),
+            )
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("k3scale-prefix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = rig_dir::Dir(dir.clone());
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let mut controller = k3scale::controller::Controller::new(
+        loaded.policy,
+        cluster.clone(),
+        None,
+        pools,
+        store,
+        Box::new(|| 7),
+    );
+    let hook = webhook::Receiver::start(0, 200).await;
+    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
+    controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
+    eventually(10, "pending pods seen", || {
+        let mut s = k3scale_core::Snapshot::default();
+        cluster.fill(&mut s);
+        s.pods.iter().filter(|p| p.unschedulable_since.is_some()).count() == 2
+    })
+    .await;
+    let done = controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(done.launched.len(), 2, "{:?}", done.decision.reasons);
+    controller.flush_notifications(Duration::from_secs(10)).await;
+    let ups: Vec<serde_json::Value> = hook
+        .bodies()
+        .into_iter()
+        .filter(|b| b["kind"] == "scale_up")
+        .collect();
+    assert_eq!(ups.len(), 2, "{ups:?}");
+    for up in ups {
+        let pool = up["pool"].as_str().unwrap().to_string();
+        let nodes: Vec<&str> = up["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(nodes.len(), 1, "{pool}: {nodes:?}");
+        let suffix = nodes[0]
+            .strip_prefix(&format!("{pool}-"))
+            .unwrap_or_else(|| panic!("{pool}: {nodes:?}"));
+        assert!(
+            !suffix.contains('-'),
+            "{pool} was told of another pool's node: {nodes:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_machine_already_gone_is_removed_fine() {
+    use k3scale::machines::MachinePool;
+    use k3scale::provider::fake::FakeProvider;
+    let mut pool = MachinePool::new(
+        "workers",
+        Box::new(FakeProvider::new("workers")),
+        k3scale_core::lifecycle::LifecycleConfig::default(),
+        8,
+    );
+    // The fake says NotFound for a machine it does not have.
+    pool.remove("workers-gone").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pool_whose_engine_refuses_the_container_falls_over_to_the_next_pool() {
+    // Real Docker: pool `edge` points its agents at a network the engine
+    // does not have, so the engine refuses to start them; pool `core` works.
+    use k3scale::machines::MachinePool;
+    use k3scale::provider::docker::DockerProvider;
+    use k3scale::state::sqlite::SqliteStore;
+    let docker = support::TestCluster::new("failover");
+    let k = start().await;
+    k3s_server(&k);
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    let cluster = k.cluster().await;
+    let config = "
+cluster: test
+metrics: { source: metrics-server }
+policy: { expander: priority, scale_down: { enabled: false } }
+pools:
+  - { name: edge, min: 0, max: 3, priority: 10, template: { cpu: \"2\", memory: 4Gi }, provider: { exec: { create: c, delete: d, list: l } } }
+  - { name: core, min: 0, max: 3, priority: 1, template: { cpu: \"2\", memory: 4Gi }, provider: { exec: { create: c, delete: d, list: l } } }
+";
+    let loaded = k3scale_core::config::load("k.yaml", config).unwrap();
+    let mut pools = std::collections::BTreeMap::new();
+    for name in ["edge", "core"] {
+        let pool = loaded.policy.pool(name).unwrap().clone();
+        let mut cfg = support::standin_config(&docker);
+        if name == "edge" {
+            cfg.network = format!("{}-missing", docker.network);
+        }
+        let provider = DockerProvider::connect(&docker.name, pool.clone(), cfg, Secret::new(support::TOKEN))
+            .await
+            .unwrap();
+        pools.insert(
+            name.to_string(),
+            MachinePool::new(name, Box::new(provider), pool.lifecycle_config(), 8),
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("k3scale-failover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = rig_dir::Dir(dir.clone());
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let mut controller = k3scale::controller::Controller::new(
+        loaded.policy,
+        cluster.clone(),
+        None,
+        pools,
+        store,
+        Box::new(|| 42),
+    );
+    eventually(10, "pending pod seen", || {
+        let mut s = k3scale_core::Snapshot::default();
+        cluster.fill(&mut s);
+        s.pods.iter().any(|p| p.unschedulable_since.is_some())
+    })
+    .await;
+    let done = controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(done.failed.len(), 1, "{:?}", done.failed);
+    assert_eq!(done.failed[0].pool, "edge");
+    assert_eq!(done.launched.len(), 1, "{:?}", done.decision.reasons);
+    let node = &done.launched[0];
+    assert!(node.starts_with("core-"), "{node}");
+    // The container is running on the engine; edge left nothing behind.
+    let containers = docker.containers();
+    assert_eq!(containers, vec![node.clone()], "{containers:?}");
+    let text = done
+        .decision
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("pool edge has failed"), "{text}");
+}

@@ -73,7 +73,7 @@ pub struct Loaded {
 pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
     let index = YamlIndex::build(text);
     let (config, mut errors, defaulted) = deserialize_all(file, text, &index);
-    let Some(config) = config else {
+    let Some(mut config) = config else {
         return Err(ConfigErrors(errors));
     };
     let mut v = Validator {
@@ -95,6 +95,13 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
     }
     if errors.is_empty() {
         let (policy, interval) = built;
+        // The effective machine timings, as `validate` prints them.
+        for (c, p) in config.pools.iter_mut().zip(&policy.pools) {
+            c.provision_timeout
+                .get_or_insert_with(|| format_duration(p.provision_timeout));
+            c.join_timeout
+                .get_or_insert_with(|| format_duration(p.join_timeout));
+        }
         Ok(Loaded {
             config,
             policy,
@@ -706,6 +713,24 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         parsed
     });
     check_provider(&p.provider, &format!("{path}.provider"), v);
+    let defaults = crate::lifecycle::LifecycleConfig::for_boot_time(boot_time);
+    let mut timing = |key: &str, given: &Option<String>, default: Duration| match given {
+        None => default,
+        Some(d) => {
+            let key = format!("{path}.{key}");
+            let parsed = v.duration(&key, d);
+            if parsed.is_zero() && parse_duration(d).is_ok() {
+                v.error(&key, "must be greater than zero");
+            }
+            parsed
+        }
+    };
+    let provision_timeout = timing(
+        "provision_timeout",
+        &p.provision_timeout,
+        defaults.provision_timeout,
+    );
+    let join_timeout = timing("join_timeout", &p.join_timeout, defaults.join_timeout);
 
     for name in t.extended_resources.keys() {
         if !crate::quantity::is_extended_resource(name) {
@@ -732,6 +757,8 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         priority: p.priority,
         provider: p.provider.kind().to_string(),
         drain_timeout,
+        provision_timeout,
+        join_timeout,
         scale_down_utilization_below: p.scale_down_utilization_below.inspect(|&u| {
             v.fraction(&format!("{path}.scale_down_utilization_below"), u);
         }),
@@ -837,6 +864,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// The effective configuration as YAML (what `k3scale validate` prints).
+/// `90s`, `5m`, `2h`: the largest whole unit, as durations are written here.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".into(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 pub fn to_yaml(config: &Config) -> String {
     serde_saphyr::to_string(config).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
 }

@@ -282,6 +282,12 @@ pub struct PoolConfig {
     /// Overrides `policy.scale_down.drain_timeout` for this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<String>,
+    /// Launch → Node registered. Default: 10 min, or 3 × `boot_time` if longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision_timeout: Option<String>,
+    /// Node registered → Ready. Default: 5 min, or `boot_time` if longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_timeout: Option<String>,
     pub provider: ProviderConfig,
 }
 

@@ -70,8 +70,10 @@ impl NodeProvider for FakeProvider {
 
     async fn delete(&self, name: &str) -> Result<(), ProviderError> {
         self.record(Call::Delete(name.to_string()));
-        self.machines.lock().expect("fake lock").remove(name);
-        Ok(())
+        match self.machines.lock().expect("fake lock").remove(name) {
+            Some(_) => Ok(()),
+            None => Err(ProviderError::NotFound(format!("no machine {name}"))),
+        }
     }
 
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {

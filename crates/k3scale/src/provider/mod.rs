@@ -68,6 +68,23 @@ pub trait NodeProvider: Send + Sync + std::fmt::Debug {
     async fn list(&self) -> Result<Vec<Machine>, ProviderError>;
 }
 
+/// A shared provider is a provider (tests keep a handle on a fake's calls).
+#[async_trait::async_trait]
+impl<T: NodeProvider + ?Sized> NodeProvider for std::sync::Arc<T> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    async fn create(&self, name: &str) -> Result<Machine, ProviderError> {
+        (**self).create(name).await
+    }
+    async fn delete(&self, name: &str) -> Result<(), ProviderError> {
+        (**self).delete(name).await
+    }
+    async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
+        (**self).list().await
+    }
+}
+
 /// The provider a pool's configuration asks for. Secrets are read here,
 /// from their files or environment variables.
 pub async fn from_config(
