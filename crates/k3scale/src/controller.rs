@@ -85,6 +85,21 @@ pub enum ControllerError {
     CachesStale(Vec<&'static str>),
 }
 
+/// Launches whose `create` calls run in the background (the daemon).
+#[derive(Debug)]
+struct RunningLaunch {
+    pool: String,
+    names: Vec<String>,
+    journal_ids: Vec<u64>,
+    /// The decision's reasons, for the scale-up event and notification.
+    reasons: String,
+    /// When it started, and the cooldown stamp before it: a batch that
+    /// launched nothing gives the stamp back.
+    started: Time,
+    stamp_before: Option<Time>,
+    task: tokio::task::JoinHandle<Vec<Result<crate::provider::Machine, crate::provider::ProviderError>>>,
+}
+
 #[derive(Debug)]
 struct RunningDrain {
     journal_id: u64,
@@ -148,13 +163,19 @@ pub struct Controller {
     lifecycle_notes: Vec<Notification>,
     /// Notifications still being delivered.
     sending: Vec<tokio::task::JoinHandle<()>>,
-    /// Run drains in the background (the daemon), so a long drain never
-    /// delays the next reconcile; `once` drains inline.
+    /// Run drains and launches in the background (the daemon), so a long
+    /// drain or a hanging `create` never delays the next reconcile, another
+    /// pool's launch or a drain; `once` does both inline.
     pub background_drains: bool,
     /// Notices of machines about to be reclaimed (spot interruptions).
     pub interruptions: Option<Box<dyn crate::interruptions::InterruptionSource>>,
     /// Drains running in the background, by node.
     draining: BTreeMap<String, RunningDrain>,
+    /// Launches running in the background.
+    launching: Vec<RunningLaunch>,
+    /// Signalled when background work ends, so its outcome (a failed
+    /// launch to re-plan) is acted on at once, not at the next tick.
+    wake: Arc<tokio::sync::Notify>,
     random: Box<dyn FnMut() -> u64 + Send + Sync>,
 }
 
@@ -210,6 +231,8 @@ impl Controller {
             background_drains: false,
             interruptions: None,
             draining: BTreeMap::new(),
+            launching: Vec::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
             random,
         }
     }
@@ -304,6 +327,7 @@ impl Controller {
         // journal, the drains and the stored state to whoever acts.
         if !self.policy.dry_run {
             self.collect_drains(now, &mut done).await?;
+            self.collect_launches(now, &mut stamps, &mut done).await?;
             self.recover(now, &mut done).await?;
         }
         self.observe(now).await;
@@ -472,6 +496,10 @@ impl Controller {
     /// Finish what a killed run left in the journal.
     async fn recover(&mut self, now: Time, done: &mut Reconciled) -> Result<(), ControllerError> {
         for entry in self.store.unfinished().await? {
+            // Running in the background here: not interrupted, nothing to recover.
+            if self.launching.iter().any(|l| l.journal_ids.contains(&entry.id)) {
+                continue;
+            }
             let Some(pool) = self.pools.get_mut(&entry.intent.pool) else {
                 self.store
                     .close(entry.id, "pool no longer configured", now)
@@ -660,7 +688,14 @@ impl Controller {
             let mut failed = false;
             for up in &plan {
                 tried.insert(up.pool.clone());
+                let before = stamps.last_scale_up;
                 let (launched, failures) = self.launch(&up.pool, up.count, decision, now, done).await?;
+                if let Some(l) = self.launching.last_mut()
+                    && l.started == now
+                    && l.pool == up.pool
+                {
+                    l.stamp_before = before;
+                }
                 // Only a launch that happened starts the cooldown.
                 if launched > 0 {
                     stamps.last_scale_up = Some(now);
@@ -715,13 +750,56 @@ impl Controller {
             ids.push(self.store.open(&intent, now).await?);
         }
         crate::faults::crash_point("launch:intent-written");
+        let reasons = decision
+            .reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self.background_drains {
+            let work = pool.begin_launch(&names, now);
+            let wake = self.wake.clone();
+            let task = tokio::spawn(async move {
+                let results = work.await;
+                wake.notify_one();
+                results
+            });
+            self.launching.push(RunningLaunch {
+                pool: pool_name.to_string(),
+                names: names.clone(),
+                journal_ids: ids,
+                reasons,
+                started: now,
+                stamp_before: None,
+                task,
+            });
+            // Started: counted as launched until its outcome is collected.
+            return Ok((names.len(), 0));
+        }
         let launched = pool.launch_named(&names, now).await;
         crate::faults::crash_point("launch:created");
+        self.record_launch(pool_name, &names, &ids, launched, &reasons, now, done)
+            .await
+    }
+
+    /// The outcome of a launch: journal entries closed, nodes launched or
+    /// failed, what to tell, the scale-up event. Returns (launched, failed).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_launch(
+        &mut self,
+        pool_name: &str,
+        names: &[String],
+        ids: &[u64],
+        launched: crate::machines::Launched,
+        reasons: &str,
+        now: Time,
+        done: &mut Reconciled,
+    ) -> Result<(usize, usize), ControllerError> {
         let mut ok = Vec::new();
         for (name, id) in names.iter().zip(ids) {
             let failure = launched.failures.iter().find(|(n, _)| n == name);
             let outcome = failure.map_or("launched".to_string(), |(_, e)| format!("failed: {e}"));
-            self.store.close(id, &outcome, now).await?;
+            self.store.close(*id, &outcome, now).await?;
             match failure {
                 None => ok.push(name.clone()),
                 Some((_, e)) => done.failed.push(Failure {
@@ -732,12 +810,6 @@ impl Controller {
                 }),
             }
         }
-        let reasons = decision
-            .reasons
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
         if !ok.is_empty() {
             self.lifecycle_notes
                 .push(launch_note(pool_name, &ok, &format!("launched: {reasons}"), now));
@@ -759,11 +831,56 @@ impl Controller {
                 at: now,
                 kind: "scale-up".into(),
                 pool: pool_name.to_string(),
-                nodes: names.clone(),
-                message: reasons,
+                nodes: names.to_vec(),
+                message: reasons.to_string(),
             })
             .await?;
         Ok((ok.len(), launched.failures.len()))
+    }
+
+    /// Record the launches that finished in the background since last time.
+    async fn collect_launches(
+        &mut self,
+        now: Time,
+        stamps: &mut Stamps,
+        done: &mut Reconciled,
+    ) -> Result<(), ControllerError> {
+        let (finished, running): (Vec<RunningLaunch>, Vec<RunningLaunch>) =
+            std::mem::take(&mut self.launching)
+                .into_iter()
+                .partition(|l| l.task.is_finished());
+        self.launching = running;
+        for l in finished {
+            let results = l.task.await.unwrap_or_else(|e| {
+                let why = format!("launch task failed: {e}");
+                l.names
+                    .iter()
+                    .map(|_| Err(crate::provider::ProviderError::Transient(why.clone())))
+                    .collect()
+            });
+            let Some(pool) = self.pools.get_mut(&l.pool) else {
+                continue;
+            };
+            let launched = pool.finish_launch(&l.names, results, now);
+            let (ok, _) = self
+                .record_launch(&l.pool, &l.names, &l.journal_ids, launched, &l.reasons, now, done)
+                .await?;
+            // Nothing launched: the cooldown it started is given back.
+            if ok == 0 && stamps.last_scale_up == Some(l.started) {
+                stamps.last_scale_up = l.stamp_before;
+            }
+        }
+        Ok(())
+    }
+
+    /// Signalled when background work (a launch) ends: worth a reconcile.
+    pub fn wake(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
+    }
+
+    /// Launches whose `create` calls are still running in the background.
+    pub fn launching(&self) -> usize {
+        self.launching.iter().filter(|l| !l.task.is_finished()).count()
     }
 
     /// The pools' machines in flight and holds, into the snapshot.
@@ -930,6 +1047,11 @@ impl Controller {
         for (node, d) in std::mem::take(&mut self.draining) {
             info!(node, "drain interrupted; it stays journaled");
             d.task.abort();
+        }
+        // Launches too: journaled, so the next run adopts what was created.
+        for l in std::mem::take(&mut self.launching) {
+            info!(pool = %l.pool, nodes = ?l.names, "launch interrupted; it stays journaled");
+            l.task.abort();
         }
     }
 

@@ -110,8 +110,9 @@ impl Daemon {
             }
             None => (None, None),
         };
-        // A long drain must not hold up the next reconcile.
+        // A long drain or a hanging create must not hold up the next reconcile.
         self.controller.background_drains = true;
+        let wake = self.controller.wake();
         let mut act_lock: Option<ActLock> = None;
         let mut waiting_for_caches = false;
         tokio::pin!(shutdown);
@@ -125,6 +126,8 @@ impl Daemon {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
                 _ = retry.due() => {}
+                // Background work ended (a launch): act on its outcome now.
+                _ = wake.notified() => {}
                 changed = changes.changed() => {
                     if changed.is_err() {
                         break;

@@ -75,15 +75,38 @@ impl MachinePool {
 
     /// Launch machines with these (fresh, unique) names, e.g. ones already journaled.
     pub async fn launch_named(&mut self, names: &[String], now: Time) -> Launched {
-        let names = names.to_vec();
-        for name in &names {
+        let results = self.begin_launch(names, now).await;
+        self.finish_launch(names, results, now)
+    }
+
+    /// Record the machines as launching (before the provider is called, so
+    /// a crash in between leaves them accounted for), and return the work
+    /// that creates them: `launch_named` awaits it, the daemon spawns it.
+    pub fn begin_launch(
+        &mut self,
+        names: &[String],
+        now: Time,
+    ) -> impl std::future::Future<Output = Vec<Result<Machine, ProviderError>>> + Send + 'static {
+        for name in names {
             self.lifecycle.launched(&self.pool, name, now);
         }
+        let provider = self.provider.clone();
+        let names = names.to_vec();
+        let parallelism = self.parallelism;
+        async move { create_many(provider.as_ref(), &names, parallelism).await }
+    }
+
+    /// What the provider answered for each launched name, into the
+    /// lifecycle: a success ends a short hold, a failure holds the pool as
+    /// its kind says.
+    pub fn finish_launch(
+        &mut self,
+        names: &[String],
+        results: Vec<Result<Machine, ProviderError>>,
+        now: Time,
+    ) -> Launched {
         let mut out = Launched::default();
-        for (name, result) in names
-            .iter()
-            .zip(create_many(self.provider.as_ref(), &names, self.parallelism).await)
-        {
+        for (name, result) in names.iter().zip(results) {
             match result {
                 Ok(m) => {
                     self.lifecycle.launch_succeeded(&self.pool);

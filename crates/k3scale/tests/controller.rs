@@ -771,14 +771,21 @@ pools:
 async fn a_machine_already_gone_is_removed_fine() {
     use k3scale::machines::MachinePool;
     use k3scale::provider::fake::FakeProvider;
+    let fake = FakeProvider::new("workers");
+    // A provider that answers NotFound for a machine already gone.
+    fake.fail_next_delete(k3scale::provider::ProviderError::NotFound(
+        "no workers-gone".into(),
+    ));
+    fake.fail_next_delete(k3scale::provider::ProviderError::Transient("engine down".into()));
     let mut pool = MachinePool::new(
         "workers",
-        Box::new(FakeProvider::new("workers")),
+        Box::new(fake),
         k3scale_core::lifecycle::LifecycleConfig::default(),
         8,
     );
-    // The fake says NotFound for a machine it does not have.
     pool.remove("workers-gone").await.unwrap();
+    // Any other error is still one.
+    assert!(pool.remove("workers-gone").await.is_err());
 }
 
 #[tokio::test]
@@ -852,4 +859,134 @@ pools:
         .collect::<Vec<_>>()
         .join("\n");
     assert!(text.contains("pool edge has failed"), "{text}");
+}
+
+#[tokio::test]
+async fn a_hanging_create_delays_no_other_pools_launch() {
+    // The daemon's way: launches in the background. Pool `slow`'s create
+    // script hangs; a pod only pool `fast` can take is launched for at once.
+    use k3scale::machines::MachinePool;
+    use k3scale::provider::exec::ExecProvider;
+    use k3scale::provider::fake::FakeProvider;
+    use k3scale::state::sqlite::SqliteStore;
+    let dir = std::env::temp_dir().join(format!("k3scale-hang-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = rig_dir::Dir(dir.clone());
+    let script = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .unwrap();
+        path.display().to_string()
+    };
+    let started = dir.join("started");
+    let finished = dir.join("finished");
+    let create = script(
+        "create",
+        &format!(
+            "touch {}; sleep 60; touch {}",
+            started.display(),
+            finished.display()
+        ),
+    );
+    let list = script("list", "echo '{\"machines\": []}'");
+    let k = start().await;
+    k3s_server(&k);
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    let cluster = k.cluster().await;
+    let config = "
+cluster: test
+metrics: { source: metrics-server }
+policy: { expander: priority, scale_up: { cooldown: 0s }, scale_down: { enabled: false } }
+pools:
+  - { name: slow, min: 0, max: 3, priority: 10, template: { cpu: \"2\", memory: 4Gi }, provider: { exec: { create: c, delete: d, list: l } } }
+  - { name: fast, min: 0, max: 3, priority: 1, template: { cpu: \"4\", memory: 8Gi }, provider: { exec: { create: c, delete: d, list: l } } }
+";
+    let loaded = k3scale_core::config::load("k.yaml", config).unwrap();
+    let slow_cfg = k3scale_core::config::ExecProviderConfig {
+        create,
+        delete: "true".into(),
+        list,
+        timeout: "120s".into(),
+        env: Default::default(),
+        token_file: None,
+        token_env: None,
+    };
+    let slow_pool = loaded.policy.pool("slow").unwrap().clone();
+    let slow = ExecProvider::new("test", slow_pool.clone(), slow_cfg).unwrap();
+    let fast = std::sync::Arc::new(FakeProvider::new("fast"));
+    let pools = std::collections::BTreeMap::from([
+        (
+            "slow".to_string(),
+            MachinePool::new("slow", Box::new(slow), slow_pool.lifecycle_config(), 8),
+        ),
+        (
+            "fast".to_string(),
+            MachinePool::new(
+                "fast",
+                Box::new(fast.clone()),
+                loaded.policy.pool("fast").unwrap().lifecycle_config(),
+                8,
+            ),
+        ),
+    ]);
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let mut controller = k3scale::controller::Controller::new(
+        loaded.policy,
+        cluster.clone(),
+        None,
+        pools,
+        store,
+        Box::new(|| 5),
+    );
+    controller.background_drains = true;
+    let seen = |n: usize| {
+        let cluster = cluster.clone();
+        move || {
+            let mut s = k3scale_core::Snapshot::default();
+            cluster.fill(&mut s);
+            s.pods.iter().filter(|p| p.unschedulable_since.is_some()).count() == n
+        }
+    };
+    eventually(10, "pending pod seen", seen(1)).await;
+    controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(controller.launching(), 1);
+    eventually(10, "the slow create is running", || started.exists()).await;
+
+    // A pod only `fast` can take (3 CPU): launched while `slow` still hangs.
+    k.apply(&pod("shop", "big-0", "big", None, "3", "1Gi"));
+    eventually(10, "second pending pod seen", seen(2)).await;
+    let second = controller.reconcile(unix_now()).await.unwrap();
+    // The slow machine still counts as launching: only `fast` is asked.
+    assert_eq!(
+        second
+            .decision
+            .scale_up
+            .iter()
+            .map(|u| u.pool.as_str())
+            .collect::<Vec<_>>(),
+        ["fast"],
+        "{:?}",
+        second.decision.reasons
+    );
+    eventually(10, "fast's create called", || {
+        fast.calls()
+            .iter()
+            .any(|c| matches!(c, k3scale::provider::fake::Call::Create(_)))
+    })
+    .await;
+    eventually(10, "fast's launch finished", || controller.launching() == 1).await;
+    let done = controller.reconcile(unix_now()).await.unwrap();
+    assert!(
+        done.launched.iter().any(|n| n.starts_with("fast-")),
+        "{:?} {:?}",
+        done.launched,
+        done.decision.reasons
+    );
+    assert!(!finished.exists(), "slow's create is still hanging");
+    assert_eq!(controller.launching(), 1, "slow's launch is still running");
+    controller.stop_drains();
 }

@@ -19,6 +19,8 @@ pub struct FakeProvider {
     calls: Mutex<Vec<Call>>,
     /// Errors returned by the next create calls, in order.
     create_failures: Mutex<VecDeque<ProviderError>>,
+    /// Errors returned by the next delete calls, in order.
+    delete_failures: Mutex<VecDeque<ProviderError>>,
 }
 
 impl FakeProvider {
@@ -31,6 +33,10 @@ impl FakeProvider {
 
     pub fn fail_next_create(&self, error: ProviderError) {
         self.create_failures.lock().expect("fake lock").push_back(error);
+    }
+
+    pub fn fail_next_delete(&self, error: ProviderError) {
+        self.delete_failures.lock().expect("fake lock").push_back(error);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -70,10 +76,11 @@ impl NodeProvider for FakeProvider {
 
     async fn delete(&self, name: &str) -> Result<(), ProviderError> {
         self.record(Call::Delete(name.to_string()));
-        match self.machines.lock().expect("fake lock").remove(name) {
-            Some(_) => Ok(()),
-            None => Err(ProviderError::NotFound(format!("no machine {name}"))),
+        if let Some(e) = self.delete_failures.lock().expect("fake lock").pop_front() {
+            return Err(e);
         }
+        self.machines.lock().expect("fake lock").remove(name);
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
