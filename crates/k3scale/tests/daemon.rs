@@ -145,7 +145,18 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
         "{body}"
     );
 
-    let (code, metrics) = get(&format!("{url}/metrics")).await;
+    // The launch runs in the background; its outcome is counted by the
+    // reconcile its end wakes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (code, metrics) = loop {
+        let (code, metrics) = get(&format!("{url}/metrics")).await;
+        if metrics.contains("k3scale_actions_total{action=\"launch\",result=\"ok\"} 1")
+            || std::time::Instant::now() > deadline
+        {
+            break (code, metrics);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(code, 200);
     let (ok, lint) = promtool_check(&metrics);
     assert!(ok, "promtool check metrics: {lint}\n{metrics}");
@@ -477,7 +488,9 @@ async fn a_long_drain_does_not_delay_a_scale_up() {
     })
     .await;
 
-    // Shutdown interrupts the drain; it stays journaled for whoever acts next.
+    // Shutdown interrupts the drain; it stays journaled for whoever acts
+    // next (and so does the launch, if its create had not ended: the next
+    // leader adopts the machine or forgets the launch).
     stop_daemon(stop, task).await;
     let open: Vec<String> = store
         .unfinished()
@@ -486,7 +499,8 @@ async fn a_long_drain_does_not_delay_a_scale_up() {
         .into_iter()
         .map(|e| e.intent.kind)
         .collect();
-    assert_eq!(open, ["drain"]);
+    assert!(open.contains(&"drain".to_string()), "{open:?}");
+    assert!(open.iter().all(|k| k == "drain" || k == "launch"), "{open:?}");
 }
 
 /// A daemon in a runtime of its own, so a crash can be simulated: the
