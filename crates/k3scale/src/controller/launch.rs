@@ -22,13 +22,9 @@ impl Controller {
             for up in &plan {
                 tried.insert(up.pool.clone());
                 let before = stamps.last_scale_up;
-                let (launched, failures) = self.launch(&up.pool, up.count, decision, now, done).await?;
-                if let Some(l) = self.launching.last_mut()
-                    && l.started == now
-                    && l.pool == up.pool
-                {
-                    l.stamp_before = before;
-                }
+                let (launched, failures) = self
+                    .launch(&up.pool, up.count, decision, before, now, done)
+                    .await?;
                 // Only a launch that happened starts the cooldown.
                 if launched > 0 {
                     stamps.last_scale_up = Some(now);
@@ -57,12 +53,15 @@ impl Controller {
     }
 
     /// Launch `count` machines of `pool`, journaled; returns how many were
-    /// launched and how many failed.
+    /// launched (or started, in the background) and how many failed.
+    /// `stamp_before` is the cooldown stamp a background batch that
+    /// launches nothing gives back.
     pub(super) async fn launch(
         &mut self,
         pool_name: &str,
         count: u32,
         decision: &Decision,
+        stamp_before: Option<Time>,
         now: Time,
         done: &mut Reconciled,
     ) -> Result<(usize, usize), ControllerError> {
@@ -103,7 +102,7 @@ impl Controller {
                 journal_ids: ids,
                 reasons,
                 started: now,
-                stamp_before: None,
+                stamp_before,
                 task,
             });
             // Started: counted as launched until its outcome is collected.
