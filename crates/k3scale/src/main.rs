@@ -1,13 +1,9 @@
 //! k3scale: a node autoscaler for K3s clusters.
 
-mod inspect;
-mod once;
-mod pool;
-mod run;
-mod simulate;
-mod validate;
+mod cli;
 
 use clap::{Parser, Subcommand};
+use cli::{inspect, once, pool, run, simulate, validate};
 
 /// jemalloc returns freed memory to the system: the daemon rebuilds a
 /// snapshot of every pod each reconcile, and glibc's allocator would keep

@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (name, text) = crate::once::read_config(&args.config)?;
+    let (name, text) = crate::cli::once::read_config(&args.config)?;
     match config::load(&name, &text) {
         Ok(loaded) => {
             let unreadable = if args.skip_secret_files {

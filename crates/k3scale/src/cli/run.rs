@@ -1,6 +1,6 @@
 //! `k3scale run -c FILE`: the daemon, with its HTTP server.
 
-use crate::once::{ConfigArgs, controller, identity};
+use crate::cli::once::{ConfigArgs, controller, identity};
 use anyhow::Context;
 use k3scale::daemon::Daemon;
 use k3scale::kube::lease::{LeaseLock, pod_namespace};

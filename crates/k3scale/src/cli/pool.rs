@@ -20,7 +20,7 @@ pub enum PoolCommand {
 
 pub fn run(command: PoolCommand) -> anyhow::Result<ExitCode> {
     let PoolCommand::Reset { name, config } = command;
-    let (file, text) = crate::once::read_config(&config)?;
+    let (file, text) = crate::cli::once::read_config(&config)?;
     let loaded = k3scale_core::config::load(&file, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
     if loaded.policy.pool(&name).is_none() {
         let names: Vec<&str> = loaded.policy.pools.iter().map(|p| p.name.as_str()).collect();
@@ -34,7 +34,7 @@ pub fn run(command: PoolCommand) -> anyhow::Result<ExitCode> {
             StateBackend::Kubernetes => Some(k3scale::kube::client(&loaded.config.kubernetes).await?),
             _ => None,
         };
-        let store = crate::once::open_store(&loaded, client).await?;
+        let store = crate::cli::once::open_store(&loaded, client).await?;
         let was_failed = k3scale::controller::reset_pool(store.as_ref(), &name)
             .await
             .with_context(|| format!("cannot reset pool {name}"))?;

@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--scale must be a positive number, got {}", args.scale);
     }
     let (name, text) = match &args.config {
-        Some(path) => crate::once::read_config(path)?,
+        Some(path) => crate::cli::once::read_config(path)?,
         None => (
             "(embedded default)".to_string(),
             config::DEFAULT_CONFIG.to_string(),

@@ -80,8 +80,8 @@ pub fn read_config(path: &std::path::Path) -> anyhow::Result<(String, String)> {
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,
-    #[arg(short, long, value_enum, default_value_t = crate::inspect::Output::Text)]
-    output: crate::inspect::Output,
+    #[arg(short, long, value_enum, default_value_t = crate::cli::inspect::Output::Text)]
+    output: crate::cli::inspect::Output,
 }
 
 pub use k3scale::act_lock::identity;
@@ -257,7 +257,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             lock.release().await;
         }
         let done = result?;
-        if args.output == crate::inspect::Output::Json {
+        if args.output == crate::cli::inspect::Output::Json {
             println!("{}", serde_json::to_string_pretty(&done)?);
         } else {
             print!("{}", k3scale::text::terminal_safe(&render(&done)));
