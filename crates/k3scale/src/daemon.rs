@@ -111,7 +111,7 @@ impl Daemon {
             None => (None, None),
         };
         // A long drain or a hanging create must not hold up the next reconcile.
-        self.controller.background_drains = true;
+        self.controller = self.controller.with_background(true);
         let wake = self.controller.wake();
         let mut act_lock: Option<ActLock> = None;
         let mut waiting_for_caches = false;
@@ -203,7 +203,7 @@ impl Daemon {
     /// from its caches) and who the leader is, so any replica behind the
     /// Service answers alike. It decides nothing.
     fn serve_standby(&self, now: k3scale_core::Time, view: Option<&LeaseView>) {
-        let policy = &self.controller.policy;
+        let policy = self.controller.policy();
         let mut snapshot = Snapshot::default();
         self.controller.fill_cluster_view(&mut snapshot);
         let holder = view.and_then(|v| v.elector.holder()).map(str::to_string);
@@ -244,8 +244,8 @@ impl Daemon {
         let status = match result {
             Ok(done) => {
                 let snapshot = self.controller.snapshot();
-                telemetry.reconciled(&done, snapshot, &self.controller.policy, took, now);
-                Status::build(snapshot, &done.decision, &self.controller.policy, now)
+                telemetry.reconciled(&done, snapshot, self.controller.policy(), took, now);
+                Status::build(snapshot, &done.decision, self.controller.policy(), now)
             }
             Err(e) => {
                 warn!(error = %e, "reconcile failed");

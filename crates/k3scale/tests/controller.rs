@@ -25,7 +25,7 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
     let mut r = rig("e2e").await;
     let hook = webhook::Receiver::start(0, 200).await;
     let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    r.controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
+    r.controller = r.controller.with_notifier(std::sync::Arc::new(notifier), "test");
     r.usage("200m");
     r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
     r.synced("pending pod seen", |c| {
@@ -144,7 +144,9 @@ async fn dry_run_decides_the_same_and_does_nothing() {
         detail: serde_json::Value::Null,
     };
     r.store.open(&intent, unix_now()).await.unwrap();
-    r.controller.policy.dry_run = true;
+    let mut policy = r.controller.policy().clone();
+    policy.dry_run = true;
+    r.controller = r.controller.with_policy(policy);
     let done = r.controller.reconcile(unix_now()).await.unwrap();
     assert!(done.decision.dry_run);
     assert_eq!(done.decision.scale_up.len(), 1, "the decision is made");
@@ -197,7 +199,7 @@ async fn a_killed_run_is_finished_by_the_next_never_repeated() {
     r.synced("drained node seen", |c| c.node("workers-drain001").is_some())
         .await;
     r.controller_cluster().cordon("workers-drain001").await.unwrap();
-    let mut drain = Drain::start("workers-drain001", now, r.controller.drain.clone());
+    let mut drain = Drain::start("workers-drain001", now, r.controller.drain_config().clone());
     drain.cordoned();
     r.store
         .open(
@@ -330,8 +332,9 @@ async fn a_pools_drain_timeout_is_the_deadline_its_drains_are_journaled_with() {
     let loaded = k3scale_core::config::load("k.yaml", rig::CONFIG).unwrap();
     assert_eq!(loaded.policy.scale_down.drain_timeout, Duration::from_secs(120));
     // This pool's override wins.
-    r.controller.policy.pools[0].drain_timeout = Some(Duration::from_secs(7));
-    r.controller.background_drains = true;
+    let mut policy = r.controller.policy().clone();
+    policy.pools[0].drain_timeout = Some(Duration::from_secs(7));
+    r.controller = r.controller.with_policy(policy).with_background(true);
     r.usage("100m");
     let provider = support::standin_provider(&r.docker).await;
     provider.create("workers-slow0001").await.unwrap();
@@ -389,7 +392,7 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
     );
     let hook = webhook::Receiver::start(0, 200).await;
     let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
+    controller = controller.with_notifier(std::sync::Arc::new(notifier), "test");
     eventually(10, "pending pod seen", || {
         let mut s = k3scale_core::Snapshot::default();
         cluster.fill(&mut s);
@@ -507,7 +510,7 @@ async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderErro
     );
     let hook = webhook::Receiver::start(0, 200).await;
     let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
+    controller = controller.with_notifier(std::sync::Arc::new(notifier), "test");
     eventually(10, "pending pod seen", || {
         let mut s = k3scale_core::Snapshot::default();
         cluster.fill(&mut s);
@@ -732,7 +735,7 @@ pools:
     );
     let hook = webhook::Receiver::start(0, 200).await;
     let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    controller.notifier = Some((std::sync::Arc::new(notifier), "test".into()));
+    controller = controller.with_notifier(std::sync::Arc::new(notifier), "test");
     eventually(10, "pending pods seen", || {
         let mut s = k3scale_core::Snapshot::default();
         cluster.fill(&mut s);
@@ -942,7 +945,7 @@ pools:
         store,
         Box::new(|| 5),
     );
-    controller.background_drains = true;
+    controller = controller.with_background(true);
     let seen = |n: usize| {
         let cluster = cluster.clone();
         move || {

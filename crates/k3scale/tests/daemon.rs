@@ -335,7 +335,7 @@ async fn a_prometheus_outage_does_not_hold_a_node_whose_pods_fit_elsewhere_and_i
         docker,
         k,
         store,
-        mut controller,
+        controller,
         db: _db,
     } = r;
     let hook = webhook::Receiver::start(0, 200).await;
@@ -343,8 +343,9 @@ async fn a_prometheus_outage_does_not_hold_a_node_whose_pods_fit_elsewhere_and_i
         None,
         Some(k3scale::provider::secret::Secret::new(hook.url.clone())),
     );
-    controller.notifier = Some((Arc::new(notifier), "test".into()));
-    controller.metrics_alert_after = Duration::ZERO;
+    let controller = controller
+        .with_notifier(Arc::new(notifier), "test")
+        .with_metrics_alert_after(Duration::ZERO);
 
     // An idle agent whose one small pod fits on the server.
     let provider = support::standin_provider(&docker).await;

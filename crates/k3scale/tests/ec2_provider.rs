@@ -294,8 +294,8 @@ async fn a_spot_interruption_drains_the_node_and_launches_its_replacement() {
         .unwrap()
         .to_string();
     let p = provider(&aws.moto.url, "workers", config(&aws, Capacity::OnDemand, &[]));
-    let mut s = Scaled::start(Box::new(p), "ec2-spot").await;
-    s.controller.interruptions = Some(Box::new(SqsInterruptions::with_client(sqs.clone(), &queue)));
+    let interruptions = Box::new(SqsInterruptions::with_client(sqs.clone(), &queue));
+    let mut s = Scaled::start_with(Box::new(p), "ec2-spot", Some(interruptions)).await;
     let agent = s.one_busy_agent().await;
 
     // A quiet reconcile: no notice, nothing happens.

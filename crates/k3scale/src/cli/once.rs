@@ -192,7 +192,7 @@ pub async fn controller(
     // Validated by `config::load`.
     let duration = |s: &str| k3scale_core::config::parse_duration(s).unwrap_or_default();
     notifier.repeat_after = duration(&cfg.notify.repeat_after);
-    let mut controller = Controller::new(
+    let controller = Controller::new(
         loaded.policy.clone(),
         cluster,
         Some(metrics),
@@ -200,16 +200,16 @@ pub async fn controller(
         store.clone(),
         Box::new(move || rng.next_u64()),
     );
+    let mut controller = controller.with_metrics_alert_after(duration(&cfg.notify.metrics_unavailable_after));
     if !notifier.is_empty() {
-        controller.notifier = Some((Arc::new(notifier), cfg.cluster.clone()));
+        controller = controller.with_notifier(Arc::new(notifier), &cfg.cluster);
     }
-    controller.metrics_alert_after = duration(&cfg.notify.metrics_unavailable_after);
     if let Some(i) = &cfg.interruptions {
         #[cfg(feature = "aws")]
         {
             let sqs =
                 k3scale::interruptions::sqs::SqsInterruptions::connect(&i.sqs_queue_url, &i.region).await;
-            controller.interruptions = Some(Box::new(sqs));
+            controller = controller.with_interruptions(Box::new(sqs));
         }
         #[cfg(not(feature = "aws"))]
         anyhow::bail!(

@@ -154,23 +154,23 @@ pub struct Reconciled {
 }
 
 pub struct Controller {
-    pub policy: Policy,
+    policy: Policy,
     kube: Arc<KubeCluster>,
     metrics: Option<Box<dyn MetricsSource>>,
     pools: BTreeMap<String, MachinePool>,
     store: Arc<dyn StateStore>,
     /// Metric history across reconciles (the sustained windows).
     snapshot: Snapshot,
-    pub drain: DrainConfig,
-    pub drain_poll: Duration,
+    drain: DrainConfig,
+    drain_poll: Duration,
     /// Where notifications go, and the cluster name they carry.
-    pub notifier: Option<(Arc<Notifier>, String)>,
+    notifier: Option<(Arc<Notifier>, String)>,
     /// Since when the metrics source has been failing.
     metrics_down_since: Option<Time>,
     /// Metrics failing this long are worth a notification.
-    pub metrics_alert_after: Duration,
+    metrics_alert_after: Duration,
     /// An unchanged ScaleDownBlocked Event is repeated at most this often.
-    pub events_repeat_after: Duration,
+    events_repeat_after: Duration,
     /// The last decision's reasons without their numbers (see `log_decision`).
     last_decision_shape: Vec<String>,
     /// Joins and join failures seen while observing, to be told.
@@ -180,9 +180,9 @@ pub struct Controller {
     /// Run drains and launches in the background (the daemon), so a long
     /// drain or a hanging `create` never delays the next reconcile, another
     /// pool's launch or a drain; `once` does both inline.
-    pub background_drains: bool,
+    background_drains: bool,
     /// Notices of machines about to be reclaimed (spot interruptions).
-    pub interruptions: Option<Box<dyn crate::interruptions::InterruptionSource>>,
+    interruptions: Option<Box<dyn crate::interruptions::InterruptionSource>>,
     /// Drains running in the background, by node.
     draining: BTreeMap<String, RunningDrain>,
     /// Launches running in the background.
@@ -261,6 +261,62 @@ impl Controller {
             wake: Arc::new(tokio::sync::Notify::new()),
             random,
         }
+    }
+
+    // Settings, given when the controller is built (`Controller::new(..).with_..`).
+
+    /// Where notifications go, and the cluster name they carry.
+    pub fn with_notifier(self, notifier: Arc<Notifier>, cluster: &str) -> Self {
+        Controller {
+            notifier: Some((notifier, cluster.to_string())),
+            ..self
+        }
+    }
+
+    /// Metrics failing this long are worth a notification.
+    pub fn with_metrics_alert_after(self, after: Duration) -> Self {
+        Controller {
+            metrics_alert_after: after,
+            ..self
+        }
+    }
+
+    /// How drains evict, and how often they look at their progress.
+    pub fn with_drain(self, drain: DrainConfig, poll: Duration) -> Self {
+        Controller {
+            drain,
+            drain_poll: poll,
+            ..self
+        }
+    }
+
+    /// Drains and launches in the background (the daemon), or inline (`once`).
+    pub fn with_background(self, background: bool) -> Self {
+        Controller {
+            background_drains: background,
+            ..self
+        }
+    }
+
+    /// Notices of machines about to be reclaimed (spot interruptions).
+    pub fn with_interruptions(self, source: Box<dyn crate::interruptions::InterruptionSource>) -> Self {
+        Controller {
+            interruptions: Some(source),
+            ..self
+        }
+    }
+
+    /// Another policy (a dry run of the same configuration, a test's tweak).
+    pub fn with_policy(self, policy: Policy) -> Self {
+        Controller { policy, ..self }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn drain_config(&self) -> &DrainConfig {
+        &self.drain
     }
 
     /// Fill the metric history from Prometheus, so the sustained windows are

@@ -23,6 +23,15 @@ impl Drop for Scaled {
 
 impl Scaled {
     pub async fn start(provider: Box<dyn k3scale::provider::NodeProvider>, tag: &str) -> Scaled {
+        Scaled::start_with(provider, tag, None).await
+    }
+
+    /// `start`, with interruption notices read from `interruptions`.
+    pub async fn start_with(
+        provider: Box<dyn k3scale::provider::NodeProvider>,
+        tag: &str,
+        interruptions: Option<Box<dyn k3scale::interruptions::InterruptionSource>>,
+    ) -> Scaled {
         use k3scale::machines::MachinePool;
         use k3scale::metrics::metrics_server::MetricsServer;
         use k3scale::state::sqlite::SqliteStore;
@@ -56,7 +65,7 @@ pools:
             MachinePool::new(&pool.name, provider, LifecycleConfig::default(), 8),
         )]);
         let mut seq = 0u64;
-        let controller = k3scale::controller::Controller::new(
+        let mut controller = k3scale::controller::Controller::new(
             loaded.policy,
             cluster.clone(),
             Some(Box::new(MetricsServer::new(cluster.clone()))),
@@ -67,6 +76,9 @@ pools:
                 seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             }),
         );
+        if let Some(source) = interruptions {
+            controller = controller.with_interruptions(source);
+        }
         Scaled {
             k,
             cluster,

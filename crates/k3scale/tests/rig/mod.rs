@@ -109,7 +109,7 @@ pub async fn controller_with(
         MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
     )]);
     let mut seq = seed << 32;
-    let mut controller = Controller::new(
+    let controller = Controller::new(
         loaded.policy,
         cluster.clone(),
         Some(match prometheus {
@@ -123,14 +123,13 @@ pub async fn controller_with(
             seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
         }),
     );
-    controller.drain = DrainConfig {
+    let drain = DrainConfig {
         eviction_timeout: Duration::from_secs(20),
         termination_slack: Duration::from_secs(2),
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_millis(500),
     };
-    controller.drain_poll = Duration::from_millis(50);
-    controller
+    controller.with_drain(drain, Duration::from_millis(50))
 }
 
 impl Rig {
