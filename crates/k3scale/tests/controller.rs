@@ -138,7 +138,7 @@ async fn dry_run_decides_the_same_and_does_nothing() {
     .await;
     // What a killed run left: a dry run must neither finish nor drop it.
     let intent = Intent {
-        kind: "launch".into(),
+        kind: k3scale::state::IntentKind::Launch,
         pool: "workers".into(),
         node: "workers-left0001".into(),
         detail: serde_json::Value::Null,
@@ -171,7 +171,7 @@ async fn a_killed_run_is_finished_by_the_next_never_repeated() {
     let provider = support::standin_provider(&r.docker).await;
     let now = unix_now();
     let intent = |kind: &str, node: &str, detail: serde_json::Value| Intent {
-        kind: kind.into(),
+        kind: k3scale::state::IntentKind::parse(kind),
         pool: "workers".into(),
         node: node.into(),
         detail,

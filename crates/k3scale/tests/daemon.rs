@@ -493,15 +493,20 @@ async fn a_long_drain_does_not_delay_a_scale_up() {
     // next (and so does the launch, if its create had not ended: the next
     // leader adopts the machine or forgets the launch).
     stop_daemon(stop, task).await;
-    let open: Vec<String> = store
+    use k3scale::state::IntentKind;
+    let open: Vec<IntentKind> = store
         .unfinished()
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.intent.kind)
         .collect();
-    assert!(open.contains(&"drain".to_string()), "{open:?}");
-    assert!(open.iter().all(|k| k == "drain" || k == "launch"), "{open:?}");
+    assert!(open.contains(&IntentKind::Drain), "{open:?}");
+    assert!(
+        open.iter()
+            .all(|k| matches!(k, IntentKind::Drain | IntentKind::Launch)),
+        "{open:?}"
+    );
 }
 
 /// A daemon in a runtime of its own, so a crash can be simulated: the

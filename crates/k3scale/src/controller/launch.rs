@@ -74,7 +74,7 @@ impl Controller {
         let mut ids = Vec::new();
         for name in &names {
             let intent = Intent {
-                kind: "launch".into(),
+                kind: IntentKind::Launch,
                 pool: pool_name.to_string(),
                 node: name.clone(),
                 detail: serde_json::Value::Null,

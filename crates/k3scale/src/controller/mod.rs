@@ -17,7 +17,7 @@ use crate::kube::events::NodeEvents;
 use crate::machines::MachinePool;
 use crate::metrics::MetricsSource;
 use crate::notify::{Kind, Notification, Notifier};
-use crate::state::{Intent, ScaleEvent, StateError, StateStore};
+use crate::state::{Intent, IntentKind, ScaleEvent, StateError, StateStore};
 use k3scale_core::drain::{Drain, DrainConfig, DrainOutcome};
 use k3scale_core::lifecycle::{Lifecycle, LifecycleAction, ObservedNode, Phase, machine_name};
 use k3scale_core::{Decision, Policy, Reason, Snapshot, Time, decide};
@@ -490,7 +490,7 @@ impl Controller {
             }
             let drain = Drain::start(&down.node, now, config);
             let intent = Intent {
-                kind: "drain".into(),
+                kind: IntentKind::Drain,
                 pool: down.pool.clone(),
                 node: down.node.clone(),
                 detail: serde_json::to_value(&drain).unwrap_or_default(),

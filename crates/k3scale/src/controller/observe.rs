@@ -63,8 +63,8 @@ impl Controller {
                 continue;
             };
             let node = entry.intent.node.clone();
-            match entry.intent.kind.as_str() {
-                "launch" => {
+            match entry.intent.kind {
+                IntentKind::Launch => {
                     // The name is unique: if the machine exists it is adopted,
                     // if not, the launch never happened. Never launched twice.
                     let exists = pool
@@ -88,8 +88,8 @@ impl Controller {
                     }
                 }
                 // Running in the background here: not interrupted, nothing to recover.
-                "drain" if self.draining.values().any(|d| d.journal_id == entry.id) => continue,
-                "drain" => {
+                IntentKind::Drain if self.draining.values().any(|d| d.journal_id == entry.id) => continue,
+                IntentKind::Drain => {
                     let drain: Drain = serde_json::from_value(entry.intent.detail.clone()).map_err(|e| {
                         ControllerError::Corrupt {
                             key: format!("journal entry {}", entry.id),
@@ -102,9 +102,9 @@ impl Controller {
                             .await?;
                     }
                 }
-                other => {
+                IntentKind::Unknown => {
                     self.store
-                        .close(entry.id, &format!("unknown intent {other}"), now)
+                        .close(entry.id, "unknown intent (another version of k3scale?)", now)
                         .await?;
                 }
             }

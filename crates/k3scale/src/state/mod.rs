@@ -36,12 +36,47 @@ pub struct Versioned {
 /// An action recorded before it is carried out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Intent {
-    /// `launch`, `drain`, `delete-machine`...
-    pub kind: String,
+    pub kind: IntentKind,
     pub pool: String,
     pub node: String,
     /// What the action needs to resume (e.g. a serialized drain).
     pub detail: serde_json::Value,
+}
+
+/// What a journal entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntentKind {
+    Launch,
+    Drain,
+    /// Written by another version of k3scale: closed, not acted on.
+    #[serde(other)]
+    Unknown,
+}
+
+impl IntentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentKind::Launch => "launch",
+            IntentKind::Drain => "drain",
+            IntentKind::Unknown => "unknown",
+        }
+    }
+
+    /// As stored by `as_str`; anything else is `Unknown`.
+    pub fn parse(text: &str) -> IntentKind {
+        match text {
+            "launch" => IntentKind::Launch,
+            "drain" => IntentKind::Drain,
+            _ => IntentKind::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for IntentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,4 +159,22 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// Release lock `name` if `owner` holds it; returns whether it did.
     async fn unlock(&self, name: &str, owner: &str) -> Result<bool, StateError>;
+}
+
+#[cfg(test)]
+mod intent_kind_tests {
+    use super::IntentKind;
+
+    #[test]
+    fn kinds_keep_their_stored_names_and_unknown_ones_are_read_not_rejected() {
+        for kind in [IntentKind::Launch, IntentKind::Drain] {
+            let json = serde_json::to_string(&kind).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<IntentKind>(&json).ok(), Some(kind));
+            assert_eq!(IntentKind::parse(kind.as_str()), kind);
+        }
+        let from_the_future: Option<IntentKind> = serde_json::from_str("\"replace\"").ok();
+        assert_eq!(from_the_future, Some(IntentKind::Unknown));
+        assert_eq!(IntentKind::parse("replace"), IntentKind::Unknown);
+    }
 }

@@ -177,7 +177,7 @@ impl StateStore for SqliteStore {
             c.execute(
                 "INSERT INTO journal (kind, pool, node, detail, opened_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
-                    intent.kind,
+                    intent.kind.as_str(),
                     intent.pool,
                     intent.node,
                     intent.detail.to_string(),
@@ -231,7 +231,7 @@ impl StateStore for SqliteStore {
                     Ok(JournalEntry {
                         id: r.get::<_, i64>(0)? as u64,
                         intent: Intent {
-                            kind: r.get(1)?,
+                            kind: super::IntentKind::parse(&r.get::<_, String>(1)?),
                             pool: r.get(2)?,
                             node: r.get(3)?,
                             detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),

@@ -32,7 +32,7 @@ pub async fn values_are_compare_and_swap(open: Open<'_>) {
 
 pub async fn the_journal_survives_a_reopen(open: Open<'_>) {
     let intent = |node: &str| Intent {
-        kind: "drain".into(),
+        kind: k3scale::state::IntentKind::Drain,
         pool: "workers".into(),
         node: node.into(),
         detail: json!({ "step": "cordon" }),
