@@ -203,7 +203,7 @@ impl Telemetry {
         count("launch", "ok", done.launched.len());
         count("remove", "ok", done.removed.len());
         for failure in &done.failed {
-            count(failure.action, "failed", 1);
+            count(failure.action.as_str(), "failed", 1);
         }
         count("recover", "ok", done.recovered.len());
 

@@ -402,7 +402,10 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
     let done = controller.reconcile(unix_now()).await.unwrap();
     assert_eq!(done.failed.len(), 1, "{:?}", done.decision.reasons);
     let failure = &done.failed[0];
-    assert_eq!((failure.action, failure.pool.as_str()), ("launch", "workers"));
+    assert_eq!(
+        (failure.action, failure.pool.as_str()),
+        (k3scale::controller::Action::Launch, "workers")
+    );
     controller.flush_notifications(Duration::from_secs(10)).await;
     let told: Vec<serde_json::Value> = hook
         .bodies()

@@ -32,7 +32,7 @@ fn k3scale_exposition() -> String {
         launched: vec!["workers-a1".into()],
         removed: vec![],
         failed: vec![k3scale::controller::Failure {
-            action: "drain",
+            action: k3scale::controller::Action::Drain,
             pool: "workers".into(),
             node: "w-0".into(),
             why: "the budget never allowed".into(),

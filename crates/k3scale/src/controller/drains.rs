@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// Why a drain did not reach an outcome (it stays journaled and resumes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    #[error(transparent)]
+    Stuck(#[from] crate::drain::DrainStuck),
+    #[error("pool {0} is no longer configured")]
+    PoolGone(String),
+    #[error("drain task failed: {0}")]
+    Task(String),
+}
+
 impl Controller {
     /// Carry out a drain: inline (awaited here), or in the background and
     /// finished by a later reconcile, in which case this returns `None`.
@@ -10,9 +21,9 @@ impl Controller {
         pool: &str,
         drain: Drain,
         journal_id: u64,
-    ) -> Option<Result<DrainOutcome, String>> {
+    ) -> Option<Result<DrainOutcome, DrainError>> {
         let Some(machines) = self.pools.get(pool) else {
-            return Some(Err(format!("pool {pool} is not configured")));
+            return Some(Err(DrainError::PoolGone(pool.to_string())));
         };
         let node = drain.node.clone();
         let work = drive_drain(
@@ -76,7 +87,7 @@ impl Controller {
             let outcome = d
                 .task
                 .await
-                .unwrap_or_else(|e| Err(format!("drain task failed: {e}")));
+                .unwrap_or_else(|e| Err(DrainError::Task(e.to_string())));
             self.finish_drain(d.journal_id, &d.pool, &node, outcome, now, done)
                 .await?;
         }
@@ -88,7 +99,7 @@ impl Controller {
         id: u64,
         pool: &str,
         node: &str,
-        outcome: Result<DrainOutcome, String>,
+        outcome: Result<DrainOutcome, DrainError>,
         now: Time,
         done: &mut Reconciled,
     ) -> Result<(), ControllerError> {
@@ -99,7 +110,7 @@ impl Controller {
             }
             Ok(DrainOutcome::GaveUp { why }) => {
                 done.failed.push(Failure {
-                    action: "drain",
+                    action: Action::Drain,
                     pool: pool.to_string(),
                     node: node.to_string(),
                     why: why.to_string(),
@@ -109,10 +120,10 @@ impl Controller {
             // Left open: the next reconcile resumes it from the journal.
             Err(e) => {
                 done.failed.push(Failure {
-                    action: "drain",
+                    action: Action::Drain,
                     pool: pool.to_string(),
                     node: node.to_string(),
-                    why: e.clone(),
+                    why: e.to_string(),
                 });
                 return Ok(());
             }
@@ -144,7 +155,7 @@ pub(super) async fn drive_drain(
     poll: Duration,
     mut drain: Drain,
     journal_id: u64,
-) -> Result<DrainOutcome, String> {
+) -> Result<DrainOutcome, DrainError> {
     let executor = DrainExecutor {
         poll,
         ..DrainExecutor::new(&kube, provider.as_ref())
@@ -163,7 +174,7 @@ pub(super) async fn drive_drain(
     let result = executor
         .run(&mut drain, &mut journal)
         .await
-        .map_err(|e| e.to_string());
+        .map_err(DrainError::Stuck);
     drop(journal);
     let _ = writer.await;
     result

@@ -135,7 +135,7 @@ impl Controller {
             match failure {
                 None => ok.push(name.clone()),
                 Some((_, e)) => done.failed.push(Failure {
-                    action: "launch",
+                    action: Action::Launch,
                     pool: pool_name.to_string(),
                     node: name.clone(),
                     why: e.to_string(),

@@ -6,6 +6,7 @@
 //! the next tick of `run` or the next cron `once`.
 
 mod drains;
+pub use drains::DrainError;
 mod events;
 mod launch;
 mod observe;
@@ -110,14 +111,30 @@ struct RunningLaunch {
 struct RunningDrain {
     journal_id: u64,
     pool: String,
-    task: tokio::task::JoinHandle<Result<DrainOutcome, String>>,
+    task: tokio::task::JoinHandle<Result<DrainOutcome, drains::DrainError>>,
+}
+
+/// What an action was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Launch,
+    Drain,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Launch => "launch",
+            Action::Drain => "drain",
+        }
+    }
 }
 
 /// An action that failed: what, on which node of which pool, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// `launch` or `drain`.
-    pub action: &'static str,
+    pub action: Action,
     pub pool: String,
     pub node: String,
     pub why: String,
@@ -128,7 +145,10 @@ impl std::fmt::Display for Failure {
         write!(
             f,
             "{} {} (pool {}): {}",
-            self.action, self.node, self.pool, self.why
+            self.action.as_str(),
+            self.node,
+            self.pool,
+            self.why
         )
     }
 }

@@ -60,7 +60,7 @@ pub(super) fn notifications(t: Told<'_>) -> Vec<Notification> {
     }
     // Failed launches are told once per streak, as their pool is held
     // (see `launch`); failed drains each time.
-    for failure in t.done.failed.iter().filter(|f| f.action == "drain") {
+    for failure in t.done.failed.iter().filter(|f| f.action == Action::Drain) {
         out.push(note(
             Kind::Failure,
             &failure.pool,
@@ -177,11 +177,11 @@ mod tests {
     #[test]
     fn launch_failures_are_told_by_their_held_note_and_drain_failures_each_time() {
         let mut d = done();
-        for action in ["launch", "drain"] {
+        for action in [Action::Launch, Action::Drain] {
             d.failed.push(Failure {
                 action,
                 pool: "web".into(),
-                node: format!("web-{action}"),
+                node: format!("web-{}", action.as_str()),
                 why: "boom".into(),
             });
         }
