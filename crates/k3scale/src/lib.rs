@@ -18,6 +18,7 @@ pub mod state;
 pub mod status;
 pub mod telemetry;
 pub mod text;
+pub mod wiring;
 
 /// This build, for `k3scale --version` and the `k3scale_build_info` metric.
 pub mod build {
