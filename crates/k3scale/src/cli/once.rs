@@ -73,7 +73,7 @@ pub struct Args {
 
 pub use k3scale::act_lock::identity;
 
-pub use k3scale::wiring::{controller, open_store};
+use k3scale::wiring::controller;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = args.config.load()?;

@@ -34,7 +34,7 @@ pub fn run(command: PoolCommand) -> anyhow::Result<ExitCode> {
             StateBackend::Kubernetes => Some(k3scale::kube::client(&loaded.config.kubernetes).await?),
             _ => None,
         };
-        let store = crate::cli::once::open_store(&loaded, client).await?;
+        let store = k3scale::wiring::open_store(&loaded, client).await?;
         let was_failed = k3scale::controller::reset_pool(store.as_ref(), &name)
             .await
             .with_context(|| format!("cannot reset pool {name}"))?;

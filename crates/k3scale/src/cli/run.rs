@@ -1,11 +1,12 @@
 //! `k3scale run -c FILE`: the daemon, with its HTTP server.
 
-use crate::cli::once::{ConfigArgs, controller, identity};
+use crate::cli::once::{ConfigArgs, identity};
 use anyhow::Context;
 use k3scale::daemon::Daemon;
 use k3scale::kube::lease::{LeaseLock, pod_namespace};
 use k3scale::kube::review::Reviewer;
 use k3scale::server::{Shared, guarded_router};
+use k3scale::wiring::controller;
 use k3scale_core::config::ServerAuth;
 use std::process::ExitCode;
 
