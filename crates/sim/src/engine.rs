@@ -4,9 +4,10 @@
 
 use crate::clock::VirtualClock;
 use crate::trace::{Cursor, DemandUnit, Trace};
+use k3scale_core::lifecycle::{Lifecycle, LifecycleAction, ObservedMachine, ObservedNode};
 use k3scale_core::model::{Labels, Node, OwnerKind, Pod, PodAffinityTerm, PodPhase, Pool, TopologySpread};
 use k3scale_core::scheduling::{HOSTNAME_KEY, Placed, Target, bound_pods, check_constraints, free_capacity};
-use k3scale_core::snapshot::{InFlight, Snapshot};
+use k3scale_core::snapshot::Snapshot;
 use k3scale_core::{Clock, Decision, Policy, Resources, Time, decide};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -186,6 +187,12 @@ struct Sim<'a> {
     machines: Vec<Machine>,
     /// Indices of machines launched but not Ready yet.
     booting: Vec<usize>,
+    /// Indices of machines not deleted.
+    alive: std::collections::BTreeSet<usize>,
+    /// Each pool's machine lifecycle, as the daemon keeps it: what is in
+    /// flight and which pools are held come from it, not from bookkeeping
+    /// of the simulator's own.
+    lifecycles: Vec<Lifecycle>,
     deletions: Vec<(Time, String)>,
     workloads: Vec<Workload<'a>>,
     pod_counter: u64,
@@ -238,6 +245,7 @@ pub fn run(
             let due = last_reconcile.is_none_or(|t| now.since(t) >= *interval);
             if due || (*event_driven && changed) {
                 last_reconcile = Some(now);
+                sim.observe_lifecycles(now);
                 let decision = decide(&sim.snap, policy, now);
                 sim.snap.remember_fits(&decision, now);
                 sim.apply(&decision, now);
@@ -284,6 +292,8 @@ impl<'a> Sim<'a> {
             meta: Vec::new(),
             machines: Vec::new(),
             booting: Vec::new(),
+            alive: std::collections::BTreeSet::new(),
+            lifecycles: vec![Lifecycle::default(); pools.len()],
             deletions: Vec::new(),
             workloads,
             pod_counter: 0,
@@ -303,11 +313,8 @@ impl<'a> Sim<'a> {
     fn launch(&mut self, pool: usize, now: Time) -> usize {
         let p = &self.pools[pool];
         let name = format!("{}-{:05x}", p.name, self.machines.len());
-        self.snap.in_flight.push(InFlight {
-            pool: p.name.clone(),
-            name: name.clone(),
-            launched_at: now,
-        });
+        self.lifecycles[pool].launched(&p.name, &name, now);
+        self.alive.insert(self.machines.len());
         self.machines.push(Machine {
             name,
             pool,
@@ -418,6 +425,51 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// The pools' machines against the cluster's Nodes, through the same
+    /// lifecycle the daemon steps: the snapshot's machines in flight and
+    /// held pools come from it. A machine it gives up on (not a Ready node
+    /// within its pool's timeouts: a boot slower than them) is deleted.
+    fn observe_lifecycles(&mut self, now: Time) {
+        let nodes: Vec<ObservedNode> = self
+            .snap
+            .nodes
+            .iter()
+            .map(|n| ObservedNode {
+                name: n.name.clone(),
+                pool: n.pool.clone(),
+                ready: n.ready,
+            })
+            .collect();
+        self.snap.in_flight.clear();
+        self.snap.backoff.clear();
+        for (pi, pool) in self.pools.iter().enumerate() {
+            let inventory: Vec<ObservedMachine> = self
+                .alive
+                .iter()
+                .map(|&i| &self.machines[i])
+                .filter(|m| m.pool == pi)
+                .map(|m| ObservedMachine {
+                    name: m.name.clone(),
+                    pool: pool.name.clone(),
+                    created_at: m.launched_at,
+                })
+                .collect();
+            let cfg = pool.lifecycle_config();
+            let actions = self.lifecycles[pi].step(&inventory, &nodes, now, &cfg);
+            for action in actions {
+                if let LifecycleAction::DeleteMachine { name, .. } = action
+                    && let Some(i) = self.machines.iter().position(|m| m.name == name)
+                {
+                    self.machines[i].gone_at = Some(now);
+                    self.alive.remove(&i);
+                    self.booting.retain(|&b| b != i);
+                }
+            }
+            self.snap.in_flight.extend(self.lifecycles[pi].in_flight());
+            self.snap.backoff.extend(self.lifecycles[pi].backed_off(now));
+        }
+    }
+
     fn nodes_ready(&mut self, now: Time) -> bool {
         let (ready, booting): (Vec<usize>, Vec<usize>) = self
             .booting
@@ -434,7 +486,6 @@ impl<'a> Sim<'a> {
             node.labels = pool.template.labels.clone();
             node.labels.insert(HOSTNAME_KEY.to_string(), machine.name.clone());
             node.taints = pool.template.taints.clone();
-            self.snap.in_flight.retain(|f| f.name != machine.name);
             // Every new node runs one pod of each DaemonSet.
             let daemons: Vec<Pod> = self
                 .snap
@@ -477,8 +528,9 @@ impl<'a> Sim<'a> {
                     i += 1;
                 }
             }
-            if let Some(m) = self.machines.iter_mut().find(|m| m.name == name) {
-                m.gone_at = Some(now);
+            if let Some(i) = self.machines.iter().position(|m| m.name == name) {
+                self.machines[i].gone_at = Some(now);
+                self.alive.remove(&i);
             }
         }
         true

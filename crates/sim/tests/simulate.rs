@@ -108,3 +108,35 @@ fn zone_spread_with_one_replica_per_node_never_waits_past_boot() {
     };
     assert!(launched_in("zone-a") && launched_in("zone-b"), "{events:#?}");
 }
+
+#[test]
+fn a_pool_whose_nodes_boot_slower_than_its_provision_timeout_backs_off_as_in_the_daemon() {
+    // The simulator steps the daemon's machine lifecycle: a machine that is
+    // no Ready node within the pool's provision_timeout is deleted as a
+    // failed join, and the pool backs off.
+    let trace = Trace::parse("r.csv", "time_s,replicas\n0,2\n600,30\n5400,30\n").unwrap();
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    let mut policy = loaded.policy;
+    policy.pools[0].template.boot_time = std::time::Duration::from_secs(20 * 60);
+    let run = |policy: &k3scale_core::Policy| {
+        let c = compare(
+            "slow",
+            &trace,
+            policy,
+            loaded.interval,
+            &SimOptions::default(),
+            &mut |_| {},
+        );
+        c.summary("k3scale").unwrap().clone()
+    };
+    policy.pools[0].provision_timeout = std::time::Duration::from_secs(10 * 60);
+    let slow = run(&policy);
+    // Given up on before they boot: launched again and again, and the
+    // pods wait far past the boot time.
+    assert!(slow.max_wait_s > 40.0 * 60.0, "{slow:#?}");
+    // With a timeout longer than the boot, the same pool grows in one boot.
+    policy.pools[0].provision_timeout = std::time::Duration::from_secs(60 * 60);
+    let ok = run(&policy);
+    assert!(ok.max_wait_s <= 25.0 * 60.0, "{ok:#?}");
+    assert!(slow.nodes_added > ok.nodes_added, "relaunches: {slow:#?} {ok:#?}");
+}
