@@ -867,17 +867,26 @@ pools:
     assert!(text.contains("pool edge has failed"), "{text}");
 }
 
-#[tokio::test]
-async fn a_hanging_create_delays_no_other_pools_launch() {
-    // The daemon's way: launches in the background. Pool `slow`'s create
-    // script hangs; a pod only pool `fast` can take is launched for at once.
+/// Pools `slow` (priority; its create script hangs a minute) and `fast` (a
+/// fake), a controller acting in the background as the daemon does, and
+/// the markers the hanging script leaves: started, finished.
+struct Hanging {
+    k: Kube,
+    cluster: std::sync::Arc<k3scale::kube::KubeCluster>,
+    controller: k3scale::controller::Controller,
+    fast: std::sync::Arc<k3scale::provider::fake::FakeProvider>,
+    started: std::path::PathBuf,
+    finished: std::path::PathBuf,
+    _dir: rig_dir::Dir,
+}
+
+async fn hanging(tag: &str, scale_down: &str) -> Hanging {
     use k3scale::machines::MachinePool;
     use k3scale::provider::exec::ExecProvider;
     use k3scale::provider::fake::FakeProvider;
     use k3scale::state::sqlite::SqliteStore;
-    let dir = std::env::temp_dir().join(format!("k3scale-hang-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("k3scale-hang-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = rig_dir::Dir(dir.clone());
     let script = |name: &str, body: &str| {
         let path = dir.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -888,8 +897,7 @@ async fn a_hanging_create_delays_no_other_pools_launch() {
             .unwrap();
         path.display().to_string()
     };
-    let started = dir.join("started");
-    let finished = dir.join("finished");
+    let (started, finished) = (dir.join("started"), dir.join("finished"));
     let create = script(
         "create",
         &format!(
@@ -901,17 +909,18 @@ async fn a_hanging_create_delays_no_other_pools_launch() {
     let list = script("list", "echo '{\"machines\": []}'");
     let k = start().await;
     k3s_server(&k);
-    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
     let cluster = k.cluster().await;
-    let config = "
+    let config = format!(
+        "
 cluster: test
-metrics: { source: metrics-server }
-policy: { expander: priority, scale_up: { cooldown: 0s }, scale_down: { enabled: false } }
+metrics: {{ source: metrics-server }}
+policy: {{ expander: priority, scale_up: {{ cooldown: 0s }}, scale_down: {scale_down} }}
 pools:
-  - { name: slow, min: 0, max: 3, priority: 10, template: { cpu: \"2\", memory: 4Gi }, provider: { exec: { create: c, delete: d, list: l } } }
-  - { name: fast, min: 0, max: 3, priority: 1, template: { cpu: \"4\", memory: 8Gi }, provider: { exec: { create: c, delete: d, list: l } } }
-";
-    let loaded = k3scale_core::config::load("k.yaml", config).unwrap();
+  - {{ name: slow, min: 0, max: 3, priority: 10, template: {{ cpu: \"2\", memory: 4Gi }}, provider: {{ exec: {{ create: c, delete: d, list: l }} }} }}
+  - {{ name: fast, min: 0, max: 3, priority: 1, template: {{ cpu: \"4\", memory: 8Gi }}, provider: {{ exec: {{ create: c, delete: d, list: l }} }} }}
+"
+    );
+    let loaded = k3scale_core::config::load("k.yaml", &config).unwrap();
     let slow_cfg = k3scale_core::config::ExecProviderConfig {
         create,
         delete: "true".into(),
@@ -924,6 +933,7 @@ pools:
     let slow_pool = loaded.policy.pool("slow").unwrap().clone();
     let slow = ExecProvider::new("test", slow_pool.clone(), slow_cfg).unwrap();
     let fast = std::sync::Arc::new(FakeProvider::new("fast"));
+    let fast_pool = loaded.policy.pool("fast").unwrap().lifecycle_config();
     let pools = std::collections::BTreeMap::from([
         (
             "slow".to_string(),
@@ -931,40 +941,62 @@ pools:
         ),
         (
             "fast".to_string(),
-            MachinePool::new(
-                "fast",
-                Box::new(fast.clone()),
-                loaded.policy.pool("fast").unwrap().lifecycle_config(),
-                8,
-            ),
+            MachinePool::new("fast", Box::new(fast.clone()), fast_pool, 8),
         ),
     ]);
     let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
-    let mut controller = k3scale::controller::Controller::new(
+    let controller = k3scale::controller::Controller::new(
         loaded.policy,
         cluster.clone(),
         None,
         pools,
         store,
         Box::new(|| 5),
-    );
-    controller = controller.with_background(true);
-    let seen = |n: usize| {
-        let cluster = cluster.clone();
-        move || {
-            let mut s = k3scale_core::Snapshot::default();
-            cluster.fill(&mut s);
-            s.pods.iter().filter(|p| p.unschedulable_since.is_some()).count() == n
-        }
-    };
-    eventually(10, "pending pod seen", seen(1)).await;
+    )
+    .with_drain(
+        k3scale_core::drain::DrainConfig::default(),
+        Duration::from_millis(50),
+    )
+    .with_background(true);
+    Hanging {
+        k,
+        cluster,
+        controller,
+        fast,
+        started,
+        finished,
+        _dir: rig_dir::Dir(dir),
+    }
+}
+
+fn pending_seen(cluster: &k3scale::kube::KubeCluster, n: usize) -> bool {
+    let mut s = k3scale_core::Snapshot::default();
+    cluster.fill(&mut s);
+    s.pods.iter().filter(|p| p.unschedulable_since.is_some()).count() == n
+}
+
+#[tokio::test]
+async fn a_hanging_create_delays_no_other_pools_launch() {
+    // Pool `slow`'s create script hangs; a pod only pool `fast` can take is
+    // launched for at once.
+    let Hanging {
+        k,
+        cluster,
+        mut controller,
+        fast,
+        started,
+        finished,
+        _dir,
+    } = hanging("launch", "{ enabled: false }").await;
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    eventually(10, "pending pod seen", || pending_seen(&cluster, 1)).await;
     controller.reconcile(unix_now()).await.unwrap();
     assert_eq!(controller.launching(), 1);
     eventually(10, "the slow create is running", || started.exists()).await;
 
     // A pod only `fast` can take (3 CPU): launched while `slow` still hangs.
     k.apply(&pod("shop", "big-0", "big", None, "3", "1Gi"));
-    eventually(10, "second pending pod seen", seen(2)).await;
+    eventually(10, "second pending pod seen", || pending_seen(&cluster, 2)).await;
     let second = controller.reconcile(unix_now()).await.unwrap();
     // The slow machine still counts as launching: only `fast` is asked.
     assert_eq!(
@@ -994,5 +1026,67 @@ pools:
     );
     assert!(!finished.exists(), "slow's create is still hanging");
     assert_eq!(controller.launching(), 1, "slow's launch is still running");
+    controller.stop_drains();
+}
+
+#[tokio::test]
+async fn a_hanging_create_does_not_delay_a_drain() {
+    // An idle `fast` node is being drained when `slow`'s create starts to
+    // hang: the drain finishes and is recorded all the same.
+    let Hanging {
+        k,
+        cluster,
+        mut controller,
+        fast,
+        started,
+        finished,
+        _dir,
+    } = hanging("drain", "{ cpu_for: 0s, memory_for: 0s, cooldown: 0s }").await;
+    use k3scale::provider::NodeProvider;
+    fast.create("fast-idle0001").await.unwrap();
+    k.apply(&node("fast-idle0001", Some("fast"), "4", "8Gi"));
+    k.server.apply(node_password("fast-idle0001"));
+    eventually(10, "idle node seen", || {
+        let mut s = k3scale_core::Snapshot::default();
+        cluster.fill(&mut s);
+        s.nodes.iter().any(|n| n.name == "fast-idle0001")
+    })
+    .await;
+    let first = controller.reconcile(unix_now()).await.unwrap();
+    assert_eq!(
+        first
+            .decision
+            .scale_down
+            .iter()
+            .map(|d| d.node.as_str())
+            .collect::<Vec<_>>(),
+        ["fast-idle0001"],
+        "{:?}",
+        first.decision.reasons
+    );
+    assert_eq!(controller.draining(), ["fast-idle0001"]);
+    // A pod arrives; only `slow` is asked for it, and its create hangs.
+    k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
+    eventually(10, "pending pod seen", || pending_seen(&cluster, 1)).await;
+    controller.reconcile(unix_now()).await.unwrap();
+    eventually(10, "the slow create is running", || started.exists()).await;
+    // The drain goes on to delete the machine and its Node meanwhile.
+    eventually(20, "the idle machine deleted", || {
+        fast.calls()
+            .contains(&k3scale::provider::fake::Call::Delete("fast-idle0001".into()))
+    })
+    .await;
+    // Its outcome is collected by a reconcile, while the create still hangs.
+    let mut removed = Vec::new();
+    for _ in 0..100 {
+        removed.extend(controller.reconcile(unix_now()).await.unwrap().removed);
+        if !removed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(removed, ["fast-idle0001"]);
+    assert!(!finished.exists(), "slow's create is still hanging");
+    assert_eq!(controller.launching(), 1);
     controller.stop_drains();
 }
