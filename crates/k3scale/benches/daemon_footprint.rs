@@ -10,12 +10,10 @@ use fixture::{NODES, PODS, rss_kib};
 use k3scale::controller::Controller;
 use k3scale::daemon::Daemon;
 use k3scale::kube::KubeCluster;
-use k3scale::machines::MachinePool;
 use k3scale::provider::fake::FakeProvider;
 use k3scale::server::Shared;
 use k3scale::state::sqlite::SqliteStore;
 use k3scale_core::config::load;
-use k3scale_core::lifecycle::LifecycleConfig;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,11 +63,10 @@ fn main() {
         let loaded = load("bench.yaml", CONFIG).unwrap();
         let pools = BTreeMap::from([(
             "workers".to_string(),
-            MachinePool::new(
-                "workers",
+            k3scale::wiring::machine_pool(
+                &loaded.policy.pools[0],
+                Some(&loaded.config.pools[0]),
                 Box::new(FakeProvider::new("workers")),
-                LifecycleConfig::default(),
-                8,
             ),
         )]);
         let controller = Controller::new(

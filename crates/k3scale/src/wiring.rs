@@ -20,6 +20,24 @@ use rand::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Most `create` calls a pool makes at once.
+pub const CREATE_PARALLELISM: usize = 8;
+
+/// A pool's machines as the controller drives them: its provider, its
+/// lifecycle timings, and (from its configuration) the fingerprint that
+/// lets a failed pool launch again once it is reconfigured.
+pub fn machine_pool(
+    pool: &k3scale_core::Pool,
+    config: Option<&k3scale_core::config::PoolConfig>,
+    provider: Box<dyn crate::provider::NodeProvider>,
+) -> MachinePool {
+    let machines = MachinePool::new(&pool.name, provider, pool.lifecycle_config(), CREATE_PARALLELISM);
+    match config {
+        Some(c) => machines.with_fingerprint(crate::machines::config_fingerprint(c)),
+        None => machines,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
     #[error(transparent)]
@@ -118,9 +136,7 @@ pub async fn controller(
     let mut pools = BTreeMap::new();
     for (pool, pool_cfg) in loaded.policy.pools.iter().zip(&cfg.pools) {
         let p = provider::from_config(&cfg.cluster, pool, &pool_cfg.provider).await?;
-        let machines = MachinePool::new(&pool.name, p, pool.lifecycle_config(), 8)
-            .with_fingerprint(crate::machines::config_fingerprint(pool_cfg));
-        pools.insert(pool.name.clone(), machines);
+        pools.insert(pool.name.clone(), machine_pool(pool, Some(pool_cfg), p));
     }
     let metrics: Box<dyn MetricsSource> = match cfg.metrics.source {
         MetricsSourceKind::Prometheus => Box::new(Prometheus::new(

@@ -363,11 +363,9 @@ async fn a_pools_drain_timeout_is_the_deadline_its_drains_are_journaled_with() {
 
 #[tokio::test]
 async fn a_failed_launch_is_told_with_its_pool_and_node() {
-    use k3scale::machines::MachinePool;
     use k3scale::provider::ProviderError;
     use k3scale::provider::fake::FakeProvider;
     use k3scale::state::sqlite::SqliteStore;
-    use k3scale_core::lifecycle::LifecycleConfig;
     let k = start().await;
     k3s_server(&k);
     k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
@@ -380,7 +378,11 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
     let loaded = k3scale_core::config::load("k.yaml", rig::CONFIG).unwrap();
     let pools = std::collections::BTreeMap::from([(
         "workers".to_string(),
-        MachinePool::new("workers", Box::new(fake), LifecycleConfig::default(), 8),
+        k3scale::wiring::machine_pool(
+            &loaded.policy.pools[0],
+            Some(&loaded.config.pools[0]),
+            Box::new(fake),
+        ),
     )]);
     let mut controller = k3scale::controller::Controller::new(
         loaded.policy,
@@ -468,7 +470,6 @@ mod rig_dir {
 
 /// `spot` says `spot_error` to its first create; one pending pod waits.
 async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderError>) -> TwoPools {
-    use k3scale::machines::MachinePool;
     use k3scale::provider::fake::FakeProvider;
     use k3scale::state::sqlite::SqliteStore;
     let k = start().await;
@@ -487,11 +488,8 @@ async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderErro
     let loaded = k3scale_core::config::load("k.yaml", TWO_POOLS).unwrap();
     let machines = |name: &str, p: &std::sync::Arc<FakeProvider>| {
         let pool = loaded.policy.pool(name).unwrap();
-        MachinePool::new(name, Box::new(p.clone()), pool.lifecycle_config(), 8).with_fingerprint(
-            k3scale::machines::config_fingerprint(
-                loaded.config.pools.iter().find(|c| c.name == name).unwrap(),
-            ),
-        )
+        let config = loaded.config.pools.iter().find(|c| c.name == name);
+        k3scale::wiring::machine_pool(pool, config, Box::new(p.clone()))
     };
     let pools = std::collections::BTreeMap::from([
         ("spot".to_string(), machines("spot", &spot)),
@@ -691,7 +689,6 @@ async fn a_fatal_error_fails_the_pool_until_reset_and_the_pods_go_elsewhere() {
 async fn each_pools_scale_up_notification_names_only_its_own_nodes() {
     // Pools `web` and `web-big` scaling in one pass: `web`'s nodes are not
     // found by the name prefix `web-`.
-    use k3scale::machines::MachinePool;
     use k3scale::provider::fake::FakeProvider;
     use k3scale::state::sqlite::SqliteStore;
     let k = start().await;
@@ -713,14 +710,10 @@ pools:
         .into_iter()
         .map(|name| {
             let pool = loaded.policy.pool(name).unwrap();
+            let provider = Box::new(FakeProvider::new(name));
             (
                 name.to_string(),
-                MachinePool::new(
-                    name,
-                    Box::new(FakeProvider::new(name)),
-                    pool.lifecycle_config(),
-                    8,
-                ),
+                k3scale::wiring::machine_pool(pool, None, provider),
             )
         })
         .collect();
@@ -798,7 +791,6 @@ async fn a_machine_already_gone_is_removed_fine() {
 async fn a_pool_whose_engine_refuses_the_container_falls_over_to_the_next_pool() {
     // Real Docker: pool `edge` points its agents at a network the engine
     // does not have, so the engine refuses to start them; pool `core` works.
-    use k3scale::machines::MachinePool;
     use k3scale::provider::docker::DockerProvider;
     use k3scale::state::sqlite::SqliteStore;
     let docker = support::TestCluster::new("failover");
@@ -827,7 +819,7 @@ pools:
             .unwrap();
         pools.insert(
             name.to_string(),
-            MachinePool::new(name, Box::new(provider), pool.lifecycle_config(), 8),
+            k3scale::wiring::machine_pool(&pool, None, Box::new(provider)),
         );
     }
     let dir = std::env::temp_dir().join(format!("k3scale-failover-{}", std::process::id()));
@@ -881,7 +873,6 @@ struct Hanging {
 }
 
 async fn hanging(tag: &str, scale_down: &str) -> Hanging {
-    use k3scale::machines::MachinePool;
     use k3scale::provider::exec::ExecProvider;
     use k3scale::provider::fake::FakeProvider;
     use k3scale::state::sqlite::SqliteStore;
@@ -933,15 +924,15 @@ pools:
     let slow_pool = loaded.policy.pool("slow").unwrap().clone();
     let slow = ExecProvider::new("test", slow_pool.clone(), slow_cfg).unwrap();
     let fast = std::sync::Arc::new(FakeProvider::new("fast"));
-    let fast_pool = loaded.policy.pool("fast").unwrap().lifecycle_config();
+    let fast_pool = loaded.policy.pool("fast").unwrap();
     let pools = std::collections::BTreeMap::from([
         (
             "slow".to_string(),
-            MachinePool::new("slow", Box::new(slow), slow_pool.lifecycle_config(), 8),
+            k3scale::wiring::machine_pool(&slow_pool, None, Box::new(slow)),
         ),
         (
             "fast".to_string(),
-            MachinePool::new("fast", Box::new(fast.clone()), fast_pool, 8),
+            k3scale::wiring::machine_pool(fast_pool, None, Box::new(fast.clone())),
         ),
     ]);
     let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());

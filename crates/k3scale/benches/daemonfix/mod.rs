@@ -5,13 +5,11 @@
 use k3scale::controller::Controller;
 use k3scale::daemon::Daemon;
 use k3scale::kube::KubeCluster;
-use k3scale::machines::MachinePool;
 use k3scale::provider::fake::FakeProvider;
 use k3scale::provider::{Machine, NodeProvider, ProviderError};
 use k3scale::server::Shared;
 use k3scale::state::sqlite::SqliteStore;
 use k3scale_core::config::load;
-use k3scale_core::lifecycle::LifecycleConfig;
 use k3scale_testapi::{Options, TestApiServer};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -108,7 +106,11 @@ pub async fn start(tag: &str) -> Bench {
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let pools = BTreeMap::from([(
         "workers".to_string(),
-        MachinePool::new("workers", Box::new(provider), LifecycleConfig::default(), 8),
+        k3scale::wiring::machine_pool(
+            &loaded.policy.pools[0],
+            Some(&loaded.config.pools[0]),
+            Box::new(provider),
+        ),
     )]);
     let mut n = 0u64;
     let controller = Controller::new(

@@ -32,10 +32,8 @@ impl Scaled {
         tag: &str,
         interruptions: Option<Box<dyn k3scale::interruptions::InterruptionSource>>,
     ) -> Scaled {
-        use k3scale::machines::MachinePool;
         use k3scale::metrics::metrics_server::MetricsServer;
         use k3scale::state::sqlite::SqliteStore;
-        use k3scale_core::lifecycle::LifecycleConfig;
 
         let k = crate::kubefix::start().await;
         crate::kubefix::k3s_server(&k);
@@ -62,7 +60,7 @@ pools:
         let cluster = k.cluster().await;
         let pools = BTreeMap::from([(
             pool.name.clone(),
-            MachinePool::new(&pool.name, provider, LifecycleConfig::default(), 8),
+            k3scale::wiring::machine_pool(&pool, Some(&loaded.config.pools[0]), provider),
         )]);
         let mut seq = 0u64;
         let mut controller = k3scale::controller::Controller::new(

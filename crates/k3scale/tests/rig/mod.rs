@@ -6,7 +6,6 @@
 use crate::kubefix::*;
 use crate::support;
 use k3scale::controller::Controller;
-use k3scale::machines::MachinePool;
 use k3scale::metrics::MetricsSource;
 use k3scale::metrics::metrics_server::MetricsServer;
 use k3scale::metrics::prometheus::Prometheus;
@@ -15,7 +14,6 @@ use k3scale::provider::secret::Secret;
 use k3scale::state::sqlite::SqliteStore;
 use k3scale_core::config::{PrometheusConfig, load};
 use k3scale_core::drain::DrainConfig;
-use k3scale_core::lifecycle::LifecycleConfig;
 use k3scale_testapi::MetricsMode;
 use k3scale_testapi::resources::NODES;
 use std::collections::BTreeMap;
@@ -106,7 +104,7 @@ pub async fn controller_with(
     let cluster = k.cluster().await;
     let pools = BTreeMap::from([(
         pool.name.clone(),
-        MachinePool::new(&pool.name, Box::new(provider), LifecycleConfig::default(), 8),
+        k3scale::wiring::machine_pool(&pool, Some(&loaded.config.pools[0]), Box::new(provider)),
     )]);
     let mut seq = seed << 32;
     let controller = Controller::new(
