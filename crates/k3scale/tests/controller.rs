@@ -39,7 +39,7 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
 
     let first = r.controller.reconcile(unix_now()).await.unwrap();
     assert_eq!(first.launched.len(), 1, "{:?}", first.decision.reasons);
-    let agent = first.launched[0].clone();
+    let agent = first.launched[0].node.clone();
     assert!(agent.starts_with("workers-"));
     assert_eq!(
         r.docker.containers(),
@@ -257,10 +257,10 @@ async fn a_node_ready_but_still_tainted_not_ready_is_the_launch_in_flight_not_a_
     // removed the not-ready taint yet (held open here; ~10 ms in a real cluster,
     // and every Node update triggers a reconcile, so the window is always hit).
     r.k.server.pause_node_lifecycle_controller(true);
-    for agent in &first.launched {
+    for agent in first.launched.iter().map(|l| &l.node) {
         register_starting(&r.k, agent);
     }
-    let agents = first.launched.clone();
+    let agents: Vec<String> = first.launched.iter().map(|l| l.node.clone()).collect();
     r.synced("registered nodes seen", move |c| {
         agents.iter().all(|a| c.node(a).is_some())
     })
@@ -282,7 +282,7 @@ async fn a_node_ready_but_still_tainted_not_ready_is_the_launch_in_flight_not_a_
 
     // The taint goes: the launch is complete, and still nothing more.
     r.k.server.pause_node_lifecycle_controller(false);
-    let agents = first.launched.clone();
+    let agents: Vec<String> = first.launched.iter().map(|l| l.node.clone()).collect();
     r.synced("taints removed", move |c| {
         agents
             .iter()
@@ -564,7 +564,7 @@ async fn no_capacity_in_the_preferred_pool_launches_in_the_next_in_the_same_reco
         done.decision.reasons
     );
     assert_eq!(done.launched.len(), 1);
-    assert!(done.launched[0].starts_with("ondemand-"), "{:?}", done.launched);
+    assert_eq!(done.launched[0].pool, "ondemand", "{:?}", done.launched);
     let text: Vec<String> = done.decision.reasons.iter().map(ToString::to_string).collect();
     assert!(
         text.iter()
@@ -622,7 +622,7 @@ async fn a_transient_failure_is_retried_soon_without_a_cooldown_and_told_once() 
         .await
         .unwrap();
     assert_eq!(done.launched.len(), 1, "{:?}", done.decision.reasons);
-    assert!(done.launched[0].starts_with("spot-"));
+    assert_eq!(done.launched[0].pool, "spot");
     assert_eq!(failures_told(&mut t).await.len(), 2, "one per pool's streak");
 }
 
@@ -636,7 +636,7 @@ async fn a_fatal_error_fails_the_pool_until_reset_and_the_pods_go_elsewhere() {
     .await;
     let now = unix_now();
     let done = t.controller.reconcile(now).await.unwrap();
-    assert!(done.launched[0].starts_with("ondemand-"), "{:?}", done.launched);
+    assert_eq!(done.launched[0].pool, "ondemand", "{:?}", done.launched);
     let text = done
         .decision
         .reasons
@@ -844,8 +844,8 @@ pools:
     assert_eq!(done.failed.len(), 1, "{:?}", done.failed);
     assert_eq!(done.failed[0].pool, "edge");
     assert_eq!(done.launched.len(), 1, "{:?}", done.decision.reasons);
-    let node = &done.launched[0];
-    assert!(node.starts_with("core-"), "{node}");
+    let node = &done.launched[0].node;
+    assert_eq!(done.launched[0].pool, "core", "{node}");
     // The container is running on the engine; edge left nothing behind.
     let containers = docker.containers();
     assert_eq!(containers, vec![node.clone()], "{containers:?}");
@@ -1010,7 +1010,7 @@ async fn a_hanging_create_delays_no_other_pools_launch() {
     eventually(10, "fast's launch finished", || controller.launching() == 1).await;
     let done = controller.reconcile(unix_now()).await.unwrap();
     assert!(
-        done.launched.iter().any(|n| n.starts_with("fast-")),
+        done.launched.iter().any(|l| l.pool == "fast"),
         "{:?} {:?}",
         done.launched,
         done.decision.reasons

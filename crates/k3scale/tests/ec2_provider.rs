@@ -358,7 +358,7 @@ async fn a_spot_interruption_drains_the_node_and_launches_its_replacement() {
             .any(|x| x.to_string().contains("spot-interruption notice"))
     );
     assert_eq!(live(&aws, &agent).await, 0, "the interrupted instance is gone");
-    assert_eq!(live(&aws, &r.launched[0]).await, 1, "its replacement runs");
+    assert_eq!(live(&aws, &r.launched[0].node).await, 1, "its replacement runs");
     // Deleted, not merely invisible for a while.
     let attrs = sqs
         .get_queue_attributes()

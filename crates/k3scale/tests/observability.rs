@@ -29,7 +29,10 @@ fn k3scale_exposition() -> String {
     assert!(!decision.reasons.is_empty());
     let done = Reconciled {
         decision,
-        launched: vec!["workers-a1".into()],
+        launched: vec![k3scale::controller::Launched {
+            pool: "workers".into(),
+            node: "workers-a1".into(),
+        }],
         removed: vec![],
         failed: vec![k3scale::controller::Failure {
             action: k3scale::controller::Action::Drain,

@@ -70,7 +70,8 @@ async fn once_launches_for_a_pending_pod_and_respects_the_lock() {
         .unwrap();
     let launched = done["launched"].as_array().unwrap();
     assert_eq!(launched.len(), 1, "{output}");
-    assert_eq!(s.docker.containers(), [launched[0].as_str().unwrap()]);
+    assert_eq!(launched[0]["pool"], "workers", "{output}");
+    assert_eq!(s.docker.containers(), [launched[0]["node"].as_str().unwrap()]);
     assert!(
         !output.contains(support::TOKEN),
         "the token never reaches the output"

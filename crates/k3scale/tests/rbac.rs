@@ -99,7 +99,7 @@ async fn the_shipped_rbac_allows_every_call_and_nothing_unused() {
     .await;
     let up = controller.reconcile(unix_now()).await.unwrap();
     assert_eq!(up.launched.len(), 1, "{:?} {:?}", up.decision.reasons, up.failed);
-    let agent = up.launched[0].clone();
+    let agent = up.launched[0].node.clone();
     register(&r.k, &agent);
     r.k.apply(&pod("shop", "web-0", "web", Some(&agent), "1500m", "1Gi"));
     eventually(10, "pod placed on the agent", || {

@@ -134,7 +134,8 @@ fn render(done: &Reconciled) -> String {
     let launched = if done.decision.dry_run {
         format!("would launch: {} nodes", done.decision.nodes_added())
     } else {
-        format!("launched: {}", done.launched.join(", "))
+        let names: Vec<&str> = done.launched.iter().map(|l| l.node.as_str()).collect();
+        format!("launched: {}", names.join(", "))
     };
     let _ = writeln!(out, "{launched}");
     let _ = writeln!(out, "removed: {}", done.removed.join(", "));

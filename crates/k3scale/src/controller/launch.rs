@@ -157,7 +157,10 @@ impl Controller {
                 self.lifecycle_notes.push(held_note(report, &why, now));
             }
         }
-        done.launched.extend(ok.iter().cloned());
+        done.launched.extend(ok.iter().map(|node| Launched {
+            pool: pool_name.to_string(),
+            node: node.clone(),
+        }));
         self.store
             .push_event(&ScaleEvent {
                 at: now,

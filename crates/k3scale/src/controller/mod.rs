@@ -161,11 +161,18 @@ struct Saved {
     versions: BTreeMap<String, u64>,
 }
 
+/// A machine launched, in its pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Launched {
+    pub pool: String,
+    pub node: String,
+}
+
 /// What one reconcile did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciled {
     pub decision: Decision,
-    pub launched: Vec<String>,
+    pub launched: Vec<Launched>,
     pub removed: Vec<String>,
     /// Actions that failed, with why.
     pub failed: Vec<Failure>,

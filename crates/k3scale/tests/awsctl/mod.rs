@@ -117,7 +117,7 @@ pools:
         .await;
         let up = self.reconcile().await;
         assert_eq!(up.launched.len(), 1, "{:?} {:?}", up.decision.reasons, up.failed);
-        let agent = up.launched[0].clone();
+        let agent = up.launched[0].node.clone();
         // The instance's user data joins it; the scheduler places the pod.
         register(&self.k, &agent);
         self.k
