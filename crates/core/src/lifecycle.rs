@@ -96,6 +96,17 @@ pub struct ObservedNode {
     pub ready: bool,
 }
 
+impl From<&crate::model::Node> for ObservedNode {
+    /// Ready here means joined: Ready and rid of its startup taints.
+    fn from(n: &crate::model::Node) -> Self {
+        ObservedNode {
+            name: n.name.clone(),
+            pool: n.pool.clone(),
+            ready: n.joined(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {

@@ -63,7 +63,7 @@ impl MachinePool {
     }
 
     /// A failed pool whose configuration changed since is tried again.
-    pub fn clear_failed_if_reconfigured(&mut self) -> bool {
+    fn clear_failed_if_reconfigured(&mut self) -> bool {
         self.lifecycle.clear_failed(&self.pool, Some(&self.fingerprint))
     }
 

@@ -23,9 +23,8 @@ use std::time::Duration;
 #[tokio::test]
 async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
     let mut r = rig("e2e").await;
-    let hook = webhook::Receiver::start(0, 200).await;
-    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    r.controller = r.controller.with_notifier(std::sync::Arc::new(notifier), "test");
+    let (controller, hook) = told_to_hook(r.controller).await;
+    r.controller = controller;
     r.usage("200m");
     r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
     r.synced("pending pod seen", |c| {
@@ -372,8 +371,7 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
     let cluster = k.cluster().await;
     let fake = FakeProvider::new("workers");
     fake.fail_next_create(ProviderError::Fatal("quota of the project reached".into()));
-    let dir = std::env::temp_dir().join(format!("k3scale-failtold-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::TempDir::new("failtold");
     let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let loaded = k3scale_core::config::load("k.yaml", rig::CONFIG).unwrap();
     let pools = std::collections::BTreeMap::from([(
@@ -384,7 +382,7 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
             Box::new(fake),
         ),
     )]);
-    let mut controller = k3scale::controller::Controller::new(
+    let controller = k3scale::controller::Controller::new(
         loaded.policy,
         cluster.clone(),
         None,
@@ -392,15 +390,8 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
         store,
         Box::new(|| 7),
     );
-    let hook = webhook::Receiver::start(0, 200).await;
-    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    controller = controller.with_notifier(std::sync::Arc::new(notifier), "test");
-    eventually(10, "pending pod seen", || {
-        let mut s = k3scale_core::Snapshot::default();
-        cluster.fill(&mut s);
-        s.pods.iter().any(|p| p.unschedulable_since.is_some())
-    })
-    .await;
+    let (mut controller, hook) = told_to_hook(controller).await;
+    eventually(10, "pending pod seen", || pending_seen(&cluster, 1)).await;
     let done = controller.reconcile(unix_now()).await.unwrap();
     assert_eq!(done.failed.len(), 1, "{:?}", done.decision.reasons);
     let failure = &done.failed[0];
@@ -422,7 +413,6 @@ async fn a_failed_launch_is_told_with_its_pool_and_node() {
         message.contains("quota of the project reached") && message.contains("pool workers"),
         "{message}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two pools of fake machines, `spot` preferred (priority) over `ondemand`,
@@ -456,16 +446,7 @@ struct TwoPools {
     ondemand: std::sync::Arc<k3scale::provider::fake::FakeProvider>,
     store: std::sync::Arc<dyn StateStore>,
     hook: webhook::Receiver,
-    _dir: rig_dir::Dir,
-}
-
-mod rig_dir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _dir: support::TempDir,
 }
 
 /// `spot` says `spot_error` to its first create; one pending pod waits.
@@ -481,8 +462,7 @@ async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderErro
         spot.fail_next_create(e);
     }
     let ondemand = std::sync::Arc::new(FakeProvider::new("ondemand"));
-    let dir = std::env::temp_dir().join(format!("k3scale-kinds-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::TempDir::new(&format!("kinds-{tag}"));
     let store: std::sync::Arc<dyn StateStore> =
         std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let loaded = k3scale_core::config::load("k.yaml", TWO_POOLS).unwrap();
@@ -495,7 +475,7 @@ async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderErro
         ("spot".to_string(), machines("spot", &spot)),
         ("ondemand".to_string(), machines("ondemand", &ondemand)),
     ]);
-    let mut controller = k3scale::controller::Controller::new(
+    let controller = k3scale::controller::Controller::new(
         loaded.policy.clone(),
         cluster.clone(),
         None,
@@ -509,15 +489,8 @@ async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderErro
             }
         }),
     );
-    let hook = webhook::Receiver::start(0, 200).await;
-    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    controller = controller.with_notifier(std::sync::Arc::new(notifier), "test");
-    eventually(10, "pending pod seen", || {
-        let mut s = k3scale_core::Snapshot::default();
-        cluster.fill(&mut s);
-        s.pods.iter().any(|p| p.unschedulable_since.is_some())
-    })
-    .await;
+    let (controller, hook) = told_to_hook(controller).await;
+    eventually(10, "pending pod seen", || pending_seen(&cluster, 1)).await;
     TwoPools {
         _k: k,
         controller,
@@ -525,7 +498,7 @@ async fn two_pools(tag: &str, spot_error: Option<k3scale::provider::ProviderErro
         ondemand,
         store,
         hook,
-        _dir: rig_dir::Dir(dir),
+        _dir: dir,
     }
 }
 
@@ -717,11 +690,9 @@ pools:
             )
         })
         .collect();
-    let dir = std::env::temp_dir().join(format!("k3scale-prefix-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = rig_dir::Dir(dir.clone());
+    let dir = support::TempDir::new("prefix");
     let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
-    let mut controller = k3scale::controller::Controller::new(
+    let controller = k3scale::controller::Controller::new(
         loaded.policy,
         cluster.clone(),
         None,
@@ -729,15 +700,8 @@ pools:
         store,
         Box::new(|| 7),
     );
-    let hook = webhook::Receiver::start(0, 200).await;
-    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
-    controller = controller.with_notifier(std::sync::Arc::new(notifier), "test");
-    eventually(10, "pending pods seen", || {
-        let mut s = k3scale_core::Snapshot::default();
-        cluster.fill(&mut s);
-        s.pods.iter().filter(|p| p.unschedulable_since.is_some()).count() == 2
-    })
-    .await;
+    let (mut controller, hook) = told_to_hook(controller).await;
+    eventually(10, "pending pods seen", || pending_seen(&cluster, 2)).await;
     let done = controller.reconcile(unix_now()).await.unwrap();
     assert_eq!(done.launched.len(), 2, "{:?}", done.decision.reasons);
     controller.flush_notifications(Duration::from_secs(10)).await;
@@ -822,9 +786,7 @@ pools:
             k3scale::wiring::machine_pool(&pool, None, Box::new(provider)),
         );
     }
-    let dir = std::env::temp_dir().join(format!("k3scale-failover-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = rig_dir::Dir(dir.clone());
+    let dir = support::TempDir::new("failover");
     let store = std::sync::Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let mut controller = k3scale::controller::Controller::new(
         loaded.policy,
@@ -834,12 +796,7 @@ pools:
         store,
         Box::new(|| 42),
     );
-    eventually(10, "pending pod seen", || {
-        let mut s = k3scale_core::Snapshot::default();
-        cluster.fill(&mut s);
-        s.pods.iter().any(|p| p.unschedulable_since.is_some())
-    })
-    .await;
+    eventually(10, "pending pod seen", || pending_seen(&cluster, 1)).await;
     let done = controller.reconcile(unix_now()).await.unwrap();
     assert_eq!(done.failed.len(), 1, "{:?}", done.failed);
     assert_eq!(done.failed[0].pool, "edge");
@@ -869,27 +826,16 @@ struct Hanging {
     fast: std::sync::Arc<k3scale::provider::fake::FakeProvider>,
     started: std::path::PathBuf,
     finished: std::path::PathBuf,
-    _dir: rig_dir::Dir,
+    _dir: support::TempDir,
 }
 
 async fn hanging(tag: &str, scale_down: &str) -> Hanging {
     use k3scale::provider::exec::ExecProvider;
     use k3scale::provider::fake::FakeProvider;
     use k3scale::state::sqlite::SqliteStore;
-    let dir = std::env::temp_dir().join(format!("k3scale-hang-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = |name: &str, body: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(&path)
-            .status()
-            .unwrap();
-        path.display().to_string()
-    };
+    let dir = support::TempDir::new(&format!("hang-{tag}"));
     let (started, finished) = (dir.join("started"), dir.join("finished"));
-    let create = script(
+    let create = dir.script(
         "create",
         &format!(
             "touch {}; sleep 60; touch {}",
@@ -897,7 +843,7 @@ async fn hanging(tag: &str, scale_down: &str) -> Hanging {
             finished.display()
         ),
     );
-    let list = script("list", "echo '{\"machines\": []}'");
+    let list = dir.script("list", "echo '{\"machines\": []}'");
     let k = start().await;
     k3s_server(&k);
     let cluster = k.cluster().await;
@@ -956,10 +902,23 @@ pools:
         fast,
         started,
         finished,
-        _dir: rig_dir::Dir(dir),
+        _dir: dir,
     }
 }
 
+/// The controller, telling a local webhook receiver what it does.
+async fn told_to_hook(
+    controller: k3scale::controller::Controller,
+) -> (k3scale::controller::Controller, webhook::Receiver) {
+    let hook = webhook::Receiver::start(0, 200).await;
+    let notifier = k3scale::notify::Notifier::new(None, Some(Secret::new(hook.url.clone())));
+    (
+        controller.with_notifier(std::sync::Arc::new(notifier), "test"),
+        hook,
+    )
+}
+
+/// The cluster view holds exactly `n` unschedulable pods.
 fn pending_seen(cluster: &k3scale::kube::KubeCluster, n: usize) -> bool {
     let mut s = k3scale_core::Snapshot::default();
     cluster.fill(&mut s);

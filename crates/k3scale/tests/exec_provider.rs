@@ -9,38 +9,12 @@ use k3scale::provider::{NodeProvider, ProviderError};
 use k3scale_core::config::ExecProviderConfig;
 use k3scale_core::testkit::{GI, pool};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::{TOKEN, TestCluster, engine_allows_privileged, standin_image};
 
-struct Scripts {
-    dir: PathBuf,
-}
-
-impl Scripts {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("k3scale-exec-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scripts { dir }
-    }
-
-    /// Write an executable script; returns its path.
-    fn script(&self, name: &str, body: &str) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(&path)
-            .status()
-            .unwrap();
-        path.display().to_string()
-    }
-}
-
-impl Drop for Scripts {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Each test's scripts, in a directory of its own.
+fn scripts(tag: &str) -> support::TempDir {
+    support::TempDir::new(&format!("exec-{tag}"))
 }
 
 fn provider(
@@ -108,12 +82,12 @@ async fn example_script_runs_a_pool_on_the_real_engine() {
 
 #[tokio::test]
 async fn request_arrives_on_stdin_and_in_the_environment() {
-    let s = Scripts::new("req");
+    let s = scripts("req");
     let create = s.script(
         "create",
         &format!(
             "cat > {dir}/request.json\nenv | grep -E '^K3SCALE_|^K3S_TOKEN=|^SITE=' | sort > {dir}/env\nprintf '{{\"name\":\"%s\",\"provider_id\":\"metal://%s\"}}' \"$K3SCALE_NAME\" \"$K3SCALE_NAME\"",
-            dir = s.dir.display()
+            dir = s.path.display()
         ),
     );
     let p = provider(
@@ -126,7 +100,7 @@ async fn request_arrives_on_stdin_and_in_the_environment() {
     let m = p.create("workers-abc").await.unwrap();
     assert_eq!(m.provider_id, "metal://workers-abc");
     let req: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(s.dir.join("request.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(s.join("request.json")).unwrap()).unwrap();
     assert_eq!(req["version"], 1);
     assert_eq!(req["action"], "create");
     assert_eq!(req["cluster"], "home");
@@ -134,7 +108,7 @@ async fn request_arrives_on_stdin_and_in_the_environment() {
     assert_eq!(req["name"], "workers-abc");
     assert_eq!(req["template"]["cpu_milli"], 2000);
     assert_eq!(req["template"]["labels"]["k3scale.io/pool"], "workers");
-    let env = std::fs::read_to_string(s.dir.join("env")).unwrap();
+    let env = std::fs::read_to_string(s.join("env")).unwrap();
     assert!(
         env.contains("K3SCALE_ACTION=create\n")
             && env.contains("K3SCALE_NAME=workers-abc\n")
@@ -149,7 +123,7 @@ async fn request_arrives_on_stdin_and_in_the_environment() {
 
 #[tokio::test]
 async fn exit_codes_map_to_typed_errors_with_redacted_stderr() {
-    let s = Scripts::new("codes");
+    let s = scripts("codes");
     let cases = [
         ("exit 11", "InsufficientCapacity"),
         ("exit 12", "Transient"),
@@ -185,8 +159,8 @@ async fn exit_codes_map_to_typed_errors_with_redacted_stderr() {
 
 #[tokio::test]
 async fn timeouts_kill_the_command_and_everything_it_started() {
-    let s = Scripts::new("timeout");
-    let marker = s.dir.join("still-running");
+    let s = scripts("timeout");
+    let marker = s.join("still-running");
     let create = s.script(
         "slow",
         &format!("(sleep 3; touch {}) &\nsleep 30", marker.display()),
@@ -211,7 +185,7 @@ async fn timeouts_kill_the_command_and_everything_it_started() {
 
 #[tokio::test]
 async fn bad_json_huge_output_and_wrong_names_are_fatal() {
-    let s = Scripts::new("bad");
+    let s = scripts("bad");
     let cases = [
         ("echo 'created it!'", "printed invalid JSON"),
         ("yes '{\"name\":\"x\"}'", "wrote more than 1048576 bytes"),
@@ -276,7 +250,7 @@ async fn providers_are_built_from_the_configuration_file() {
 
 #[tokio::test]
 async fn a_token_cut_by_the_stderr_tail_or_the_stdout_head_never_leaks_a_piece() {
-    let s = Scripts::new("cut");
+    let s = scripts("cut");
     // Pad so the token straddles the 4 KiB tail (and, below, the 200-character head).
     for pad in [4070usize, 4080, 4090, 4096, 4100] {
         let body = format!(
@@ -317,8 +291,8 @@ async fn a_token_cut_by_the_stderr_tail_or_the_stdout_head_never_leaks_a_piece()
 
 #[tokio::test]
 async fn commands_see_only_the_environment_they_need() {
-    let s = Scripts::new("env");
-    let out = s.dir.join("env.txt");
+    let s = scripts("env");
+    let out = s.join("env.txt");
     let create = s.script("env", &format!("env > {}; exit 3", out.display()));
     let env = BTreeMap::from([("SITE".to_string(), "lab".to_string())]);
     let _ = provider(&create, "true", "true", "10s", env)
@@ -347,7 +321,7 @@ async fn commands_see_only_the_environment_they_need() {
 
 #[tokio::test]
 async fn a_script_that_exits_answers_even_if_a_child_still_holds_its_output() {
-    let s = Scripts::new("child");
+    let s = scripts("child");
     // Prints its answer, starts something in the background that keeps
     // stdout and stderr open, and exits.
     let create = s.script(
@@ -364,7 +338,7 @@ async fn a_script_that_exits_answers_even_if_a_child_still_holds_its_output() {
 
 #[tokio::test]
 async fn a_list_answer_outside_the_pools_names_is_ignored() {
-    let s = Scripts::new("names");
+    let s = scripts("names");
     let list = s.script(
         "list",
         r#"echo '{"machines": [{"name": "workers-a1b2c3d4"}, {"name": "db-primary"}, {"name": "workers-"}, {"name": "workersx-1"}]}'"#,

@@ -430,16 +430,7 @@ impl<'a> Sim<'a> {
     /// held pools come from it. A machine it gives up on (not a Ready node
     /// within its pool's timeouts: a boot slower than them) is deleted.
     fn observe_lifecycles(&mut self, now: Time) {
-        let nodes: Vec<ObservedNode> = self
-            .snap
-            .nodes
-            .iter()
-            .map(|n| ObservedNode {
-                name: n.name.clone(),
-                pool: n.pool.clone(),
-                ready: n.ready,
-            })
-            .collect();
+        let nodes: Vec<ObservedNode> = self.snap.nodes.iter().map(ObservedNode::from).collect();
         self.snap.in_flight.clear();
         self.snap.backoff.clear();
         for (pi, pool) in self.pools.iter().enumerate() {
@@ -457,16 +448,21 @@ impl<'a> Sim<'a> {
             let cfg = pool.lifecycle_config();
             let actions = self.lifecycles[pi].step(&inventory, &nodes, now, &cfg);
             for action in actions {
-                if let LifecycleAction::DeleteMachine { name, .. } = action
-                    && let Some(i) = self.machines.iter().position(|m| m.name == name)
-                {
-                    self.machines[i].gone_at = Some(now);
-                    self.alive.remove(&i);
-                    self.booting.retain(|&b| b != i);
+                if let LifecycleAction::DeleteMachine { name, .. } = action {
+                    self.machine_gone(&name, now);
                 }
             }
             self.snap.in_flight.extend(self.lifecycles[pi].in_flight());
             self.snap.backoff.extend(self.lifecycles[pi].backed_off(now));
+        }
+    }
+
+    /// A machine deleted: billed until now, never to become a node.
+    fn machine_gone(&mut self, name: &str, now: Time) {
+        if let Some(i) = self.machines.iter().position(|m| m.name == name) {
+            self.machines[i].gone_at = Some(now);
+            self.alive.remove(&i);
+            self.booting.retain(|&b| b != i);
         }
     }
 
@@ -528,10 +524,7 @@ impl<'a> Sim<'a> {
                     i += 1;
                 }
             }
-            if let Some(i) = self.machines.iter().position(|m| m.name == name) {
-                self.machines[i].gone_at = Some(now);
-                self.alive.remove(&i);
-            }
+            self.machine_gone(&name, now);
         }
         true
     }

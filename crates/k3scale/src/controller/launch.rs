@@ -147,14 +147,22 @@ impl Controller {
                 .push(launch_note(pool_name, &ok, &format!("launched: {reasons}"), now));
         }
         for report in &launched.reports {
-            if let LifecycleAction::LaunchHeld { machine, .. } = report {
+            if let LifecycleAction::LaunchHeld {
+                pool,
+                machine,
+                cause,
+                until,
+                ..
+            } = report
+            {
                 let why = launched
                     .failures
                     .iter()
                     .find(|(n, _)| n == machine)
                     .map(|(_, e)| e.to_string())
                     .unwrap_or_default();
-                self.lifecycle_notes.push(held_note(report, &why, now));
+                let note = held_note(pool, machine, *cause, *until, &why, now);
+                self.lifecycle_notes.push(note);
             }
         }
         done.launched.extend(ok.iter().map(|node| Launched {
@@ -247,25 +255,15 @@ pub(super) fn launch_note(pool: &str, nodes: &[String], message: &str, now: Time
 }
 
 /// What a held pool means, in one notification.
-pub(super) fn held_note(report: &LifecycleAction, why: &str, now: Time) -> Notification {
+pub(super) fn held_note(
+    pool: &str,
+    machine: &str,
+    cause: k3scale_core::lifecycle::HoldCause,
+    until: Time,
+    why: &str,
+    now: Time,
+) -> Notification {
     use k3scale_core::lifecycle::HoldCause;
-    let LifecycleAction::LaunchHeld {
-        pool,
-        machine,
-        cause,
-        until,
-        ..
-    } = report
-    else {
-        return Notification {
-            kind: Kind::Failure,
-            cluster: String::new(),
-            pool: String::new(),
-            nodes: Vec::new(),
-            message: why.to_string(),
-            at: now.as_millis(),
-        };
-    };
     let wait = until.since(now).as_secs();
     let then = match cause {
         HoldCause::NoCapacity => format!("no capacity: the pool waits {wait}s, its pods go to the next pool"),
@@ -280,8 +278,8 @@ pub(super) fn held_note(report: &LifecycleAction, why: &str, now: Time) -> Notif
     Notification {
         kind: Kind::Failure,
         cluster: String::new(),
-        pool: pool.clone(),
-        nodes: vec![machine.clone()],
+        pool: pool.to_string(),
+        nodes: vec![machine.to_string()],
         message: format!("launch {machine} (pool {pool}): {why}; {then}"),
         at: now.as_millis(),
     }

@@ -121,16 +121,7 @@ impl Controller {
             let reading = metrics.read().await;
             self.snapshot.record(now, &reading, history_needed(&self.policy));
         }
-        let observed: Vec<ObservedNode> = self
-            .snapshot
-            .nodes
-            .iter()
-            .map(|n| ObservedNode {
-                name: n.name.clone(),
-                pool: n.pool.clone(),
-                ready: n.joined(),
-            })
-            .collect();
+        let observed: Vec<ObservedNode> = self.snapshot.nodes.iter().map(ObservedNode::from).collect();
         let dry_run = self.policy.dry_run;
         let mut outcomes = Vec::new();
         for (name, pool) in &mut self.pools {

@@ -40,16 +40,7 @@ pub struct Rig {
     pub k: Kube,
     pub store: Arc<SqliteStore>,
     pub controller: Controller,
-    pub db: tempdir::Dir,
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    pub db: support::TempDir,
 }
 
 pub async fn rig(tag: &str) -> Rig {
@@ -61,7 +52,7 @@ pub async fn rig_with(tag: &str, prometheus: Option<PrometheusConfig>) -> Rig {
     let docker = support::TestCluster::new(tag);
     let k = start().await;
     k3s_server(&k);
-    let dir = std::env::temp_dir().join(format!("k3scale-controller-{tag}-{}", std::process::id()));
+    let dir = support::TempDir::new(&format!("controller-{tag}"));
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let controller = controller_with(&k, &docker, store.clone(), 0, prometheus).await;
     Rig {
@@ -69,7 +60,7 @@ pub async fn rig_with(tag: &str, prometheus: Option<PrometheusConfig>) -> Rig {
         k,
         store,
         controller,
-        db: tempdir::Dir(dir),
+        db: dir,
     }
 }
 

@@ -146,3 +146,36 @@ impl Drop for TestCluster {
         docker(&["network", "rm", &self.network]);
     }
 }
+
+/// A directory of this test's own (`k3scale-<tag>-<pid>`), removed on drop,
+/// for state databases and the scripts exec providers run.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("k3scale-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.path.join(name)
+    }
+
+    /// Write an executable shell script; returns its path.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        let path = self.path.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let status = Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        assert!(status.success(), "chmod +x {}", path.display());
+        path.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
