@@ -24,11 +24,17 @@ fn provider(
     timeout: &str,
     env: BTreeMap<String, String>,
 ) -> ExecProvider {
-    // The token comes from a file, as users configure it.
-    let token_dir = std::env::temp_dir().join(format!("k3scale-exec-token-{}", std::process::id()));
-    std::fs::create_dir_all(&token_dir).unwrap();
-    let token_file = token_dir.join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    // The token comes from a file, as users configure it. Written once per
+    // test binary: rewriting it while a parallel test reads it was a race
+    // (a reader could find it empty).
+    static TOKEN_DIR: std::sync::OnceLock<support::TempDir> = std::sync::OnceLock::new();
+    let token_file = TOKEN_DIR
+        .get_or_init(|| {
+            let dir = support::TempDir::new("exec-token");
+            std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+            dir
+        })
+        .join("token");
     let cfg = ExecProviderConfig {
         create: create.into(),
         delete: delete.into(),
