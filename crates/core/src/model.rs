@@ -505,17 +505,6 @@ pub struct Pool {
     pub join_timeout: Duration,
 }
 
-impl Pool {
-    /// The machine lifecycle's timings for this pool.
-    pub fn lifecycle_config(&self) -> crate::lifecycle::LifecycleConfig {
-        crate::lifecycle::LifecycleConfig {
-            provision_timeout: self.provision_timeout,
-            join_timeout: self.join_timeout,
-            ..crate::lifecycle::LifecycleConfig::default()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

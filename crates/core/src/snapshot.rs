@@ -1,5 +1,7 @@
 //! Everything `decide` looks at, gathered by the observers (or the simulator).
 
+use crate::lifecycle::Hold;
+pub use crate::lifecycle::InFlight;
 use crate::model::{Node, Pod};
 use crate::time::Time;
 use serde::Serialize;
@@ -75,14 +77,6 @@ impl Snapshot {
     }
 }
 
-/// A machine the provider has launched whose Node is not Ready yet.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InFlight {
-    pub pool: String,
-    pub name: String,
-    pub launched_at: Time,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Snapshot {
     pub nodes: Vec<Node>,
@@ -94,7 +88,7 @@ pub struct Snapshot {
     pub pdbs: BTreeMap<String, u32>,
     pub in_flight: Vec<InFlight>,
     /// Pools that launch nothing for now: until when, and why.
-    pub backoff: BTreeMap<String, crate::lifecycle::Hold>,
+    pub backoff: BTreeMap<String, Hold>,
     /// Cluster CPU utilization (0..1), e.g. `1 - avg(rate(idle))`.
     pub cpu: Series,
     /// Cluster memory utilization (0..1), `1 - MemAvailable/MemTotal`.

@@ -3,13 +3,11 @@
 //! 10 created in parallel (bounded at 10), with the stand-in agent image.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;
 use k3scale::provider::{NodeProvider, create_many};
 use k3scale_core::testkit::{GI, pool};
+use k3scale_testsupport::support;
 use std::time::{Duration, Instant};
 use support::TestCluster;
 

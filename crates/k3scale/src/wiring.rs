@@ -16,6 +16,7 @@ use crate::state::StateStore;
 use crate::state::kubernetes::KubernetesStore;
 use crate::state::sqlite::SqliteStore;
 use k3scale_core::config::{Loaded, MetricsSourceKind, StateBackend};
+use k3scale_core::lifecycle::LifecycleConfig;
 use rand::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +32,12 @@ pub fn machine_pool(
     config: Option<&k3scale_core::config::PoolConfig>,
     provider: Box<dyn crate::provider::NodeProvider>,
 ) -> MachinePool {
-    let machines = MachinePool::new(&pool.name, provider, pool.lifecycle_config(), CREATE_PARALLELISM);
+    let machines = MachinePool::new(
+        &pool.name,
+        provider,
+        LifecycleConfig::for_pool(pool),
+        CREATE_PARALLELISM,
+    );
     match config {
         Some(c) => machines.with_fingerprint(crate::machines::config_fingerprint(c)),
         None => machines,
@@ -159,9 +165,7 @@ pub async fn controller(
         secret(&cfg.notify.slack, "slack")?,
         secret(&cfg.notify.webhook, "webhook")?,
     );
-    // Validated by `config::load`.
-    let duration = |s: &str| k3scale_core::config::parse_duration(s).unwrap_or_default();
-    notifier.repeat_after = duration(&cfg.notify.repeat_after);
+    notifier.repeat_after = cfg.notify.repeat_after.get();
     let controller = Controller::new(
         loaded.policy.clone(),
         cluster,
@@ -170,7 +174,7 @@ pub async fn controller(
         store.clone(),
         Box::new(move || rng.next_u64()),
     );
-    let mut controller = controller.with_metrics_alert_after(duration(&cfg.notify.metrics_unavailable_after));
+    let mut controller = controller.with_metrics_alert_after(cfg.notify.metrics_unavailable_after.get());
     if !notifier.is_empty() {
         controller = controller.with_notifier(Arc::new(notifier), &cfg.cluster);
     }

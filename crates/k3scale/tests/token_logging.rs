@@ -2,7 +2,7 @@
 //! debug output (which prints request bodies) forwarded into tracing.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use k3scale_testsupport::support;
 
 use k3scale::provider::docker::DockerProvider;
 use k3scale::provider::secret::Secret;

@@ -445,7 +445,7 @@ impl<'a> Sim<'a> {
                     created_at: m.launched_at,
                 })
                 .collect();
-            let cfg = pool.lifecycle_config();
+            let cfg = k3scale_core::lifecycle::LifecycleConfig::for_pool(pool);
             let actions = self.lifecycles[pi].step(&inventory, &nodes, now, &cfg);
             for action in actions {
                 if let LifecycleAction::DeleteMachine { name, .. } = action {

@@ -3,9 +3,11 @@
 //! Reading the file is the caller's job (the core does no I/O); errors carry
 //! the file name, the key path, the line and what is wrong.
 
+mod duration;
 mod schema;
 mod yaml_index;
 
+pub use duration::{HumanDuration, format_duration, parse_duration};
 pub use schema::*;
 pub use yaml_index::YamlIndex;
 
@@ -98,9 +100,8 @@ pub fn load(file: &str, text: &str) -> Result<Loaded, ConfigErrors> {
         // The effective machine timings, as `validate` prints them.
         for (c, p) in config.pools.iter_mut().zip(&policy.pools) {
             c.provision_timeout
-                .get_or_insert_with(|| format_duration(p.provision_timeout));
-            c.join_timeout
-                .get_or_insert_with(|| format_duration(p.join_timeout));
+                .get_or_insert_with(|| p.provision_timeout.into());
+            c.join_timeout.get_or_insert_with(|| p.join_timeout.into());
         }
         Ok(Loaded {
             config,
@@ -337,11 +338,20 @@ impl Validator<'_> {
         });
     }
 
-    fn duration(&mut self, path: &str, s: &str) -> Duration {
-        parse_duration(s).unwrap_or_else(|e| {
+    fn duration(&mut self, path: &str, d: &HumanDuration) -> Duration {
+        if let Some(e) = d.error() {
             self.error(path, e);
-            Duration::ZERO
-        })
+        }
+        d.get()
+    }
+
+    /// A duration that must also be above zero.
+    fn positive_duration(&mut self, path: &str, d: &HumanDuration, why: &str) -> Duration {
+        let parsed = self.duration(path, d);
+        if parsed.is_zero() && d.error().is_none() {
+            self.error(path, format!("must be greater than zero{why}"));
+        }
+        parsed
     }
 
     /// A quantity that must parse and be above zero (0 when it is not).
@@ -396,10 +406,7 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
             ),
         );
     }
-    let interval = v.duration("policy.interval", &c.policy.interval);
-    if interval.is_zero() {
-        v.error("policy.interval", "must be greater than zero");
-    }
+    let interval = v.positive_duration("policy.interval", &c.policy.interval, "");
     let metrics_max_age = v.duration("metrics.max_age", &c.metrics.max_age);
     check_metrics(&c.metrics, v);
 
@@ -458,11 +465,8 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         evict_local_storage: down.evict_local_storage,
         skip_nodes_with_system_pods: down.skip_nodes_with_system_pods,
         ignore_daemonsets_utilization: down.ignore_daemonsets_utilization,
-        drain_timeout: v.duration("policy.scale_down.drain_timeout", &down.drain_timeout),
+        drain_timeout: v.positive_duration("policy.scale_down.drain_timeout", &down.drain_timeout, ""),
     };
-    if scale_down.drain_timeout.is_zero() && parse_duration(&down.drain_timeout).is_ok() {
-        v.error("policy.scale_down.drain_timeout", "must be greater than zero");
-    }
     for (i, key) in c.policy.startup_taints.iter().enumerate() {
         if key.trim().is_empty() || key.contains(char::is_whitespace) {
             v.error(
@@ -581,11 +585,11 @@ fn election(c: &LeaderElectionConfig, v: &mut Validator<'_>) -> ElectionConfig {
     let election = ElectionConfig {
         lease_duration: v.duration("leader_election.lease_duration", &c.lease_duration),
         renew_deadline: v.duration("leader_election.renew_deadline", &c.renew_deadline),
-        retry_period: v.duration("leader_election.retry_period", &c.retry_period),
+        retry_period: v.positive_duration("leader_election.retry_period", &c.retry_period, ""),
     };
-    if election.retry_period.is_zero() {
-        v.error("leader_election.retry_period", "must be greater than zero");
-    } else if let Err(e) = election.check() {
+    if !election.retry_period.is_zero()
+        && let Err(e) = election.check()
+    {
         v.error("leader_election", e);
     }
     election
@@ -704,26 +708,15 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         );
     }
     let boot_time = v.duration(&format!("{tpath}.boot_time"), &t.boot_time);
-    let drain_timeout = p.drain_timeout.as_ref().map(|d| {
-        let key = format!("{path}.drain_timeout");
-        let parsed = v.duration(&key, d);
-        if parsed.is_zero() && parse_duration(d).is_ok() {
-            v.error(&key, "must be greater than zero");
-        }
-        parsed
-    });
+    let drain_timeout = p
+        .drain_timeout
+        .as_ref()
+        .map(|d| v.positive_duration(&format!("{path}.drain_timeout"), d, ""));
     check_provider(&p.provider, &format!("{path}.provider"), v);
     let defaults = crate::lifecycle::LifecycleConfig::for_boot_time(boot_time);
-    let mut timing = |key: &str, given: &Option<String>, default: Duration| match given {
+    let mut timing = |key: &str, given: &Option<HumanDuration>, default: Duration| match given {
         None => default,
-        Some(d) => {
-            let key = format!("{path}.{key}");
-            let parsed = v.duration(&key, d);
-            if parsed.is_zero() && parse_duration(d).is_ok() {
-                v.error(&key, "must be greater than zero");
-            }
-            parsed
-        }
+        Some(d) => v.positive_duration(&format!("{path}.{key}"), d, ""),
     };
     let provision_timeout = timing(
         "provision_timeout",
@@ -830,13 +823,11 @@ fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) 
                     v.error(&format!("{path}.{key}"), "must not be empty");
                 }
             }
-            let timeout = v.duration(&format!("{path}.timeout"), &e.timeout);
-            if timeout.is_zero() && parse_duration(&e.timeout).is_ok() {
-                v.error(
-                    &format!("{path}.timeout"),
-                    "must be greater than zero (every command would time out)",
-                );
-            }
+            v.positive_duration(
+                &format!("{path}.timeout"),
+                &e.timeout,
+                " (every command would time out)",
+            );
             if e.token_file.is_some() && e.token_env.is_some() {
                 v.error(&path, "set only one of token_file and token_env");
             }
@@ -853,28 +844,7 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// A human duration (`30s`, `5m`, `1h30m`), as every duration in the file is written.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.starts_with('-') {
-        return Err(format!("negative duration {s:?}: must be zero or more"));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 30s, 5m, 1h30m)"))
-}
-
 /// The effective configuration as YAML (what `k3scale validate` prints).
-/// `90s`, `5m`, `2h`: the largest whole unit, as durations are written here.
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => "0s".into(),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
 pub fn to_yaml(config: &Config) -> String {
     serde_saphyr::to_string(config).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
 }

@@ -1,8 +1,10 @@
 //! The configuration file's shape: what users write, with the defaults filled
 //! in. Unknown keys are errors everywhere (`deny_unknown_fields`).
-//! Durations and quantities stay strings here and are checked in `validate`,
-//! so all their errors are reported at once, each with its key path.
+//! Quantities stay strings here and durations keep their text next to
+//! their value: both are checked in `load`, so all their errors are
+//! reported at once, each with its key path.
 
+use super::HumanDuration;
 use crate::model::Taint;
 use crate::policy::{Expander, PendingPods};
 use serde::{Deserialize, Serialize};
@@ -79,7 +81,7 @@ pub struct MetricsConfig {
     pub source: MetricsSourceKind,
     pub prometheus: PrometheusConfig,
     /// A sample older than this makes its signal unavailable.
-    pub max_age: String,
+    pub max_age: HumanDuration,
     pub custom: Vec<CustomMetricConfig>,
 }
 
@@ -103,7 +105,7 @@ pub const DEFAULT_MEMORY_QUERY: &str =
 #[serde(deny_unknown_fields, default)]
 pub struct PrometheusConfig {
     pub url: String,
-    pub timeout: String,
+    pub timeout: HumanDuration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bearer_token_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,10 +150,10 @@ pub struct CustomMetricConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_below: Option<f64>,
     #[serde(rename = "for", default = "one_minute")]
-    pub window: String,
+    pub window: HumanDuration,
 }
 
-fn one_minute() -> String {
+fn one_minute() -> HumanDuration {
     "1m".into()
 }
 
@@ -159,7 +161,7 @@ fn one_minute() -> String {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Periodic resync; the daemon also reconciles on watch events.
-    pub interval: String,
+    pub interval: HumanDuration,
     pub scale_up: ScaleUpConfig,
     pub scale_down: ScaleDownConfig,
     pub expander: Expander,
@@ -194,16 +196,16 @@ impl Default for PolicyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ScaleUpConfig {
     pub cpu_above: f64,
-    pub cpu_for: String,
+    pub cpu_for: HumanDuration,
     pub memory_above: f64,
-    pub memory_for: String,
-    pub pending_grace: String,
+    pub memory_for: HumanDuration,
+    pub pending_grace: HumanDuration,
     pub pending_pods: PendingPods,
     pub max_step: u32,
-    pub cooldown: String,
+    pub cooldown: HumanDuration,
     /// A pod the planner fits on existing capacity but the scheduler keeps
     /// rejecting this long is counted as needing a new node.
-    pub trust_scheduler_after: String,
+    pub trust_scheduler_after: HumanDuration,
 }
 
 impl Default for ScaleUpConfig {
@@ -227,18 +229,18 @@ impl Default for ScaleUpConfig {
 pub struct ScaleDownConfig {
     pub enabled: bool,
     pub cpu_below: f64,
-    pub cpu_for: String,
+    pub cpu_for: HumanDuration,
     pub memory_below: f64,
-    pub memory_for: String,
+    pub memory_for: HumanDuration,
     pub max_step: u32,
     pub max_empty_step: u32,
-    pub cooldown: String,
+    pub cooldown: HumanDuration,
     pub node_utilization_below: f64,
     pub evict_local_storage: bool,
     pub skip_nodes_with_system_pods: bool,
     pub ignore_daemonsets_utilization: bool,
     /// How long a drain waits on evictions before giving up.
-    pub drain_timeout: String,
+    pub drain_timeout: HumanDuration,
 }
 
 impl Default for ScaleDownConfig {
@@ -281,13 +283,13 @@ pub struct PoolConfig {
     pub scale_down_utilization_below: Option<f64>,
     /// Overrides `policy.scale_down.drain_timeout` for this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drain_timeout: Option<String>,
+    pub drain_timeout: Option<HumanDuration>,
     /// Launch → Node registered. Default: 10 min, or 3 × `boot_time` if longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provision_timeout: Option<String>,
+    pub provision_timeout: Option<HumanDuration>,
     /// Node registered → Ready. Default: 5 min, or `boot_time` if longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub join_timeout: Option<String>,
+    pub join_timeout: Option<HumanDuration>,
     pub provider: ProviderConfig,
 }
 
@@ -309,7 +311,7 @@ pub struct TemplateConfig {
     #[serde(default)]
     pub price_per_hour: f64,
     #[serde(default = "default_boot_time")]
-    pub boot_time: String,
+    pub boot_time: HumanDuration,
     /// Extended resources a node offers, e.g. `nvidia.com/gpu: 1`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extended_resources: BTreeMap<String, u64>,
@@ -319,7 +321,7 @@ fn default_pods() -> u32 {
     110
 }
 
-fn default_boot_time() -> String {
+fn default_boot_time() -> HumanDuration {
     "60s".into()
 }
 
@@ -370,14 +372,14 @@ pub struct DockerProviderConfig {
     pub limits: bool,
     /// Grace given to `k3s agent` on delete before the container is killed.
     #[serde(default = "default_stop_timeout")]
-    pub stop_timeout: String,
+    pub stop_timeout: HumanDuration,
 }
 
 fn yes() -> bool {
     true
 }
 
-fn default_stop_timeout() -> String {
+fn default_stop_timeout() -> HumanDuration {
     "30s".into()
 }
 
@@ -434,10 +436,10 @@ pub struct AsgProviderConfig {
     /// How long the group may take to show a new instance after its desired
     /// capacity was raised.
     #[serde(default = "default_asg_launch_wait")]
-    pub launch_wait: String,
+    pub launch_wait: HumanDuration,
 }
 
-fn default_asg_launch_wait() -> String {
+fn default_asg_launch_wait() -> HumanDuration {
     "2m".into()
 }
 
@@ -448,7 +450,7 @@ pub struct ExecProviderConfig {
     pub delete: String,
     pub list: String,
     #[serde(default = "default_exec_timeout")]
-    pub timeout: String,
+    pub timeout: HumanDuration,
     /// Settings for the scripts, passed as environment variables (not secrets).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -459,7 +461,7 @@ pub struct ExecProviderConfig {
     pub token_env: Option<String>,
 }
 
-fn default_exec_timeout() -> String {
+fn default_exec_timeout() -> HumanDuration {
     "5m".into()
 }
 
@@ -512,9 +514,9 @@ pub struct NotifyConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<SecretUrlConfig>,
     /// Metrics failing this long are worth a notification.
-    pub metrics_unavailable_after: String,
+    pub metrics_unavailable_after: HumanDuration,
     /// A standing condition (at max capacity, metrics down) is repeated at most this often.
-    pub repeat_after: String,
+    pub repeat_after: HumanDuration,
 }
 
 impl Default for NotifyConfig {
@@ -570,10 +572,10 @@ pub struct LeaderElectionConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// A leader that stops renewing is replaced this long after its last renewal.
-    pub lease_duration: String,
+    pub lease_duration: HumanDuration,
     /// A leader that cannot renew for this long stops acting.
-    pub renew_deadline: String,
-    pub retry_period: String,
+    pub renew_deadline: HumanDuration,
+    pub retry_period: HumanDuration,
 }
 
 impl Default for LeaderElectionConfig {

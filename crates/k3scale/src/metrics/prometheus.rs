@@ -3,7 +3,7 @@
 use super::{MetricsError, MetricsSource};
 use crate::provider::secret::Secret;
 use k3scale_core::Reading;
-use k3scale_core::config::{PrometheusConfig, parse_duration};
+use k3scale_core::config::PrometheusConfig;
 use k3scale_core::policy::CustomRule;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -80,7 +80,7 @@ fn parse_value(query: &str, raw: &str) -> Result<f64, MetricsError> {
 
 impl Prometheus {
     pub fn new(config: &PrometheusConfig, custom: Vec<CustomRule>) -> Result<Self, MetricsError> {
-        let timeout = parse_duration(&config.timeout).map_err(MetricsError::Config)?;
+        let timeout = config.timeout.get();
         let auth = if config.bearer_token_file.is_some() || config.bearer_token_env.is_some() {
             let token = Secret::load(
                 config.bearer_token_file.as_deref(),

@@ -68,8 +68,7 @@ impl AsgProvider {
         pool: k3scale_core::Pool,
         config: AsgProviderConfig,
     ) -> Result<Self, ProviderError> {
-        let launch_wait = k3scale_core::config::parse_duration(&config.launch_wait)
-            .map_err(|e| ProviderError::Fatal(format!("pool {}: launch_wait: {e}", pool.name)))?;
+        let launch_wait = config.launch_wait.get();
         Ok(AsgProvider {
             asg,
             ec2,

@@ -16,7 +16,7 @@ use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StartContainerOptions, StopContainerOptions,
 };
-use k3scale_core::config::{DockerProviderConfig, parse_duration};
+use k3scale_core::config::DockerProviderConfig;
 use k3scale_core::{Pool, Time};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -91,7 +91,7 @@ impl DockerProvider {
         config: DockerProviderConfig,
         token: Secret,
     ) -> Result<Self, ProviderError> {
-        let stop_timeout = parse_duration(&config.stop_timeout).map_err(ProviderError::Fatal)?;
+        let stop_timeout = config.stop_timeout.get();
         let provider = DockerProvider {
             client,
             docker: tokio::sync::OnceCell::new(),

@@ -9,7 +9,7 @@
 
 use super::secret::Secret;
 use super::{Machine, NodeProvider, ProviderError, unix_now};
-use k3scale_core::config::{ExecProviderConfig, parse_duration};
+use k3scale_core::config::ExecProviderConfig;
 use k3scale_core::{Pool, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -105,7 +105,7 @@ fn running_default() -> bool {
 
 impl ExecProvider {
     pub fn new(cluster: &str, pool: Pool, config: ExecProviderConfig) -> Result<Self, ProviderError> {
-        let timeout = parse_duration(&config.timeout).map_err(ProviderError::Fatal)?;
+        let timeout = config.timeout.get();
         let token = match (&config.token_file, &config.token_env) {
             (None, None) => None,
             (file, env) => Some(

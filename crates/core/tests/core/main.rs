@@ -1,0 +1,17 @@
+//! k3scale-core's tests in one binary: the policy engine, scheduling
+//! predicates, upstream cases ported as tables, config, drain, lease and
+//! lifecycle, property tests, and the module dependency check.
+#![allow(clippy::unwrap_used)]
+
+mod config;
+mod config_fuzz;
+mod decide;
+mod drain;
+mod lease;
+mod lifecycle;
+mod modules;
+mod properties;
+mod upstream_estimator;
+mod upstream_interpod;
+mod upstream_node_affinity;
+mod upstream_topology_spread;

@@ -1,0 +1,141 @@
+//! End-to-end simulations through the real policy.
+
+use k3scale_core::config::{DEFAULT_CONFIG, load};
+use k3scale_sim::{Comparison, SimOptions, Trace, compare, scenario};
+
+fn default_run(trace: &Trace, name: &str) -> Comparison {
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    let (mut policy, mut opts) = (loaded.policy, SimOptions::default());
+    if let Some(s) = scenario::find(name) {
+        s.prepare(&mut policy, &mut opts);
+    }
+    compare(name, trace, &policy, loaded.interval, &opts, &mut |_| {})
+}
+
+#[test]
+fn default_scenario_meets_the_promise() {
+    let trace = scenario::find(scenario::DEFAULT_SCENARIO).unwrap().trace(42);
+    let c = default_run(&trace, "flash-sale");
+    let k = c.summary("k3scale").unwrap();
+    let plain = c.summary("threshold-2m").unwrap();
+    let fixed = c.summary("fixed-peak").unwrap();
+    assert!(c.saving_vs("fixed-peak").unwrap() >= 40.0, "{:#?}", c.summaries);
+    assert!(
+        k.max_wait_past_boot_s <= 60.0,
+        "k3scale pods waited {}s past boot",
+        k.max_wait_past_boot_s
+    );
+    assert!(k.cost < plain.cost, "cost {} vs {}", k.cost, plain.cost);
+    assert!(k.pod_seconds_unschedulable < plain.pod_seconds_unschedulable);
+    assert!(k.max_wait_s < plain.max_wait_s && k.p95_wait_s <= plain.p95_wait_s);
+    // The fixed cluster is sized for the peak: nothing waits, and k3scale reached the same peak.
+    assert_eq!(fixed.pod_seconds_unschedulable, 0.0);
+    assert!(
+        k.peak_nodes <= 10 && k.peak_nodes >= fixed.peak_nodes - 1,
+        "{} vs {}",
+        k.peak_nodes,
+        fixed.peak_nodes
+    );
+}
+
+#[test]
+fn every_scenario_stays_within_bounds_and_is_deterministic() {
+    for s in scenario::SCENARIOS {
+        let trace = s.trace(7);
+        let a = default_run(&trace, s.name);
+        let b = default_run(&trace, s.name);
+        assert_eq!(a.summaries, b.summaries, "{} is not deterministic", s.name);
+        for run in &a.runs[..2] {
+            // Nodes alive includes ones still draining, never more than max + the step being drained.
+            // (Two pools of 1..10 in the zones scenario.)
+            let most = if s.name == "zones" { 21 } else { 11 };
+            assert!(
+                run.nodes_per_minute.iter().all(|&n| (2..=most).contains(&n)),
+                "{} {}",
+                s.name,
+                run.name
+            );
+        }
+        assert!(
+            a.saving_vs("fixed-peak").unwrap() > -1.0,
+            "{}: {:#?}",
+            s.name,
+            a.summaries
+        );
+    }
+}
+
+#[test]
+fn nasa_trace_replays_end_to_end() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../traces/nasa-1995-http.csv");
+    let text = std::fs::read_to_string(path).unwrap();
+    let trace = Trace::parse("nasa-1995-http.csv", &text).unwrap().scaled(32.0);
+    assert_eq!(trace.series["web"].len(), 84_333);
+    let c = default_run(&trace, "nasa");
+    assert!((c.hours - 1405.55).abs() < 0.1, "{}", c.hours);
+    let k = c.summary("k3scale").unwrap();
+    assert!(c.saving_vs("fixed-peak").unwrap() >= 40.0, "{:#?}", c.summaries);
+    assert!(c.saving_vs("threshold-2m").unwrap() > 0.0, "{:#?}", c.summaries);
+    assert!(k.max_wait_past_boot_s <= 60.0, "{:#?}", k);
+    assert!(k.max_wait_s < c.summary("threshold-2m").unwrap().max_wait_s);
+}
+
+#[test]
+fn replica_traces_bypass_the_hpa() {
+    let trace = Trace::parse("r.csv", "time_s,replicas\n0,2\n600,30\n1800,2\n3600,2\n").unwrap();
+    let c = default_run(&trace, "replicas");
+    let k = c.summary("k3scale").unwrap();
+    // 30 replicas of 250m on 2-CPU nodes (7 per node with the DaemonSet pod) need 5 nodes.
+    assert_eq!(k.peak_nodes, 5, "{k:#?}");
+    assert_eq!(c.summary("fixed-peak").unwrap().peak_nodes, 5);
+}
+
+#[test]
+fn zone_spread_with_one_replica_per_node_never_waits_past_boot() {
+    let trace = scenario::find("zones").unwrap().trace(42);
+    let c = default_run(&trace, "zones");
+    let k = c.summary("k3scale").unwrap();
+    assert!(k.max_wait_past_boot_s <= 0.0, "{k:#?}");
+    assert!(c.saving_vs("fixed-peak").unwrap() >= 30.0, "{:#?}", c.summaries);
+    // One replica per node, spread over both zones: each pool grew.
+    let events = &c.events["k3scale"];
+    let launched_in = |pool: &str| {
+        events
+            .iter()
+            .filter(|e| e.added > 0)
+            .any(|e| e.reasons.iter().any(|r| r.contains(pool)))
+    };
+    assert!(launched_in("zone-a") && launched_in("zone-b"), "{events:#?}");
+}
+
+#[test]
+fn a_pool_whose_nodes_boot_slower_than_its_provision_timeout_backs_off_as_in_the_daemon() {
+    // The simulator steps the daemon's machine lifecycle: a machine that is
+    // no Ready node within the pool's provision_timeout is deleted as a
+    // failed join, and the pool backs off.
+    let trace = Trace::parse("r.csv", "time_s,replicas\n0,2\n600,30\n5400,30\n").unwrap();
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    let mut policy = loaded.policy;
+    policy.pools[0].template.boot_time = std::time::Duration::from_secs(20 * 60);
+    let run = |policy: &k3scale_core::Policy| {
+        let c = compare(
+            "slow",
+            &trace,
+            policy,
+            loaded.interval,
+            &SimOptions::default(),
+            &mut |_| {},
+        );
+        c.summary("k3scale").unwrap().clone()
+    };
+    policy.pools[0].provision_timeout = std::time::Duration::from_secs(10 * 60);
+    let slow = run(&policy);
+    // Given up on before they boot: launched again and again, and the
+    // pods wait far past the boot time.
+    assert!(slow.max_wait_s > 40.0 * 60.0, "{slow:#?}");
+    // With a timeout longer than the boot, the same pool grows in one boot.
+    policy.pools[0].provision_timeout = std::time::Duration::from_secs(60 * 60);
+    let ok = run(&policy);
+    assert!(ok.max_wait_s <= 25.0 * 60.0, "{ok:#?}");
+    assert!(slow.nodes_added > ok.nodes_added, "relaunches: {slow:#?} {ok:#?}");
+}
