@@ -96,7 +96,12 @@ pub async fn controller_with(
         pool.name.clone(),
         k3scale::wiring::machine_pool(&pool, Some(&loaded.config.pools[0]), Box::new(provider)),
     )]);
-    let mut seq = seed << 32;
+    // Machine names are Docker container names, global on the engine:
+    // rigs running side by side must not draw the same ones.
+    let salt = docker.name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut seq = (seed << 32) ^ salt;
     let controller = Controller::new(
         loaded.policy,
         cluster.clone(),
