@@ -11,7 +11,6 @@ step() { printf '\n==> %s\n' "$*"; }
 # One build per run: incremental caches would only take disk.
 export CARGO_INCREMENTAL=0
 
-
 step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; node-exporter: the dashboards' metric names; postgresql: load generator and replication tests)"
 if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
     || ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || ! command -v psql >/dev/null 2>&1 \

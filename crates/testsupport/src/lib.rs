@@ -21,6 +21,7 @@
 pub mod awsctl;
 #[cfg(feature = "aws")]
 pub mod awsfix;
+pub mod contract;
 pub mod kubefix;
 pub mod oncefix;
 pub mod promfix;

@@ -3,6 +3,7 @@
 //! instance by name, terminates exactly the drained instance (decrementing
 //! desired capacity), and claims instances the group launched on its own.
 
+use k3scale_testsupport::contract::Subject;
 use k3scale_testsupport::{awsctl, awsfix};
 use std::collections::BTreeMap;
 
@@ -18,9 +19,14 @@ async fn group() -> awsfix::Moto {
     let config = moto.sdk_config();
     awsfix::launch_template(&config).await;
     let subnets = awsfix::two_az_subnets(&config).await;
-    aws_sdk_autoscaling::Client::new(&config)
+    create_group(&config, GROUP, &subnets).await;
+    moto
+}
+
+async fn create_group(config: &aws_config::SdkConfig, name: &str, subnets: &[String]) {
+    aws_sdk_autoscaling::Client::new(config)
         .create_auto_scaling_group()
-        .auto_scaling_group_name(GROUP)
+        .auto_scaling_group_name(name)
         .launch_template(
             aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
                 .launch_template_name("k3s-agent")
@@ -33,16 +39,19 @@ async fn group() -> awsfix::Moto {
         .send()
         .await
         .unwrap();
-    moto
 }
 
 fn provider(moto: &awsfix::Moto, group: &str) -> AsgProvider {
+    provider_of(moto, k3scale_core::testkit::workers(), group)
+}
+
+fn provider_of(moto: &awsfix::Moto, pool: k3scale_core::Pool, group: &str) -> AsgProvider {
     let config = moto.sdk_config();
     AsgProvider::with_clients(
         aws_sdk_autoscaling::Client::new(&config),
         aws_sdk_ec2::Client::new(&config),
         "home",
-        k3scale_core::testkit::workers(),
+        pool,
         AsgProviderConfig {
             region: "us-east-1".into(),
             group: group.into(),
@@ -51,6 +60,23 @@ fn provider(moto: &awsfix::Moto, group: &str) -> AsgProvider {
     )
     .unwrap()
 }
+
+/// Pool `workers` on the group, pool `others` on a group of its own.
+async fn contract_subject() -> (awsfix::Moto, Subject) {
+    let moto = group().await;
+    let config = moto.sdk_config();
+    create_group(&config, "others", &awsfix::two_az_subnets(&config).await).await;
+    let others = k3scale_core::testkit::pool("others", 0, 3, 2000, 4 << 30, 0.0);
+    let subject = Subject {
+        ours: Box::new(provider(&moto, GROUP)),
+        foreign: Box::new(provider_of(&moto, others, "others")),
+        our_name: "workers-contract".into(),
+        foreign_name: "others-contract".into(),
+    };
+    (moto, subject)
+}
+
+k3scale_testsupport::provider_contract!(contract_subject());
 
 /// The group's desired capacity and its live instance ids.
 async fn state(moto: &awsfix::Moto) -> (i32, Vec<String>) {

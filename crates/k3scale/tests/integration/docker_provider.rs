@@ -6,6 +6,7 @@ use k3scale::provider::secret::Secret;
 use k3scale::provider::{NodeProvider, ProviderError, create_many};
 use k3scale_core::config::DockerProviderConfig;
 use k3scale_core::testkit::{GI, pool};
+use k3scale_testsupport::contract::Subject;
 use k3scale_testsupport::support;
 use support::{TOKEN, TestCluster, standin_image};
 
@@ -32,6 +33,28 @@ async fn provider(cluster: &TestCluster, cfg: DockerProviderConfig) -> DockerPro
         .await
         .unwrap()
 }
+
+/// Pools `workers` and `others` of one cluster on the real engine.
+async fn contract_subject() -> (TestCluster, Subject) {
+    let cluster = TestCluster::new("contract");
+    let on = |name: &str| {
+        DockerProvider::connect(
+            &cluster.name,
+            pool(name, 0, 5, 2000, 4 * GI, 0.0),
+            support::standin_config(&cluster),
+            Secret::new(TOKEN),
+        )
+    };
+    let subject = Subject {
+        ours: Box::new(on("workers").await.unwrap()),
+        foreign: Box::new(on("others").await.unwrap()),
+        our_name: format!("workers-{}", cluster.name),
+        foreign_name: format!("others-{}", cluster.name),
+    };
+    (cluster, subject)
+}
+
+k3scale_testsupport::provider_contract!(contract_subject());
 
 #[tokio::test]
 async fn create_list_delete_and_survive_a_restart() {

@@ -5,6 +5,7 @@
 //! errors as InsufficientCapacity, throttling retried.
 
 use awsctl::Scaled;
+use k3scale_testsupport::contract::Subject;
 use k3scale_testsupport::{awsctl, awsfix};
 
 use std::collections::BTreeMap;
@@ -64,6 +65,27 @@ async fn instance(aws: &Aws, provider_id: &str) -> aws_sdk_ec2::types::Instance 
     let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
     out.reservations()[0].instances()[0].clone()
 }
+
+/// Pools `workers` and `others` of one cluster on one emulator.
+async fn contract_subject() -> (Aws, Subject) {
+    let aws = aws().await;
+    let on = |pool: &str| {
+        Box::new(provider(
+            &aws.moto.url,
+            pool,
+            config(&aws, Capacity::OnDemand, &[]),
+        ))
+    };
+    let subject = Subject {
+        ours: on("workers"),
+        foreign: on("others"),
+        our_name: "workers-contract".into(),
+        foreign_name: "others-contract".into(),
+    };
+    (aws, subject)
+}
+
+k3scale_testsupport::provider_contract!(contract_subject());
 
 #[tokio::test]
 async fn launches_spread_over_azs_lists_and_terminates_only_ours() {

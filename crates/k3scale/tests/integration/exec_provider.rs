@@ -5,6 +5,7 @@ use k3scale::provider::exec::ExecProvider;
 use k3scale::provider::{NodeProvider, ProviderError};
 use k3scale_core::config::ExecProviderConfig;
 use k3scale_core::testkit::{GI, pool};
+use k3scale_testsupport::contract::Subject;
 use k3scale_testsupport::support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -83,6 +84,43 @@ async fn example_script_runs_a_pool_on_the_real_engine() {
     assert_eq!(p.list().await.unwrap().len(), 1);
     assert_eq!(cluster.inspect(&b)["Config"]["Hostname"], b);
 }
+
+/// The shipped example script (`deploy/exec/docker-agents.sh`) running
+/// pools `workers` and `others` of one cluster on the real engine.
+async fn contract_subject() -> (TestCluster, Subject) {
+    let cluster = TestCluster::new("exec-contract");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/exec/docker-agents.sh");
+    let env = BTreeMap::from([
+        ("K3S_IMAGE".to_string(), standin_image().to_string()),
+        ("K3S_NETWORK".to_string(), cluster.network.clone()),
+        ("K3S_URL".to_string(), "https://k3s-server:6443".to_string()),
+        (
+            "K3S_PRIVILEGED".to_string(),
+            engine_allows_privileged().to_string(),
+        ),
+    ]);
+    let on = |name: &str| {
+        let cfg = ExecProviderConfig {
+            create: script.into(),
+            delete: script.into(),
+            list: script.into(),
+            timeout: "60s".into(),
+            env: env.clone(),
+            token_file: None,
+            token_env: None,
+        };
+        Box::new(ExecProvider::new(&cluster.name, pool(name, 0, 10, 2000, 4 * GI, 0.04), cfg).unwrap())
+    };
+    let subject = Subject {
+        ours: on("workers"),
+        foreign: on("others"),
+        our_name: format!("workers-{}", cluster.name),
+        foreign_name: format!("others-{}", cluster.name),
+    };
+    (cluster, subject)
+}
+
+k3scale_testsupport::provider_contract!(contract_subject());
 
 #[tokio::test]
 async fn request_arrives_on_stdin_and_in_the_environment() {
