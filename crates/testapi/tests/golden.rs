@@ -159,6 +159,7 @@ async fn auth_failures() {
     .await
     .unwrap();
     s.set_permissions(Some(vec![]));
+    exact(&s, "10-auth-403-no-permission").await;
     exact(&s, "10-auth-403-no-permission-eviction").await;
 }
 
@@ -210,6 +211,21 @@ async fn node_password_secret() {
     exact(&s, "06-delete-node-password-secret-404").await;
 }
 
+/// The PDB `work/db-pdb` counts as the recorded status does; returns it.
+fn budget_as_recorded(s: &TestApiServer, name: &str) -> Value {
+    let pdb = s.get(&PDBS, "work", "db-pdb").unwrap();
+    let want = golden(name)["response"]["body"]["status"].clone();
+    for key in [
+        "disruptionsAllowed",
+        "currentHealthy",
+        "desiredHealthy",
+        "expectedPods",
+    ] {
+        assert_eq!(pdb["status"][key], want[key], "{name}: status.{key}");
+    }
+    pdb
+}
+
 #[tokio::test]
 async fn evictions_and_budgets() {
     let s = server().await;
@@ -250,9 +266,7 @@ async fn evictions_and_budgets() {
     // minAvailable 3 with 3 healthy: nothing may go.
     let (want, got) = replay(&s, "05-pdb-create").await;
     assert_eq!(got.body["spec"], want["spec"]);
-    let pdb = s.get(&PDBS, "work", "db-pdb").unwrap();
-    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
-    assert_eq!(pdb["status"]["currentHealthy"], 3);
+    budget_as_recorded(&s, "05-pdb-status-zero-disruptions");
     exact(&s, "05-eviction-429-pdb").await;
     exact(&s, "05-eviction-wrong-uid-pdb-zero-disruptions").await;
 
@@ -262,16 +276,7 @@ async fn evictions_and_budgets() {
     assert_eq!(got.body["spec"]["minAvailable"], 2);
     exact(&s, "05-eviction-429-pdb-not-yet-processed").await;
     s.pause_disruption_controller(false);
-    let pdb = s.get(&PDBS, "work", "db-pdb").unwrap();
-    let want = golden("05-pdb-status-one-disruption")["response"]["body"]["status"].clone();
-    for key in [
-        "disruptionsAllowed",
-        "currentHealthy",
-        "desiredHealthy",
-        "expectedPods",
-    ] {
-        assert_eq!(pdb["status"][key], want[key], "status.{key}");
-    }
+    budget_as_recorded(&s, "05-pdb-status-one-disruption");
 
     // A wrong UID with a budget that allows it: 409, but the budget is spent.
     let wrong_uid = golden("05-eviction-wrong-uid-pdb-allows");
@@ -284,8 +289,15 @@ async fn evictions_and_budgets() {
         .to_string();
     let (want, got) = replay(&s, "05-eviction-wrong-uid-pdb-allows").await;
     assert_eq!(got.body, want);
+    // The recording was taken after db-2 had gone too (its healthy counts
+    // are one lower): the spent budget is what it pins down.
     let pdb = s.get(&PDBS, "work", "db-pdb").unwrap();
-    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+    let want = golden("05-pdb-status-after-wrong-uid-eviction")["response"]["body"]["status"].clone();
+    assert_eq!(pdb["status"]["disruptionsAllowed"], want["disruptionsAllowed"]);
+    assert!(
+        want["disruptedPods"].as_object().is_some_and(|d| d.len() == 1),
+        "{want}"
+    );
     assert!(pdb["status"]["disruptedPods"][&pod_name].is_string(), "{pdb}");
     // The spent budget holds until the entry expires.
     exact(&s, "05-eviction-429-after-budget-used").await;
@@ -497,6 +509,7 @@ async fn a_watch_sees_create_modify_graceful_and_forced_delete_then_bookmarks() 
 async fn metrics_api() {
     let s = server().await;
     exact(&s, "11-metrics-api-absent-404").await;
+    exact(&s, "11-metrics-api-absent-discovery").await;
     s.set_metrics(MetricsMode::Unavailable);
     exact(&s, "11-metrics-api-unavailable-503").await;
 }
@@ -599,4 +612,77 @@ async fn a_node_registers_not_ready_turns_ready_still_tainted_then_loses_the_tai
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (want, got) = replay(&s, "13-node-no-heartbeat-unreachable").await;
     assert_eq!(startup_view(&got.body), startup_view(&want), "unreachable");
+}
+
+#[tokio::test]
+async fn version_has_the_recorded_shape() {
+    let s = server().await;
+    let (want, got) = replay(&s, "12-version").await;
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&got.body), keys(&want), "the same fields");
+    assert_eq!(got.body["major"], want["major"]);
+}
+
+/// Recordings no test replays, and why. Every other recording must be
+/// replayed (or read) by a test: a new one cannot be forgotten.
+const INFORMATIONAL: &[(&str, &str)] = &[
+    (
+        "05-eviction-201-pdb-allows",
+        "the same 201 Status as 05-eviction-201-no-pdb (replayed); the budget it spends is checked against 05-pdb-status-one-disruption",
+    ),
+    (
+        "05-pdb-status-after-eviction",
+        "the status after 05-eviction-201-pdb-allows, whose state the wrong-UID path reaches instead",
+    ),
+    (
+        "05-pdb-status-wrong-uid-recovered",
+        "recovery after the disrupted-pod entry expires (2 minutes on a real controller): not waited for in a test",
+    ),
+    (
+        "08-event-core-v1-view",
+        "k3scale writes events.k8s.io/v1 Events and never reads them back",
+    ),
+    (
+        "09-create-unschedulable-pod",
+        "the request that set up 09-unschedulable-pod-status, which the conversion tests read",
+    ),
+    (
+        "11-metrics-apiservice-status",
+        "k3scale never reads APIServices: it learns metrics-server is down from the 503 (replayed)",
+    ),
+];
+
+#[test]
+fn every_recording_is_replayed_or_listed_as_informational() {
+    let dir = format!("{}/golden", env!("CARGO_MANIFEST_DIR"));
+    // This file up to the list below, and the conversion tests.
+    let this = include_str!("golden.rs");
+    let sources = [
+        &this[..this.find("const INFORMATIONAL").unwrap()],
+        include_str!("../../k3scale/tests/integration/kube_convert.rs"),
+    ]
+    .concat();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().file_name().into_string().unwrap();
+        let Some(stem) = file.strip_suffix(".json") else {
+            continue;
+        };
+        let read = sources.contains(&format!("\"{stem}\""));
+        let listed = INFORMATIONAL.iter().any(|(name, _)| *name == stem);
+        assert!(!(read && listed), "{stem} is replayed: take it off INFORMATIONAL");
+        if !read && !listed {
+            missing.push(stem.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "recordings no test replays or lists: {missing:?}"
+    );
+    for (name, _) in INFORMATIONAL {
+        assert!(
+            std::path::Path::new(&format!("{dir}/{name}.json")).exists(),
+            "{name} is not a recording"
+        );
+    }
 }
