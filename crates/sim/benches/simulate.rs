@@ -12,7 +12,8 @@ fn benches(c: &mut Criterion) {
     let trace = Trace::parse("nasa", &text)
         .unwrap()
         .truncated(Duration::from_secs(30 * 86_400))
-        .scaled(32.0);
+        .scaled(32.0)
+        .unwrap();
     let loaded = load("default", DEFAULT_CONFIG).unwrap();
     let opts = SimOptions::default();
     let k3scale = contenders(&loaded.policy, loaded.interval, &trace, &opts).remove(0);

@@ -42,6 +42,10 @@ pub fn write_svg(path: &str, title: &str, runs: &[RunResult]) -> Result<(), Char
         .first()
         .map(|r| r.demand_per_minute.as_slice())
         .unwrap_or(&[]);
+    // An infinite axis range never ends its tick loop: refuse it.
+    if let Some(v) = demand.iter().find(|v| !v.is_finite()) {
+        return Err(err(&format!("demand {v} is not a finite number")));
+    }
     let max_demand = demand.iter().copied().fold(0.0, f64::max).max(0.1);
 
     let root = SVGBackend::new(path, (1100, 500)).into_drawing_area();

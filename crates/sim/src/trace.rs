@@ -149,6 +149,19 @@ impl Trace {
         if series.is_empty() {
             return Err(bad(header_line, "no data rows".into()));
         }
+        // Times count from the first row, whatever the file counts from
+        // (seconds since the Unix epoch, say).
+        let start = series
+            .values()
+            .filter_map(|p| p.first())
+            .map(|p| p.0)
+            .min()
+            .unwrap_or(0);
+        for points in series.values_mut() {
+            for p in points.iter_mut() {
+                p.0 -= start;
+            }
+        }
         Ok(Trace { unit, series })
     }
 
@@ -167,14 +180,22 @@ impl Trace {
         Duration::from_secs(end)
     }
 
-    /// Multiply every value (replay traffic at `factor` times its rate).
-    pub fn scaled(mut self, factor: f64) -> Trace {
-        for points in self.series.values_mut() {
+    /// Multiply every value (replay traffic at `factor` times its rate);
+    /// refused when a value would no longer be a finite number.
+    pub fn scaled(mut self, factor: f64) -> Result<Trace, String> {
+        for (workload, points) in self.series.iter_mut() {
             for p in points.iter_mut() {
-                p.1 *= factor;
+                let scaled = p.1 * factor;
+                if !scaled.is_finite() {
+                    return Err(format!(
+                        "{workload} at time_s {}: {:e} × {factor} is not a finite number",
+                        p.0, p.1
+                    ));
+                }
+                p.1 = scaled;
             }
         }
-        self
+        Ok(self)
     }
 
     /// Cut the trace to its first `d`.
@@ -210,6 +231,21 @@ impl<'t> Cursor<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_count_from_the_first_row_and_scaling_never_overflows() {
+        let t = Trace::parse(
+            "epoch.csv",
+            "time_s,workload,cpu\n1700000060,a,1\n1700000000,b,2\n1700000120,a,3\n",
+        )
+        .unwrap();
+        assert_eq!(t.series["b"], vec![(0, 2.0)]);
+        assert_eq!(t.series["a"], vec![(60, 1.0), (120, 3.0)]);
+        assert_eq!(t.duration(), Duration::from_secs(180));
+        let huge = Trace::parse("h.csv", "time_s,cpu\n0,1e308\n").unwrap();
+        let err = huge.scaled(32.0).unwrap_err();
+        assert!(err.contains("not a finite number"), "{err}");
+    }
 
     #[test]
     fn parses_the_nasa_shape_and_multi_workload_files() {

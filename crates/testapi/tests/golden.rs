@@ -486,11 +486,18 @@ async fn a_watch_sees_create_modify_graceful_and_forced_delete_then_bookmarks() 
         .iter()
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    // The recording has extra MODIFIED events from a real scheduler binding the pod.
+    // The recording has extra MODIFIED events from a real scheduler binding
+    // the pod. A bookmark may fall between the steps on a slow machine (a
+    // real server sends them whenever its interval is up).
     assert_eq!(types.first(), want.first());
     let deleted = types.iter().position(|t| *t == "DELETED").expect("DELETED seen");
+    let changes: Vec<&str> = types[1..deleted]
+        .iter()
+        .copied()
+        .filter(|t| *t != "BOOKMARK")
+        .collect();
     assert!(
-        types[1..deleted].iter().all(|t| *t == "MODIFIED") && deleted >= 3,
+        changes.iter().all(|t| *t == "MODIFIED") && changes.len() >= 2,
         "{types:?}"
     );
     assert!(

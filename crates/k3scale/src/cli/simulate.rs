@@ -38,8 +38,15 @@ pub struct Args {
     #[arg(short, long)]
     config: Option<PathBuf>,
     /// Where to write the SVG chart.
-    #[arg(long, default_value = "k3scale-simulation.svg")]
+    #[arg(long, default_value = "k3scale-simulation.svg", conflicts_with = "no_chart")]
     chart: PathBuf,
+    /// Write no chart.
+    #[arg(long)]
+    no_chart: bool,
+    /// Replay a trace longer than a year (refused by default: a file that
+    /// counts seconds in another unit would run for ages).
+    #[arg(long)]
+    allow_long_trace: bool,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
     /// List the built-in scenarios and exit.
@@ -57,6 +64,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(args.scale.is_finite() && args.scale > 0.0) {
         bail!("--scale must be a positive number, got {}", args.scale);
     }
+    if !(args.cpu_per_request.is_finite() && args.cpu_per_request > 0.0) {
+        bail!(
+            "--cpu-per-request must be a positive number of CPU-seconds, got {}",
+            args.cpu_per_request
+        );
+    }
+    let days = match args.days {
+        None => None,
+        Some(d) => match Duration::try_from_secs_f64(d * 86_400.0) {
+            Ok(span) if d > 0.0 => Some(span),
+            _ => bail!("--days must be a positive number of days, got {d}"),
+        },
+    };
     let (name, text) = match &args.config {
         Some(path) => crate::cli::once::read_config(path)?,
         None => (
@@ -91,11 +111,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (s.name.to_string(), s.trace(args.seed))
         }
     };
-    if let Some(days) = args.days {
-        trace = trace.truncated(Duration::from_secs_f64(days * 86_400.0));
+    if let Some(days) = days {
+        trace = trace.truncated(days);
+    }
+    if trace.duration() > MAX_TRACE_SPAN && !args.allow_long_trace {
+        bail!(
+            "{label} spans {:.0} days, more than {} (is time_s in seconds?); --days N replays its start, --allow-long-trace all of it",
+            trace.duration().as_secs_f64() / 86_400.0,
+            MAX_TRACE_SPAN.as_secs() / 86_400
+        );
     }
     if args.scale != 1.0 {
-        trace = trace.scaled(args.scale);
+        trace = trace
+            .scaled(args.scale)
+            .map_err(|e| anyhow::anyhow!("{label}: --scale {}: {e}", args.scale))?;
     }
 
     let bar = ProgressBar::new(1000);
@@ -110,11 +139,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let chart_path = args.chart.display().to_string();
-    chart::write_svg(
-        &chart_path,
-        &format!("k3scale simulate: {label}"),
-        &comparison.runs,
-    )?;
+    // Drawn after the results are printed: a chart that fails loses nothing else.
+    let draw = || {
+        chart::write_svg(
+            &chart_path,
+            &format!("k3scale simulate: {label}"),
+            &comparison.runs,
+        )
+    };
 
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
@@ -139,8 +171,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     println!("k3scale vs {other}: {saving:.1}% fewer node-hours");
                 }
             }
-            println!("chart: {chart_path}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if args.no_chart {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match draw() {
+        Ok(()) => {
+            if args.output == Output::Table {
+                println!("chart: {chart_path}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
+
+/// The longest trace replayed without `--allow-long-trace`.
+const MAX_TRACE_SPAN: Duration = Duration::from_secs(366 * 86_400);

@@ -95,6 +95,71 @@ fn simulate_rejects_unknown_scenarios_and_bad_traces() {
 }
 
 #[test]
+fn simulate_refuses_bad_numbers_and_absurd_traces_clearly() {
+    let dir = temp_dir("sim-input");
+    let no_chart = ["simulate", "--no-chart"];
+    let refused = |extra: &[&str], want: &str| {
+        let args: Vec<&str> = no_chart.iter().chain(extra).copied().collect();
+        let out = k3scale(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(want), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    };
+    for days in ["0", "-1", "NaN", "inf", "1e300"] {
+        refused(
+            &[&format!("--days={days}")],
+            "--days must be a positive number of days",
+        );
+    }
+    for c in ["0", "-0.5", "NaN"] {
+        refused(
+            &[&format!("--cpu-per-request={c}")],
+            "--cpu-per-request must be a positive number",
+        );
+    }
+    // Seconds since the epoch count from the first row; a span of ages is refused.
+    let epoch = dir.write("epoch.csv", "time_s,cpu\n1700000000,1\n1700000060,2\n");
+    let out = k3scale(&["simulate", "--no-chart", "--trace", epoch.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ages = dir.write("ages.csv", "time_s,cpu\n0,1\n100000000000,2\n");
+    refused(
+        &["--trace", ages.to_str().unwrap()],
+        "days, more than 366 (is time_s in seconds?)",
+    );
+    let huge = dir.write("huge.csv", "time_s,cpu\n0,1e308\n60,1\n");
+    refused(
+        &["--trace", huge.to_str().unwrap(), "--scale", "32"],
+        "1e308 × 32 is not a finite number",
+    );
+}
+
+#[test]
+fn a_chart_that_cannot_be_written_loses_neither_the_table_nor_the_json() {
+    for output in ["table", "json"] {
+        let out = k3scale(&[
+            "simulate",
+            "--days",
+            "0.1",
+            "--output",
+            output,
+            "--chart",
+            "/nonexistent-dir/chart.svg",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{output}");
+        assert!(stdout.contains("k3scale"), "{output}: {stdout}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot draw chart /nonexistent-dir/chart.svg"),
+            "{output}"
+        );
+    }
+    let out = k3scale(&["simulate", "--days", "0.1", "--no-chart"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("chart:"));
+}
+
+#[test]
 fn validate_prints_effective_config_or_every_error() {
     let dir = temp_dir("validate");
     let good = dir.join("good.yaml");

@@ -69,7 +69,10 @@ fn every_scenario_stays_within_bounds_and_is_deterministic() {
 fn nasa_trace_replays_end_to_end() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../traces/nasa-1995-http.csv");
     let text = std::fs::read_to_string(path).unwrap();
-    let trace = Trace::parse("nasa-1995-http.csv", &text).unwrap().scaled(32.0);
+    let trace = Trace::parse("nasa-1995-http.csv", &text)
+        .unwrap()
+        .scaled(32.0)
+        .unwrap();
     assert_eq!(trace.series["web"].len(), 84_333);
     let c = default_run(&trace, "nasa");
     assert!((c.hours - 1405.55).abs() < 0.1, "{}", c.hours);
