@@ -138,16 +138,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     bar.finish_and_clear();
 
-    let chart_path = args.chart.display().to_string();
-    // Drawn after the results are printed: a chart that fails loses nothing else.
-    let draw = || {
-        chart::write_svg(
-            &chart_path,
-            &format!("k3scale simulate: {label}"),
-            &comparison.runs,
-        )
-    };
-
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
         Output::Table => {
@@ -176,7 +166,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.no_chart {
         return Ok(ExitCode::SUCCESS);
     }
-    match draw() {
+    // Drawn after the results are printed: a chart that fails loses nothing else.
+    let chart_path = args.chart.display().to_string();
+    match chart::write_svg(
+        &chart_path,
+        &format!("k3scale simulate: {label}"),
+        &comparison.runs,
+    ) {
         Ok(()) => {
             if args.output == Output::Table {
                 println!("chart: {chart_path}");

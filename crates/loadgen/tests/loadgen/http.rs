@@ -228,7 +228,8 @@ async fn closed_model_sends_back_to_back() {
 async fn every_profile_sends_the_area_under_its_curve() {
     let (base, _) = server().await;
     let url = format!("{base}/ok");
-    let file = std::env::temp_dir().join(format!("k3scale-load-profile-{}.csv", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("profile.csv");
     std::fs::write(&file, "# time,rate\n0,50\n2s,150\n").unwrap();
     let file_s = file.to_str().unwrap().to_string();
     let run = |extra: &[&str]| {
@@ -278,7 +279,6 @@ async fn every_profile_sends_the_area_under_its_curve() {
         // 50→150 over 2 s, then 150 held: 200 + 300.
         run(&["--profile-file", &file_s]),
     );
-    std::fs::remove_file(&file).unwrap();
     for (name, r, want) in [
         ("ramp", ramp, 200),
         ("spike", spike, 260),
@@ -335,7 +335,8 @@ async fn bad_input_gets_a_clear_error() {
 async fn ctrl_c_prints_the_partial_report_and_out_writes_files() {
     let (base, _) = server().await;
     let url = format!("{base}/ok");
-    let dir = std::env::temp_dir().join(format!("k3scale-load-test-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
     let dir_s = dir.to_str().unwrap().to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_k3scale-load"))
         .args([
@@ -374,7 +375,6 @@ async fn ctrl_c_prints_the_partial_report_and_out_writes_files() {
     assert!(csv.lines().count() >= 3, "{csv}");
     let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("requests per second") && svg.contains("latency (ms)"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn nix_kill(pid: u32) {

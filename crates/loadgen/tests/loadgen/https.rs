@@ -64,7 +64,8 @@ async fn load(args: Vec<String>) -> Output {
 async fn self_signed_targets_need_their_ca_or_insecure() {
     let (port, pem) = tls_server().await;
     let url = format!("https://localhost:{port}/");
-    let ca = std::env::temp_dir().join(format!("k3scale-load-ca-{}.pem", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
     std::fs::write(&ca, &pem).unwrap();
     let run = |extra: &[&str]| {
         let mut args: Vec<String> = ["http", url.as_str(), "--rate", "20", "--duration", "1s", "--json"]
@@ -98,5 +99,4 @@ async fn self_signed_targets_need_their_ca_or_insecure() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(missing.status.code(), Some(2));
     assert!(err.contains("--ca-file /nonexistent/ca.pem"), "{err}");
-    std::fs::remove_file(&ca).unwrap();
 }

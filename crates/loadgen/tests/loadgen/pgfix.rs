@@ -5,7 +5,6 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "app-s3cret-pw";
@@ -14,6 +13,8 @@ const REPLICATION_PASSWORD: &str = "repl-s3cret-pw";
 #[derive(Debug)]
 pub struct Replicated {
     dir: PathBuf,
+    /// Removes `dir` once the servers are stopped (fields drop after `drop`).
+    _tmp: tempfile::TempDir,
     servers: Vec<Child>,
     pub primary_port: u16,
     pub replica_port: u16,
@@ -27,8 +28,6 @@ fn free_ports() -> (u16, u16) {
     let port = |l: &std::net::TcpListener| l.local_addr().expect("bound").port();
     (port(&a), port(&b))
 }
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Root cannot run PostgreSQL: run it as the `postgres` user then.
 fn postgres_ids() -> Option<(u32, u32)> {
@@ -63,10 +62,11 @@ fn script() -> PathBuf {
 
 impl Replicated {
     pub fn start() -> Self {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("k3scale-pg-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("k3scale-pg-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_path_buf();
         let ids = postgres_ids();
         if let Some((uid, gid)) = ids {
             Command::new("chown")
@@ -78,6 +78,7 @@ impl Replicated {
         let (primary_port, replica_port) = free_ports();
         let mut me = Replicated {
             dir,
+            _tmp: tmp,
             servers: Vec::new(),
             primary_port,
             replica_port,
@@ -227,6 +228,5 @@ impl Drop for Replicated {
         for s in &mut self.servers {
             let _ = s.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
