@@ -42,7 +42,9 @@ pub fn contenders(policy: &Policy, interval: Duration, trace: &Trace, opts: &Sim
 }
 
 /// Nodes of the first pool needed for the trace's peak replicas (what a
-/// user sizing a static cluster by hand would buy), at least its minimum.
+/// user sizing a static cluster by hand would buy), at least its minimum
+/// and at most what the pool (and the cluster's node limit) allows: a
+/// fixed fleet bigger than k3scale may ever run would inflate the saving.
 pub fn peak_nodes(policy: &Policy, trace: &Trace, opts: &SimOptions) -> u32 {
     let Some(pool) = policy.pools.first() else {
         return 0;
@@ -73,7 +75,42 @@ pub fn peak_nodes(policy: &Policy, trace: &Trace, opts: &SimOptions) -> u32 {
         .min(room.memory_bytes / pod.memory_bytes.max(1))
         .min(room.pods)
         .max(1);
-    (replicas.div_ceil(per_node) as u32).max(pool.min)
+    let cap = pool
+        .max
+        .min(policy.limits.max_nodes.unwrap_or(u32::MAX))
+        .max(pool.min);
+    u32::try_from(replicas.div_ceil(per_node))
+        .unwrap_or(u32::MAX)
+        .clamp(pool.min, cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k3scale_core::testkit::{GI, pool};
+
+    #[test]
+    fn the_fixed_fleet_is_sized_for_the_peak_within_the_pools_bounds() {
+        let opts = SimOptions::default();
+        let trace = |cores: f64| Trace::parse("t.csv", &format!("time_s,cpu\n0,1\n60,{cores}\n")).unwrap();
+        let policy = Policy::new(vec![pool("workers", 2, 10, 4000, 16 * GI, 0.04)]);
+        let small = peak_nodes(&policy, &trace(1.0), &opts);
+        let medium = peak_nodes(&policy, &trace(12.0), &opts);
+        assert_eq!(small, 2, "at least the pool's minimum");
+        assert!(medium > small && medium < 10, "{medium}");
+        assert_eq!(
+            peak_nodes(&policy, &trace(10_000.0), &opts),
+            10,
+            "at most the pool's max"
+        );
+        let mut limited = policy.clone();
+        limited.limits.max_nodes = Some(6);
+        assert_eq!(
+            peak_nodes(&limited, &trace(10_000.0), &opts),
+            6,
+            "at most the cluster's limit"
+        );
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
