@@ -25,7 +25,7 @@ pub fn standin_image() -> &'static str {
             "/bin/busybox is missing: install Debian's busybox-static (scripts/test.sh does)"
         );
         let dir = TempDir::new("standin");
-        let ctx = &dir.path;
+        let ctx = dir.path();
         let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/standin");
         for f in ["Dockerfile", "k3s"] {
             std::fs::copy(format!("{fixtures}/{f}"), ctx.join(f)).unwrap();
@@ -164,10 +164,7 @@ impl Drop for TestCluster {
 /// A directory of this test's own (`k3scale-<tag>-XXXXXX` under the
 /// system's temp dir), removed on drop, for state databases, kubeconfigs
 /// and the scripts exec providers run.
-pub struct TempDir {
-    pub path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
@@ -175,19 +172,20 @@ impl TempDir {
             .prefix(&format!("k3scale-{tag}-"))
             .tempdir()
             .unwrap();
-        TempDir {
-            path: dir.path().to_path_buf(),
-            _dir: dir,
-        }
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.0.path()
     }
 
     pub fn join(&self, name: &str) -> std::path::PathBuf {
-        self.path.join(name)
+        self.path().join(name)
     }
 
     /// Write `text` into `name`; returns its path.
     pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
-        let path = self.path.join(name);
+        let path = self.join(name);
         std::fs::write(&path, text).unwrap();
         path
     }

@@ -24,10 +24,6 @@ impl HumanDuration {
     pub fn error(&self) -> Option<&str> {
         self.value.as_ref().err().map(String::as_str)
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
 }
 
 impl From<&str> for HumanDuration {
@@ -103,7 +99,7 @@ mod tests {
     fn reads_once_and_keeps_the_text() {
         let d = HumanDuration::from("1h30m");
         assert_eq!(d.get(), Duration::from_secs(5400));
-        assert_eq!(d.as_str(), "1h30m");
+        assert_eq!(d.to_string(), "1h30m");
         assert_eq!(d.error(), None);
         let bad = HumanDuration::from("soon");
         assert_eq!(bad.get(), Duration::ZERO);

@@ -9,8 +9,7 @@ mod scale_up;
 
 pub use scale_down::pod_blocker;
 
-use crate::decision::Reason;
-use crate::decision::{Decision, ScaleDown, ScaleUp};
+use crate::decision::{Decision, Reason, ScaleDown, ScaleUp};
 use crate::model::Pod;
 use crate::policy::{PendingPods, Policy};
 use crate::snapshot::Snapshot;

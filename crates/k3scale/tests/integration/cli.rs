@@ -472,7 +472,7 @@ fn unreachable_cluster(dir: &std::path::Path, listen: &str) -> (String, std::pat
 #[test]
 fn once_against_an_unreachable_api_says_where_and_why_at_once() {
     let dir = temp_dir("once-unreachable");
-    let (api, config) = unreachable_cluster(&dir.path, "127.0.0.1:0");
+    let (api, config) = unreachable_cluster(dir.path(), "127.0.0.1:0");
     let started = std::time::Instant::now();
     let out = k3scale(&["once", "-c", config.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -493,7 +493,7 @@ fn run_checks_its_port_first_and_waits_out_an_unreachable_api_serving_health() {
     // The port is taken: said first, before the API is even tried.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = taken.local_addr().unwrap().to_string();
-    let (_, config) = unreachable_cluster(&dir.path, &listen);
+    let (_, config) = unreachable_cluster(dir.path(), &listen);
     let out = k3scale(&["run", "-c", config.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -505,7 +505,7 @@ fn run_checks_its_port_first_and_waits_out_an_unreachable_api_serving_health() {
     drop(taken);
 
     // A free port and no API: the daemon stays up, healthy and not ready.
-    let (api, config) = unreachable_cluster(&dir.path, &listen);
+    let (api, config) = unreachable_cluster(dir.path(), &listen);
     let mut child = Command::new(env!("CARGO_BIN_EXE_k3scale"))
         .args(["run", "-c", config.to_str().unwrap()])
         .stdout(std::process::Stdio::null())

@@ -46,9 +46,9 @@ fn provider(
     ExecProvider::new("home", pool("workers", 0, 10, 2000, 4 * GI, 0.04), cfg).unwrap()
 }
 
-#[tokio::test]
-async fn example_script_runs_a_pool_on_the_real_engine() {
-    let cluster = TestCluster::new("exec");
+/// The shipped example script (`deploy/exec/docker-agents.sh`) running
+/// pool `pool_name` of `cluster` on the real engine.
+fn example_script_provider(cluster: &TestCluster, pool_name: &str) -> ExecProvider {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/exec/docker-agents.sh");
     let env = BTreeMap::from([
         ("K3S_IMAGE".to_string(), standin_image().to_string()),
@@ -68,7 +68,13 @@ async fn example_script_runs_a_pool_on_the_real_engine() {
         token_file: None,
         token_env: None,
     };
-    let p = ExecProvider::new(&cluster.name, pool("workers", 0, 10, 2000, 4 * GI, 0.04), cfg).unwrap();
+    ExecProvider::new(&cluster.name, pool(pool_name, 0, 10, 2000, 4 * GI, 0.04), cfg).unwrap()
+}
+
+#[tokio::test]
+async fn example_script_runs_a_pool_on_the_real_engine() {
+    let cluster = TestCluster::new("exec");
+    let p = example_script_provider(&cluster, "workers");
     let a = format!("workers-{}-a", cluster.name);
     let b = format!("workers-{}-b", cluster.name);
     assert!(p.create(&a).await.unwrap().provider_id.starts_with("docker://"));
@@ -85,32 +91,11 @@ async fn example_script_runs_a_pool_on_the_real_engine() {
     assert_eq!(cluster.inspect(&b)["Config"]["Hostname"], b);
 }
 
-/// The shipped example script (`deploy/exec/docker-agents.sh`) running
-/// pools `workers` and `others` of one cluster on the real engine.
+/// The shipped example script running pools `workers` and `others` of one
+/// cluster on the real engine.
 async fn contract_subject() -> (TestCluster, Subject) {
     let cluster = TestCluster::new("exec-contract");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/exec/docker-agents.sh");
-    let env = BTreeMap::from([
-        ("K3S_IMAGE".to_string(), standin_image().to_string()),
-        ("K3S_NETWORK".to_string(), cluster.network.clone()),
-        ("K3S_URL".to_string(), "https://k3s-server:6443".to_string()),
-        (
-            "K3S_PRIVILEGED".to_string(),
-            engine_allows_privileged().to_string(),
-        ),
-    ]);
-    let on = |name: &str| {
-        let cfg = ExecProviderConfig {
-            create: script.into(),
-            delete: script.into(),
-            list: script.into(),
-            timeout: "60s".into(),
-            env: env.clone(),
-            token_file: None,
-            token_env: None,
-        };
-        Box::new(ExecProvider::new(&cluster.name, pool(name, 0, 10, 2000, 4 * GI, 0.04), cfg).unwrap())
-    };
+    let on = |name: &str| Box::new(example_script_provider(&cluster, name));
     let subject = Subject {
         ours: on("workers"),
         foreign: on("others"),
@@ -129,7 +114,7 @@ async fn request_arrives_on_stdin_and_in_the_environment() {
         "create",
         &format!(
             "cat > {dir}/request.json\nenv | grep -E '^K3SCALE_|^K3S_TOKEN=|^SITE=' | sort > {dir}/env\nprintf '{{\"name\":\"%s\",\"provider_id\":\"metal://%s\"}}' \"$K3SCALE_NAME\" \"$K3SCALE_NAME\"",
-            dir = s.path.display()
+            dir = s.path().display()
         ),
     );
     let p = provider(
