@@ -81,9 +81,18 @@ impl Drop for Moto {
 /// What a fault rule answers instead of the emulator: status, content type, body.
 pub type Fault = (u16, &'static str, String);
 
-/// A proxy in front of the emulator: for each request (its number from 0
-/// and its body), `rule` may answer with a fault; otherwise the request is
-/// forwarded. Returns the proxy's URL and the count of requests seen.
+/// A proxy that hands the emulator one request at a time. moto checks a
+/// write's condition and then writes without a lock, so two conditional
+/// writes racing on one item can both pass there; real DynamoDB decides
+/// them atomically. Tests of what two contenders see go through this.
+pub async fn serial_proxy(target: String) -> String {
+    faulty_proxy(target, |_, _| None).await.0
+}
+
+/// A proxy in front of the emulator, forwarding one request at a time (see
+/// [`serial_proxy`]): for each request (its number from 0 and its body),
+/// `rule` may answer with a fault; otherwise the request is forwarded.
+/// Returns the proxy's URL and the count of requests seen.
 pub async fn faulty_proxy(
     target: String,
     rule: impl Fn(usize, &str) -> Option<Fault> + Send + Sync + 'static,
@@ -92,9 +101,11 @@ pub async fn faulty_proxy(
     let counter = seen.clone();
     let rule = Arc::new(rule);
     let http = reqwest::Client::new();
+    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
     let app =
         axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let (seen, http, target, rule) = (counter.clone(), http.clone(), target.clone(), rule.clone());
+            let one_at_a_time = one_at_a_time.clone();
             async move {
                 let n = seen.fetch_add(1, Ordering::SeqCst);
                 if let Some((status, content_type, fault)) = rule(n, &String::from_utf8_lossy(&body)) {
@@ -105,6 +116,7 @@ pub async fn faulty_proxy(
                     )
                         .into_response();
                 }
+                let _turn = one_at_a_time.lock().await;
                 let mut req = http.request(method, format!("{target}{uri}")).body(body);
                 for (name, value) in &headers {
                     if name != "host" && name != "content-length" {

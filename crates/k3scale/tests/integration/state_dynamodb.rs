@@ -11,9 +11,11 @@ use std::sync::atomic::Ordering;
 use k3scale::state::dynamodb::DynamoStore;
 use k3scale::state::{StateError, StateStore};
 
+/// Stores on `table`, reaching the emulator through [`awsfix::serial_proxy`]
+/// so lock races are decided atomically, as DynamoDB does.
 async fn store_on(moto: &awsfix::Moto, table: &str) -> impl Fn() -> Arc<dyn StateStore> + Sync + use<> {
-    let config = moto.sdk_config();
-    awsfix::state_table(&config, table).await;
+    awsfix::state_table(&moto.sdk_config(), table).await;
+    let config = awsfix::sdk_config(&awsfix::serial_proxy(moto.url.clone()).await);
     let table = table.to_string();
     move || {
         Arc::new(DynamoStore::with_client(
