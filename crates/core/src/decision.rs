@@ -242,6 +242,21 @@ pub enum Reason {
         #[serde(flatten)]
         blocker: Blocker,
     },
+    /// Removable, but not yet: unneeded for less than `unneeded_time`
+    /// (`remaining` left), or waiting on a delay or the step's limit.
+    Unneeded {
+        node: String,
+        pool: String,
+        utilization: f64,
+        empty: bool,
+        #[serde(serialize_with = "serialize_secs")]
+        remaining: Duration,
+    },
+    /// No scale-down this soon after a scale-up.
+    DelayAfterScaleUp {
+        #[serde(serialize_with = "serialize_secs")]
+        remaining: Duration,
+    },
     NoCandidates,
     /// A cluster-wide limit (`limits.max_nodes`, `max_cpu`, `max_memory`) stops scale-up.
     ClusterLimit {
@@ -424,6 +439,32 @@ impl fmt::Display for Reason {
             Reason::NotRemovable { node, blocker } => {
                 write!(f, "node {node} not removed: {blocker}")
             }
+            Reason::Unneeded {
+                node,
+                pool,
+                utilization,
+                empty,
+                remaining,
+            } => {
+                write!(
+                    f,
+                    "node {node} ({pool}, {:.0}% requested{}) is unneeded: ",
+                    pct(utilization),
+                    if *empty { ", empty" } else { "" }
+                )?;
+                if remaining.is_zero() {
+                    write!(f, "removed when a delay or the step limit allows")
+                } else {
+                    write!(f, "removed if still so in {}s", remaining.as_secs())
+                }
+            }
+            Reason::DelayAfterScaleUp { remaining } => {
+                write!(
+                    f,
+                    "no scale-down for {}s after the last scale-up",
+                    remaining.as_secs()
+                )
+            }
             Reason::NoCandidates => write!(f, "no node is a scale-down candidate"),
             Reason::ClusterLimit { limit, value } => {
                 write!(f, "cluster limit limits.{limit} ({value}) reached: no more nodes")
@@ -450,9 +491,13 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub triggering_pods: Vec<TriggeringPod>,
     /// Unschedulable pods (`namespace/name`) the planner placed on existing
-    /// free capacity: see [`crate::Snapshot::remember_fits`].
+    /// free capacity: see [`crate::Snapshot::remember`].
     #[serde(skip)]
     pub fit_existing: Vec<String>,
+    /// Nodes found removable together in this decision, removed or not:
+    /// see [`crate::Snapshot::remember`].
+    #[serde(skip)]
+    pub unneeded: Vec<String>,
 }
 
 /// Enough pods to tell a user why nodes were added without an Event storm.
@@ -476,6 +521,7 @@ impl Decision {
             reasons: Vec::new(),
             triggering_pods: Vec::new(),
             fit_existing: Vec::new(),
+            unneeded: Vec::new(),
         }
     }
 

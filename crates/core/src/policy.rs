@@ -64,6 +64,17 @@ impl Default for ScaleUpRules {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleDownRules {
     pub enabled: bool,
+    /// A node goes once it has been unneeded (its pods fit elsewhere, its
+    /// requested share under the threshold) this long without a break.
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub unneeded_time: Duration,
+    /// No scale-down this soon after a scale-up (unneeded time still runs).
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub delay_after_scale_up: Duration,
+    /// The seed rules' cluster-wide gate: scale down only while cluster CPU
+    /// (over `cpu_for`) and memory (over `memory_for`) are below these.
+    /// Off, those signals hold back no node: each is judged on its own.
+    pub cluster_gate: bool,
     pub cpu_below: f64,
     pub cpu_for: Duration,
     pub memory_below: f64,
@@ -74,6 +85,7 @@ pub struct ScaleDownRules {
     /// moves, so, like cluster-autoscaler's bulk delete, several may go at once.
     /// A step removes at most `max(max_step, max_empty_step)` nodes in all.
     pub max_empty_step: u32,
+    /// No scale-down this soon after the last one (unneeded time still runs).
     pub cooldown: Duration,
     /// A node is a candidate when its requested share of CPU and memory
     /// (the larger of the two) is below this.
@@ -98,13 +110,16 @@ impl Default for ScaleDownRules {
     fn default() -> Self {
         ScaleDownRules {
             enabled: true,
+            unneeded_time: Duration::from_secs(480),
+            delay_after_scale_up: Duration::from_secs(300),
+            cluster_gate: false,
             cpu_below: 0.30,
             cpu_for: Duration::from_secs(600),
             memory_below: 0.50,
             memory_for: Duration::ZERO,
             max_step: 1,
             max_empty_step: 10,
-            cooldown: Duration::from_secs(600),
+            cooldown: Duration::from_secs(120),
             node_utilization_below: 0.5,
             evict_local_storage: false,
             skip_nodes_with_system_pods: false,

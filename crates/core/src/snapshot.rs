@@ -105,19 +105,26 @@ pub struct Snapshot {
     /// since when (kept across decisions by [`Snapshot::remember_fits`]): a
     /// pod the scheduler still rejects after a while is not counted there.
     pub fit_believed_since: BTreeMap<String, Time>,
+    /// Nodes found unneeded, since when without a break (kept across
+    /// decisions by [`Snapshot::remember`]).
+    pub unneeded_since: BTreeMap<String, Time>,
 }
 
 impl Snapshot {
     /// Carry the planner's beliefs into the next decision: the pods `decision`
-    /// placed on existing capacity keep the time that started, others are forgotten.
-    pub fn remember_fits(&mut self, decision: &crate::Decision, now: Time) {
-        let before = std::mem::take(&mut self.fit_believed_since);
-        self.fit_believed_since = decision
-            .fit_existing
-            .iter()
-            .map(|key| (key.clone(), before.get(key).copied().unwrap_or(now)))
-            .collect();
+    /// placed on existing capacity and the nodes it found unneeded keep the
+    /// time that started; others are forgotten (a break resets the clock).
+    pub fn remember(&mut self, decision: &crate::Decision, now: Time) {
+        self.fit_believed_since = since(&self.fit_believed_since, &decision.fit_existing, now);
+        self.unneeded_since = since(&self.unneeded_since, &decision.unneeded, now);
     }
+}
+
+fn since(before: &BTreeMap<String, Time>, now_true: &[String], now: Time) -> BTreeMap<String, Time> {
+    now_true
+        .iter()
+        .map(|key| (key.clone(), before.get(key).copied().unwrap_or(now)))
+        .collect()
 }
 
 /// A notice that a node's machine is about to be reclaimed.

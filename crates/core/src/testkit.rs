@@ -89,3 +89,20 @@ pub fn snapshot(nodes: Vec<Node>, pods: Vec<Pod>, cpu: f64, memory: f64, now: Ti
 pub fn default_policy() -> Policy {
     Policy::new(vec![workers()])
 }
+
+/// The seed rules as DESIGN.md first wrote them: scale-down behind the
+/// cluster-wide CPU/memory gate, a node removed the moment it is unneeded.
+/// The planner's per-node checks are the same as under the defaults.
+pub fn seed_policy() -> Policy {
+    seed_rules(Policy::new(vec![workers()]))
+}
+
+/// `policy` with the seed rules' scale-down: the gate, a 10-minute
+/// cooldown, no unneeded time.
+pub fn seed_rules(mut policy: Policy) -> Policy {
+    policy.scale_down.cluster_gate = true;
+    policy.scale_down.cooldown = std::time::Duration::from_secs(600);
+    policy.scale_down.unneeded_time = std::time::Duration::ZERO;
+    policy.scale_down.delay_after_scale_up = std::time::Duration::ZERO;
+    policy
+}

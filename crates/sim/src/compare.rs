@@ -1,10 +1,10 @@
-//! The three contenders every simulation compares.
+//! The contenders every simulation compares, and the oracle they are measured against.
 
-use crate::engine::{Contender, RunResult, ScaleEvent, SimOptions, run};
+use crate::engine::{Contender, RunResult, ScaleEvent, SimOptions, pods_per_node, run};
 use crate::report::Summary;
 use crate::trace::{DemandUnit, Trace};
+use k3scale_core::Policy;
 use k3scale_core::policy::PendingPods;
-use k3scale_core::{Policy, Resources};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,14 +12,24 @@ use std::time::Duration;
 /// How often cron-run threshold scripts evaluate their rules.
 pub const BASELINE_INTERVAL: Duration = Duration::from_secs(120);
 
+/// The perfect-foresight contender every other is measured against.
+pub const ORACLE: &str = "oracle";
+
 /// k3scale with `policy`; the same thresholds as a plain script evaluated
-/// every 2 minutes with +1/-1 steps; and a fixed cluster sized for the peak.
+/// every 2 minutes with +1/-1 steps; a fixed cluster sized for the peak;
+/// and the oracle.
 pub fn contenders(policy: &Policy, interval: Duration, trace: &Trace, opts: &SimOptions) -> Vec<Contender> {
     let mut plain = policy.clone();
     plain.scale_up.pending_pods = PendingPods::Threshold;
     plain.scale_up.max_step = 1;
     plain.scale_down.max_step = 1;
     plain.scale_down.max_empty_step = 1;
+    // A script judges the whole cluster at each run, not each node over
+    // time, and waits the seed rules' 10 minutes between scale-downs.
+    plain.scale_down.cluster_gate = true;
+    plain.scale_down.cooldown = Duration::from_secs(600);
+    plain.scale_down.unneeded_time = Duration::ZERO;
+    plain.scale_down.delay_after_scale_up = Duration::ZERO;
     vec![
         Contender::Autoscaler {
             name: "k3scale".into(),
@@ -37,6 +47,10 @@ pub fn contenders(policy: &Policy, interval: Duration, trace: &Trace, opts: &Sim
             name: "fixed-peak".into(),
             pools: policy.pools.clone(),
             nodes: peak_nodes(policy, trace, opts),
+        },
+        Contender::Oracle {
+            name: ORACLE.into(),
+            pools: policy.pools.clone(),
         },
     ]
 }
@@ -69,12 +83,7 @@ pub fn peak_nodes(policy: &Policy, trace: &Trace, opts: &SimOptions) -> u32 {
             (r as u64).clamp(u64::from(spec.min_replicas), u64::from(spec.max_replicas))
         })
         .sum();
-    let room = pool.template.allocatable.saturating_sub(&opts.daemonset);
-    let pod = Resources::pod(spec.cpu_request_milli, spec.memory_request);
-    let per_node = (room.cpu_milli / pod.cpu_milli.max(1))
-        .min(room.memory_bytes / pod.memory_bytes.max(1))
-        .min(room.pods)
-        .max(1);
+    let per_node = u64::from(pods_per_node(pool, opts));
     let cap = pool
         .max
         .min(policy.limits.max_nodes.unwrap_or(u32::MAX))
@@ -121,6 +130,8 @@ pub struct Comparison {
     pub summaries: Vec<Summary>,
     /// Policy name → its scale events with reasons.
     pub events: BTreeMap<String, Vec<ScaleEvent>>,
+    /// What happened minute by minute, to plot or analyse.
+    pub per_minute: PerMinute,
     #[serde(skip)]
     pub runs: Vec<RunResult>,
 }
@@ -135,6 +146,36 @@ impl Comparison {
         let ours = self.summary("k3scale")?.node_hours;
         let theirs = self.summary(other)?.node_hours;
         (theirs > 0.0).then(|| (1.0 - ours / theirs) * 100.0)
+    }
+}
+
+/// Per-minute series of a comparison (index = minutes since the start).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PerMinute {
+    /// CPU the workloads use at full service (cores).
+    pub demand_cores: Vec<f64>,
+    /// Contender → nodes alive (booting included).
+    pub nodes: BTreeMap<String, Vec<u32>>,
+    /// Contender → pods created but not yet bound to a node.
+    pub pending_pods: BTreeMap<String, Vec<u32>>,
+}
+
+impl PerMinute {
+    fn of(runs: &[RunResult]) -> PerMinute {
+        PerMinute {
+            demand_cores: runs
+                .first()
+                .map(|r| r.demand_per_minute.clone())
+                .unwrap_or_default(),
+            nodes: runs
+                .iter()
+                .map(|r| (r.name.clone(), r.nodes_per_minute.clone()))
+                .collect(),
+            pending_pods: runs
+                .iter()
+                .map(|r| (r.name.clone(), r.pending_per_minute.clone()))
+                .collect(),
+        }
     }
 }
 
@@ -159,8 +200,21 @@ pub fn compare(
         scenario: scenario.to_string(),
         hours: trace.duration().as_secs_f64() / 3600.0,
         peak_demand_cores: first.map_or(0.0, |r| r.demand_per_minute.iter().copied().fold(0.0, f64::max)),
-        summaries: runs.iter().map(Summary::of).collect(),
+        summaries: with_oracle_ratio(runs.iter().map(Summary::of).collect()),
         events: runs.iter().map(|r| (r.name.clone(), r.events.clone())).collect(),
+        per_minute: PerMinute::of(&runs),
         runs,
     }
+}
+
+/// Each summary's node-hours as a multiple of the oracle's.
+fn with_oracle_ratio(mut summaries: Vec<Summary>) -> Vec<Summary> {
+    let oracle = summaries
+        .iter()
+        .find(|s| s.policy == ORACLE)
+        .map(|s| s.node_hours);
+    for s in &mut summaries {
+        s.vs_oracle = oracle.filter(|&o| o > 0.0).map(|o| s.node_hours / o);
+    }
+    summaries
 }

@@ -104,19 +104,28 @@ pub enum Contender {
         pools: Vec<Pool>,
         nodes: u32,
     },
+    /// Perfect foresight, the limit no autoscaler can beat: at every
+    /// instant `max(min, ceil(replicas the HPA wants / pods per node))`
+    /// nodes are Ready (the pools as one fleet, priced and sized as the
+    /// first), each launched one boot time
+    /// before it is needed and deleted once no need within a boot time
+    /// would bring it back. No pod ever waits.
+    Oracle { name: String, pools: Vec<Pool> },
 }
 
 impl Contender {
     pub fn name(&self) -> &str {
         match self {
-            Contender::Autoscaler { name, .. } | Contender::Fixed { name, .. } => name,
+            Contender::Autoscaler { name, .. }
+            | Contender::Fixed { name, .. }
+            | Contender::Oracle { name, .. } => name,
         }
     }
 
     fn pools(&self) -> &[Pool] {
         match self {
             Contender::Autoscaler { policy, .. } => &policy.pools,
-            Contender::Fixed { pools, .. } => pools,
+            Contender::Fixed { pools, .. } | Contender::Oracle { pools, .. } => pools,
         }
     }
 }
@@ -138,6 +147,8 @@ pub struct RunResult {
     pub nodes_per_minute: Vec<u32>,
     /// Total CPU demand (cores) at each minute.
     pub demand_per_minute: Vec<f64>,
+    /// Pods pending (created, not yet bound) at each minute.
+    pub pending_per_minute: Vec<u32>,
     pub boot_time: Duration,
     /// Every decision that changed the node count, with its reasons.
     pub events: Vec<ScaleEvent>,
@@ -200,6 +211,28 @@ struct Sim<'a> {
     result: RunResult,
 }
 
+/// How many workload pods a node of `pool` holds once its DaemonSet pods
+/// run (at least one; exactly one when they keep apart by hostname).
+pub fn pods_per_node(pool: &Pool, opts: &SimOptions) -> u32 {
+    let spec = &opts.workload;
+    let mut probe = Pod::new("default", "probe", Resources::ZERO);
+    probe.labels = spec.labels.clone();
+    if spec
+        .pod_anti_affinity
+        .iter()
+        .any(|t| t.topology_key == HOSTNAME_KEY && t.selects(&probe, false))
+    {
+        return 1;
+    }
+    let room = pool.template.allocatable.saturating_sub(&opts.daemonset);
+    let pod = Resources::pod(opts.workload.cpu_request_milli, opts.workload.memory_request);
+    let n = (room.cpu_milli / pod.cpu_milli.max(1))
+        .min(room.memory_bytes / pod.memory_bytes.max(1))
+        .min(room.pods)
+        .max(1);
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// Run one contender over a trace. `progress` is called with the fraction done.
 pub fn run(
     trace: &Trace,
@@ -212,6 +245,7 @@ pub fn run(
     let initial: Vec<(usize, u32)> = match contender {
         Contender::Autoscaler { .. } => pools.iter().enumerate().map(|(i, p)| (i, p.min)).collect(),
         Contender::Fixed { nodes, .. } => vec![(0, *nodes)],
+        Contender::Oracle { .. } => return sim.oracle(trace, progress),
     };
     for (pool, n) in initial {
         for _ in 0..n {
@@ -247,7 +281,7 @@ pub fn run(
                 last_reconcile = Some(now);
                 sim.observe_lifecycles(now);
                 let decision = decide(&sim.snap, policy, now);
-                sim.snap.remember_fits(&decision, now);
+                sim.snap.remember(&decision, now);
                 sim.apply(&decision, now);
             }
         }
@@ -733,12 +767,90 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// The oracle's run: the HPA alone decides the replicas (it never looks
+    /// at nodes), so their whole timeline is known before any node is
+    /// chosen, and the nodes follow it with a boot time of foresight.
+    fn oracle(mut self, trace: &Trace, progress: &mut dyn FnMut(f64)) -> RunResult {
+        let Some(pool) = self.pools.first() else {
+            return self.finish(Time::ZERO);
+        };
+        let tick = self.opts.tick.max(Duration::from_millis(1));
+        let per_node = u64::from(pods_per_node(pool, self.opts));
+        // The pools as one fleet (the zones scenario splits one in two).
+        let min: u32 = self.pools.iter().map(|p| p.min).sum();
+        let max: u32 = self.pools.iter().map(|p| p.max).sum::<u32>().max(min);
+        let end = Time::ZERO + trace.duration();
+        let mut clock = VirtualClock::new(Time::ZERO);
+        let (mut needed, mut demand) = (Vec::new(), Vec::new());
+        while clock.now() < end {
+            let now = clock.now();
+            self.update_demand(now.as_millis() / 1000);
+            if clock.on_multiple_of(self.opts.hpa_interval) {
+                self.hpa(now);
+                // Its pods are never pending: they are not the oracle's cost.
+                self.snap.pods.clear();
+                self.meta.clear();
+                self.pending = 0;
+            }
+            let replicas: u64 = self.workloads.iter().map(|w| u64::from(w.replicas)).sum();
+            let nodes = u32::try_from(replicas.div_ceil(per_node)).unwrap_or(u32::MAX);
+            needed.push(nodes.clamp(min, max));
+            demand.push(self.workloads.iter().map(|w| w.demand).sum::<f64>());
+            clock.advance(tick);
+            progress(0.5 * clock.now().as_millis() as f64 / end.as_millis().max(1) as f64);
+        }
+        let boot_ticks = (pool.template.boot_time.as_millis() / tick.as_millis()).max(1) as usize;
+        let minute_ticks = (60_000 / tick.as_millis().max(1)).max(1) as usize;
+        let result = &mut self.result;
+        let mut previous = 0u32;
+        for k in 0..needed.len() {
+            // Alive now: whatever is needed before a node launched now is Ready.
+            let alive = needed[k..needed.len().min(k + boot_ticks + 1)]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0);
+            let (added, removed) = (alive.saturating_sub(previous), previous.saturating_sub(alive));
+            if k > 0 && added > 0 {
+                result.scale_up_events += 1;
+                result.nodes_added += added;
+            } else if removed > 0 {
+                result.scale_down_events += 1;
+                result.nodes_removed += removed;
+            }
+            if k > 0 && added + removed > 0 {
+                result.events.push(ScaleEvent {
+                    at_s: (tick * k as u32).as_secs(),
+                    added,
+                    removed,
+                    reasons: vec![format!("{} nodes needed within a boot time", alive)],
+                });
+            }
+            previous = alive;
+            result.node_seconds += f64::from(alive) * tick.as_secs_f64();
+            if k % minute_ticks == 0 {
+                result.nodes_per_minute.push(alive);
+                result.demand_per_minute.push(demand[k]);
+                result.pending_per_minute.push(0);
+            }
+        }
+        result.cost = result.node_seconds / 3600.0 * pool.template.price_per_hour;
+        // Every pod it ran was bound at once.
+        result.waits = vec![0.0; self.pod_counter as usize];
+        result.duration = end.since(Time::ZERO);
+        progress(1.0);
+        self.result
+    }
+
     fn sample_minute(&mut self) {
         let alive = self.machines.iter().filter(|m| m.gone_at.is_none()).count() as u32;
         self.result.nodes_per_minute.push(alive);
         self.result
             .demand_per_minute
             .push(self.workloads.iter().map(|w| w.demand).sum());
+        self.result
+            .pending_per_minute
+            .push(u32::try_from(self.pending).unwrap_or(u32::MAX));
     }
 
     fn finish(mut self, end: Time) -> RunResult {

@@ -19,8 +19,31 @@ pub struct Summary {
     pub nodes_added: u32,
     pub scale_down_events: u32,
     pub nodes_removed: u32,
+    /// Scale-ups that came within [`FLAP_WINDOW`] of a scale-down: each
+    /// pays a boot for capacity just given back.
+    pub scale_ups_soon_after_a_scale_down: u32,
     pub peak_nodes: u32,
     pub mean_nodes: f64,
+    /// Node-hours as a multiple of the oracle's (1.0 is the limit).
+    pub vs_oracle: Option<f64>,
+}
+
+/// How soon a scale-up after a scale-down counts as undoing it.
+pub const FLAP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Scale-ups whose last scale-down was at most [`FLAP_WINDOW`] before.
+fn flaps(events: &[crate::engine::ScaleEvent]) -> u32 {
+    let mut last_down: Option<u64> = None;
+    let mut n = 0;
+    for e in events {
+        if e.added > 0 && last_down.is_some_and(|d| e.at_s - d <= FLAP_WINDOW.as_secs()) {
+            n += 1;
+        }
+        if e.removed > 0 {
+            last_down = Some(e.at_s);
+        }
+    }
+    n
 }
 
 impl Summary {
@@ -43,8 +66,10 @@ impl Summary {
             nodes_added: r.nodes_added,
             scale_down_events: r.scale_down_events,
             nodes_removed: r.nodes_removed,
+            scale_ups_soon_after_a_scale_down: flaps(&r.events),
             peak_nodes: r.nodes_per_minute.iter().copied().max().unwrap_or(0),
             mean_nodes: r.nodes_per_minute.iter().map(|&n| f64::from(n)).sum::<f64>() / minutes,
+            vs_oracle: None,
         }
     }
 }
@@ -63,6 +88,10 @@ pub fn table(summaries: &[Summary]) -> String {
     type Cell = Box<dyn Fn(&Summary) -> String>;
     let rows: Vec<(&str, Cell)> = vec![
         ("node-hours", Box::new(|s| format!("{:.1}", s.node_hours))),
+        (
+            "node-hours vs oracle (x)",
+            Box::new(|s| s.vs_oracle.map_or("-".into(), |r| format!("{r:.3}"))),
+        ),
         ("cost ($)", Box::new(|s| format!("{:.2}", s.cost))),
         (
             "mean / peak nodes",
@@ -89,6 +118,10 @@ pub fn table(summaries: &[Summary]) -> String {
         (
             "scale-downs (nodes)",
             Box::new(|s| format!("{} ({})", s.scale_down_events, s.nodes_removed)),
+        ),
+        (
+            "scale-ups <= 10 min after a scale-down",
+            Box::new(|s| format!("{}", s.scale_ups_soon_after_a_scale_down)),
         ),
     ];
     let label_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
@@ -126,6 +159,26 @@ pub fn table(summaries: &[Summary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scale_up_soon_after_a_scale_down_is_a_flap() {
+        let e = |at_s, added, removed| crate::engine::ScaleEvent {
+            at_s,
+            added,
+            removed,
+            reasons: Vec::new(),
+        };
+        // Up, down, up 5 min later (a flap), down, up 20 min later (not one).
+        let events = [
+            e(0, 2, 0),
+            e(600, 0, 1),
+            e(900, 1, 0),
+            e(1000, 0, 1),
+            e(2200, 1, 0),
+        ];
+        assert_eq!(flaps(&events), 1);
+        assert_eq!(flaps(&[e(0, 1, 0)]), 0, "a scale-up with no scale-down before");
+    }
 
     #[test]
     fn percentile_is_nearest_rank() {

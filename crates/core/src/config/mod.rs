@@ -454,6 +454,12 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
     }
     let scale_down = ScaleDownRules {
         enabled: down.enabled,
+        unneeded_time: v.duration("policy.scale_down.unneeded_time", &down.unneeded_time),
+        delay_after_scale_up: v.duration(
+            "policy.scale_down.delay_after_scale_up",
+            &down.delay_after_scale_up,
+        ),
+        cluster_gate: down.cluster_gate,
         cpu_below: down.cpu_below,
         cpu_for: v.duration("policy.scale_down.cpu_for", &down.cpu_for),
         memory_below: down.memory_below,

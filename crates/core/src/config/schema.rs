@@ -228,6 +228,9 @@ impl Default for ScaleUpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ScaleDownConfig {
     pub enabled: bool,
+    pub unneeded_time: HumanDuration,
+    pub delay_after_scale_up: HumanDuration,
+    pub cluster_gate: bool,
     pub cpu_below: f64,
     pub cpu_for: HumanDuration,
     pub memory_below: f64,
@@ -247,13 +250,16 @@ impl Default for ScaleDownConfig {
     fn default() -> Self {
         ScaleDownConfig {
             enabled: true,
+            unneeded_time: "8m".into(),
+            delay_after_scale_up: "5m".into(),
+            cluster_gate: false,
             cpu_below: 0.30,
             cpu_for: "10m".into(),
             memory_below: 0.50,
             memory_for: "0s".into(),
             max_step: 1,
             max_empty_step: 10,
-            cooldown: "10m".into(),
+            cooldown: "2m".into(),
             node_utilization_below: 0.5,
             evict_local_storage: false,
             skip_nodes_with_system_pods: false,

@@ -1,5 +1,8 @@
-//! Scale-down: when the cluster is cold, remove the least-utilized nodes whose
-//! pods can all move (simulated), never while pods are unschedulable.
+//! Scale-down, node by node as cluster-autoscaler does: a node is unneeded
+//! when its pods can all move elsewhere (simulated) and its requested share
+//! is under the threshold; one unneeded for `unneeded_time` without a break
+//! is removed, empty ones first and in bulk. Never while pods are
+//! unschedulable; the seed rules' cluster-wide CPU/memory gate is a setting.
 
 use super::context::{Context, free_capacity};
 use crate::decision::{Blocker, Direction, Reason, ScaleDown};
@@ -32,22 +35,30 @@ pub(crate) fn plan(ctx: &mut Context<'_>, unschedulable: usize) {
         });
         return;
     }
-    match cluster_is_cold(ctx) {
-        Gate::Cold => {}
-        Gate::NotCold => return,
-        // Utilization cannot be judged without metrics; removing a node whose
-        // pods fit elsewhere by their requests (or that has none) needs no
-        // metrics, so it goes on.
-        Gate::Unknown => ctx.decision.reasons.push(Reason::ScaleDownByRequestsOnly),
+    if rules.cluster_gate {
+        match cluster_is_cold(ctx) {
+            Gate::Cold => {}
+            Gate::NotCold => return,
+            // Utilization cannot be judged without metrics; removing a node whose
+            // pods fit elsewhere by their requests (or that has none) needs no
+            // metrics, so it goes on.
+            Gate::Unknown => ctx.decision.reasons.push(Reason::ScaleDownByRequestsOnly),
+        }
+    }
+    // The delays hold removals, not the search: unneeded time keeps running.
+    let mut may_remove = true;
+    if let Some(remaining) = ctx.cooldown_left(snapshot.last_scale_up, rules.delay_after_scale_up) {
+        ctx.decision.reasons.push(Reason::DelayAfterScaleUp { remaining });
+        may_remove = false;
     }
     if let Some(remaining) = ctx.cooldown_left(snapshot.last_scale_down, rules.cooldown) {
         ctx.decision.reasons.push(Reason::Cooldown {
             direction: Direction::Down,
             remaining,
         });
-        return;
+        may_remove = false;
     }
-    choose_nodes(ctx);
+    choose_nodes(ctx, may_remove);
 }
 
 /// The cluster-wide gate of the threshold rules.
@@ -105,6 +116,8 @@ fn cluster_is_cold(ctx: &mut Context<'_>) -> Gate {
 
 struct Candidate<'s> {
     node: usize,
+    /// How much longer it must stay unneeded before it may go.
+    wait: std::time::Duration,
     pool: &'s str,
     utilization: f64,
     movable: Vec<&'s Pod>,
@@ -113,7 +126,9 @@ struct Candidate<'s> {
     ignored: Resources,
 }
 
-fn choose_nodes(ctx: &mut Context<'_>) {
+/// Find the nodes removable together (the unneeded ones) and remove those
+/// unneeded long enough, within the step's limits, when `may_remove`.
+fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
     let policy = ctx.policy;
     let snapshot = ctx.snapshot;
     let rules = &policy.scale_down;
@@ -148,8 +163,10 @@ fn choose_nodes(ctx: &mut Context<'_>) {
                 Resources::ZERO
             };
             let used = n.allocatable.saturating_sub(&free[i]).saturating_sub(&ignored);
+            let since = snapshot.unneeded_since.get(&n.name).copied().unwrap_or(ctx.now);
             Some(Candidate {
                 node: i,
+                wait: rules.unneeded_time.saturating_sub(ctx.now.since(since)),
                 pool: &pool.name,
                 utilization: used.dominant_share(&n.allocatable),
                 movable: pods_on[i]
@@ -162,10 +179,13 @@ fn choose_nodes(ctx: &mut Context<'_>) {
             })
         })
         .collect();
-    // Empty nodes first, then least utilized, fewest pods to move, priciest, by name.
+    // Those unneeded long enough first (they must not lose their turn to
+    // newer ones), then empty nodes, least utilized, fewest pods to move,
+    // priciest, by name.
     candidates.sort_by(|a, b| {
-        (!a.movable.is_empty())
-            .cmp(&!b.movable.is_empty())
+        (!a.wait.is_zero())
+            .cmp(&!b.wait.is_zero())
+            .then((!a.movable.is_empty()).cmp(&!b.movable.is_empty()))
             .then(a.utilization.total_cmp(&b.utilization))
             .then(a.movable.len().cmp(&b.movable.len()))
             .then(b.price.total_cmp(&a.price))
@@ -187,19 +207,21 @@ fn choose_nodes(ctx: &mut Context<'_>) {
     // that node, if removed later in the step, must move them too.
     let mut moved_onto: Vec<Vec<&Pod>> = vec![Vec::new(); nodes.len()];
     let mut budgets: BTreeMap<String, u32> = snapshot.pdbs.clone();
-    let (mut empties, mut drains, mut blocked) = (0u32, 0u32, 0usize);
+    let (mut empties, mut drains, mut blocked, mut unneeded_noted) = (0u32, 0u32, 0usize, 0usize);
     // Empty nodes count towards the step too: with max_step = max_empty_step = 1
     // exactly one node goes per step, whatever its state.
     let total = rules.max_step.max(rules.max_empty_step);
     for c in &candidates {
         let movable: Vec<&Pod> = c.movable.iter().chain(&moved_onto[c.node]).copied().collect();
         let empty = movable.is_empty();
-        if empties + drains >= total || (empties >= rules.max_empty_step && drains >= rules.max_step) {
-            break;
-        }
-        if (empty && empties >= rules.max_empty_step) || (!empty && drains >= rules.max_step) {
-            continue;
-        }
+        let turn = may_remove
+            && c.wait.is_zero()
+            && empties + drains < total
+            && if empty {
+                empties < rules.max_empty_step
+            } else {
+                drains < rules.max_step
+            };
         let node = &nodes[c.node];
         let received = !moved_onto[c.node].is_empty();
         let utilization = if received {
@@ -240,6 +262,20 @@ fn choose_nodes(ctx: &mut Context<'_>) {
                 removed[c.node] = true;
                 moved_onto[c.node].clear();
                 *ctx.sizes.entry(c.pool.to_string()).or_default() -= 1;
+                ctx.decision.unneeded.push(node.name.clone());
+                if !turn {
+                    if unneeded_noted < MAX_BLOCKER_REASONS {
+                        ctx.decision.reasons.push(Reason::Unneeded {
+                            node: node.name.clone(),
+                            pool: c.pool.to_string(),
+                            utilization,
+                            empty,
+                            remaining: c.wait,
+                        });
+                    }
+                    unneeded_noted += 1;
+                    continue;
+                }
                 if empty {
                     empties += 1;
                 } else {

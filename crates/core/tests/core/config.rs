@@ -19,7 +19,7 @@ const POOL: &str = "pools:
 ";
 
 #[test]
-fn embedded_default_is_the_smartscale_rules() {
+fn embedded_default_is_the_smartscale_rules_with_scale_down_node_by_node() {
     let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
     let p = &loaded.policy;
     assert_eq!(p.scale_up.cpu_above, 0.70);
@@ -32,7 +32,13 @@ fn embedded_default_is_the_smartscale_rules() {
     assert_eq!(p.scale_down.cpu_for, Duration::from_secs(600));
     assert_eq!(p.scale_down.memory_below, 0.50);
     assert_eq!(p.scale_down.max_step, 1);
-    assert_eq!(p.scale_down.cooldown, Duration::from_secs(600));
+    // Tuned in the simulator (docs/simulator.md), and the same as a config
+    // that says nothing about scale-down.
+    assert!(!p.scale_down.cluster_gate);
+    assert_eq!(p.scale_down.unneeded_time, Duration::from_secs(480));
+    assert_eq!(p.scale_down.delay_after_scale_up, Duration::from_secs(300));
+    assert_eq!(p.scale_down.cooldown, Duration::from_secs(120));
+    assert_eq!(p.scale_down, k3scale_core::policy::ScaleDownRules::default());
     assert_eq!(p.expander, Expander::LeastWaste);
     assert_eq!((p.pools[0].min, p.pools[0].max), (2, 10));
     assert_eq!(p.pools[0].template.allocatable.cpu_milli, 2000);

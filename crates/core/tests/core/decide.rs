@@ -54,7 +54,7 @@ fn db_replica(name: &str, node: Option<&str>, topology_key: &str) -> k3scale_cor
 #[test]
 fn quiet_cluster_does_nothing_and_says_so() {
     let s = snapshot(three_workers(), vec![running("a", "w0", 1500, GI)], 0.5, 0.4, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.is_noop(), "{}", reasons(&d));
     assert!(matches!(d.reasons[0], Reason::NotBelow { ref signal, .. } if signal == "cpu"));
 }
@@ -63,11 +63,11 @@ fn quiet_cluster_does_nothing_and_says_so() {
 fn sustained_cpu_adds_the_nodes_needed_up_to_max_step() {
     // 85% of 6 cores is 5.1 cores: 7.3 cores keep it under 70%, so one more node.
     let s = snapshot(three_workers(), vec![], 0.85, 0.4, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 1, "{}", reasons(&d));
     // 100% needs 8.6 cores: two nodes, which is also max_step.
     let hot = snapshot(three_workers(), vec![], 1.0, 0.4, NOW);
-    assert_eq!(decide(&hot, &default_policy(), NOW).nodes_added(), 2);
+    assert_eq!(decide(&hot, &seed_policy(), NOW).nodes_added(), 2);
     assert!(d.reasons.iter().any(|r| matches!(r, Reason::Above { signal, observed, .. } if signal == "cpu" && (*observed - 0.85).abs() < 1e-9)));
 }
 
@@ -78,14 +78,14 @@ fn a_short_cpu_spike_is_not_sustained() {
     for sample in s.cpu.samples.iter_mut().rev().take(3) {
         sample.value = Some(1.0);
     }
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
 }
 
 #[test]
 fn memory_above_threshold_scales_up() {
     let s = snapshot(three_workers(), vec![], 0.2, 0.8, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 1);
     assert!(d.scale_down.is_empty());
 }
@@ -94,7 +94,7 @@ fn memory_above_threshold_scales_up() {
 fn cooldown_after_scale_up_blocks_utilization_scale_up() {
     let mut s = snapshot(three_workers(), vec![], 0.9, 0.4, NOW);
     s.last_scale_up = Some(NOW.saturating_sub(Duration::from_secs(120)));
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0);
     assert!(d.reasons.contains(&Reason::Cooldown {
         direction: Direction::Up,
@@ -107,7 +107,7 @@ fn at_max_capacity_is_reported_not_an_error() {
     let w = workers();
     let nodes = (0..10).map(|i| node_of(&w, &format!("w{i}"))).collect();
     let s = snapshot(nodes, vec![], 0.95, 0.4, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0);
     assert!(
         d.reasons
@@ -120,7 +120,7 @@ fn at_max_capacity_is_reported_not_an_error() {
 fn max_step_is_capped_by_pool_max() {
     let w = workers();
     let nodes = (0..9).map(|i| node_of(&w, &format!("w{i}"))).collect();
-    let d = decide(&snapshot(nodes, vec![], 0.95, 0.4, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes, vec![], 0.95, 0.4, NOW), &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 1);
 }
 
@@ -129,7 +129,7 @@ fn below_min_scales_up_to_min_even_in_cooldown() {
     let w = workers();
     let mut s = snapshot(vec![node_of(&w, "w0")], vec![], 0.1, 0.1, NOW);
     s.last_scale_up = Some(NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 1);
     assert!(d.reasons.contains(&Reason::BelowMin {
         pool: "workers".into(),
@@ -152,7 +152,7 @@ fn pending_pods_are_bin_packed_onto_exactly_enough_nodes() {
     let mut pods: Vec<_> = full;
     pods.extend::<Vec<_>>(pending_pods);
     let s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 3, "{}", reasons(&d));
     assert!(d.reasons.contains(&Reason::UnschedulablePods {
         pods: 7,
@@ -177,7 +177,7 @@ fn pending_pods_covered_by_in_flight_nodes_do_not_launch_again() {
         launched_at: NOW,
     });
     s.last_scale_up = Some(NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(d.reasons.contains(&Reason::UnschedulablePods {
         pods: 3,
@@ -187,12 +187,12 @@ fn pending_pods_covered_by_in_flight_nodes_do_not_launch_again() {
     }));
     // One more pod than the in-flight node holds ⇒ exactly one more node.
     s.pods.push(pending("p3", 600, 256 * MI, NOW));
-    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
 }
 
 #[test]
 fn pending_grace_delays_scale_up() {
-    let mut policy = default_policy();
+    let mut policy = seed_policy();
     policy.scale_up.pending_grace = Duration::from_secs(30);
     let pods = vec![
         running("x", "w0", 2000, GI),
@@ -217,7 +217,7 @@ fn pods_that_fit_no_pool_are_reported_with_why_and_not_scaled_for() {
     let mut picky = pending("picky", 100, MI, NOW);
     picky.node_selector.insert("gpu".into(), "true".into());
     let s = snapshot(three_workers(), vec![huge, picky], 0.5, 0.4, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0);
     let text = reasons(&d);
     assert!(
@@ -235,7 +235,7 @@ fn pending_pods_at_max_report_at_max_capacity() {
         .map(|i| running(&format!("r{i}"), &format!("w{i}"), 2000, GI))
         .collect();
     pods.push(pending("p", 500, MI, NOW));
-    let d = decide(&snapshot(nodes, pods, 0.6, 0.4, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes, pods, 0.6, 0.4, NOW), &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0);
     assert!(d.reasons.contains(&Reason::AtMaxCapacity {
         pool: "workers".into(),
@@ -306,7 +306,7 @@ fn metrics_unavailable_scale_down_goes_by_requests_and_pending_scale_up_still_wo
     let mut s = snapshot(three_workers(), pods, 0.1, 0.1, NOW);
     s.cpu = Series::default();
     s.metrics_error = Some("prometheus: connection refused".into());
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     let text = reasons(&d);
     assert!(
         text.contains("cpu metrics unavailable over 180s (no samples yet; last error: prometheus: connection refused): no cpu-based scale-up"),
@@ -336,13 +336,13 @@ fn metrics_unavailable_scale_down_goes_by_requests_and_pending_scale_up_still_wo
     four.push(node_of(&workers(), "w3"));
     s.nodes = four;
     s.pods.push(running("big", "w3", 1800, GI));
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.scale_down.is_empty(), "{}", reasons(&d));
 
     s.nodes = three_workers();
     s.pods = pods;
     s.pods.push(pending("p", 500, MI, NOW));
-    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
 }
 
 #[test]
@@ -357,7 +357,7 @@ fn a_failed_reading_inside_the_window_is_not_zero() {
     let mut s = snapshot(three_workers(), pods, 0.25, 0.1, NOW);
     let n = s.cpu.samples.len();
     s.cpu.samples[n - 5].value = None;
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.scale_down.is_empty(), "{}", reasons(&d));
     assert!(
         d.reasons
@@ -399,7 +399,7 @@ fn a_node_still_carrying_a_startup_taint_is_launching_not_room() {
         name: "w2".into(),
         launched_at: NOW.saturating_sub(Duration::from_secs(30)),
     }];
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(
         reasons(&d).contains("1 fit nodes already launching"),
@@ -440,7 +440,7 @@ fn scale_down_removes_least_utilized_node_whose_pods_fit() {
         running("c", "w2", 900, 256 * MI),
     ];
     let s = snapshot(three_workers(), pods, 0.15, 0.3, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
     assert_eq!(d.scale_down[0].node, "w1");
     assert!(!d.scale_down[0].empty);
@@ -453,7 +453,7 @@ fn empty_nodes_go_in_bulk_drains_one_at_a_time() {
     let mut ds = running("ds", "w3", 100, 64 * MI);
     ds.owner = OwnerKind::DaemonSet;
     let pods = vec![running("a", "w0", 300, GI), running("b", "w1", 300, GI), ds];
-    let d = decide(&snapshot(nodes, pods, 0.05, 0.1, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes, pods, 0.05, 0.1, NOW), &seed_policy(), NOW);
     let removed: Vec<_> = d.scale_down.iter().map(|s| (s.node.as_str(), s.empty)).collect();
     // w2..w5 are empty (w3 has only a DaemonSet pod); one of w0/w1 is drained; min 2 holds.
     assert_eq!(
@@ -469,7 +469,7 @@ fn scale_down_never_goes_below_min() {
     let pods = vec![running("a", "w0", 100, GI)];
     let w = workers();
     let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1")];
-    let d = decide(&snapshot(nodes, pods, 0.05, 0.1, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes, pods, 0.05, 0.1, NOW), &seed_policy(), NOW);
     assert!(d.scale_down.is_empty());
     assert!(d.reasons.iter().any(|r| matches!(
         r,
@@ -515,7 +515,7 @@ fn scale_down_blockers_are_honoured_and_explained() {
         ];
         let mut s = snapshot(nodes, pods, 0.1, 0.2, NOW);
         s.pdbs.insert("web".into(), 0);
-        let d = decide(&s, &default_policy(), NOW);
+        let d = decide(&s, &seed_policy(), NOW);
         assert!(
             d.scale_down.iter().all(|r| r.node != "w2"),
             "{expect}: {}",
@@ -544,7 +544,7 @@ fn local_storage_can_be_allowed_and_pdb_budget_is_spent() {
         NOW,
     );
     s.pdbs.insert("web".into(), 1);
-    let mut policy = default_policy();
+    let mut policy = seed_policy();
     policy.scale_down.evict_local_storage = true;
     let d = decide(&s, &policy, NOW);
     assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
@@ -561,7 +561,7 @@ fn node_whose_pods_do_not_fit_elsewhere_stays() {
         running("b", "w1", 1200, GI),
         running("c", "w2", 900, GI),
     ];
-    let mut policy = default_policy();
+    let mut policy = seed_policy();
     policy.scale_down.node_utilization_below = 0.7;
     let d = decide(&snapshot(nodes, pods, 0.1, 0.2, NOW), &policy, NOW);
     assert!(d.scale_down.is_empty(), "{}", reasons(&d));
@@ -573,13 +573,13 @@ fn no_scale_down_while_pods_are_unschedulable_or_in_cooldown() {
     let mut pending_pod = pending("p", 4000, GI, NOW);
     pending_pod.node_selector.insert("never".into(), "x".into());
     let s = snapshot(three_workers(), vec![pending_pod], 0.05, 0.1, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.scale_down.is_empty());
     assert!(d.reasons.contains(&Reason::ScaleDownBlockedByPending { pods: 1 }));
 
     let mut s = snapshot(three_workers(), vec![], 0.05, 0.1, NOW);
     s.last_scale_down = Some(NOW.saturating_sub(Duration::from_secs(60)));
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.scale_down.is_empty());
     assert!(d.reasons.contains(&Reason::Cooldown {
         direction: Direction::Down,
@@ -595,7 +595,7 @@ fn scale_down_needs_the_whole_window_cold() {
     for sample in &mut s.cpu.samples[n - 30..n - 16] {
         sample.value = Some(0.9);
     }
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.scale_down.is_empty(), "{}", reasons(&d));
 }
 
@@ -609,7 +609,7 @@ fn unmanaged_and_cordoned_nodes_are_never_candidates() {
     let mut cordoned = node_of(&w, "w9");
     cordoned.cordoned = true;
     let nodes = vec![server, node_of(&w, "w0"), node_of(&w, "w1"), cordoned];
-    let d = decide(&snapshot(nodes, vec![], 0.01, 0.01, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes, vec![], 0.01, 0.01, NOW), &seed_policy(), NOW);
     assert!(
         d.scale_down.iter().all(|s| s.node != "server" && s.node != "w9"),
         "{}",
@@ -619,7 +619,7 @@ fn unmanaged_and_cordoned_nodes_are_never_candidates() {
 
 #[test]
 fn custom_rule_scales_up_and_gates_scale_down() {
-    let mut policy = default_policy();
+    let mut policy = seed_policy();
     policy.custom.push(CustomRule {
         name: "rps".into(),
         query: "sum(rate(x[1m]))".into(),
@@ -648,7 +648,7 @@ fn custom_rule_scales_up_and_gates_scale_down() {
 
 #[test]
 fn threshold_mode_treats_pending_as_a_cooled_down_trigger() {
-    let mut policy = default_policy();
+    let mut policy = seed_policy();
     policy.scale_up.pending_pods = PendingPods::Threshold;
     policy.scale_up.max_step = 1;
     let pods: Vec<_> = (0..7).map(|i| pending(&format!("p{i}"), 600, MI, NOW)).collect();
@@ -661,7 +661,7 @@ fn threshold_mode_treats_pending_as_a_cooled_down_trigger() {
 #[test]
 fn decisions_serialize_with_structured_reasons() {
     let s = snapshot(three_workers(), vec![], 0.85, 0.4, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     let json = serde_json::to_value(&d).unwrap();
     let r = &json["reasons"][0];
     assert_eq!(r["rule"], "above");
@@ -678,7 +678,7 @@ fn one_by_one_policy_removes_exactly_one_node_per_step() {
         running("a", "w0", 300, 256 * MI),
         running("b", "w1", 300, 256 * MI),
     ];
-    let mut policy = default_policy();
+    let mut policy = seed_policy();
     policy.scale_down.max_empty_step = 1;
     let d = decide(
         &snapshot(nodes.clone(), pods.clone(), 0.05, 0.1, NOW),
@@ -707,16 +707,16 @@ fn daemonsets_take_room_on_new_nodes() {
     pods.extend((0..8).map(|i| pending(&format!("p{i}"), 250, 128 * MI, NOW)));
     let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
     // Eight 250m pods fill one empty 2-CPU node exactly...
-    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
     // ...but not once a DaemonSet puts a 100m pod on every node.
     let mut ds = k3scale_core::Pod::new("kube-system", "svclb", k3scale_core::Resources::pod(100, 64 * MI));
     ds.owner = OwnerKind::DaemonSet;
     s.daemonsets.push(ds.clone());
-    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 2);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 2);
     // A DaemonSet that selects other nodes takes no room on these.
     ds.node_selector.insert("gpu".into(), "true".into());
     s.daemonsets = vec![ds];
-    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 1);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
 }
 
 #[test]
@@ -736,7 +736,7 @@ fn a_pool_backing_off_launches_nothing_and_says_so() {
             why: String::new(),
         },
     );
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(d.reasons.contains(&Reason::PoolBackedOff {
         pool: "workers".into(),
@@ -756,14 +756,14 @@ fn a_pool_backing_off_launches_nothing_and_says_so() {
     let mut quiet_backed_off = quiet.clone();
     quiet_backed_off.backoff = s.backoff.clone();
     assert_eq!(
-        decide(&quiet_backed_off, &default_policy(), NOW).reasons,
-        decide(&quiet, &default_policy(), NOW).reasons
+        decide(&quiet_backed_off, &seed_policy(), NOW).reasons,
+        decide(&quiet, &seed_policy(), NOW).reasons
     );
     // Below min during a backoff: still nothing.
     s.nodes.truncate(1);
-    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 0);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 0);
     // Once it expires, the pool scales again.
-    assert!(decide(&s, &default_policy(), NOW + Duration::from_secs(90)).nodes_added() > 0);
+    assert!(decide(&s, &seed_policy(), NOW + Duration::from_secs(90)).nodes_added() > 0);
 }
 
 #[test]
@@ -811,7 +811,7 @@ fn an_interrupted_node_is_drained_and_replaced_whatever_the_thresholds() {
             notice: "rebalance-recommendation".into(),
         })
         .collect();
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.scale_down.is_empty() && d.nodes_added() == 0, "{}", reasons(&d));
 }
 
@@ -833,12 +833,12 @@ fn a_pdb_that_allows_one_disruption_lets_a_node_with_several_of_its_pods_go() {
     }
     let mut s = snapshot(nodes, pods, 0.1, 0.2, NOW);
     s.pdbs.insert("db".into(), 1);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
     assert_eq!(d.scale_down[0].node, "w2");
     // With none allowed it stays, and the reason says both numbers.
     s.pdbs.insert("db".into(), 0);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(d.scale_down.is_empty());
     let text = reasons(&d);
     assert!(
@@ -863,7 +863,7 @@ fn pending_daemonset_and_mirror_pods_trigger_nothing_and_block_nothing() {
         .insert(k3scale_core::model::DAEMONSET_POD.into(), "true".into());
     let pods = vec![svclb, mirror, annotated, running("a", "w0", 100, 64 * MI)];
     let s = snapshot(nodes, pods, 0.1, 0.2, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(k3scale_core::unschedulable_pods(&s).is_empty());
     assert_eq!(
@@ -890,7 +890,7 @@ fn expendable_pods_trigger_no_scale_up_and_need_not_fit_elsewhere() {
         running("b", "w1", 1800, GI),
     ];
     let s = snapshot(nodes, pods, 0.1, 0.2, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(reasons(&d).contains("1 unschedulable pods are expendable (priority below -10)"));
     // w2 holds only an expendable pod that fits nowhere: it may still go.
@@ -920,7 +920,7 @@ fn pods_moved_onto_a_node_in_a_step_stay_there_for_the_rest_of_the_step() {
         running("c", "w2", 1650, GI),
         running("d", "w3", 1650, GI),
     ];
-    let mut p = default_policy();
+    let mut p = seed_policy();
     p.pools[0].min = 0;
     p.scale_down.max_step = 2;
     let d = decide(&snapshot(nodes, pods, 0.1, 0.2, NOW), &p, NOW);
@@ -943,7 +943,7 @@ fn a_missing_window_is_explained_for_its_rule_only() {
     s.cpu
         .samples
         .retain(|x| NOW.since(x.at) <= Duration::from_secs(60));
-    let mut p = default_policy();
+    let mut p = seed_policy();
     p.scale_down.cpu_for = Duration::ZERO;
     let d = decide(&s, &p, NOW);
     let text = reasons(&d);
@@ -968,20 +968,20 @@ fn a_pod_the_scheduler_keeps_rejecting_is_not_counted_on_free_capacity_for_ever(
         pending("port-80", 500, 256 * MI, NOW),
     ];
     let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
-    let first = decide(&s, &default_policy(), NOW);
+    let first = decide(&s, &seed_policy(), NOW);
     assert_eq!(first.nodes_added(), 0, "{}", reasons(&first));
     assert!(reasons(&first).contains("1 fit free capacity"));
-    s.remember_fits(&first, NOW);
+    s.remember(&first, NOW);
 
     // Still pending 20 s later: the scheduler may just be slow.
     let t20 = NOW + Duration::from_secs(20);
-    let d = decide(&s, &default_policy(), t20);
+    let d = decide(&s, &seed_policy(), t20);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
-    s.remember_fits(&d, t20);
+    s.remember(&d, t20);
 
     // Past 30 s: the scheduler is the truth, a node is launched.
     let t31 = NOW + Duration::from_secs(31);
-    let d = decide(&s, &default_policy(), t31);
+    let d = decide(&s, &seed_policy(), t31);
     assert_eq!(d.nodes_added(), 1, "{}", reasons(&d));
     let text = reasons(&d);
     assert!(
@@ -1012,16 +1012,12 @@ fn what_a_user_migrating_from_cluster_autoscaler_expects_of_scale_down() {
     nodes[2]
         .annotations
         .insert(k3scale_core::model::SCALE_DOWN_DISABLED.into(), "true".into());
-    let d = decide(
-        &snapshot(nodes, pods.clone(), 0.1, 0.2, NOW),
-        &default_policy(),
-        NOW,
-    );
+    let d = decide(&snapshot(nodes, pods.clone(), 0.1, 0.2, NOW), &seed_policy(), NOW);
     assert!(removed(&d).is_empty(), "{}", reasons(&d));
     assert!(reasons(&d).contains(
         "node w2 not removed: node is annotated cluster-autoscaler.kubernetes.io/scale-down-disabled=true"
     ));
-    let d = decide(&snapshot(three(), pods, 0.1, 0.2, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(three(), pods, 0.1, 0.2, NOW), &seed_policy(), NOW);
     assert_eq!(removed(&d), ["w2"], "without it: {}", reasons(&d));
 
     // A kube-system pod without a PDB: only with skip_nodes_with_system_pods.
@@ -1030,14 +1026,14 @@ fn what_a_user_migrating_from_cluster_autoscaler_expects_of_scale_down() {
     coredns.namespace = "kube-system".into();
     pods.push(coredns);
     let s = snapshot(three(), pods, 0.1, 0.2, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert_eq!(
         removed(&d),
         ["w2"],
         "off by default (K3s add-ons live there): {}",
         reasons(&d)
     );
-    let mut p = default_policy();
+    let mut p = seed_policy();
     p.scale_down.skip_nodes_with_system_pods = true;
     let d = decide(&s, &p, NOW);
     assert!(removed(&d).is_empty(), "{}", reasons(&d));
@@ -1047,8 +1043,8 @@ fn what_a_user_migrating_from_cluster_autoscaler_expects_of_scale_down() {
     let mut pods = base();
     pods.push(running("c", "w2", 700, 256 * MI));
     let s = snapshot(three(), pods, 0.1, 0.2, NOW);
-    assert_eq!(removed(&decide(&s, &default_policy(), NOW)), ["w2"]);
-    let mut p = default_policy();
+    assert_eq!(removed(&decide(&s, &seed_policy(), NOW)), ["w2"]);
+    let mut p = seed_policy();
     p.pools[0].scale_down_utilization_below = Some(0.3);
     let d = decide(&s, &p, NOW);
     assert!(removed(&d).is_empty(), "{}", reasons(&d));
@@ -1061,13 +1057,13 @@ fn what_a_user_migrating_from_cluster_autoscaler_expects_of_scale_down() {
     pods.push(ds);
     pods.push(running("c", "w2", 100, 64 * MI));
     let s = snapshot(three(), pods, 0.1, 0.2, NOW);
-    let d = decide(&s, &default_policy(), NOW);
+    let d = decide(&s, &seed_policy(), NOW);
     assert!(
         removed(&d).is_empty(),
         "60% requested with the DaemonSet: {}",
         reasons(&d)
     );
-    let mut p = default_policy();
+    let mut p = seed_policy();
     p.scale_down.ignore_daemonsets_utilization = true;
     let d = decide(&s, &p, NOW);
     assert_eq!(removed(&d), ["w2"], "5% without it: {}", reasons(&d));
@@ -1084,8 +1080,8 @@ fn cluster_wide_limits_bound_scale_up() {
         running("c", "w2", 1900, GI),
     ]);
     let s = snapshot(three_workers(), all, 0.5, 0.4, NOW);
-    assert_eq!(decide(&s, &default_policy(), NOW).nodes_added(), 6);
-    let mut p = default_policy();
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 6);
+    let mut p = seed_policy();
     p.limits.max_nodes = Some(5);
     let d = decide(&s, &p, NOW);
     assert_eq!(d.nodes_added(), 2, "{}", reasons(&d));
@@ -1094,7 +1090,7 @@ fn cluster_wide_limits_bound_scale_up() {
         "{}",
         reasons(&d)
     );
-    let mut p = default_policy();
+    let mut p = seed_policy();
     p.limits.max_cpu_milli = Some(16_000);
     let d = decide(&s, &p, NOW);
     assert_eq!(d.nodes_added(), 5, "6 cores used, 2 per node: {}", reasons(&d));
@@ -1128,7 +1124,7 @@ fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
     let mut web = pending("web-80", 100, 64 * MI, NOW);
     web.host_ports = Arc::clone(&port80);
     pods.push(web);
-    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &seed_policy(), NOW);
     assert_eq!(
         d.nodes_added(),
         1,
@@ -1146,7 +1142,7 @@ fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
         spread("db-2", None),
         spread("db-3", None),
     ];
-    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &seed_policy(), NOW);
     assert_eq!(
         d.nodes_added(),
         1,
@@ -1164,7 +1160,7 @@ fn host_ports_and_anti_affinity_are_planned_like_the_scheduler() {
         spread("db-1", None),
         spread("db-2", None),
     ];
-    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 3, "{}", reasons(&d));
 }
 
@@ -1228,7 +1224,7 @@ fn topology_spread_is_planned_like_the_scheduler() {
     }
     let host = "kubernetes.io/hostname";
     let pods = (0..6).map(|i| web(&format!("h-{i}"), None, host)).collect();
-    let d = decide(&snapshot(nodes, pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes, pods, 0.2, 0.2, NOW), &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(reasons(&d).contains("6 fit free capacity"), "{}", reasons(&d));
 }
@@ -1259,7 +1255,10 @@ fn extended_resources_are_planned_like_the_scheduler() {
     let cpu_pool = pool("cpu", 0, 10, 4000, 8 * GI, 0.05);
     let mut gpu_pool = pool("gpu", 0, 10, 4000, 8 * GI, 0.90);
     gpu_pool.template.extended.insert(GPU.into(), 1);
-    let p = k3scale_core::Policy::new(vec![cpu_pool.clone(), gpu_pool.clone()]);
+    let p = seed_rules(k3scale_core::Policy::new(vec![
+        cpu_pool.clone(),
+        gpu_pool.clone(),
+    ]));
     let wants = |pod: &mut k3scale_core::Pod, n: u64| {
         pod.extended = Arc::new([(GPU.to_string(), n)].into());
     };
@@ -1334,7 +1333,7 @@ fn a_pod_pinned_by_its_volume_neither_launches_a_node_nor_moves() {
     let mut db = pending("db-0", 500, GI, NOW);
     db.volume_affinity = Arc::clone(&on_w0);
     let pods = vec![running("big", "w0", 1900, GI), db];
-    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes(), pods, 0.2, 0.2, NOW), &seed_policy(), NOW);
     assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
     assert!(
         reasons(&d).contains("a bound volume's node affinity excludes it (VolumeBinding)"),
@@ -1346,7 +1345,7 @@ fn a_pod_pinned_by_its_volume_neither_launches_a_node_nor_moves() {
     let mut db = running("db-0", "w0", 100, 64 * MI);
     db.volume_affinity = on_w0;
     let pods = vec![db, running("web", "w1", 1500, GI), running("api", "w2", 1500, GI)];
-    let d = decide(&snapshot(nodes(), pods, 0.05, 0.05, NOW), &default_policy(), NOW);
+    let d = decide(&snapshot(nodes(), pods, 0.05, 0.05, NOW), &seed_policy(), NOW);
     assert!(d.scale_down.iter().all(|s| s.node != "w0"), "{}", reasons(&d));
     assert!(
         reasons(&d).contains("w0"),

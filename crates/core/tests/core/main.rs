@@ -11,6 +11,7 @@ mod lease;
 mod lifecycle;
 mod modules;
 mod properties;
+mod scale_down_timing;
 mod upstream_estimator;
 mod upstream_interpod;
 mod upstream_node_affinity;

@@ -487,7 +487,7 @@ impl Controller {
         self.snapshot.last_scale_up = stamps.last_scale_up;
         self.snapshot.last_scale_down = stamps.last_scale_down;
         let decision = decide(&self.snapshot, &self.policy, now);
-        self.snapshot.remember_fits(&decision, now);
+        self.snapshot.remember(&decision, now);
         self.log_decision(&decision);
         decision
     }

@@ -66,6 +66,29 @@ fn every_scenario_stays_within_bounds_and_is_deterministic() {
 }
 
 #[test]
+fn k3scale_is_within_5_percent_of_the_oracle_on_every_scenario() {
+    for s in scenario::SCENARIOS {
+        let c = default_run(&s.trace(7), s.name);
+        let oracle = c.summary("oracle").unwrap();
+        assert_eq!(oracle.pods_that_waited, 0, "{}", s.name);
+        assert_eq!(oracle.vs_oracle, Some(1.0));
+        for other in &c.summaries {
+            // Nothing beats perfect foresight (zones: the oracle counts one
+            // pod per node, as the anti-affinity wants).
+            assert!(
+                other.vs_oracle.unwrap() >= 0.999,
+                "{}: {:#?}",
+                s.name,
+                c.summaries
+            );
+        }
+        let k = c.summary("k3scale").unwrap();
+        assert!(k.vs_oracle.unwrap() <= 1.05, "{}: {:#?}", s.name, k);
+        assert!(k.max_wait_past_boot_s <= 10.0, "{}: {:#?}", s.name, k);
+    }
+}
+
+#[test]
 fn nasa_trace_replays_end_to_end() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../traces/nasa-1995-http.csv");
     let text = std::fs::read_to_string(path).unwrap();
