@@ -104,6 +104,13 @@ impl Status {
                     kept.entry(node).or_default().push(blocker.to_string())
                 }
                 Reason::Removable { node, .. } => removable.push(node),
+                Reason::Unneeded { node, remaining, .. } => {
+                    kept.entry(node).or_default().push(if remaining.is_zero() {
+                        "unneeded: goes when a delay or the step limit allows".to_string()
+                    } else {
+                        format!("unneeded: goes in {}s if still so", remaining.as_secs())
+                    })
+                }
                 _ => {}
             }
         }
@@ -166,5 +173,29 @@ impl Status {
                 .count(),
             ..Status::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k3scale_core::testkit::{default_policy, node_of, running, snapshot, workers};
+
+    #[test]
+    fn an_idle_node_says_how_long_until_it_goes() {
+        let w = workers();
+        let nodes = (0..3).map(|i| node_of(&w, &format!("w{i}"))).collect();
+        let now = Time::from_secs(10_000);
+        let snap = snapshot(nodes, vec![running("a", "w0", 1500, 1 << 30)], 0.5, 0.4, now);
+        let policy = default_policy();
+        let decision = k3scale_core::decide(&snap, &policy, now);
+        let status = Status::build(&snap, &decision, &policy, now);
+        let idle = status.nodes.iter().find(|n| n.name == "w1").unwrap();
+        let wait = policy.scale_down.unneeded_time.as_secs();
+        assert_eq!(
+            idle.kept_because,
+            [format!("unneeded: goes in {wait}s if still so")]
+        );
+        assert!(!idle.removable);
     }
 }

@@ -24,7 +24,7 @@ cluster: test
 metrics: { source: metrics-server }
 policy:
   scale_up: { cooldown: 0s }
-  scale_down: { cpu_for: 0s, memory_for: 0s, cooldown: 0s }
+  scale_down: { unneeded_time: 0s, delay_after_scale_up: 0s, cooldown: 0s }
 pools:
   - name: workers
     min: 0

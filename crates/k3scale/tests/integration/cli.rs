@@ -60,8 +60,29 @@ fn simulate_json_is_machine_readable() {
         .iter()
         .map(|s| s["policy"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(policies, ["k3scale", "threshold-2m", "fixed-peak"]);
+    assert_eq!(policies, ["k3scale", "threshold-2m", "fixed-peak", "oracle"]);
     assert!(v["summaries"][0]["node_hours"].as_f64().unwrap() > 0.0);
+    // Each is measured against the oracle, which never does worse.
+    for s in v["summaries"].as_array().unwrap() {
+        assert!(s["vs_oracle"].as_f64().unwrap() >= 0.999, "{s}");
+    }
+    // Minute by minute: demand, and nodes and pending pods per contender.
+    let minutes = v["per_minute"]["demand_cores"].as_array().unwrap().len();
+    assert_eq!(minutes, 2 * 24 * 60, "two days");
+    for name in &policies {
+        assert_eq!(v["per_minute"]["nodes"][name].as_array().unwrap().len(), minutes);
+        assert_eq!(
+            v["per_minute"]["pending_pods"][name].as_array().unwrap().len(),
+            minutes
+        );
+    }
+    let pending = v["per_minute"]["pending_pods"]["threshold-2m"]
+        .as_array()
+        .unwrap();
+    assert!(
+        pending.iter().any(|p| p.as_u64().unwrap() > 0),
+        "the script leaves pods waiting"
+    );
     // Every k3scale scale event says why.
     let events = v["events"]["k3scale"].as_array().unwrap();
     assert!(!events.is_empty());
@@ -168,7 +189,7 @@ fn validate_prints_effective_config_or_every_error() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stdout.contains("cpu_above: 0.7") && stdout.contains("cooldown: 10m"),
+        stdout.contains("cpu_above: 0.7") && stdout.contains("unneeded_time: 8m"),
         "{stdout}"
     );
     // The machine timings a pool gets, from its boot_time (60s by default).

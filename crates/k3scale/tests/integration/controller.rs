@@ -986,7 +986,11 @@ async fn a_hanging_create_does_not_delay_a_drain() {
         started,
         finished,
         _dir,
-    } = hanging("drain", "{ cpu_for: 0s, memory_for: 0s, cooldown: 0s }").await;
+    } = hanging(
+        "drain",
+        "{ unneeded_time: 0s, delay_after_scale_up: 0s, cooldown: 0s }",
+    )
+    .await;
     use k3scale::provider::NodeProvider;
     fast.create("fast-idle0001").await.unwrap();
     k.apply(&node("fast-idle0001", Some("fast"), "4", "8Gi"));

@@ -64,7 +64,8 @@ fn snapshot_of(
 async fn a_docker_pool_grows_and_shrinks_and_keeps_count() {
     let cluster = TestCluster::new("pool");
     let workers = pool("workers", 1, 5, 2000, 4 * GI, 0.04);
-    let policy = Policy::new(vec![workers.clone()]);
+    // Nodes go the moment they are unneeded: the machines are the point here.
+    let policy = k3scale_core::testkit::seed_rules(Policy::new(vec![workers.clone()]));
     let mut mp = machine_pool(&cluster, &workers).await;
     let mut seed = 7u64;
     let mut random = move || {

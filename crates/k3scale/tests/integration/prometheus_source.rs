@@ -5,7 +5,7 @@ use k3scale::metrics::MetricsError;
 use k3scale::metrics::prometheus::Prometheus;
 use k3scale_core::config::PrometheusConfig;
 use k3scale_core::policy::CustomRule;
-use k3scale_core::testkit::{default_policy, node_of, workers};
+use k3scale_core::testkit::{node_of, seed_policy, workers};
 use k3scale_core::{Reason, Snapshot, Time, decide};
 use k3scale_testsupport::promfix;
 use promfix::TestPrometheus;
@@ -242,8 +242,8 @@ async fn prometheus_stopped_mid_run_makes_metrics_unavailable_not_zero() {
     assert!(err.contains("cannot reach") && err.contains(&prom.url), "{err}");
     let now = Time::from_secs(60 * 15);
     snap.record(now, &outage, keep);
-    let d = decide(&snap, &default_policy(), now);
-    // Not read as 0 %: the cluster is not judged cold, only requests count
+    let d = decide(&snap, &seed_policy(), now);
+    // Not read as 0 %: the seed rules' gate does not judge the cluster cold, only requests count
     // (the empty node may go; nothing is decided on the missing signals).
     assert!(d.scale_up.is_empty(), "{:?}", d.reasons);
     assert!(
