@@ -252,6 +252,15 @@ pub enum Reason {
         #[serde(serialize_with = "serialize_secs")]
         remaining: Duration,
     },
+    /// A pool keeps room for `pods` pods of these requests; `waiting` of
+    /// them have none yet (a node is on its way or about to be).
+    Headroom {
+        pool: String,
+        pods: u32,
+        cpu_milli: u64,
+        memory_bytes: u64,
+        waiting: u32,
+    },
     /// No scale-down this soon after a scale-up.
     DelayAfterScaleUp {
         #[serde(serialize_with = "serialize_secs")]
@@ -456,6 +465,23 @@ impl fmt::Display for Reason {
                     write!(f, "removed when a delay or the step limit allows")
                 } else {
                     write!(f, "removed if still so in {}s", remaining.as_secs())
+                }
+            }
+            Reason::Headroom {
+                pool,
+                pods,
+                cpu_milli,
+                memory_bytes,
+                waiting,
+            } => {
+                write!(
+                    f,
+                    "pool {pool} keeps room for {pods} pods of {cpu_milli}m CPU / {}Mi: ",
+                    memory_bytes >> 20
+                )?;
+                match waiting {
+                    0 => write!(f, "all on free room"),
+                    n => write!(f, "{n} waiting for a node"),
                 }
             }
             Reason::DelayAfterScaleUp { remaining } => {

@@ -503,6 +503,17 @@ pub struct Pool {
     pub provision_timeout: Duration,
     #[serde(serialize_with = "crate::time::serialize_secs")]
     pub join_timeout: Duration,
+    /// Spare room kept ready on this pool's nodes.
+    pub headroom: Option<Headroom>,
+}
+
+/// Room for `pods` pods of `requests` each, kept free on a pool's nodes
+/// (what cluster-autoscaler users get from low-priority pause pods): a
+/// burst lands on a Ready node instead of waiting for one to boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Headroom {
+    pub pods: u32,
+    pub requests: Resources,
 }
 
 #[cfg(test)]

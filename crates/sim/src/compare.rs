@@ -15,10 +15,23 @@ pub const BASELINE_INTERVAL: Duration = Duration::from_secs(120);
 /// The perfect-foresight contender every other is measured against.
 pub const ORACLE: &str = "oracle";
 
-/// k3scale with `policy`; the same thresholds as a plain script evaluated
-/// every 2 minutes with +1/-1 steps; a fixed cluster sized for the peak;
-/// and the oracle.
-pub fn contenders(policy: &Policy, interval: Duration, trace: &Trace, opts: &SimOptions) -> Vec<Contender> {
+/// One k3scale configuration to replay: its name in the table, its policy
+/// and how often it decides.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    pub policy: Policy,
+    pub interval: Duration,
+}
+
+/// k3scale with each candidate's policy; the first one's thresholds as a
+/// plain script evaluated every 2 minutes with +1/-1 steps; a fixed
+/// cluster of its pools sized for the peak; and the oracle.
+pub fn contenders(candidates: &[Candidate], trace: &Trace, opts: &SimOptions) -> Vec<Contender> {
+    let Some(first) = candidates.first() else {
+        return Vec::new();
+    };
+    let policy = &first.policy;
     let mut plain = policy.clone();
     plain.scale_up.pending_pods = PendingPods::Threshold;
     plain.scale_up.max_step = 1;
@@ -30,13 +43,13 @@ pub fn contenders(policy: &Policy, interval: Duration, trace: &Trace, opts: &Sim
     plain.scale_down.cooldown = Duration::from_secs(600);
     plain.scale_down.unneeded_time = Duration::ZERO;
     plain.scale_down.delay_after_scale_up = Duration::ZERO;
-    vec![
-        Contender::Autoscaler {
-            name: "k3scale".into(),
-            policy: Box::new(policy.clone()),
-            interval,
-            event_driven: true,
-        },
+    let ours = candidates.iter().map(|c| Contender::Autoscaler {
+        name: c.name.clone(),
+        policy: Box::new(c.policy.clone()),
+        interval: c.interval,
+        event_driven: true,
+    });
+    ours.chain([
         Contender::Autoscaler {
             name: "threshold-2m".into(),
             policy: Box::new(plain),
@@ -52,7 +65,8 @@ pub fn contenders(policy: &Policy, interval: Duration, trace: &Trace, opts: &Sim
             name: ORACLE.into(),
             pools: policy.pools.clone(),
         },
-    ]
+    ])
+    .collect()
 }
 
 /// Nodes of the first pool needed for the trace's peak replicas (what a
@@ -143,7 +157,12 @@ impl Comparison {
 
     /// Percent fewer node-hours than `other` (positive = k3scale saves).
     pub fn saving_vs(&self, other: &str) -> Option<f64> {
-        let ours = self.summary("k3scale")?.node_hours;
+        self.saving("k3scale", other)
+    }
+
+    /// Percent fewer node-hours `ours` uses than `other`.
+    pub fn saving(&self, ours: &str, other: &str) -> Option<f64> {
+        let ours = self.summary(ours)?.node_hours;
         let theirs = self.summary(other)?.node_hours;
         (theirs > 0.0).then(|| (1.0 - ours / theirs) * 100.0)
     }
@@ -179,7 +198,8 @@ impl PerMinute {
     }
 }
 
-/// Run every contender over `trace`; `progress(done)` goes from 0 to 1.
+/// Run k3scale with `policy` and every baseline over `trace`;
+/// `progress(done)` goes from 0 to 1.
 pub fn compare(
     scenario: &str,
     trace: &Trace,
@@ -188,7 +208,24 @@ pub fn compare(
     opts: &SimOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Comparison {
-    let list = contenders(policy, interval, trace, opts);
+    let k3scale = Candidate {
+        name: "k3scale".into(),
+        policy: policy.clone(),
+        interval,
+    };
+    compare_candidates(scenario, trace, &[k3scale], opts, progress)
+}
+
+/// Run each candidate configuration and the baselines (from the first
+/// candidate) over `trace`, side by side.
+pub fn compare_candidates(
+    scenario: &str,
+    trace: &Trace,
+    candidates: &[Candidate],
+    opts: &SimOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Comparison {
+    let list = contenders(candidates, trace, opts);
     let n = list.len() as f64;
     let runs: Vec<RunResult> = list
         .iter()

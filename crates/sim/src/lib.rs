@@ -11,7 +11,7 @@ pub mod scenario;
 pub mod trace;
 
 pub use clock::VirtualClock;
-pub use compare::{Comparison, compare, contenders};
+pub use compare::{Candidate, Comparison, compare, compare_candidates, contenders};
 pub use engine::{Contender, RunResult, ScaleEvent, SimOptions, WorkloadSpec, run};
 pub use report::Summary;
 pub use scenario::{DEFAULT_SCENARIO, SCENARIOS, Scenario};

@@ -12,7 +12,7 @@ pub use schema::*;
 pub use yaml_index::YamlIndex;
 
 use crate::lease::ElectionConfig;
-use crate::model::{Labels, NodeTemplate, POOL_LABEL, Pool};
+use crate::model::{Headroom, Labels, NodeTemplate, POOL_LABEL, Pool};
 use crate::policy::{ClusterLimits, CustomRule, Policy, ScaleDownRules, ScaleUpRules};
 use crate::quantity::{QuantityError, Resources, parse_cpu, parse_memory};
 use std::collections::HashSet;
@@ -739,6 +739,33 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
             );
         }
     }
+    let allocatable = Resources::new(cpu, memory, u64::from(t.pods));
+    let headroom = p.headroom.as_ref().map(|h| {
+        let hpath = format!("{path}.headroom");
+        if h.pods == 0 {
+            v.error(
+                &format!("{hpath}.pods"),
+                "must be at least 1 (leave headroom out for none)",
+            );
+        }
+        let requests = Resources::pod(
+            v.positive_quantity(&format!("{hpath}.cpu"), &h.cpu, parse_cpu),
+            v.positive_quantity(&format!("{hpath}.memory"), &h.memory, parse_memory),
+        );
+        if cpu > 0 && memory > 0 && !requests.fits_in(&allocatable) {
+            v.error(
+                &hpath,
+                format!(
+                    "one pod of {} CPU / {} memory does not fit a node of the pool ({} / {})",
+                    h.cpu, h.memory, t.cpu, t.memory
+                ),
+            );
+        }
+        Headroom {
+            pods: h.pods,
+            requests,
+        }
+    });
     let mut labels: Labels = p.labels.clone();
     labels.insert(POOL_LABEL.to_string(), p.name.clone());
     Pool {
@@ -746,7 +773,7 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         min: p.min,
         max: p.max,
         template: NodeTemplate {
-            allocatable: Resources::new(cpu, memory, u64::from(t.pods)),
+            allocatable,
             extended: t.extended_resources.clone(),
             labels,
             taints: p.taints.clone(),
@@ -761,6 +788,7 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         scale_down_utilization_below: p.scale_down_utilization_below.inspect(|&u| {
             v.fraction(&format!("{path}.scale_down_utilization_below"), u);
         }),
+        headroom,
     }
 }
 

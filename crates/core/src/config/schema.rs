@@ -287,6 +287,9 @@ pub struct PoolConfig {
     /// Overrides `policy.scale_down.node_utilization_below` for this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_utilization_below: Option<f64>,
+    /// Spare room kept ready on this pool's nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<HeadroomConfig>,
     /// Overrides `policy.scale_down.drain_timeout` for this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<HumanDuration>,
@@ -321,6 +324,20 @@ pub struct TemplateConfig {
     /// Extended resources a node offers, e.g. `nvidia.com/gpu: 1`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extended_resources: BTreeMap<String, u64>,
+}
+
+/// `pods` pods' worth of `cpu` and `memory` each, kept free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadroomConfig {
+    #[serde(default = "one")]
+    pub pods: u32,
+    pub cpu: String,
+    pub memory: String,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_pods() -> u32 {

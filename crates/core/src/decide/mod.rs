@@ -4,6 +4,7 @@
 //! `scale_down`, both of which work on the `context` of one decision.
 
 mod context;
+mod headroom;
 mod scale_down;
 mod scale_up;
 
@@ -18,7 +19,14 @@ use context::Context;
 
 /// Decide what to do now. Deterministic: no I/O, no clock, no randomness.
 pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
+    let reserved = headroom::reserve(snapshot, policy);
+    let snapshot = reserved
+        .as_ref()
+        .map_or(snapshot, |(with_placeholders, _)| with_placeholders);
     let mut ctx = Context::new(snapshot, policy, now);
+    if let Some((_, notes)) = &reserved {
+        ctx.decision.reasons.extend(notes.iter().cloned());
+    }
     replace_interrupted(&mut ctx);
     scale_up::to_min(&mut ctx);
     let (pending, expendable): (Vec<&Pod>, Vec<&Pod>) = unschedulable_pods(snapshot)
@@ -51,7 +59,12 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
     if ctx.decision.scale_up.is_empty() {
         scale_down::plan(&mut ctx, pending.len());
     }
-    if ctx.decision.reasons.is_empty() {
+    if ctx
+        .decision
+        .reasons
+        .iter()
+        .all(|r| matches!(r, Reason::Headroom { .. }))
+    {
         ctx.decision.reasons.push(Reason::WithinThresholds);
     }
     ctx.decision

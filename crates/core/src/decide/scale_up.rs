@@ -169,8 +169,11 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         for &i in &est.placed {
             taken[i] = true;
             let triggering = &mut ctx.decision.triggering_pods;
-            if triggering.len() < crate::decision::MAX_TRIGGERING_PODS {
-                let pod = rest[i];
+            let pod = rest[i];
+            // A placeholder is no pod of the cluster's: no Event for it.
+            if triggering.len() < crate::decision::MAX_TRIGGERING_PODS
+                && pod.namespace != super::headroom::NAMESPACE
+            {
                 triggering.push(crate::decision::TriggeringPod {
                     namespace: pod.namespace.clone(),
                     name: pod.name.clone(),

@@ -470,3 +470,54 @@ fn whole_document_problems_are_said_plainly() {
         vec!["k3scale.yaml:3: the document is too large to be a configuration"]
     );
 }
+
+#[test]
+fn headroom_is_pods_worth_of_requests_and_must_fit_a_node() {
+    let p = load(
+        "k3scale.yaml",
+        &format!("{POOL}    headroom: {{ pods: 3, cpu: 250m, memory: 256Mi }}\n"),
+    )
+    .unwrap()
+    .policy;
+    let h = p.pools[0].headroom.unwrap();
+    assert_eq!(
+        (h.pods, h.requests.cpu_milli, h.requests.memory_bytes),
+        (3, 250, 256 << 20)
+    );
+    let one = load(
+        "k3scale.yaml",
+        &format!("{POOL}    headroom: {{ cpu: \"1\", memory: 1Gi }}\n"),
+    )
+    .unwrap()
+    .policy;
+    assert_eq!(
+        one.pools[0].headroom.unwrap().pods,
+        1,
+        "one pod's worth by default"
+    );
+    assert_eq!(load("min.yaml", POOL).unwrap().policy.pools[0].headroom, None);
+
+    let all = errors(&format!(
+        "{POOL}    headroom: {{ pods: 0, cpu: lots, memory: 0Mi }}\n"
+    ))
+    .join("\n");
+    assert!(
+        all.contains("pools[0].headroom.pods: must be at least 1"),
+        "{all}"
+    );
+    assert!(all.contains("pools[0].headroom.cpu"), "{all}");
+    assert!(
+        all.contains("pools[0].headroom.memory: must be greater than zero"),
+        "{all}"
+    );
+    let big = errors(&format!("{POOL}    headroom: {{ cpu: \"3\", memory: 1Gi }}\n")).join("\n");
+    assert!(
+        big.contains("pools[0].headroom: one pod of 3 CPU / 1Gi memory does not fit a node of the pool"),
+        "{big}"
+    );
+    let typo = errors(&format!(
+        "{POOL}    headroom: {{ cpu: \"1\", memory: 1Gi, replicas: 2 }}\n"
+    ))
+    .join("\n");
+    assert!(typo.contains("replicas"), "{typo}");
+}

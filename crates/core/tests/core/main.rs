@@ -7,6 +7,7 @@ mod config;
 mod config_fuzz;
 mod decide;
 mod drain;
+mod headroom;
 mod lease;
 mod lifecycle;
 mod modules;

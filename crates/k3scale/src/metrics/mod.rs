@@ -2,6 +2,7 @@
 //! A source never invents a zero: every failure is an error with its cause,
 //! recorded as a gap (`k3scale_core::Reading`).
 
+pub mod history;
 pub mod metrics_server;
 pub mod prometheus;
 

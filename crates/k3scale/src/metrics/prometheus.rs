@@ -57,13 +57,25 @@ enum ApiData {
 #[derive(Deserialize)]
 struct MatrixSeries {
     #[serde(default)]
+    metric: Labels,
+    #[serde(default)]
     values: Vec<(f64, String)>,
 }
+
+/// Most steps asked for in one range query.
+pub const MAX_STEPS: usize = 10_000;
+
+/// A series' labels.
+pub type Labels = BTreeMap<String, String>;
+/// (Unix seconds, value) steps, `None` where a step has no finite value.
+pub type Steps = Vec<(f64, Option<f64>)>;
+/// One series of a range query.
+pub type LabelledSeries = (Labels, Steps);
 
 #[derive(Deserialize)]
 struct VectorSample {
     #[serde(default)]
-    metric: BTreeMap<String, String>,
+    metric: Labels,
     value: (f64, String),
 }
 
@@ -206,35 +218,57 @@ impl Prometheus {
         end: f64,
         step: Duration,
     ) -> Result<Vec<(f64, Option<f64>)>, MetricsError> {
-        let params = vec![
-            ("query", query.to_string()),
-            ("start", format!("{start:.3}")),
-            ("end", format!("{end:.3}")),
-            ("step", format!("{}s", step.as_secs().max(1))),
-        ];
-        let series = match self.call("query_range", query, params).await? {
-            ApiData::Matrix(series) => series,
-            _ => {
+        let mut series = self.query_range_series(query, start, end, step).await?;
+        match series.len() {
+            0 => Err(MetricsError::Empty {
+                query: query.to_string(),
+            }),
+            1 => Ok(series.remove(0).1),
+            count => Err(MetricsError::Ambiguous {
+                query: query.to_string(),
+                count,
+            }),
+        }
+    }
+
+    /// Every series `query` yields from `start` to `end` every `step`, asked
+    /// for in windows of at most [`MAX_STEPS`] steps (Prometheus refuses more
+    /// than 11,000 points per series in one answer) and joined by labels.
+    pub async fn query_range_series(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<LabelledSeries>, MetricsError> {
+        let step_s = step.as_secs().max(1) as f64;
+        let mut joined: BTreeMap<Labels, Steps> = BTreeMap::new();
+        let mut from = start;
+        while from <= end {
+            let to = (from + step_s * (MAX_STEPS - 1) as f64).min(end);
+            let params = vec![
+                ("query", query.to_string()),
+                ("start", format!("{from:.3}")),
+                ("end", format!("{to:.3}")),
+                ("step", format!("{step_s}s")),
+            ];
+            let ApiData::Matrix(series) = self.call("query_range", query, params).await? else {
                 return Err(MetricsError::BadResponse {
                     query: query.to_string(),
                     cause: "expected a range vector".into(),
                 });
+            };
+            for one in series {
+                let steps = joined.entry(one.metric).or_default();
+                steps.extend(
+                    one.values
+                        .iter()
+                        .map(|(t, raw)| (*t, parse_value(query, raw).ok())),
+                );
             }
-        };
-        match series.as_slice() {
-            [] => Err(MetricsError::Empty {
-                query: query.to_string(),
-            }),
-            [one] => Ok(one
-                .values
-                .iter()
-                .map(|(t, raw)| (*t, parse_value(query, raw).ok()))
-                .collect()),
-            many => Err(MetricsError::Ambiguous {
-                query: query.to_string(),
-                count: many.len(),
-            }),
+            from = to + step_s;
         }
+        Ok(joined.into_iter().collect())
     }
 
     /// Fill `snapshot`'s CPU, memory and custom series with the last `window`

@@ -28,6 +28,7 @@ mod once_aws;
 mod once_cli;
 mod prometheus_source;
 mod rbac;
+mod simulate_replay;
 #[cfg(feature = "aws")]
 mod state_dynamodb;
 mod state_kubernetes;

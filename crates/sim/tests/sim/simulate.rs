@@ -165,3 +165,31 @@ fn a_pool_whose_nodes_boot_slower_than_its_provision_timeout_backs_off_as_in_the
     assert!(ok.max_wait_s <= 25.0 * 60.0, "{ok:#?}");
     assert!(slow.nodes_added > ok.nodes_added, "relaunches: {slow:#?} {ok:#?}");
 }
+
+#[test]
+fn headroom_costs_node_hours_and_saves_waiting() {
+    // A node's worth of room kept ready through a week of office hours.
+    let trace = scenario::find("diurnal-week").unwrap().trace(42);
+    let plain = default_run(&trace, "diurnal-week");
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    let mut policy = loaded.policy;
+    policy.pools[0].headroom = Some(k3scale_core::model::Headroom {
+        pods: 4,
+        requests: k3scale_core::Resources::pod(250, 256 << 20),
+    });
+    let with = compare(
+        "flash-sale",
+        &trace,
+        &policy,
+        loaded.interval,
+        &SimOptions::default(),
+        &mut |_| {},
+    );
+    let (a, b) = (
+        plain.summary("k3scale").unwrap(),
+        with.summary("k3scale").unwrap(),
+    );
+    assert!(b.node_hours > a.node_hours, "{a:#?}\n{b:#?}");
+    assert!(b.pods_that_waited < a.pods_that_waited, "{a:#?}\n{b:#?}");
+    assert!(b.pod_seconds_unschedulable < a.pod_seconds_unschedulable);
+}
