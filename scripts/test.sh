@@ -12,15 +12,16 @@ step() { printf '\n==> %s\n' "$*"; }
 # One build per run: incremental caches would only take disk.
 export CARGO_INCREMENTAL=0
 
-step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; node-exporter: the dashboards' metric names; postgresql: load generator and replication tests)"
+step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; node-exporter: the dashboards' metric names; postgresql: load generator and replication tests; jq: the list of test executables)"
 if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
     || ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || ! command -v psql >/dev/null 2>&1 \
-    || ! command -v prometheus-node-exporter >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
+    || ! command -v prometheus-node-exporter >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1 \
+    || ! command -v jq >/dev/null 2>&1; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends \
-        busybox-static prometheus prometheus-node-exporter postgresql postgresql-client docker-compose
+        busybox-static prometheus prometheus-node-exporter postgresql postgresql-client docker-compose jq
 fi
 prometheus --version 2>&1 | head -n 1
 psql --version
@@ -72,9 +73,41 @@ cargo test --workspace --all-targets --locked --features k3scale/aws --no-run
 
 step "cargo test (AWS included)"
 command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
-# Four tests at a time per binary: most of them wait on Docker, Prometheus
-# or a timer, not on the CPU.
-cargo test --workspace --locked --features k3scale/aws -- --test-threads 4
+# The test executables just built, as cargo test would run them (libraries,
+# binaries and test targets; each from its package's directory). The
+# integration binary waits on Docker, Prometheus and the AWS emulator most
+# of its time, so it runs beside the others instead of after them. Four
+# tests at a time per binary, for the same reason.
+tests_log=$(mktemp -d)
+cargo test --workspace --all-targets --locked --features k3scale/aws --no-run --message-format=json 2>/dev/null \
+    | jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null)
+             | select(any(.target.kind[]; . == "lib" or . == "bin" or . == "test"))
+             | "\(.target.name)\t\(.manifest_path | rtrimstr("/Cargo.toml"))\t\(.executable)"' \
+    > "$tests_log/list"
+[ "$(wc -l < "$tests_log/list")" -ge 8 ] || { echo "too few test executables found:"; cat "$tests_log/list"; exit 1; }
+run_tests() { (cd "$2" && "$3" --test-threads 4); }
+background_pid=""
+while IFS=$'\t' read -r name dir exe; do
+    if [ "$name" = integration ]; then
+        echo "running $name (in the background; its output follows the others)"
+        run_tests "$name" "$dir" "$exe" > "$tests_log/integration.out" 2>&1 &
+        background_pid=$!
+    fi
+done < "$tests_log/list"
+[ -n "$background_pid" ] || { echo "no integration test binary found"; exit 1; }
+failed=0
+while IFS=$'\t' read -r name dir exe; do
+    [ "$name" = integration ] && continue
+    echo "running $name ($exe)"
+    run_tests "$name" "$dir" "$exe" || failed=1
+done < "$tests_log/list"
+integration_status=0
+wait "$background_pid" || integration_status=$?
+cat "$tests_log/integration.out"
+[ "$integration_status" -eq 0 ] || { echo "the integration tests failed (exit $integration_status)"; failed=1; }
+cargo test --workspace --locked --features k3scale/aws --doc || failed=1
+rm -rf "$tests_log"
+[ "$failed" -eq 0 ] || { echo "tests failed"; exit 1; }
 
 step "README main command, exactly as printed in its \"Two commands\" block"
 # The block's first command line and its second: CI runs the second, this

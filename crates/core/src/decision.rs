@@ -261,6 +261,14 @@ pub enum Reason {
         memory_bytes: u64,
         waiting: u32,
     },
+    /// `policy.predictive`: requests expected to rise this much within a
+    /// boot time, kept ready as `pods` placeholders (`waiting` without room).
+    Forecast {
+        cpu_milli: u64,
+        memory_bytes: u64,
+        pods: u32,
+        waiting: u32,
+    },
     /// No scale-down this soon after a scale-up.
     DelayAfterScaleUp {
         #[serde(serialize_with = "serialize_secs")]
@@ -482,6 +490,22 @@ impl fmt::Display for Reason {
                 match waiting {
                     0 => write!(f, "all on free room"),
                     n => write!(f, "{n} waiting for a node"),
+                }
+            }
+            Reason::Forecast {
+                cpu_milli,
+                memory_bytes,
+                pods,
+                waiting,
+            } => {
+                write!(
+                    f,
+                    "forecast: requests rise by {cpu_milli}m CPU / {}Mi within a boot time (as one day or one week ago); room for {pods} pods kept",
+                    memory_bytes >> 20
+                )?;
+                match waiting {
+                    0 => Ok(()),
+                    n => write!(f, ", {n} waiting for a node"),
                 }
             }
             Reason::DelayAfterScaleUp { remaining } => {

@@ -5,6 +5,7 @@ pub mod config;
 mod decide;
 pub mod decision;
 pub mod drain;
+pub mod forecast;
 pub mod lease;
 pub mod lifecycle;
 pub mod model;

@@ -170,7 +170,19 @@ pub struct Policy {
     /// (cluster-autoscaler's `balance-similar-node-groups`).
     pub balance_similar_pools: bool,
     pub limits: ClusterLimits,
+    /// Launch ahead of the rise the daily and weekly pattern predicts.
+    pub predictive: Option<Predictive>,
     pub pools: Vec<Pool>,
+}
+
+/// Predictive pre-scaling: room for the rise expected within a boot time
+/// (from the same minutes one day and one week ago) is kept ready, as
+/// placeholder pods shaped like the workload's average pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Predictive {
+    /// At most this many nodes' worth of room is kept for a forecast: the
+    /// cap on what a wrong one costs.
+    pub max_extra_nodes: u32,
 }
 
 impl Policy {
@@ -186,6 +198,7 @@ impl Policy {
             startup_taints: Vec::new(),
             balance_similar_pools: false,
             limits: ClusterLimits::default(),
+            predictive: None,
             pools,
         }
     }

@@ -207,6 +207,15 @@ impl Resources {
         out
     }
 
+    /// The larger of each resource.
+    pub fn max_each(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_milli: self.cpu_milli.max(other.cpu_milli),
+            memory_bytes: self.memory_bytes.max(other.memory_bytes),
+            pods: self.pods.max(other.pods),
+        }
+    }
+
     pub fn saturating_sub(&self, other: &Resources) -> Resources {
         Resources {
             cpu_milli: self.cpu_milli.saturating_sub(other.cpu_milli),

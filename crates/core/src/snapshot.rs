@@ -108,6 +108,9 @@ pub struct Snapshot {
     /// Nodes found unneeded, since when without a break (kept across
     /// decisions by [`Snapshot::remember`]).
     pub unneeded_since: BTreeMap<String, Time>,
+    /// What the workloads requested, minute by minute: the memory of
+    /// `policy.predictive`.
+    pub demand: crate::forecast::DemandHistory,
 }
 
 impl Snapshot {

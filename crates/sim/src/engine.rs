@@ -287,6 +287,8 @@ pub fn run(
         }
         if clock.on_multiple_of(Duration::from_secs(60)) {
             sim.sample_minute();
+            // The memory of `policy.predictive`, as the daemon keeps it.
+            sim.snap.demand.record(now, &sim.snap.pods);
         }
         clock.advance(opts.tick);
         let done = clock.now().as_millis() as f64 / end.as_millis().max(1) as f64;

@@ -13,7 +13,7 @@ pub use yaml_index::YamlIndex;
 
 use crate::lease::ElectionConfig;
 use crate::model::{Headroom, Labels, NodeTemplate, POOL_LABEL, Pool};
-use crate::policy::{ClusterLimits, CustomRule, Policy, ScaleDownRules, ScaleUpRules};
+use crate::policy::{ClusterLimits, CustomRule, Policy, Predictive, ScaleDownRules, ScaleUpRules};
 use crate::quantity::{QuantityError, Resources, parse_cpu, parse_memory};
 use std::collections::HashSet;
 use std::fmt;
@@ -551,7 +551,19 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         v.error("state.table", "required with backend dynamodb");
     }
 
+    let predictive = c.policy.predictive.enabled.then(|| {
+        if c.policy.predictive.max_extra_nodes == 0 {
+            v.error(
+                "policy.predictive.max_extra_nodes",
+                "must be at least 1 (set enabled: false to turn forecasts off)",
+            );
+        }
+        Predictive {
+            max_extra_nodes: c.policy.predictive.max_extra_nodes,
+        }
+    });
     let policy = Policy {
+        predictive,
         scale_up,
         scale_down,
         custom,

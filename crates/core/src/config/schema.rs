@@ -175,6 +175,25 @@ pub struct PolicyConfig {
     pub expendable_pods_priority_cutoff: i32,
     /// Spread a scale-up over pools alike but for their zone.
     pub balance_similar_pools: bool,
+    /// Launch ahead of the rise the daily and weekly pattern predicts.
+    pub predictive: PredictiveConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictiveConfig {
+    pub enabled: bool,
+    /// The most nodes' worth of room a forecast may keep.
+    pub max_extra_nodes: u32,
+}
+
+impl Default for PredictiveConfig {
+    fn default() -> Self {
+        PredictiveConfig {
+            enabled: false,
+            max_extra_nodes: 2,
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -188,6 +207,7 @@ impl Default for PolicyConfig {
             startup_taints: Vec::new(),
             expendable_pods_priority_cutoff: -10,
             balance_similar_pools: false,
+            predictive: PredictiveConfig::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use context::Context;
 
 /// Decide what to do now. Deterministic: no I/O, no clock, no randomness.
 pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
-    let reserved = headroom::reserve(snapshot, policy);
+    let reserved = headroom::reserve(snapshot, policy, now);
     let snapshot = reserved
         .as_ref()
         .map_or(snapshot, |(with_placeholders, _)| with_placeholders);

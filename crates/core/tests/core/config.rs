@@ -521,3 +521,23 @@ fn headroom_is_pods_worth_of_requests_and_must_fit_a_node() {
     .join("\n");
     assert!(typo.contains("replicas"), "{typo}");
 }
+
+#[test]
+fn predictive_is_off_unless_enabled_and_its_cap_is_checked() {
+    assert_eq!(load("min.yaml", POOL).unwrap().policy.predictive, None);
+    let on = load(
+        "k3scale.yaml",
+        &format!("policy:\n  predictive: {{ enabled: true, max_extra_nodes: 3 }}\n{POOL}"),
+    )
+    .unwrap()
+    .policy;
+    assert_eq!(on.predictive.map(|p| p.max_extra_nodes), Some(3));
+    let zero = errors(&format!(
+        "policy:\n  predictive: {{ enabled: true, max_extra_nodes: 0 }}\n{POOL}"
+    ))
+    .join("\n");
+    assert!(
+        zero.contains("policy.predictive.max_extra_nodes: must be at least 1"),
+        "{zero}"
+    );
+}

@@ -11,6 +11,7 @@ mod headroom;
 mod lease;
 mod lifecycle;
 mod modules;
+mod predictive;
 mod properties;
 mod scale_down_timing;
 mod upstream_estimator;

@@ -486,6 +486,9 @@ impl Controller {
         }
         self.snapshot.last_scale_up = stamps.last_scale_up;
         self.snapshot.last_scale_down = stamps.last_scale_down;
+        // The memory of `policy.predictive` (in this process only for now:
+        // a restart starts it again).
+        self.snapshot.demand.record(now, &self.snapshot.pods);
         let decision = decide(&self.snapshot, &self.policy, now);
         self.snapshot.remember(&decision, now);
         self.log_decision(&decision);

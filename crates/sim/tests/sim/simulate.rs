@@ -193,3 +193,30 @@ fn headroom_costs_node_hours_and_saves_waiting() {
     assert!(b.pods_that_waited < a.pods_that_waited, "{a:#?}\n{b:#?}");
     assert!(b.pod_seconds_unschedulable < a.pod_seconds_unschedulable);
 }
+
+#[test]
+fn predictive_mode_cuts_waiting_on_a_week_of_office_hours_within_a_tenth_of_the_oracle() {
+    let trace = scenario::find("diurnal-week").unwrap().trace(42);
+    let reactive = default_run(&trace, "diurnal-week");
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    let mut policy = loaded.policy;
+    policy.predictive = Some(k3scale_core::policy::Predictive { max_extra_nodes: 2 });
+    let ahead = compare(
+        "diurnal-week",
+        &trace,
+        &policy,
+        loaded.interval,
+        &SimOptions::default(),
+        &mut |_| {},
+    );
+    let (a, b) = (
+        reactive.summary("k3scale").unwrap(),
+        ahead.summary("k3scale").unwrap(),
+    );
+    assert!(
+        b.pod_seconds_unschedulable < a.pod_seconds_unschedulable,
+        "{a:#?}\n{b:#?}"
+    );
+    assert!(b.vs_oracle.unwrap() <= 1.10, "{b:#?}");
+    assert!(b.p95_wait_s < 45.0, "p95 below the boot time: {b:#?}");
+}
