@@ -103,6 +103,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let (label, mut trace) = match (&args.trace, &args.prometheus) {
         (_, Some(url)) => {
+            // The URL is printed in the table and in errors: no credentials in it.
+            let authority = url
+                .split("://")
+                .nth(1)
+                .unwrap_or(url)
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if authority.contains('@') {
+                bail!(
+                    "--prometheus: the URL must not carry credentials (they would be printed); put them in the config's metrics.prometheus (basic_auth or bearer_token_file)"
+                );
+            }
             let until = match args.until {
                 Some(t) if t.is_finite() && t > 0.0 => t,
                 Some(t) => bail!("--until must be a positive Unix time, got {t}"),

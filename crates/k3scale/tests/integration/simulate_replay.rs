@@ -120,6 +120,18 @@ fn a_week_of_hpa_history_is_replayed_through_every_contender() {
     let zero = run(&["--range", "0s"]);
     assert_eq!(zero.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&zero.stderr).contains("must be longer than zero"));
+    let secret = k3scale(&[
+        "simulate",
+        "--no-chart",
+        "--prometheus",
+        "http://admin:hunter2@127.0.0.1:9/",
+    ]);
+    assert_eq!(secret.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&secret.stderr);
+    assert!(
+        said.contains("must not carry credentials") && !said.contains("hunter2"),
+        "{said}"
+    );
     let stray = k3scale(&["simulate", "--no-chart", "--range", "7d"]);
     assert_eq!(stray.status.code(), Some(2), "--range needs --prometheus");
 }
