@@ -166,42 +166,17 @@ fn a_pool_whose_nodes_boot_slower_than_its_provision_timeout_backs_off_as_in_the
     assert!(slow.nodes_added > ok.nodes_added, "relaunches: {slow:#?} {ok:#?}");
 }
 
-#[test]
-fn headroom_costs_node_hours_and_saves_waiting() {
-    // A node's worth of room kept ready through a week of office hours.
+/// k3scale on the seed-42 office-hours week with the default config, then
+/// with `tweak` applied to its policy.
+fn office_week_without_and_with(
+    tweak: impl FnOnce(&mut k3scale_core::Policy),
+) -> (k3scale_sim::Summary, k3scale_sim::Summary) {
     let trace = scenario::find("diurnal-week").unwrap().trace(42);
     let plain = default_run(&trace, "diurnal-week");
     let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
     let mut policy = loaded.policy;
-    policy.pools[0].headroom = Some(k3scale_core::model::Headroom {
-        pods: 4,
-        requests: k3scale_core::Resources::pod(250, 256 << 20),
-    });
+    tweak(&mut policy);
     let with = compare(
-        "flash-sale",
-        &trace,
-        &policy,
-        loaded.interval,
-        &SimOptions::default(),
-        &mut |_| {},
-    );
-    let (a, b) = (
-        plain.summary("k3scale").unwrap(),
-        with.summary("k3scale").unwrap(),
-    );
-    assert!(b.node_hours > a.node_hours, "{a:#?}\n{b:#?}");
-    assert!(b.pods_that_waited < a.pods_that_waited, "{a:#?}\n{b:#?}");
-    assert!(b.pod_seconds_unschedulable < a.pod_seconds_unschedulable);
-}
-
-#[test]
-fn predictive_mode_cuts_waiting_on_a_week_of_office_hours_within_a_tenth_of_the_oracle() {
-    let trace = scenario::find("diurnal-week").unwrap().trace(42);
-    let reactive = default_run(&trace, "diurnal-week");
-    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
-    let mut policy = loaded.policy;
-    policy.predictive = Some(k3scale_core::policy::Predictive { max_extra_nodes: 2 });
-    let ahead = compare(
         "diurnal-week",
         &trace,
         &policy,
@@ -209,10 +184,31 @@ fn predictive_mode_cuts_waiting_on_a_week_of_office_hours_within_a_tenth_of_the_
         &SimOptions::default(),
         &mut |_| {},
     );
-    let (a, b) = (
-        reactive.summary("k3scale").unwrap(),
-        ahead.summary("k3scale").unwrap(),
-    );
+    (
+        plain.summary("k3scale").unwrap().clone(),
+        with.summary("k3scale").unwrap().clone(),
+    )
+}
+
+#[test]
+fn headroom_costs_node_hours_and_saves_waiting() {
+    // A node's worth of room (7 pods of 250m) kept ready through the week.
+    let (a, b) = office_week_without_and_with(|policy| {
+        policy.pools[0].headroom = Some(k3scale_core::model::Headroom {
+            pods: 7,
+            requests: k3scale_core::Resources::pod(250, 256 << 20),
+        })
+    });
+    assert!(b.node_hours > a.node_hours, "{a:#?}\n{b:#?}");
+    assert!(b.pods_that_waited < a.pods_that_waited, "{a:#?}\n{b:#?}");
+    assert!(b.pod_seconds_unschedulable < a.pod_seconds_unschedulable);
+}
+
+#[test]
+fn predictive_mode_cuts_waiting_on_a_week_of_office_hours_within_a_tenth_of_the_oracle() {
+    let (a, b) = office_week_without_and_with(|policy| {
+        policy.predictive = Some(k3scale_core::policy::Predictive { max_extra_nodes: 2 })
+    });
     assert!(
         b.pod_seconds_unschedulable < a.pod_seconds_unschedulable,
         "{a:#?}\n{b:#?}"
