@@ -7,8 +7,9 @@
 use crate::model::Pod;
 use crate::quantity::Resources;
 use crate::time::Time;
-use serde::Serialize;
-use std::collections::VecDeque;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 const MINUTE_MS: u64 = 60_000;
@@ -18,13 +19,65 @@ const PERIODS: [u64; 2] = [DAY, 7 * DAY];
 /// Minutes before the season's instant whose most is its level.
 const BASE_MINUTES: u64 = 5;
 /// History kept: a week and a day, so the weekly season has its lead too.
-const KEEP_MINUTES: u64 = 8 * DAY;
+pub const KEEP_MINUTES: u64 = 8 * DAY;
+/// Minutes per step of the stored history (see [`StoredDemand`]).
+const STORED_STEP: u64 = 5;
+const MIB: u64 = 1 << 20;
+
+/// The history as the state store keeps it across restarts: the most of
+/// each five minutes, equal steps run together. Eight days of it stay well
+/// under the size limits of a ConfigMap (shared with the other values) and
+/// of a DynamoDB item (400 KB): at worst 2,304 runs of about 30 bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredDemand {
+    /// Minutes per step.
+    pub step_minutes: u64,
+    /// `[first step (minute / step_minutes), steps, CPU millicores, memory
+    /// MiB (rounded up), pods]`, oldest first.
+    pub runs: Vec<[u64; 5]>,
+}
+
+impl StoredDemand {
+    /// Minute by minute again (each minute of a step reads the step's most),
+    /// or what is wrong with it.
+    pub fn minutes(&self) -> Result<Vec<(u64, Resources)>, String> {
+        let step = self.step_minutes;
+        if !(1..=60).contains(&step) {
+            return Err(format!("step_minutes is {step}, not 1 to 60"));
+        }
+        let mut out = Vec::new();
+        let mut next = 0;
+        for (i, &[first, steps, cpu_milli, memory_mib, pods]) in self.runs.iter().enumerate() {
+            if first < next || steps == 0 {
+                return Err(format!("run {i} overlaps the one before it or is empty"));
+            }
+            next = first.saturating_add(steps);
+            if (out.len() as u64).saturating_add(steps.saturating_mul(step)) > KEEP_MINUTES + step {
+                return Err(format!("more than {KEEP_MINUTES} minutes"));
+            }
+            let r = Resources {
+                cpu_milli,
+                memory_bytes: memory_mib.saturating_mul(MIB),
+                pods,
+            };
+            let (Some(from), Some(to)) = (first.checked_mul(step), next.checked_mul(step)) else {
+                return Err(format!("run {i} starts past the end of time"));
+            };
+            out.extend((from..to).map(|m| (m, r)));
+        }
+        Ok(out)
+    }
+}
 
 /// The CPU and memory requested by workload pods (pending or running, not
 /// DaemonSet or mirror pods), one reading per minute, oldest first.
+///
+/// Shared on clone (every decision with placeholders clones the snapshot,
+/// and eight days of minutes would be copied each time); copied only when
+/// written while a clone still holds it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DemandHistory {
-    minutes: VecDeque<(u64, Resources)>,
+    minutes: Arc<VecDeque<(u64, Resources)>>,
 }
 
 impl DemandHistory {
@@ -33,17 +86,14 @@ impl DemandHistory {
     pub fn record(&mut self, now: Time, pods: &[Pod]) {
         let requested = requested(pods);
         let minute = now.as_millis() / MINUTE_MS;
-        match self.minutes.back_mut() {
+        let minutes = Arc::make_mut(&mut self.minutes);
+        match minutes.back_mut() {
             Some((m, r)) if *m == minute => *r = r.max_each(&requested),
             Some((m, _)) if *m > minute => return,
-            _ => self.minutes.push_back((minute, requested)),
+            _ => minutes.push_back((minute, requested)),
         }
-        while self
-            .minutes
-            .front()
-            .is_some_and(|(m, _)| minute - m > KEEP_MINUTES)
-        {
-            self.minutes.pop_front();
+        while minutes.front().is_some_and(|(m, _)| minute - m > KEEP_MINUTES) {
+            minutes.pop_front();
         }
     }
 
@@ -81,6 +131,50 @@ impl DemandHistory {
             rise = Some(rise.map_or(this, |r| r.max_each(&this)));
         }
         rise
+    }
+
+    /// The history in its stored form.
+    pub fn to_stored(&self) -> StoredDemand {
+        let mut steps: BTreeMap<u64, Resources> = BTreeMap::new();
+        for (m, r) in self.minutes.iter() {
+            let step = steps.entry(m / STORED_STEP).or_insert(*r);
+            *step = step.max_each(r);
+        }
+        let mut runs: Vec<[u64; 5]> = Vec::new();
+        for (step, r) in steps {
+            let row = [r.cpu_milli, r.memory_bytes.div_ceil(MIB), r.pods];
+            match runs.last_mut() {
+                Some(run) if run[0] + run[1] == step && run[2..] == row => run[1] += 1,
+                _ => runs.push([step, 1, row[0], row[1], row[2]]),
+            }
+        }
+        StoredDemand {
+            step_minutes: STORED_STEP,
+            runs,
+        }
+    }
+
+    /// Add what is known of minutes not held (a restart's stored history,
+    /// another leader's, Prometheus's): a minute held already is not
+    /// replaced, and what is older than the history keeps is dropped.
+    pub fn fill(&mut self, known: impl IntoIterator<Item = (u64, Resources)>) {
+        let mut all: BTreeMap<u64, Resources> = BTreeMap::new();
+        for (m, r) in known {
+            let reading = all.entry(m).or_insert(r);
+            *reading = reading.max_each(&r);
+        }
+        all.extend(self.minutes.iter().copied());
+        let newest = all.last_key_value().map_or(0, |(m, _)| *m);
+        self.minutes = Arc::new(
+            all.into_iter()
+                .filter(|(m, _)| newest - m <= KEEP_MINUTES)
+                .collect(),
+        );
+    }
+
+    /// The first minute held (minutes since the Unix epoch).
+    pub fn first_minute(&self) -> Option<u64> {
+        self.minutes.front().map(|(m, _)| *m)
     }
 
     pub fn len(&self) -> usize {
@@ -153,5 +247,80 @@ mod tests {
         h.record(at_minute(10 * DAY), &pods(900));
         h.record(at_minute(10 * DAY - 1), &pods(5000));
         assert_eq!(h.at(10 * DAY).unwrap().cpu_milli, 900);
+    }
+
+    #[test]
+    fn the_stored_form_keeps_the_most_of_each_step_and_fills_a_restart() {
+        let mut h = DemandHistory::default();
+        // Two days: 1 CPU, and 4 CPUs in minute 7 of every hour.
+        for m in 0..2 * DAY {
+            h.record(at_minute(m), &pods(if m % 60 == 7 { 4000 } else { 1000 }));
+        }
+        let stored = h.to_stored();
+        // Two runs an hour (the busy step and the rest), not one per minute.
+        assert_eq!(
+            stored.runs.len() as u64,
+            2 * 24 * 2 + 1,
+            "{:?}",
+            &stored.runs[..4]
+        );
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(json.len() < 4_000, "{}", json.len());
+        let back: StoredDemand = serde_json::from_str(&json).unwrap();
+        let minutes = back.minutes().unwrap();
+        assert_eq!(minutes.len() as u64, 2 * DAY);
+        // Minutes 5..10 of an hour read the busy minute's 4 CPUs; memory is
+        // rounded up to whole MiB, never down.
+        let at = |m: u64| minutes.iter().find(|(x, _)| *x == m).unwrap().1;
+        assert_eq!(at(DAY + 9).cpu_milli, 4000);
+        assert_eq!(at(DAY + 10).cpu_milli, 1000);
+        assert_eq!(at(DAY + 10).memory_bytes, GI);
+
+        // A restart an hour later: the new process has one minute, the
+        // stored history fills what came before it.
+        let mut restarted = DemandHistory::default();
+        restarted.record(at_minute(2 * DAY + 60), &pods(2000));
+        restarted.fill(minutes);
+        assert_eq!(restarted.len() as u64, 2 * DAY + 1);
+        assert_eq!(restarted.at(2 * DAY + 60).unwrap().cpu_milli, 2000);
+        // Yesterday's busy minute is foreseen again.
+        let rise = restarted
+            .expected_rise(at_minute(2 * DAY + 63), Duration::from_secs(180))
+            .unwrap();
+        assert_eq!(rise.cpu_milli, 3000);
+    }
+
+    #[test]
+    fn filling_never_replaces_a_held_minute_and_keeps_eight_days() {
+        let mut h = DemandHistory::default();
+        h.record(at_minute(20 * DAY - 100), &pods(800));
+        h.record(at_minute(20 * DAY), &pods(700));
+        let known = (0..20 * DAY + 1).map(|m| {
+            (
+                m,
+                Resources {
+                    cpu_milli: 1,
+                    ..Resources::ZERO
+                },
+            )
+        });
+        h.fill(known);
+        assert_eq!(h.at(20 * DAY).unwrap().cpu_milli, 700);
+        assert_eq!(h.at(20 * DAY - 100).unwrap().cpu_milli, 800);
+        // The gap between the two held minutes is filled.
+        assert_eq!(h.at(20 * DAY - 50).unwrap().cpu_milli, 1);
+        assert_eq!(h.len() as u64, KEEP_MINUTES + 1);
+        assert_eq!(h.first_minute(), Some(20 * DAY - KEEP_MINUTES));
+    }
+
+    #[test]
+    fn a_damaged_stored_history_is_refused_with_what_is_wrong() {
+        let bad =
+            |step_minutes, runs: Vec<[u64; 5]>| StoredDemand { step_minutes, runs }.minutes().unwrap_err();
+        assert!(bad(0, vec![]).contains("step_minutes is 0"));
+        assert!(bad(5, vec![[10, 2, 1, 1, 1], [11, 1, 1, 1, 1]]).contains("run 1 overlaps"));
+        assert!(bad(5, vec![[10, 0, 1, 1, 1]]).contains("run 0"));
+        assert!(bad(5, vec![[0, u64::MAX, 1, 1, 1]]).contains("more than"));
+        assert!(bad(5, vec![[u64::MAX / 2, 1, 1, 1, 1]]).contains("end of time"));
     }
 }

@@ -1,10 +1,12 @@
 //! Simulator target: 30 days of a 1-minute trace through every contender
-//! (k3scale, the 2-minute script, the fixed fleet and the oracle) in < 1 s.
+//! (k3scale reactive and predictive, the 2-minute script, the fixed fleet
+//! and the oracle) in < 1 s.
 #![allow(clippy::unwrap_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use k3scale_core::config::{DEFAULT_CONFIG, load};
-use k3scale_sim::{SimOptions, Trace, compare};
+use k3scale_core::policy::Predictive;
+use k3scale_sim::{Candidate, SimOptions, Trace, compare_candidates};
 use std::time::Duration;
 
 fn benches(c: &mut Criterion) {
@@ -16,21 +18,18 @@ fn benches(c: &mut Criterion) {
         .scaled(32.0)
         .unwrap();
     let loaded = load("default", DEFAULT_CONFIG).unwrap();
+    let mut predictive = loaded.policy.clone();
+    predictive.predictive = Some(Predictive { max_extra_nodes: 2 });
+    let candidates =
+        [("default", loaded.policy.clone()), ("predictive", predictive)].map(|(name, policy)| Candidate {
+            name: format!("k3scale:{name}"),
+            policy,
+            interval: loaded.interval,
+        });
     let opts = SimOptions::default();
     c.bench_function(
         "simulate: 30 days of NASA 1995 at 1-minute resolution, every contender",
-        |b| {
-            b.iter(|| {
-                compare(
-                    "nasa",
-                    &trace,
-                    &loaded.policy,
-                    loaded.interval,
-                    &opts,
-                    &mut |_| {},
-                )
-            })
-        },
+        |b| b.iter(|| compare_candidates("nasa", &trace, &candidates, &opts, &mut |_| {})),
     );
 }
 

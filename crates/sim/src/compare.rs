@@ -226,12 +226,7 @@ pub fn compare_candidates(
     progress: &mut dyn FnMut(f64),
 ) -> Comparison {
     let list = contenders(candidates, trace, opts);
-    let n = list.len() as f64;
-    let runs: Vec<RunResult> = list
-        .iter()
-        .enumerate()
-        .map(|(i, c)| run(trace, c, opts, &mut |f| progress((i as f64 + f) / n)))
-        .collect();
+    let runs = run_side_by_side(&list, trace, opts, progress);
     let first = runs.first();
     Comparison {
         scenario: scenario.to_string(),
@@ -242,6 +237,44 @@ pub fn compare_candidates(
         per_minute: PerMinute::of(&runs),
         runs,
     }
+}
+
+/// Every contender's run, each on a thread of its own (they share
+/// nothing but the trace), in `list`'s order; `progress` hears their mean
+/// progress on the calling thread.
+fn run_side_by_side(
+    list: &[Contender],
+    trace: &Trace,
+    opts: &SimOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Vec<RunResult> {
+    let n = list.len().max(1) as f64;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, f64)>();
+        let handles: Vec<_> = list
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let tx = tx.clone();
+                // A progress report nobody hears any more is no error.
+                scope.spawn(move || {
+                    run(trace, c, opts, &mut |f| {
+                        let _ = tx.send((i, f));
+                    })
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut done = vec![0.0; list.len()];
+        for (i, f) in rx {
+            done[i] = f;
+            progress(done.iter().sum::<f64>() / n);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
 }
 
 /// Each summary's node-hours as a multiple of the oracle's.

@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Err(e) = controller.backfill(&prom, BACKFILL_STEP, unix_now()).await {
                 tracing::warn!(error = %e, "no metric history: sustained windows start empty");
             }
+            backfill_demand(&mut controller, &prom).await;
         }
         let result = controller.reconcile(unix_now()).await;
         controller
@@ -148,7 +149,19 @@ fn render(done: &Reconciled) -> String {
     out
 }
 
-fn prometheus_for_backfill(loaded: &Loaded) -> anyhow::Result<Option<Prometheus>> {
+/// `policy.predictive`'s history from Prometheus: without it, a forecast
+/// waits a day after the first start.
+pub(crate) async fn backfill_demand(controller: &mut k3scale::controller::Controller, prom: &Prometheus) {
+    match controller.backfill_demand(prom, unix_now()).await {
+        Ok(0) => {}
+        Ok(minutes) => tracing::info!(minutes, "predictive: demand history read from Prometheus"),
+        Err(e) => {
+            tracing::warn!(error = %e, "predictive: no demand history from Prometheus, the forecast starts from what k3scale sees")
+        }
+    }
+}
+
+pub(crate) fn prometheus_for_backfill(loaded: &Loaded) -> anyhow::Result<Option<Prometheus>> {
     Ok(match loaded.config.metrics.source {
         MetricsSourceKind::Prometheus => Some(Prometheus::new(
             &loaded.config.metrics.prometheus,

@@ -26,7 +26,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
-        let (controller, store) = controller(&loaded, &me, false).await?;
+        let (mut controller, store) = controller(&loaded, &me, false).await?;
+        if let Some(prom) = crate::cli::once::prometheus_for_backfill(&loaded)? {
+            crate::cli::once::backfill_demand(&mut controller, &prom).await;
+        }
         let cluster = controller.cluster();
         let shared = Shared::new(store.clone(), cluster.clone(), &me);
         eprintln!("k3scale {me}: serving http://{}", listener.local_addr()?);

@@ -5,6 +5,7 @@
 //! killed at any point is repaired by the next reconcile, whether that is
 //! the next tick of `run` or the next cron `once`.
 
+mod demand;
 mod drains;
 pub use drains::DrainError;
 mod events;
@@ -218,6 +219,9 @@ pub struct Controller {
     /// launch to re-plan) is acted on at once, not at the next tick.
     wake: Arc<tokio::sync::Notify>,
     random: Box<dyn FnMut() -> u64 + Send + Sync>,
+    /// The stored demand history's version (`policy.predictive`); `None`
+    /// until it is read.
+    demand_saved: Option<demand::DemandSaved>,
 }
 
 impl Reconciled {
@@ -287,6 +291,7 @@ impl Controller {
             launching: Vec::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
             random,
+            demand_saved: None,
         }
     }
 
@@ -421,6 +426,7 @@ impl Controller {
             self.recover(now, &mut done).await?;
         }
         self.observe(now).await;
+        self.restore_demand().await?;
         let notices = self.receive_interruptions().await;
         let decision = self.decide_now(&saved.stamps, now);
         done.decision = decision.clone();
@@ -434,6 +440,7 @@ impl Controller {
         self.refresh_pools_view(now);
         if !self.policy.dry_run {
             self.save_state(&saved).await?;
+            self.save_demand(now).await?;
         }
         Ok(done)
     }
@@ -486,8 +493,7 @@ impl Controller {
         }
         self.snapshot.last_scale_up = stamps.last_scale_up;
         self.snapshot.last_scale_down = stamps.last_scale_down;
-        // The memory of `policy.predictive` (in this process only for now:
-        // a restart starts it again).
+        // The memory of `policy.predictive` (kept in the state store too).
         self.snapshot.demand.record(now, &self.snapshot.pods);
         let decision = decide(&self.snapshot, &self.policy, now);
         self.snapshot.remember(&decision, now);

@@ -26,6 +26,7 @@ mod observability;
 #[cfg(feature = "aws")]
 mod once_aws;
 mod once_cli;
+mod predictive;
 mod prometheus_source;
 mod rbac;
 mod simulate_replay;
