@@ -12,19 +12,20 @@ step() { printf '\n==> %s\n' "$*"; }
 # One build per run: incremental caches would only take disk.
 export CARGO_INCREMENTAL=0
 
-step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; node-exporter: the dashboards' metric names; postgresql: load generator and replication tests; jq: the list of test executables)"
+step "system packages (busybox-static: stand-in K3s agent image; prometheus + promtool: metrics tests; node-exporter: the dashboards' metric names; postgresql: load generator and replication tests; jq: the list of test executables; chromium: the status page in a browser)"
 if [ ! -x /bin/busybox ] || ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
     || ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || ! command -v psql >/dev/null 2>&1 \
     || ! command -v prometheus-node-exporter >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1 \
-    || ! command -v jq >/dev/null 2>&1; then
+    || ! command -v jq >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends \
-        busybox-static prometheus prometheus-node-exporter postgresql postgresql-client docker-compose jq
+        busybox-static prometheus prometheus-node-exporter postgresql postgresql-client docker-compose jq chromium
 fi
 prometheus --version 2>&1 | head -n 1
 psql --version
+chromium --version
 docker info --format 'Docker Engine {{.ServerVersion}}' || { echo "the Docker Engine is required (provider tests run against it)"; exit 1; }
 
 step "shellcheck"

@@ -98,6 +98,30 @@ pub struct Drain {
     pub outcome: Option<DrainOutcome>,
 }
 
+/// A drain as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrainProgress {
+    pub node: String,
+    pub started_at: Time,
+    /// Evictions stop (and the node is uncordoned) after this.
+    pub deadline: Time,
+    /// Pods on the node still to be evicted or gone (0 before the first look).
+    pub pods_left: usize,
+    /// Pods whose eviction was refused, oldest name first.
+    pub refused: Vec<Refused>,
+}
+
+/// A pod whose eviction was refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refused {
+    /// `namespace/name`.
+    pub pod: String,
+    /// Refusals so far (429s from a PodDisruptionBudget, or errors).
+    pub times: u32,
+    /// What the last one said (`disruption budget` for a 429).
+    pub last: String,
+}
+
 /// Pods a drain evicts: not terminal, not DaemonSet or mirror pods.
 pub fn evictable(pod: &Pod) -> bool {
     !pod.is_terminal() && !pod.is_node_bound()
@@ -204,6 +228,27 @@ impl Drain {
 
     pub fn cordoned(&mut self) {
         self.cordoned = true;
+    }
+
+    /// Where the drain stands, for people: pods still to go, evictions
+    /// refused, and the deadline.
+    pub fn progress(&self) -> DrainProgress {
+        DrainProgress {
+            node: self.node.clone(),
+            started_at: self.started_at,
+            deadline: self.eviction_deadline(),
+            pods_left: self.pods.len(),
+            refused: self
+                .pods
+                .iter()
+                .filter(|(_, t)| t.attempts > 0)
+                .map(|(pod, t)| Refused {
+                    pod: pod.clone(),
+                    times: t.attempts,
+                    last: t.last_refusal.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }
     }
 
     /// Report the answer to an `Evict` of `namespace/name`.

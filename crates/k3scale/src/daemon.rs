@@ -217,7 +217,7 @@ impl Daemon {
         status.lease_holder = holder;
         status.lease_error = view.and_then(|v| v.error.clone());
         status.last_reconcile = None;
-        self.shared.set_status(status);
+        self.shared.publish(status, now);
     }
 
     async fn take_lock(&self, previous_leader: Option<&str>) -> Option<ActLock> {
@@ -256,16 +256,19 @@ impl Daemon {
                 }
             }
         };
-        self.shared.set_status(Status {
-            identity: self.identity.clone(),
-            leader: true,
-            lease_holder: view.map_or(Some(self.identity.clone()), |v| {
-                v.elector.holder().map(str::to_string)
-            }),
-            lease_error: view.and_then(|v| v.error.clone()),
-            draining: self.controller.draining(),
-            ..status
-        });
+        self.shared.publish(
+            Status {
+                identity: self.identity.clone(),
+                leader: true,
+                lease_holder: view.map_or(Some(self.identity.clone()), |v| {
+                    v.elector.holder().map(str::to_string)
+                }),
+                lease_error: view.and_then(|v| v.error.clone()),
+                draining: self.controller.draining(),
+                ..status
+            },
+            now,
+        );
         // 30,000 pods need not stay in memory until the next reconcile.
         self.controller.forget_cluster_view();
         ok

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::fmt::Write as _;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// What the handlers read; the daemon writes `status` after each reconcile.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ pub struct Shared {
     pub store: Arc<dyn StateStore>,
     pub status: RwLock<Status>,
     pub cluster: Arc<KubeCluster>,
+    /// The last day, a sample a minute (the page's chart and cost).
+    samples: Mutex<crate::samples::Samples>,
 }
 
 impl Shared {
@@ -34,6 +36,7 @@ impl Shared {
                 ..Status::default()
             }),
             cluster,
+            samples: Mutex::new(crate::samples::Samples::default()),
         })
     }
 
@@ -43,6 +46,26 @@ impl Shared {
 
     pub fn set_status(&self, status: Status) {
         *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    /// A new status at `now`: sampled for the day's history, with today's
+    /// cost added (to it and to `/metrics`).
+    pub fn publish(&self, mut status: Status, now: k3scale_core::Time) {
+        let today = {
+            let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+            samples.record(crate::samples::Sample::of(&status, now));
+            samples.today(now)
+        };
+        if let Some(t) = &today {
+            self.telemetry.set_today(t);
+        }
+        status.today = today;
+        self.set_status(status);
+    }
+
+    /// A copy of the day's samples.
+    pub fn samples(&self) -> crate::samples::Samples {
+        self.samples.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -213,95 +236,63 @@ async fn events(State(s): State<Arc<Shared>>, Query(page): Query<Page>) -> Respo
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
+    let now = crate::provider::unix_now();
+    let status = s.status();
+    let day_ago = now
+        .as_millis()
+        .saturating_sub(crate::samples::KEEP.as_millis() as u64);
+    // The store may be down: the page still shows what this process knows.
+    let events: Vec<_> = s
+        .store
+        .events(None, 200)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.event.at.as_millis() >= day_ago)
+        .collect();
+    let drains = drains_in_progress(&s).await;
+    let samples = s.samples();
+    Html(crate::page::render(&crate::page::View {
+        status: &status,
+        samples: &samples,
+        events: &events,
+        drains: &drains,
+        now,
+    }))
 }
 
-async fn page(State(s): State<Arc<Shared>>) -> Html<String> {
-    let st = s.status();
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=10>\
-         <title>k3scale</title><style>body{{font-family:sans-serif;margin:2em}}\
-         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
-         .warn{{color:#a40}}.failed{{color:#fff;background:#b00}}</style></head><body><h1>k3scale</h1><p>{} &middot; {}{}</p>",
-        esc(&st.identity),
-        if st.leader { "leader" } else { "standby" },
-        if st.dry_run {
-            " &middot; <b>dry run</b>"
-        } else {
-            ""
+/// Drains the journal holds open (whoever runs them: a standby shows the
+/// leader's), with the PodDisruptionBudget of each refused pod.
+async fn drains_in_progress(s: &Shared) -> Vec<crate::page::DrainRow> {
+    let entries = s.store.unfinished().await.unwrap_or_default();
+    let mut rows: Vec<crate::page::DrainRow> = entries
+        .into_iter()
+        .filter(|e| e.intent.kind == crate::state::IntentKind::Drain)
+        .filter_map(|e| {
+            let drain: k3scale_core::drain::Drain = serde_json::from_value(e.intent.detail).ok()?;
+            Some(crate::page::DrainRow {
+                pool: e.intent.pool,
+                progress: drain.progress(),
+                pdbs: Default::default(),
+            })
+        })
+        .collect();
+    if rows.iter().any(|r| !r.progress.refused.is_empty()) {
+        let mut snapshot = k3scale_core::Snapshot::default();
+        s.cluster.fill(&mut snapshot);
+        let pdb_of: std::collections::BTreeMap<String, String> = snapshot
+            .pods
+            .iter()
+            .filter_map(|p| Some((p.key(), p.pdb.clone()?)))
+            .collect();
+        for row in &mut rows {
+            for r in &row.progress.refused {
+                if let Some(pdb) = pdb_of.get(&r.pod) {
+                    row.pdbs.insert(r.pod.clone(), pdb.clone());
+                }
+            }
         }
-    );
-    if let Some(e) = &st.last_error {
-        let _ = write!(h, "<p class=warn>last reconcile failed: {}</p>", esc(e));
     }
-    if let Some(e) = &st.metrics_error {
-        let _ = write!(h, "<p class=warn>metrics unavailable: {}</p>", esc(e));
-    }
-    h.push_str("<h2>Pools</h2><table><tr><th>pool</th><th>nodes</th><th>launching</th><th>min</th><th>max</th><th>$/h each</th><th>launches</th></tr>");
-    for p in &st.pools {
-        use k3scale_core::lifecycle::HoldCause;
-        let launches = match p.held {
-            None => String::new(),
-            Some(HoldCause::Failed) => format!(
-                "<span class=failed>failed: k3scale pool reset {}</span>",
-                esc(&p.name)
-            ),
-            Some(HoldCause::NoCapacity) => "<span class=warn>held: no capacity</span>".into(),
-            Some(HoldCause::Retry) => "<span class=warn>held: provider failing, retrying</span>".into(),
-            Some(HoldCause::JoinFailures) => "<span class=warn>held: nodes failed to join</span>".into(),
-        };
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{launches}</td></tr>",
-            esc(&p.name),
-            p.nodes,
-            p.launching,
-            p.min,
-            p.max,
-            p.price_per_hour
-        );
-    }
-    h.push_str("</table><h2>Nodes</h2><table><tr><th>node</th><th>pool</th><th>state</th><th>requested</th><th>pods</th><th>scale-down</th></tr>");
-    for n in &st.nodes {
-        let state = match (n.ready, n.cordoned) {
-            (_, true) => "cordoned",
-            _ if n.starting.is_some() => "starting",
-            (true, _) => "ready",
-            _ => "not ready",
-        };
-        let why = if n.removable {
-            "removable".to_string()
-        } else {
-            esc(&n.kept_because.join("; "))
-        };
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{state}</td><td>{:.0}%</td><td>{}</td><td>{why}</td></tr>",
-            esc(&n.name),
-            esc(n.pool.as_deref().unwrap_or("(not managed)")),
-            n.requested * 100.0,
-            n.pods
-        );
-    }
-    h.push_str("</table>");
-    if !st.draining.is_empty() {
-        let _ = write!(h, "<p>draining now: {}</p>", esc(&st.draining.join(", ")));
-    }
-    h.push_str("<h2>Last decision</h2><ul>");
-    for r in &st.reasons {
-        let _ = write!(h, "<li>{}</li>", esc(r));
-    }
-    let _ = write!(
-        h,
-        "</ul><p>cooldowns: scale-up {} s, scale-down {} s &middot; unschedulable pods: {}</p>\
-         <p><a href=/api/status>status JSON</a> &middot; <a href=/api/events>events</a> &middot; <a href=/metrics>metrics</a></p></body></html>",
-        st.cooldown_up_s, st.cooldown_down_s, st.unschedulable_pods
-    );
-    Html(h)
+    rows
 }

@@ -2,6 +2,7 @@
 //! show: pools, nodes (and why each stays), machines on the way, the last
 //! decision with its reasons, and the cooldowns left.
 
+use k3scale_core::decision::Direction;
 use k3scale_core::{Decision, InFlight, Policy, Reason, Snapshot, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,6 +34,13 @@ pub struct Status {
     pub cooldown_down_s: u64,
     pub metrics_error: Option<String>,
     pub unschedulable_pods: usize,
+    /// The latest cluster CPU utilization (0..1), when metrics gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_cpu: Option<f64>,
+    /// Today's spend and the fixed fleet it is compared with (`/metrics`
+    /// has the same numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub today: Option<crate::samples::Today>,
 }
 
 /// A point in time as people read it: RFC 3339, UTC, whole seconds.
@@ -68,8 +76,11 @@ pub struct NodeStatus {
     /// Requested share of the larger of CPU and memory.
     pub requested: f64,
     pub pods: usize,
-    /// Why the last decision kept it (empty if it was not considered or is removable).
+    /// Why the last decision kept it, in full (empty if removable).
     pub kept_because: Vec<String>,
+    /// The same in one short phrase.
+    #[serde(default)]
+    pub why: String,
     pub removable: bool,
 }
 
@@ -78,15 +89,87 @@ pub struct InFlightStatus {
     pub pool: String,
     pub name: String,
     pub launched_at: u64,
+    /// Its pool's provision timeout: a launch not registered by then is
+    /// given up on.
+    #[serde(default)]
+    pub timeout_s: u64,
 }
 
-impl From<&InFlight> for InFlightStatus {
-    fn from(f: &InFlight) -> Self {
+impl InFlightStatus {
+    fn of(f: &InFlight, policy: &Policy) -> Self {
         InFlightStatus {
             pool: f.pool.clone(),
             name: f.name.clone(),
             launched_at: f.launched_at.as_millis(),
+            timeout_s: policy.pool(&f.pool).map_or(0, |p| {
+                k3scale_core::lifecycle::LifecycleConfig::for_pool(p)
+                    .provision_timeout
+                    .as_secs()
+            }),
         }
+    }
+}
+
+/// What holds every node when the decision did not look at nodes one by
+/// one (or held those it found unneeded): the first decision-wide reason.
+fn held_by(decision: &Decision, policy: &Policy) -> Option<String> {
+    if !policy.scale_down.enabled {
+        return Some("scale-down is disabled".into());
+    }
+    decision.reasons.iter().find_map(|r| match r {
+        Reason::ScaleDownBlockedByPending { pods } => {
+            Some(format!("scale-down waits: {pods} pods unschedulable"))
+        }
+        Reason::NodesInFlight { nodes } => Some(format!("scale-down waits: {nodes} nodes launching")),
+        Reason::Cooldown {
+            direction: Direction::Down,
+            remaining,
+        } => Some(format!("scale-down cooldown: {} s left", remaining.as_secs())),
+        Reason::DelayAfterScaleUp { remaining } => Some(format!(
+            "just scaled up: {} s before any removal",
+            remaining.as_secs()
+        )),
+        Reason::NotBelow {
+            signal,
+            observed,
+            threshold,
+            ..
+        } => Some(format!(
+            "cluster {signal} {:.0}% not below {:.0}%",
+            observed * 100.0,
+            threshold * 100.0
+        )),
+        Reason::MetricsUnavailable {
+            signal,
+            direction: Some(Direction::Down) | None,
+            ..
+        } => Some(format!("no {signal} metrics to judge scale-down")),
+        _ => None,
+    })
+}
+
+/// The short phrase for a node, from its own reasons and the decision's.
+fn phrase(node: &NodeStatus, own: &[String], unneeded_in: Option<u64>, held: Option<&str>) -> String {
+    if node.removable {
+        return "removable now".into();
+    }
+    if node.pool.is_none() {
+        return "not in a pool k3scale manages".into();
+    }
+    if node.cordoned {
+        return "cordoned: leaving".into();
+    }
+    if node.starting.is_some() || !node.ready {
+        return "not ready yet".into();
+    }
+    match (unneeded_in, own.first(), held) {
+        (Some(0), _, Some(held)) => format!("unneeded; {held}"),
+        (Some(0), _, None) => "unneeded; goes when the step limit allows".into(),
+        (Some(s), _, _) => format!("unneeded: goes in {s} s if still so"),
+        // The blocker without its parenthesis (the full text is in `kept_because`).
+        (None, Some(first), _) => first.split(" (").next().unwrap_or(first).to_string(),
+        (None, None, Some(held)) => held.to_string(),
+        (None, None, None) => "needed".into(),
     }
 }
 
@@ -97,6 +180,7 @@ fn remaining(last: Option<Time>, cooldown: std::time::Duration, now: Time) -> u6
 impl Status {
     pub fn build(snapshot: &Snapshot, decision: &Decision, policy: &Policy, now: Time) -> Status {
         let mut kept: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut unneeded_in: BTreeMap<&str, u64> = BTreeMap::new();
         let mut removable: Vec<&str> = Vec::new();
         for reason in &decision.reasons {
             match reason {
@@ -105,6 +189,7 @@ impl Status {
                 }
                 Reason::Removable { node, .. } => removable.push(node),
                 Reason::Unneeded { node, remaining, .. } => {
+                    unneeded_in.insert(node, remaining.as_secs());
                     kept.entry(node).or_default().push(if remaining.is_zero() {
                         "unneeded: goes when a delay or the step limit allows".to_string()
                     } else {
@@ -119,13 +204,14 @@ impl Status {
         for node in snapshot.pods.iter().filter_map(|p| p.node_name.as_deref()) {
             *pods_on.entry(node).or_default() += 1;
         }
+        let held = held_by(decision, policy);
         let nodes: Vec<NodeStatus> = snapshot
             .nodes
             .iter()
             .zip(free)
             .map(|(n, free)| {
                 let used = n.allocatable.saturating_sub(&free);
-                NodeStatus {
+                let mut status = NodeStatus {
                     name: n.name.clone(),
                     pool: n.pool.clone(),
                     ready: n.ready,
@@ -134,8 +220,15 @@ impl Status {
                     requested: used.dominant_share(&n.allocatable),
                     pods: pods_on.get(n.name.as_str()).copied().unwrap_or(0),
                     kept_because: kept.remove(n.name.as_str()).unwrap_or_default(),
+                    why: String::new(),
                     removable: removable.contains(&n.name.as_str()),
+                };
+                let unneeded = unneeded_in.get(n.name.as_str()).copied();
+                status.why = phrase(&status, &status.kept_because, unneeded, held.as_deref());
+                if status.kept_because.is_empty() && !status.removable && status.why != "needed" {
+                    status.kept_because.push(status.why.clone());
                 }
+                status
             })
             .collect();
         let pools = policy
@@ -160,7 +253,11 @@ impl Status {
             last_reconcile: Some(now.as_millis()),
             pools,
             nodes,
-            in_flight: snapshot.in_flight.iter().map(InFlightStatus::from).collect(),
+            in_flight: snapshot
+                .in_flight
+                .iter()
+                .map(|f| InFlightStatus::of(f, policy))
+                .collect(),
             reasons: decision.reasons.iter().map(ToString::to_string).collect(),
             decision: serde_json::to_value(decision).ok(),
             cooldown_up_s: remaining(snapshot.last_scale_up, policy.scale_up.cooldown, now),
@@ -171,6 +268,7 @@ impl Status {
                 .iter()
                 .filter(|p| p.unschedulable_since.is_some())
                 .count(),
+            cluster_cpu: snapshot.cpu.samples.last().and_then(|s| s.value),
             ..Status::default()
         }
     }
@@ -197,5 +295,73 @@ mod tests {
             [format!("unneeded: goes in {wait}s if still so")]
         );
         assert!(!idle.removable);
+    }
+}
+
+#[cfg(test)]
+mod why_tests {
+    use super::*;
+    use k3scale_core::testkit::{default_policy, node_of, running, snapshot, workers};
+
+    fn why(policy: &Policy, last_scale_down: Option<Time>, pending: bool) -> Vec<(String, String)> {
+        let w = workers();
+        let nodes = (0..4).map(|i| node_of(&w, &format!("w{i}"))).collect();
+        let now = Time::from_secs(10_000);
+        let mut pods = vec![running("a", "w0", 1500, 1 << 30)];
+        if pending {
+            let mut p = running("big", "w0", 64_000, 1 << 30);
+            p.node_name = None;
+            p.phase = k3scale_core::PodPhase::Pending;
+            p.unschedulable_since = Some(Time::from_secs(9_000));
+            pods.push(p);
+        }
+        let mut snap = snapshot(nodes, pods, 0.5, 0.4, now);
+        snap.last_scale_down = last_scale_down;
+        snap.unneeded_since = ["w1", "w2", "w3"].map(|n| (n.to_string(), Time::ZERO)).into();
+        let decision = k3scale_core::decide(&snap, policy, now);
+        Status::build(&snap, &decision, policy, now)
+            .nodes
+            .into_iter()
+            .map(|n| (n.name, n.why))
+            .collect()
+    }
+
+    #[test]
+    fn each_node_says_in_a_phrase_what_keeps_it() {
+        let mut policy = default_policy();
+        policy.scale_down.max_step = 1;
+        policy.scale_down.max_empty_step = 1;
+        // Long unneeded, one goes; the other waits for the step limit.
+        let free = why(&policy, None, false);
+        assert!(free.iter().any(|(_, w)| w == "removable now"), "{free:?}");
+        assert!(
+            free.iter()
+                .any(|(_, w)| w == "unneeded; goes when the step limit allows"),
+            "{free:?}"
+        );
+        assert!(
+            free.iter()
+                .any(|(n, w)| n == "w0" && w.starts_with("requests use")),
+            "{free:?}"
+        );
+        // In the scale-down cooldown: both empty nodes say so.
+        let held = why(&policy, Some(Time::from_secs(9_990)), false);
+        let cooldown = held
+            .iter()
+            .filter(|(_, w)| w.starts_with("unneeded; scale-down cooldown: "))
+            .count();
+        assert_eq!(cooldown, 2, "{held:?}");
+        // Pods waiting: nothing is looked at, every node says why.
+        let waiting = why(&policy, None, true);
+        assert!(
+            waiting
+                .iter()
+                .all(|(_, w)| w == "scale-down waits: 1 pods unschedulable"),
+            "{waiting:?}"
+        );
+        // Scale-down off.
+        policy.scale_down.enabled = false;
+        let off = why(&policy, None, false);
+        assert!(off.iter().all(|(_, w)| w == "scale-down is disabled"), "{off:?}");
     }
 }

@@ -68,6 +68,8 @@ pub struct Telemetry {
     last_success: Gauge<f64, AtomicU64>,
     leader: Gauge,
     cost_per_hour: Family<Pool, Gauge<f64, AtomicU64>>,
+    spent_today: Gauge<f64, AtomicU64>,
+    fixed_fleet_today: Gauge<f64, AtomicU64>,
     pool_failed: Family<Pool, Gauge>,
 }
 
@@ -92,6 +94,8 @@ impl Telemetry {
             last_success: Gauge::default(),
             leader: Gauge::default(),
             cost_per_hour: Family::default(),
+            spent_today: Gauge::default(),
+            fixed_fleet_today: Gauge::default(),
             pool_failed: Family::default(),
             registry: Registry::default(),
         };
@@ -147,6 +151,16 @@ impl Telemetry {
             t.cost_per_hour.clone(),
         );
         registry.register(
+            "spent_today_dollars",
+            "Spent on managed nodes today (UTC), from this replica's samples since its first today",
+            t.spent_today.clone(),
+        );
+        registry.register(
+            "fixed_fleet_today_dollars",
+            "What a fixed fleet sized for today's peak of each pool would have cost over the same time",
+            t.fixed_fleet_today.clone(),
+        );
+        registry.register(
             "pool_failed",
             "1 while a pool launches nothing because its provider failed (Fatal) until it is reset or reconfigured",
             t.pool_failed.clone(),
@@ -161,6 +175,12 @@ impl Telemetry {
             .set(1);
         registry.register("build_info", "Always 1; the labels name the running build", build);
         Telemetry { registry, ..t }
+    }
+
+    /// Today's spend and the fixed fleet it is compared with.
+    pub fn set_today(&self, today: &crate::samples::Today) {
+        self.spent_today.set(today.spent);
+        self.fixed_fleet_today.set(today.fixed_fleet);
     }
 
     pub fn set_leader(&self, leader: bool) {

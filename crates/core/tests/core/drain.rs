@@ -86,11 +86,25 @@ fn pdb_refusals_are_retried_with_backoff_until_a_replacement_is_ready() {
     assert!(d.next(&refs(&p), true, t(4)).is_empty(), "backing off 5s");
     assert_eq!(evicts(&d.next(&refs(&p), true, t(5))).len(), 1);
     d.evicted("default/web-0", EvictionResult::TooManyRequests, t(5));
+    // What the status page shows: the pod, its refusals, the deadline.
+    let progress = d.progress();
+    assert_eq!((progress.node.as_str(), progress.pods_left), ("w1", 1));
+    assert_eq!(progress.deadline, d.eviction_deadline());
+    assert_eq!(progress.refused.len(), 1);
+    assert_eq!(
+        (
+            progress.refused[0].pod.as_str(),
+            progress.refused[0].times,
+            progress.refused[0].last.as_str()
+        ),
+        ("default/web-0", 2, "disruption budget")
+    );
     assert!(d.next(&refs(&p), true, t(14)).is_empty(), "then 10s");
     assert_eq!(evicts(&d.next(&refs(&p), true, t(15))).len(), 1);
     // The replacement became ready elsewhere: the budget allows it now.
     d.evicted("default/web-0", EvictionResult::Created, t(15));
     assert_eq!(d.next(&[], true, t(20)), REMOVE.to_vec());
+    assert_eq!(d.progress().pods_left, 0);
 }
 
 #[test]

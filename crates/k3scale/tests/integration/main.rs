@@ -34,3 +34,4 @@ mod simulate_replay;
 mod state_dynamodb;
 mod state_kubernetes;
 mod state_sqlite;
+mod status_page;
