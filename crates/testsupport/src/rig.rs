@@ -1,6 +1,7 @@
 //! A controller wired to the test API server (the K3s server with one busy
-//! node), the real Docker provider with stand-in agents, metrics-server
-//! through the API, and a SQLite store: shared by the controller and daemon tests.
+//! node), a provider (the real Docker one with stand-in agents, or the
+//! in-memory fake where Docker is not the point), metrics-server through
+//! the API, and a SQLite store: shared by the controller and daemon tests.
 
 use crate::kubefix::*;
 use crate::support;
@@ -8,7 +9,9 @@ use k3scale::controller::Controller;
 use k3scale::metrics::MetricsSource;
 use k3scale::metrics::metrics_server::MetricsServer;
 use k3scale::metrics::prometheus::Prometheus;
+use k3scale::provider::NodeProvider;
 use k3scale::provider::docker::DockerProvider;
+use k3scale::provider::fake::FakeProvider;
 use k3scale::provider::secret::Secret;
 use k3scale::state::sqlite::SqliteStore;
 use k3scale_core::config::{PrometheusConfig, load};
@@ -34,8 +37,26 @@ pools:
       docker: { network: unused, server_url: \"https://k3s:6443\", token_env: UNUSED }
 ";
 
+/// The machines behind a rig's pool.
+pub enum Machines {
+    /// Stand-in agent containers on the test's own Docker network.
+    Docker(support::TestCluster),
+    /// In memory: where Docker is not the point.
+    Fake(Arc<FakeProvider>),
+}
+
+impl Machines {
+    /// The Docker cluster of a Docker rig.
+    pub fn docker(&self) -> &support::TestCluster {
+        match self {
+            Machines::Docker(cluster) => cluster,
+            Machines::Fake(_) => panic!("a rig on the fake provider has no Docker cluster"),
+        }
+    }
+}
+
 pub struct Rig {
-    pub docker: support::TestCluster,
+    pub machines: Machines,
     pub k: Kube,
     pub store: Arc<SqliteStore>,
     pub controller: Controller,
@@ -55,7 +76,7 @@ pub async fn rig_with(tag: &str, prometheus: Option<PrometheusConfig>) -> Rig {
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let controller = controller_with(&k, &docker, store.clone(), 0, prometheus).await;
     Rig {
-        docker,
+        machines: Machines::Docker(docker),
         k,
         store,
         controller,
@@ -81,27 +102,55 @@ pub async fn controller_with(
     seed: u64,
     prometheus: Option<PrometheusConfig>,
 ) -> Controller {
-    let loaded = load("k3scale.yaml", CONFIG).unwrap();
-    let pool = loaded.policy.pools[0].clone();
+    let pool = load("k3scale.yaml", CONFIG).unwrap().policy.pools[0].clone();
     let provider = DockerProvider::connect(
         &docker.name,
-        pool.clone(),
+        pool,
         support::standin_config(docker),
         Secret::new(support::TOKEN),
     )
     .await
     .unwrap();
-    let cluster = k.cluster().await;
-    let pools = BTreeMap::from([(
-        pool.name.clone(),
-        k3scale::wiring::machine_pool(&pool, Some(&loaded.config.pools[0]), Box::new(provider)),
-    )]);
     // Machine names are Docker container names, global on the engine:
     // rigs running side by side must not draw the same ones.
     let salt = docker.name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    let mut seq = (seed << 32) ^ salt;
+    wire(k, Box::new(provider), store, (seed << 32) ^ salt, prometheus).await
+}
+
+/// A rig whose pool's machines are the in-memory fake's.
+pub async fn fake_rig(tag: &str) -> Rig {
+    let k = start().await;
+    k3s_server(&k);
+    let dir = support::TempDir::new(&format!("controller-{tag}"));
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+    let fake = Arc::new(FakeProvider::new("workers"));
+    let controller = wire(&k, Box::new(fake.clone()), store.clone(), 0, None).await;
+    Rig {
+        machines: Machines::Fake(fake),
+        k,
+        store,
+        controller,
+        db: dir,
+    }
+}
+
+/// The controller of [`CONFIG`] on `provider`; `seq` starts its random names.
+async fn wire(
+    k: &Kube,
+    provider: Box<dyn NodeProvider>,
+    store: Arc<SqliteStore>,
+    mut seq: u64,
+    prometheus: Option<PrometheusConfig>,
+) -> Controller {
+    let loaded = load("k3scale.yaml", CONFIG).unwrap();
+    let pool = loaded.policy.pools[0].clone();
+    let cluster = k.cluster().await;
+    let pools = BTreeMap::from([(
+        pool.name.clone(),
+        k3scale::wiring::machine_pool(&pool, Some(&loaded.config.pools[0]), provider),
+    )]);
     let controller = Controller::new(
         loaded.policy,
         cluster.clone(),
@@ -126,6 +175,22 @@ pub async fn controller_with(
 }
 
 impl Rig {
+    /// The machines the pool's provider holds, by name.
+    pub fn machine_names(&self) -> Vec<String> {
+        match &self.machines {
+            Machines::Docker(cluster) => cluster.containers(),
+            Machines::Fake(fake) => fake.names(),
+        }
+    }
+
+    /// The pool's provider, to make machines behind the controller's back.
+    pub async fn provider(&self) -> Box<dyn NodeProvider> {
+        match &self.machines {
+            Machines::Docker(cluster) => Box::new(support::standin_provider(cluster).await),
+            Machines::Fake(fake) => Box::new(fake.clone()),
+        }
+    }
+
     /// K3s's side of a join: the agent registers its Node, Ready.
     pub fn register(&self, name: &str) {
         register(&self.k, name);

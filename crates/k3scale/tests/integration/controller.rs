@@ -6,7 +6,7 @@
 //! actions of a killed run are finished by the next one, never repeated.
 
 use k3scale::provider::secret::Secret;
-use k3scale::provider::{NodeProvider, unix_now};
+use k3scale::provider::unix_now;
 use k3scale::state::{Intent, StateStore};
 use k3scale_core::drain::Drain;
 use k3scale_testapi::resources::{NODES, PODS};
@@ -36,7 +36,7 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
     let agent = first.launched[0].node.clone();
     assert!(agent.starts_with("workers-"));
     assert_eq!(
-        r.docker.containers(),
+        r.machine_names(),
         std::slice::from_ref(&agent),
         "one agent container, named as its Node"
     );
@@ -48,7 +48,7 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
     // A second pass before the node joins: the launch in flight covers the pod.
     let second = r.controller.reconcile(unix_now()).await.unwrap();
     assert!(second.launched.is_empty(), "{:?}", second.decision.reasons);
-    assert_eq!(r.docker.containers().len(), 1, "no double launch");
+    assert_eq!(r.machine_names().len(), 1, "no double launch");
 
     // The agent joins and the scheduler places the pod on it.
     r.register(&agent);
@@ -74,7 +74,7 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
         "{:?}",
         fourth.decision.reasons
     );
-    assert!(r.docker.containers().is_empty(), "the agent container is gone");
+    assert!(r.machine_names().is_empty(), "the agent container is gone");
     assert!(r.k.server.get(&NODES, "", &agent).is_none(), "and its Node");
     assert!(
         r.k.server
@@ -121,7 +121,7 @@ async fn a_pending_pod_gets_an_agent_and_an_idle_agent_is_drained_away() {
 
 #[tokio::test]
 async fn dry_run_decides_the_same_and_does_nothing() {
-    let mut r = rig("dry").await;
+    let mut r = rig::fake_rig("dry").await;
     r.usage("200m");
     r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
     r.synced("pending pod seen", |c| {
@@ -145,7 +145,7 @@ async fn dry_run_decides_the_same_and_does_nothing() {
     assert!(done.decision.dry_run);
     assert_eq!(done.decision.scale_up.len(), 1, "the decision is made");
     assert!(done.launched.is_empty());
-    assert!(r.docker.containers().is_empty(), "nothing was created");
+    assert!(r.machine_names().is_empty(), "nothing was created");
     assert!(r.store.events(None, 10).await.unwrap().is_empty());
     assert_eq!(
         r.store.unfinished().await.unwrap().len(),
@@ -160,9 +160,9 @@ async fn dry_run_decides_the_same_and_does_nothing() {
 
 #[tokio::test]
 async fn a_killed_run_is_finished_by_the_next_never_repeated() {
-    let mut r = rig("recover").await;
+    let mut r = rig::fake_rig("recover").await;
     r.usage("100m");
-    let provider = support::standin_provider(&r.docker).await;
+    let provider = r.provider().await;
     let now = unix_now();
     let intent = |kind: &str, node: &str, detail: serde_json::Value| Intent {
         kind: k3scale::state::IntentKind::parse(kind),
@@ -207,7 +207,7 @@ async fn a_killed_run_is_finished_by_the_next_never_repeated() {
     assert_eq!(done.recovered.len(), 3, "{:?}", done.recovered);
     assert!(r.store.unfinished().await.unwrap().is_empty());
     assert_eq!(
-        r.docker.containers(),
+        r.machine_names(),
         ["workers-made0001"],
         "adopted, the drained one gone, none twice"
     );
@@ -238,7 +238,7 @@ async fn pods_seen(r: &rig::Rig, names: &[&str]) {
 
 #[tokio::test]
 async fn a_node_ready_but_still_tainted_not_ready_is_the_launch_in_flight_not_a_reason_for_more() {
-    let mut r = rig("taintwindow").await;
+    let mut r = rig::fake_rig("taintwindow").await;
     r.usage("200m");
     // Two pods of a whole node each: exactly two nodes' worth.
     r.k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
@@ -271,7 +271,7 @@ async fn a_node_ready_but_still_tainted_not_ready_is_the_launch_in_flight_not_a_
             .any(|t| t.contains("2 fit nodes already launching")),
         "{reasons:?}"
     );
-    assert_eq!(r.docker.containers().len(), 2);
+    assert_eq!(r.machine_names().len(), 2);
     assert_eq!(r.controller.snapshot().in_flight.len(), 2, "still launching");
 
     // The taint goes: the launch is complete, and still nothing more.
@@ -302,9 +302,9 @@ async fn a_node_ready_but_still_tainted_not_ready_is_the_launch_in_flight_not_a_
 
 #[tokio::test]
 async fn without_metrics_an_empty_node_launched_in_error_is_still_removed() {
-    let mut r = rig("nometrics").await;
+    let mut r = rig::fake_rig("nometrics").await;
     // metrics-server absent (the test server answers 404): no usage at all.
-    let provider = support::standin_provider(&r.docker).await;
+    let provider = r.provider().await;
     provider.create("workers-oops0001").await.unwrap();
     r.register("workers-oops0001");
     r.synced("node seen", |c| c.node("workers-oops0001").is_some())
@@ -316,12 +316,12 @@ async fn without_metrics_an_empty_node_launched_in_error_is_still_removed() {
         "{reasons:?}"
     );
     assert_eq!(done.removed, ["workers-oops0001"], "{reasons:?}");
-    assert!(r.docker.containers().is_empty());
+    assert!(r.machine_names().is_empty());
 }
 
 #[tokio::test]
 async fn a_pools_drain_timeout_is_the_deadline_its_drains_are_journaled_with() {
-    let mut r = rig("draintimeout").await;
+    let mut r = rig::fake_rig("draintimeout").await;
     // A fresh controller takes the policy's deadline (the rig then sets 20 s).
     let loaded = k3scale_core::config::load("k.yaml", rig::CONFIG).unwrap();
     assert_eq!(loaded.policy.scale_down.drain_timeout, Duration::from_secs(120));
@@ -330,7 +330,7 @@ async fn a_pools_drain_timeout_is_the_deadline_its_drains_are_journaled_with() {
     policy.pools[0].drain_timeout = Some(Duration::from_secs(7));
     r.controller = r.controller.with_policy(policy).with_background(true);
     r.usage("100m");
-    let provider = support::standin_provider(&r.docker).await;
+    let provider = r.provider().await;
     provider.create("workers-slow0001").await.unwrap();
     r.register("workers-slow0001");
     // Never finishes terminating: the drain stays journaled while we look.

@@ -105,12 +105,13 @@ fn promtool_check(exposition: &str) -> (bool, String) {
 async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
     let leader_rig = rig::rig("daemon-a").await;
     let rig::Rig {
-        docker,
+        machines,
         k,
         store,
         controller,
         db: _db,
     } = leader_rig;
+    let docker = machines.docker();
     k.server.set_metrics(k3scale_testapi::MetricsMode::Serving(
         [("server".to_string(), ("200m".to_string(), "512Mi".to_string()))].into(),
     ));
@@ -118,7 +119,7 @@ async fn reacts_to_a_pending_pod_serves_its_state_and_hands_over_on_shutdown() {
     eventually(10, "elected", || shared.status().leader).await;
 
     // A standby replica on the same cluster and store (its own caches and provider).
-    let standby = rig::controller(&k, &docker, store.clone(), 1).await;
+    let standby = rig::controller(&k, docker, store.clone(), 1).await;
     let (standby_shared, standby_url, standby_stop, standby_task) =
         start_daemon(standby, store.clone(), "k3scale-b").await;
 
@@ -326,12 +327,13 @@ async fn a_prometheus_outage_does_not_hold_a_node_whose_pods_fit_elsewhere_and_i
     };
     let r = rig::rig_with("outage", Some(prometheus)).await;
     let rig::Rig {
-        docker,
+        machines,
         k,
         store,
         controller,
         db: _db,
     } = r;
+    let docker = machines.docker();
     let hook = webhook::Receiver::start(0, 200).await;
     let notifier = k3scale::notify::Notifier::new(
         None,
@@ -342,7 +344,7 @@ async fn a_prometheus_outage_does_not_hold_a_node_whose_pods_fit_elsewhere_and_i
         .with_metrics_alert_after(Duration::ZERO);
 
     // An idle agent whose one small pod fits on the server.
-    let provider = support::standin_provider(&docker).await;
+    let provider = support::standin_provider(docker).await;
     use k3scale::provider::NodeProvider;
     provider.create("workers-idle0001").await.unwrap();
     register(&k, "workers-idle0001");
@@ -440,14 +442,15 @@ async fn a_prometheus_outage_does_not_hold_a_node_whose_pods_fit_elsewhere_and_i
 async fn a_long_drain_does_not_delay_a_scale_up() {
     let r = rig::rig("longdrain").await;
     let rig::Rig {
-        docker,
+        machines,
         k,
         store,
         controller,
         db: _db,
     } = r;
+    let docker = machines.docker();
     // An idle agent whose only pod takes its time to stop: its drain will wait.
-    let provider = support::standin_provider(&docker).await;
+    let provider = support::standin_provider(docker).await;
     use k3scale::provider::NodeProvider;
     provider.create("workers-long0001").await.unwrap();
     k.apply(&node("workers-long0001", Some("workers"), "2", "4Gi"));
@@ -546,17 +549,18 @@ fn start_crashable_daemon(
 async fn a_crashed_leader_on_another_host_is_replaced_within_the_lease_not_the_lock_expiry() {
     let r = rig::rig("failover").await;
     let rig::Rig {
-        docker,
+        machines,
         k,
         store,
         controller,
         db: _db,
     } = r;
+    let docker = machines.docker();
     // Identities as `run` makes them (`<hostname>-<pid>`), of two other
     // hosts: the same-host crash check cannot apply.
     let (a, crash) = start_crashable_daemon(controller, store.clone(), "node-a-7");
     eventually(15, "a elected and acting", || a.status().leader).await;
-    let standby = rig::controller(&k, &docker, store.clone(), 1).await;
+    let standby = rig::controller(&k, docker, store.clone(), 1).await;
     let (b, _url, stop, task) = start_daemon(standby, store.clone(), "node-b-9").await;
     eventually(5, "b is standby", || {
         b.status().lease_holder.as_deref() == Some("node-a-7")
@@ -599,12 +603,13 @@ async fn a_crashed_leader_on_another_host_is_replaced_within_the_lease_not_the_l
 async fn while_the_apiserver_is_down_the_daemon_is_not_ready_and_acts_on_nothing() {
     let r = rig::rig("stale").await;
     let rig::Rig {
-        docker,
+        machines,
         k,
         store,
         controller,
         db: _db,
     } = r;
+    let docker = machines.docker();
     let (shared, url, stop, task) = start_daemon(controller, store.clone(), "k3scale-a").await;
     eventually(10, "elected and reconciled", || {
         shared.status().last_reconcile.is_some()
@@ -649,7 +654,7 @@ async fn a_replica_that_cannot_use_its_lease_says_so_and_is_not_ready() {
         store,
         controller,
         db: _db,
-        docker: _docker,
+        machines: _machines,
     } = r;
     // Everything but Leases: what the shipped RBAC gives outside its namespace.
     k.server.set_permissions(Some(vec![k3scale_testapi::Rule {
