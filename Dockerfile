@@ -29,8 +29,9 @@ ENTRYPOINT ["/usr/local/bin/k3scale"]
 CMD ["run", "--config", "/etc/k3scale/k3scale.yaml"]
 
 FROM alpine:3.22 AS exec
+# tzdata: disruption budget schedules in a timezone (distroless has it).
 # hadolint ignore=DL3018
-RUN apk add --no-cache ca-certificates openssh-client \
+RUN apk add --no-cache ca-certificates openssh-client tzdata \
     && adduser -D -H -u 65532 nonroot
 COPY --from=build /out/k3scale /usr/local/bin/k3scale
 USER 65532:65532

@@ -251,6 +251,9 @@ pub enum Reason {
         empty: bool,
         #[serde(serialize_with = "serialize_secs")]
         remaining: Duration,
+        /// The disruption budget that holds it now, if one does.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        held_by: Option<String>,
     },
     /// A pool keeps room for `pods` pods of these requests; `waiting` of
     /// them have none yet (a node is on its way or about to be).
@@ -268,6 +271,15 @@ pub enum Reason {
         memory_bytes: u64,
         pods: u32,
         waiting: u32,
+    },
+    /// A disruption budget allows no more voluntary removals now in
+    /// `scope` (a pool, or `cluster`): `held` unneeded nodes wait.
+    DisruptionBudget {
+        scope: String,
+        budget: String,
+        allowed: u32,
+        disrupting: u32,
+        held: u32,
     },
     /// No scale-down this soon after a scale-up.
     DelayAfterScaleUp {
@@ -462,6 +474,7 @@ impl fmt::Display for Reason {
                 utilization,
                 empty,
                 remaining,
+                held_by,
             } => {
                 write!(
                     f,
@@ -469,7 +482,9 @@ impl fmt::Display for Reason {
                     pct(utilization),
                     if *empty { ", empty" } else { "" }
                 )?;
-                if remaining.is_zero() {
+                if let Some(budget) = held_by {
+                    write!(f, "held by disruption budget {budget}")
+                } else if remaining.is_zero() {
                     write!(f, "removed when a delay or the step limit allows")
                 } else {
                     write!(f, "removed if still so in {}s", remaining.as_secs())
@@ -508,6 +523,16 @@ impl fmt::Display for Reason {
                     n => write!(f, ", {n} waiting for a node"),
                 }
             }
+            Reason::DisruptionBudget {
+                scope,
+                budget,
+                allowed,
+                disrupting,
+                held,
+            } => write!(
+                f,
+                "disruption budget {budget} ({scope}) allows {allowed} nodes disrupted at once and {disrupting} are: {held} unneeded nodes wait"
+            ),
             Reason::DelayAfterScaleUp { remaining } => {
                 write!(
                     f,

@@ -4,6 +4,7 @@
 pub mod config;
 mod decide;
 pub mod decision;
+pub mod disruption;
 pub mod drain;
 pub mod forecast;
 pub mod lease;

@@ -505,6 +505,8 @@ pub struct Pool {
     pub join_timeout: Duration,
     /// Spare room kept ready on this pool's nodes.
     pub headroom: Option<Headroom>,
+    /// This pool's disruption budgets.
+    pub disruption: Vec<crate::disruption::Budget>,
 }
 
 /// Room for `pods` pods of `requests` each, kept free on a pool's nodes

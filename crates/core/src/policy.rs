@@ -172,6 +172,8 @@ pub struct Policy {
     pub limits: ClusterLimits,
     /// Launch ahead of the rise the daily and weekly pattern predicts.
     pub predictive: Option<Predictive>,
+    /// Cluster-wide disruption budgets (pools have their own too).
+    pub disruption: Vec<crate::disruption::Budget>,
     pub pools: Vec<Pool>,
 }
 
@@ -199,6 +201,7 @@ impl Policy {
             balance_similar_pools: false,
             limits: ClusterLimits::default(),
             predictive: None,
+            disruption: Vec::new(),
             pools,
         }
     }

@@ -33,6 +33,7 @@ pub fn pool(name: &str, min: u32, max: u32, cpu_milli: u64, memory_bytes: u64, p
         scale_down_utilization_below: None,
         provision_timeout: Duration::from_secs(600),
         join_timeout: Duration::from_secs(300),
+        disruption: Vec::new(),
         headroom: None,
     }
 }

@@ -181,6 +181,7 @@ impl Status {
     pub fn build(snapshot: &Snapshot, decision: &Decision, policy: &Policy, now: Time) -> Status {
         let mut kept: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut unneeded_in: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut budget_held: BTreeMap<&str, String> = BTreeMap::new();
         let mut removable: Vec<&str> = Vec::new();
         for reason in &decision.reasons {
             match reason {
@@ -188,6 +189,16 @@ impl Status {
                     kept.entry(node).or_default().push(blocker.to_string())
                 }
                 Reason::Removable { node, .. } => removable.push(node),
+                Reason::Unneeded {
+                    node,
+                    held_by: Some(budget),
+                    ..
+                } => {
+                    // Ripe, held only by the budget: the phrase names it.
+                    let text = format!("unneeded: held by disruption budget {budget}");
+                    budget_held.insert(node, text.clone());
+                    kept.entry(node).or_default().push(text);
+                }
                 Reason::Unneeded { node, remaining, .. } => {
                     unneeded_in.insert(node, remaining.as_secs());
                     kept.entry(node).or_default().push(if remaining.is_zero() {
@@ -224,7 +235,10 @@ impl Status {
                     removable: removable.contains(&n.name.as_str()),
                 };
                 let unneeded = unneeded_in.get(n.name.as_str()).copied();
-                status.why = phrase(&status, &status.kept_because, unneeded, held.as_deref());
+                status.why = match budget_held.remove(n.name.as_str()) {
+                    Some(text) => text,
+                    None => phrase(&status, &status.kept_because, unneeded, held.as_deref()),
+                };
                 if status.kept_because.is_empty() && !status.removable && status.why != "needed" {
                     status.kept_because.push(status.why.clone());
                 }

@@ -11,7 +11,10 @@ use std::future::Future;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock: the same as the system's, but a test can pause it and
+// get exact timings on however busy a machine.
+use tokio::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -149,7 +152,7 @@ async fn open_worker<C: Client>(
             // Hand in the finished second before idling across its end.
             rec.flush();
             tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = tokio::time::sleep_until(due) => {}
                 _ = stop.cancelled() => break,
             }
         } else if stop.is_cancelled() {
@@ -270,7 +273,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn open_model_counts_queueing_as_latency() {
         // 200 rps, but 2 workers each take 50 ms: at most 40 rps get
         // answered, so requests queue and latency grows well past 50 ms.
@@ -296,7 +299,7 @@ mod tests {
         assert!(out.record.latency.p50 > 1000.0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn open_model_drops_what_falls_too_far_behind_instead_of_overrunning() {
         // 100 rps for 1 s against a target that takes 2 s per request:
         // what the two workers cannot start within 200 ms of its time is
@@ -319,7 +322,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn closed_model_latency_is_service_time_and_stop_ends_early() {
         let profile = Arc::new(Profile::new(&Shape::Steady { rate: 1.0 }, Duration::from_secs(60)).unwrap());
         let stop = CancellationToken::new();

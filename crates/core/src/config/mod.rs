@@ -562,8 +562,10 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
             max_extra_nodes: c.policy.predictive.max_extra_nodes,
         }
     });
+    let disruption = budgets(&c.policy.disruption, "policy.disruption", v);
     let policy = Policy {
         predictive,
+        disruption,
         scale_up,
         scale_down,
         custom,
@@ -692,6 +694,70 @@ fn check_metrics(m: &MetricsConfig, v: &mut Validator<'_>) {
     }
 }
 
+/// The budgets of a `disruption` section at `path`, each checked.
+fn budgets(d: &DisruptionConfig, path: &str, v: &mut Validator<'_>) -> Vec<crate::disruption::Budget> {
+    use crate::disruption::{Amount, Budget, Window};
+    let mut out = Vec::new();
+    for (i, b) in d.budgets.iter().enumerate() {
+        let bpath = format!("{path}.budgets[{i}]");
+        let nodes = match &b.nodes {
+            NodesValue::Count(n) => Ok(Amount::Nodes(*n)),
+            NodesValue::Text(t) => t.parse::<Amount>(),
+        };
+        let nodes = match nodes {
+            Ok(n) => n,
+            Err(e) => {
+                v.error(&format!("{bpath}.nodes"), e);
+                continue;
+            }
+        };
+        let window = match (&b.schedule, &b.duration) {
+            (None, None) => {
+                if b.timezone.is_some() {
+                    v.error(&format!("{bpath}.timezone"), "is only used with a schedule");
+                }
+                None
+            }
+            (Some(_), None) => {
+                v.error(
+                    &format!("{bpath}.duration"),
+                    "required with a schedule: how long the budget applies each time it starts",
+                );
+                continue;
+            }
+            (None, Some(_)) => {
+                v.error(
+                    &format!("{bpath}.schedule"),
+                    "required with a duration: when the budget starts to apply (cron, e.g. \"0 9 * * 1-5\")",
+                );
+                continue;
+            }
+            (Some(schedule), Some(duration)) => {
+                let duration = v.positive_duration(&format!("{bpath}.duration"), duration, "");
+                match Window::new(schedule, duration, b.timezone.as_deref().unwrap_or("")) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        let key = if e.starts_with("timezone") {
+                            "timezone"
+                        } else {
+                            "schedule"
+                        };
+                        v.error(&format!("{bpath}.{key}"), e);
+                        continue;
+                    }
+                }
+            }
+        };
+        out.push(Budget {
+            name: b.name.clone().unwrap_or(bpath),
+            nodes,
+            reasons: b.reasons.clone(),
+            window,
+        });
+    }
+    out
+}
+
 fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
     // Node names are `<pool>-<suffix>`: keep room for the suffix in a 63-character label.
     if !is_dns_label(&p.name) || p.name.len() > 40 {
@@ -801,6 +867,7 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
             v.fraction(&format!("{path}.scale_down_utilization_below"), u);
         }),
         headroom,
+        disruption: budgets(&p.disruption, &format!("{path}.disruption"), v),
     }
 }
 

@@ -177,6 +177,49 @@ pub struct PolicyConfig {
     pub balance_similar_pools: bool,
     /// Launch ahead of the rise the daily and weekly pattern predicts.
     pub predictive: PredictiveConfig,
+    /// Cluster-wide disruption budgets (each pool may have its own too).
+    #[serde(skip_serializing_if = "DisruptionConfig::is_empty")]
+    pub disruption: DisruptionConfig,
+}
+
+/// `disruption`: budgets bounding voluntary removals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisruptionConfig {
+    pub budgets: Vec<BudgetConfig>,
+}
+
+impl DisruptionConfig {
+    pub fn is_empty(&self) -> bool {
+        self.budgets.is_empty()
+    }
+}
+
+/// At most `nodes` (a count, or a percentage of the nodes) disrupted at
+/// once, for `reasons` (all if none), while `schedule` + `duration` say
+/// (always if no schedule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub nodes: NodesValue,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<crate::disruption::DisruptionReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+/// `nodes: 2`, `nodes: "2"` or `nodes: "10%"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodesValue {
+    Count(u32),
+    Text(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +251,7 @@ impl Default for PolicyConfig {
             expendable_pods_priority_cutoff: -10,
             balance_similar_pools: false,
             predictive: PredictiveConfig::default(),
+            disruption: DisruptionConfig::default(),
         }
     }
 }
@@ -310,6 +354,9 @@ pub struct PoolConfig {
     /// Spare room kept ready on this pool's nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headroom: Option<HeadroomConfig>,
+    /// This pool's disruption budgets.
+    #[serde(default, skip_serializing_if = "DisruptionConfig::is_empty")]
+    pub disruption: DisruptionConfig,
     /// Overrides `policy.scale_down.drain_timeout` for this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<HumanDuration>,

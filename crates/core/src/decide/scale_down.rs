@@ -6,6 +6,7 @@
 
 use super::context::{Context, free_capacity};
 use crate::decision::{Blocker, Direction, Reason, ScaleDown};
+use crate::disruption::{DisruptionReason, allowance};
 use crate::model::{DO_NOT_DISRUPT, OwnerKind, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED, SYSTEM_NAMESPACE};
 use crate::quantity::Resources;
 use crate::scheduling::{Target, pack};
@@ -208,6 +209,15 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
     let mut moved_onto: Vec<Vec<&Pod>> = vec![Vec::new(); nodes.len()];
     let mut budgets: BTreeMap<String, u32> = snapshot.pdbs.clone();
     let (mut empties, mut drains, mut blocked, mut unneeded_noted) = (0u32, 0u32, 0usize, 0usize);
+    let mut budgets_left = DisruptionBudgets::of(policy, nodes);
+    // A node already leaving (cordoned: draining) does not keep its pool
+    // at its minimum: it is going (cluster-autoscaler counts deletions in
+    // progress the same way).
+    for n in nodes.iter().filter(|n| n.cordoned) {
+        if let Some(size) = n.pool.as_deref().and_then(|p| ctx.sizes.get_mut(p)) {
+            *size = size.saturating_sub(1);
+        }
+    }
     // Empty nodes count towards the step too: with max_step = max_empty_step = 1
     // exactly one node goes per step, whatever its state.
     let total = rules.max_step.max(rules.max_empty_step);
@@ -271,11 +281,29 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
                             utilization,
                             empty,
                             remaining: c.wait,
+                            held_by: None,
                         });
                     }
                     unneeded_noted += 1;
                     continue;
                 }
+                let reason = if empty {
+                    DisruptionReason::Empty
+                } else {
+                    DisruptionReason::Underutilized
+                };
+                if let Some(budget) = budgets_left.hold(c.pool, reason, ctx.now) {
+                    ctx.decision.reasons.push(Reason::Unneeded {
+                        node: node.name.clone(),
+                        pool: c.pool.to_string(),
+                        utilization,
+                        empty,
+                        remaining: c.wait,
+                        held_by: Some(budget),
+                    });
+                    continue;
+                }
+                budgets_left.disrupt(c.pool);
                 if empty {
                     empties += 1;
                 } else {
@@ -310,6 +338,85 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
                 }
             }
         }
+    }
+    ctx.decision.reasons.extend(budgets_left.held());
+}
+
+/// Disruption budgets as removals are chosen: nodes of each pool and of
+/// the cluster, those already leaving (cordoned) and those chosen in this
+/// step, and the unneeded nodes each budget held.
+struct DisruptionBudgets<'p> {
+    policy: &'p crate::policy::Policy,
+    /// Scope (a pool, or `cluster`) → (nodes, disrupting).
+    counts: BTreeMap<String, (u32, u32)>,
+    /// (scope, budget) → (allowed, disrupting, nodes held).
+    held: BTreeMap<(String, String), (u32, u32, u32)>,
+}
+
+const CLUSTER: &str = "cluster";
+
+impl<'p> DisruptionBudgets<'p> {
+    fn of(policy: &'p crate::policy::Policy, nodes: &[crate::model::Node]) -> Self {
+        let mut counts: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        for n in nodes {
+            let Some(pool) = n.pool.as_deref().filter(|p| policy.pool(p).is_some()) else {
+                continue;
+            };
+            for scope in [pool, CLUSTER] {
+                let c = counts.entry(scope.to_string()).or_default();
+                c.0 += 1;
+                c.1 += u32::from(n.cordoned);
+            }
+        }
+        DisruptionBudgets {
+            policy,
+            counts,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// The budget (pool's first, then the cluster's) that allows no more
+    /// removals for `reason` in `pool` now, if one does.
+    fn hold(&mut self, pool: &str, reason: DisruptionReason, now: crate::time::Time) -> Option<String> {
+        let own = self
+            .policy
+            .pool(pool)
+            .map_or(&[][..], |p| p.disruption.as_slice());
+        for (scope, budgets) in [(pool, own), (CLUSTER, self.policy.disruption.as_slice())] {
+            let (total, disrupting) = self.counts.get(scope).copied().unwrap_or_default();
+            if let Some(a) = allowance(budgets, reason, total, disrupting, now)
+                && a.left == 0
+            {
+                let held = self
+                    .held
+                    .entry((scope.to_string(), a.budget.name.clone()))
+                    .or_insert((a.allowed, disrupting, 0));
+                held.2 += 1;
+                return Some(a.budget.name.clone());
+            }
+        }
+        None
+    }
+
+    /// `pool` loses one more node in this step.
+    fn disrupt(&mut self, pool: &str) {
+        for scope in [pool, CLUSTER] {
+            if let Some(c) = self.counts.get_mut(scope) {
+                c.1 += 1;
+            }
+        }
+    }
+
+    fn held(self) -> impl Iterator<Item = Reason> {
+        self.held.into_iter().map(
+            |((scope, budget), (allowed, disrupting, held))| Reason::DisruptionBudget {
+                scope,
+                budget,
+                allowed,
+                disrupting,
+                held,
+            },
+        )
     }
 }
 

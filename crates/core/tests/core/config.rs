@@ -541,3 +541,75 @@ fn predictive_is_off_unless_enabled_and_its_cap_is_checked() {
         "{zero}"
     );
 }
+
+#[test]
+fn disruption_budgets_are_counts_or_percentages_with_reasons_and_windows() {
+    let yaml = format!(
+        "policy:
+  disruption:
+    budgets:
+      - {{ nodes: \"10%\" }}
+      - name: business-hours
+        nodes: 0
+        reasons: [underutilized, drifted]
+        schedule: \"0 9 * * mon-fri\"
+        duration: 8h
+        timezone: Europe/Paris
+{POOL}    disruption:
+      budgets: [{{ nodes: \"1\" }}]
+"
+    );
+    let loaded = load("k3scale.yaml", &yaml).unwrap();
+    let cluster = &loaded.policy.disruption;
+    assert_eq!(cluster.len(), 2);
+    // Unnamed: named by where it is written.
+    assert_eq!(cluster[0].name, "policy.disruption.budgets[0]");
+    assert_eq!(cluster[0].nodes.to_string(), "10%");
+    assert_eq!(cluster[1].name, "business-hours");
+    let w = cluster[1].window.as_ref().unwrap();
+    assert_eq!(
+        (w.duration, w.timezone.as_str()),
+        (Duration::from_secs(8 * 3600), "Europe/Paris")
+    );
+    assert_eq!(
+        loaded.policy.pools[0].disruption[0].name,
+        "pools[0].disruption.budgets[0]"
+    );
+    // It round-trips through the effective configuration.
+    let again = load("again.yaml", &to_yaml(&loaded.config)).unwrap();
+    assert_eq!(again.policy.disruption, loaded.policy.disruption);
+
+    let bad = errors(&format!(
+        "policy:
+  disruption:
+    budgets:
+      - {{ nodes: \"150%\" }}
+      - {{ nodes: \"some\" }}
+      - {{ nodes: 1, schedule: \"0 9 * *\", duration: 1h }}
+      - {{ nodes: 1, schedule: \"0 9 * * *\" }}
+      - {{ nodes: 1, duration: 1h }}
+      - {{ nodes: 1, schedule: \"@daily\", duration: 1h, timezone: Nowhere/City }}
+      - {{ nodes: 1, timezone: UTC }}
+{POOL}"
+    ))
+    .join("\n");
+    for want in [
+        "policy.disruption.budgets[0].nodes: \"150%\" is more than 100%",
+        "policy.disruption.budgets[1].nodes: \"some\" is neither a number of nodes",
+        "policy.disruption.budgets[2].schedule: \"0 9 * *\" has 4 fields",
+        "policy.disruption.budgets[3].duration: required with a schedule",
+        "policy.disruption.budgets[4].schedule: required with a duration",
+        "policy.disruption.budgets[5].timezone: timezone \"Nowhere/City\"",
+        "policy.disruption.budgets[6].timezone: is only used with a schedule",
+    ] {
+        assert!(bad.contains(want), "missing {want:?} in\n{bad}");
+    }
+    let reason = errors(&format!(
+        "policy:\n  disruption:\n    budgets: [{{ nodes: 1, reasons: [bored] }}]\n{POOL}"
+    ))
+    .join("\n");
+    assert!(
+        reason.contains("policy.disruption.budgets[0].reasons") && reason.contains("bored"),
+        "{reason}"
+    );
+}

@@ -6,6 +6,7 @@
 mod config;
 mod config_fuzz;
 mod decide;
+mod disruption;
 mod drain;
 mod headroom;
 mod lease;
