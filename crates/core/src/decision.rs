@@ -281,6 +281,22 @@ pub enum Reason {
         disrupting: u32,
         held: u32,
     },
+    /// An expired or drifted node is being replaced; `step` says where.
+    Replacing {
+        node: String,
+        pool: String,
+        why: crate::disruption::DisruptionReason,
+        #[serde(serialize_with = "serialize_secs")]
+        age: Duration,
+        step: String,
+    },
+    /// An expired or drifted node that cannot be replaced now, and why.
+    ReplaceHeld {
+        node: String,
+        pool: String,
+        why: crate::disruption::DisruptionReason,
+        blocker: String,
+    },
     /// No scale-down this soon after a scale-up.
     DelayAfterScaleUp {
         #[serde(serialize_with = "serialize_secs")]
@@ -533,6 +549,26 @@ impl fmt::Display for Reason {
                 f,
                 "disruption budget {budget} ({scope}) allows {allowed} nodes disrupted at once and {disrupting} are: {held} unneeded nodes wait"
             ),
+            Reason::Replacing {
+                node,
+                pool,
+                why,
+                age,
+                step,
+            } => write!(
+                f,
+                "node {node} of pool {pool} is {why} ({} h old): {step}",
+                age.as_secs() / 3600
+            ),
+            Reason::ReplaceHeld {
+                node,
+                pool,
+                why,
+                blocker,
+            } => write!(
+                f,
+                "node {node} of pool {pool} is {why} but is not replaced now: {blocker}"
+            ),
             Reason::DelayAfterScaleUp { remaining } => {
                 write!(
                     f,
@@ -573,6 +609,10 @@ pub struct Decision {
     /// see [`crate::Snapshot::remember`].
     #[serde(skip)]
     pub unneeded: Vec<String>,
+    /// Expired or drifted nodes with a replacement on its way or up, not
+    /// drained yet: see [`crate::Snapshot::remember`].
+    #[serde(skip)]
+    pub replacing: Vec<String>,
 }
 
 /// Enough pods to tell a user why nodes were added without an Event storm.
@@ -597,6 +637,7 @@ impl Decision {
             triggering_pods: Vec::new(),
             fit_existing: Vec::new(),
             unneeded: Vec::new(),
+            replacing: Vec::new(),
         }
     }
 

@@ -18,8 +18,8 @@ pub mod testkit;
 pub mod time;
 pub mod window;
 
-pub use decide::pod_blocker;
 pub use decide::{decide, unschedulable_pods};
+pub use decide::{pod_blocker, replacement_due};
 pub use decision::{Blocker, Decision, Reason, ScaleDown, ScaleUp};
 pub use model::{Node, NodeTemplate, OwnerKind, Pod, PodPhase, Pool};
 pub use policy::{Expander, PendingPods, Policy};

@@ -22,6 +22,8 @@ pub const SYSTEM_NAMESPACE: &str = "kube-system";
 pub const DAEMONSET_POD: &str = "cluster-autoscaler.kubernetes.io/daemonset-pod";
 /// Label k3scale puts on every node it manages, naming its pool.
 pub const POOL_LABEL: &str = "k3scale.io/pool";
+/// The hash of the pool settings a node was launched with (drift).
+pub const HASH_LABEL: &str = "k3scale.io/pool-hash";
 
 /// Taints a node carries while it is still starting: the API server adds
 /// `not-ready` at registration and the node lifecycle controller removes it
@@ -507,6 +509,11 @@ pub struct Pool {
     pub headroom: Option<Headroom>,
     /// This pool's disruption budgets.
     pub disruption: Vec<crate::disruption::Budget>,
+    /// Nodes older than this are replaced.
+    pub expire_after: Option<Duration>,
+    /// The hash of the settings that shape its nodes (also the value of
+    /// their [`HASH_LABEL`]); empty: drift is not checked.
+    pub settings_hash: String,
 }
 
 /// Room for `pods` pods of `requests` each, kept free on a pool's nodes

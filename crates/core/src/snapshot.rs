@@ -108,6 +108,10 @@ pub struct Snapshot {
     /// Nodes found unneeded, since when without a break (kept across
     /// decisions by [`Snapshot::remember`]).
     pub unneeded_since: BTreeMap<String, Time>,
+    /// Expired or drifted nodes whose replacement was launched, since when
+    /// (kept across decisions by [`Snapshot::remember`]): drained once the
+    /// replacement has joined.
+    pub replacing: BTreeMap<String, Time>,
     /// What the workloads requested, minute by minute: the memory of
     /// `policy.predictive`.
     pub demand: crate::forecast::DemandHistory,
@@ -120,6 +124,7 @@ impl Snapshot {
     pub fn remember(&mut self, decision: &crate::Decision, now: Time) {
         self.fit_believed_since = since(&self.fit_believed_since, &decision.fit_existing, now);
         self.unneeded_since = since(&self.unneeded_since, &decision.unneeded, now);
+        self.replacing = since(&self.replacing, &decision.replacing, now);
     }
 }
 

@@ -34,6 +34,8 @@ pub fn pool(name: &str, min: u32, max: u32, cpu_milli: u64, memory_bytes: u64, p
         provision_timeout: Duration::from_secs(600),
         join_timeout: Duration::from_secs(300),
         disruption: Vec::new(),
+        expire_after: None,
+        settings_hash: String::new(),
         headroom: None,
     }
 }

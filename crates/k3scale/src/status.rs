@@ -81,6 +81,9 @@ pub struct NodeStatus {
     /// The same in one short phrase.
     #[serde(default)]
     pub why: String,
+    /// `expired` or `drifted`: due to be replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<String>,
     pub removable: bool,
 }
 
@@ -189,6 +192,16 @@ impl Status {
                     kept.entry(node).or_default().push(blocker.to_string())
                 }
                 Reason::Removable { node, .. } => removable.push(node),
+                Reason::Replacing { node, why, step, .. } => {
+                    budget_held.insert(node, format!("{why}: {step}"));
+                }
+                Reason::ReplaceHeld {
+                    node, why, blocker, ..
+                } => {
+                    let text = format!("{why}, not replaced now: {blocker}");
+                    budget_held.insert(node, text.clone());
+                    kept.entry(node).or_default().push(text);
+                }
                 Reason::Unneeded {
                     node,
                     held_by: Some(budget),
@@ -232,6 +245,12 @@ impl Status {
                     pods: pods_on.get(n.name.as_str()).copied().unwrap_or(0),
                     kept_because: kept.remove(n.name.as_str()).unwrap_or_default(),
                     why: String::new(),
+                    replace: n
+                        .pool
+                        .as_deref()
+                        .and_then(|p| policy.pool(p))
+                        .and_then(|p| k3scale_core::replacement_due(n, p, now))
+                        .map(|r| r.to_string()),
                     removable: removable.contains(&n.name.as_str()),
                 };
                 let unneeded = unneeded_in.get(n.name.as_str()).copied();

@@ -54,6 +54,12 @@ struct Pool {
     pool: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolReason {
+    pool: String,
+    reason: String,
+}
+
 #[derive(Debug)]
 pub struct Telemetry {
     registry: Registry,
@@ -71,6 +77,7 @@ pub struct Telemetry {
     spent_today: Gauge<f64, AtomicU64>,
     fixed_fleet_today: Gauge<f64, AtomicU64>,
     pool_failed: Family<Pool, Gauge>,
+    due: Family<PoolReason, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -97,6 +104,7 @@ impl Telemetry {
             spent_today: Gauge::default(),
             fixed_fleet_today: Gauge::default(),
             pool_failed: Family::default(),
+            due: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -159,6 +167,11 @@ impl Telemetry {
             "fixed_fleet_today_dollars",
             "What a fixed fleet sized for today's peak of each pool would have cost over the same time",
             t.fixed_fleet_today.clone(),
+        );
+        registry.register(
+            "nodes_due_for_replacement",
+            "Nodes older than their pool's expire_after (expired) or launched with settings the pool no longer has (drifted)",
+            t.due.clone(),
         );
         registry.register(
             "pool_failed",
@@ -266,6 +279,25 @@ impl Telemetry {
                 .inc();
             if let Some(p) = policy.pools.iter().find(|p| p.name == *pool) {
                 *cost.entry(p.name.as_str()).or_default() += p.template.price_per_hour;
+            }
+        }
+        self.due.clear();
+        for pool in &policy.pools {
+            for reason in ["expired", "drifted"] {
+                let due = snapshot
+                    .nodes
+                    .iter()
+                    .filter(|n| n.pool.as_deref() == Some(pool.name.as_str()))
+                    .filter(|n| {
+                        k3scale_core::replacement_due(n, pool, now).is_some_and(|r| r.to_string() == reason)
+                    })
+                    .count();
+                self.due
+                    .get_or_create(&PoolReason {
+                        pool: pool.name.clone(),
+                        reason: reason.into(),
+                    })
+                    .set(due as i64);
             }
         }
         for f in &snapshot.in_flight {

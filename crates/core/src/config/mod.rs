@@ -846,6 +846,12 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
     });
     let mut labels: Labels = p.labels.clone();
     labels.insert(POOL_LABEL.to_string(), p.name.clone());
+    let settings_hash = settings_hash(p);
+    labels.insert(crate::model::HASH_LABEL.to_string(), settings_hash.clone());
+    let expire_after = p
+        .expire_after
+        .as_ref()
+        .map(|d| v.positive_duration(&format!("{path}.expire_after"), d, ""));
     Pool {
         name: p.name.clone(),
         min: p.min,
@@ -868,7 +874,35 @@ fn build_pool(p: &PoolConfig, path: &str, v: &mut Validator<'_>) -> Pool {
         }),
         headroom,
         disruption: budgets(&p.disruption, &format!("{path}.disruption"), v),
+        expire_after,
+        settings_hash,
     }
+}
+
+/// The hash of what shapes a pool's nodes (template, labels, taints,
+/// provider settings; not min, max or timing): a node launched with
+/// another is drifted. Versioned, so a change of how it is computed can be
+/// told from a change of the settings.
+fn settings_hash(p: &PoolConfig) -> String {
+    #[derive(serde::Serialize)]
+    struct Shaping<'a> {
+        template: &'a TemplateConfig,
+        labels: &'a std::collections::BTreeMap<String, String>,
+        taints: &'a [crate::model::Taint],
+        provider: &'a ProviderConfig,
+    }
+    let text = serde_saphyr::to_string(&Shaping {
+        template: &p.template,
+        labels: &p.labels,
+        taints: &p.taints,
+        provider: &p.provider,
+    })
+    .unwrap_or_default();
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("v1-{hash:016x}")
 }
 
 fn check_provider(provider: &ProviderConfig, path: &str, v: &mut Validator<'_>) {

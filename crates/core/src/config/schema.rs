@@ -357,6 +357,9 @@ pub struct PoolConfig {
     /// This pool's disruption budgets.
     #[serde(default, skip_serializing_if = "DisruptionConfig::is_empty")]
     pub disruption: DisruptionConfig,
+    /// Nodes older than this are replaced (e.g. `720h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after: Option<HumanDuration>,
     /// Overrides `policy.scale_down.drain_timeout` for this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<HumanDuration>,

@@ -3,11 +3,14 @@
 //! Dependencies run one way: this module calls `scale_up` and
 //! `scale_down`, both of which work on the `context` of one decision.
 
+mod budgets;
 mod context;
 mod headroom;
+mod replace;
 mod scale_down;
 mod scale_up;
 
+pub use replace::due as replacement_due;
 pub use scale_down::pod_blocker;
 
 use crate::decision::{Decision, Reason, ScaleDown, ScaleUp};
@@ -56,6 +59,7 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
         scale_up::for_pending(&mut ctx, &ripe);
     }
     scale_up::for_utilization(&mut ctx, &ripe);
+    replace::plan(&mut ctx);
     if ctx.decision.scale_up.is_empty() {
         scale_down::plan(&mut ctx, pending.len());
     }

@@ -4,9 +4,10 @@
 //! is removed, empty ones first and in bulk. Never while pods are
 //! unschedulable; the seed rules' cluster-wide CPU/memory gate is a setting.
 
+use super::budgets::DisruptionBudgets;
 use super::context::{Context, free_capacity};
 use crate::decision::{Blocker, Direction, Reason, ScaleDown};
-use crate::disruption::{DisruptionReason, allowance};
+use crate::disruption::DisruptionReason;
 use crate::model::{DO_NOT_DISRUPT, OwnerKind, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED, SYSTEM_NAMESPACE};
 use crate::quantity::Resources;
 use crate::scheduling::{Target, pack};
@@ -149,10 +150,12 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
         }
     }
 
+    // Nodes this decision already drains (an interruption, a replacement).
+    let leaving: Vec<String> = ctx.decision.scale_down.iter().map(|d| d.node.clone()).collect();
     let mut candidates: Vec<Candidate<'_>> = nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.schedulable())
+        .filter(|(_, n)| n.schedulable() && !leaving.contains(&n.name))
         .filter_map(|(i, n)| {
             let pool = policy.pool(n.pool.as_deref()?)?;
             let ignored = if rules.ignore_daemonsets_utilization {
@@ -209,7 +212,7 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
     let mut moved_onto: Vec<Vec<&Pod>> = vec![Vec::new(); nodes.len()];
     let mut budgets: BTreeMap<String, u32> = snapshot.pdbs.clone();
     let (mut empties, mut drains, mut blocked, mut unneeded_noted) = (0u32, 0u32, 0usize, 0usize);
-    let mut budgets_left = DisruptionBudgets::of(policy, nodes);
+    let mut budgets_left = DisruptionBudgets::of(ctx);
     // A node already leaving (cordoned: draining) does not keep its pool
     // at its minimum: it is going (cluster-autoscaler counts deletions in
     // progress the same way).
@@ -340,84 +343,6 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
         }
     }
     ctx.decision.reasons.extend(budgets_left.held());
-}
-
-/// Disruption budgets as removals are chosen: nodes of each pool and of
-/// the cluster, those already leaving (cordoned) and those chosen in this
-/// step, and the unneeded nodes each budget held.
-struct DisruptionBudgets<'p> {
-    policy: &'p crate::policy::Policy,
-    /// Scope (a pool, or `cluster`) → (nodes, disrupting).
-    counts: BTreeMap<String, (u32, u32)>,
-    /// (scope, budget) → (allowed, disrupting, nodes held).
-    held: BTreeMap<(String, String), (u32, u32, u32)>,
-}
-
-const CLUSTER: &str = "cluster";
-
-impl<'p> DisruptionBudgets<'p> {
-    fn of(policy: &'p crate::policy::Policy, nodes: &[crate::model::Node]) -> Self {
-        let mut counts: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-        for n in nodes {
-            let Some(pool) = n.pool.as_deref().filter(|p| policy.pool(p).is_some()) else {
-                continue;
-            };
-            for scope in [pool, CLUSTER] {
-                let c = counts.entry(scope.to_string()).or_default();
-                c.0 += 1;
-                c.1 += u32::from(n.cordoned);
-            }
-        }
-        DisruptionBudgets {
-            policy,
-            counts,
-            held: BTreeMap::new(),
-        }
-    }
-
-    /// The budget (pool's first, then the cluster's) that allows no more
-    /// removals for `reason` in `pool` now, if one does.
-    fn hold(&mut self, pool: &str, reason: DisruptionReason, now: crate::time::Time) -> Option<String> {
-        let own = self
-            .policy
-            .pool(pool)
-            .map_or(&[][..], |p| p.disruption.as_slice());
-        for (scope, budgets) in [(pool, own), (CLUSTER, self.policy.disruption.as_slice())] {
-            let (total, disrupting) = self.counts.get(scope).copied().unwrap_or_default();
-            if let Some(a) = allowance(budgets, reason, total, disrupting, now)
-                && a.left == 0
-            {
-                let held = self
-                    .held
-                    .entry((scope.to_string(), a.budget.name.clone()))
-                    .or_insert((a.allowed, disrupting, 0));
-                held.2 += 1;
-                return Some(a.budget.name.clone());
-            }
-        }
-        None
-    }
-
-    /// `pool` loses one more node in this step.
-    fn disrupt(&mut self, pool: &str) {
-        for scope in [pool, CLUSTER] {
-            if let Some(c) = self.counts.get_mut(scope) {
-                c.1 += 1;
-            }
-        }
-    }
-
-    fn held(self) -> impl Iterator<Item = Reason> {
-        self.held.into_iter().map(
-            |((scope, budget), (allowed, disrupting, held))| Reason::DisruptionBudget {
-                scope,
-                budget,
-                allowed,
-                disrupting,
-                held,
-            },
-        )
-    }
 }
 
 /// Annotations, pool minimum and per-pod blockers (before any simulation).

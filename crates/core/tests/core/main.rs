@@ -14,6 +14,7 @@ mod lifecycle;
 mod modules;
 mod predictive;
 mod properties;
+mod replace;
 mod scale_down_timing;
 mod upstream_estimator;
 mod upstream_interpod;

@@ -137,6 +137,15 @@ impl Ec2Provider {
         let secret = shell_word("token_secret", &self.config.token_secret)?;
         let region = shell_word("region", &self.config.region)?;
         let pool = shell_word("pool", &self.pool.name)?;
+        // Drift: the hash of the pool settings this instance is launched with.
+        let hash = shell_word(
+            "pool_hash",
+            self.pool
+                .template
+                .labels
+                .get(k3scale_core::model::HASH_LABEL)
+                .map_or("", String::as_str),
+        )?;
         Ok(format!(
             r#"#!/bin/sh
 # k3scale: join this instance to the K3s cluster as agent {name}.
@@ -146,6 +155,7 @@ server_url={url}
 token_secret={secret}
 region={region}
 pool={pool}
+pool_hash={hash}
 hostnamectl set-hostname "$name" 2>/dev/null || hostname "$name"
 imds_token="$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
 imds() {{ curl -sf -H "X-aws-ec2-metadata-token: $imds_token" "http://169.254.169.254/latest/meta-data/$1"; }}
@@ -164,7 +174,7 @@ ssm:*) aws ssm get-parameter --region "$region" --name "${{token_secret#ssm:}}" 
 esac
 curl -sfL https://get.k3s.io | K3S_URL="$server_url" INSTALL_K3S_EXEC="agent \
     --token-file /etc/rancher/k3s/agent-token --node-name $name \
-    --node-label k3scale.io/pool=$pool \
+    --node-label k3scale.io/pool=$pool --node-label k3scale.io/pool-hash=$pool_hash \
     --kubelet-arg=provider-id=aws:///$zone/$instance_id" sh -
 "#
         ))

@@ -1,0 +1,155 @@
+//! Expired and drifted nodes are replaced, not just removed: a new node of
+//! the pool is launched first, and the old one is drained once nothing of
+//! the pool is still launching (the replacement has joined), one budget at
+//! a time, never below the pool's minimum, never a node or pod that says
+//! `do-not-disrupt`. At the pool's maximum there is no room for a
+//! replacement first: the old node is drained and the planner brings a
+//! new one up for its pods, as for any pending pod.
+
+use super::budgets::DisruptionBudgets;
+use super::context::Context;
+use crate::decision::{Reason, ScaleDown, ScaleUp};
+use crate::disruption::DisruptionReason;
+use crate::model::{DO_NOT_DISRUPT, HASH_LABEL, Node, Pool};
+use std::time::Duration;
+
+/// Why `node` of `pool` should be replaced, if it should: expired before drifted.
+pub fn due(node: &Node, pool: &Pool, now: crate::time::Time) -> Option<DisruptionReason> {
+    if pool.expire_after.is_some_and(|e| now.since(node.created_at) >= e) {
+        return Some(DisruptionReason::Expired);
+    }
+    // A node launched before hashes were written has none: not drifted.
+    let hash = node.labels.get(HASH_LABEL)?;
+    (!pool.settings_hash.is_empty() && *hash != pool.settings_hash).then_some(DisruptionReason::Drifted)
+}
+
+pub(super) fn plan(ctx: &mut Context<'_>) {
+    let policy = ctx.policy;
+    let snapshot = ctx.snapshot;
+    let mut budgets = DisruptionBudgets::of(ctx);
+    for pool in &policy.pools {
+        if pool.expire_after.is_none() && pool.settings_hash.is_empty() {
+            continue;
+        }
+        let mut due_nodes: Vec<(&Node, DisruptionReason)> = snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.pool.as_deref() == Some(pool.name.as_str()) && n.schedulable())
+            .filter_map(|n| Some((n, due(n, pool, ctx.now)?)))
+            .collect();
+        // Those already being replaced first, then the oldest.
+        due_nodes.sort_by_key(|(n, _)| {
+            (
+                !snapshot.replacing.contains_key(&n.name),
+                n.created_at,
+                n.name.clone(),
+            )
+        });
+        let launching = snapshot.in_flight.iter().any(|m| m.pool == pool.name);
+        for (node, why) in due_nodes {
+            let name = node.name.clone();
+            if let Some(blocker) = held_by_annotation(ctx, node) {
+                ctx.decision.reasons.push(Reason::ReplaceHeld {
+                    node: name,
+                    pool: pool.name.clone(),
+                    why,
+                    blocker,
+                });
+                continue;
+            }
+            if snapshot.replacing.contains_key(&name) {
+                if launching {
+                    ctx.decision.replacing.push(name.clone());
+                    push(ctx, &name, pool, why, "its replacement is still launching");
+                } else {
+                    drain(ctx, node, pool, why, "its replacement has joined: draining it");
+                }
+                continue;
+            }
+            // A replacement counts against the budget from its launch.
+            if let Some(budget) = budgets.hold(&pool.name, why, ctx.now) {
+                ctx.decision.reasons.push(Reason::ReplaceHeld {
+                    node: name,
+                    pool: pool.name.clone(),
+                    why,
+                    blocker: format!("disruption budget {budget}"),
+                });
+                continue;
+            }
+            budgets.disrupt(&pool.name);
+            if ctx.size(&pool.name) < pool.max {
+                *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
+                match ctx.decision.scale_up.iter_mut().find(|u| u.pool == pool.name) {
+                    Some(up) => up.count += 1,
+                    None => ctx.decision.scale_up.push(ScaleUp {
+                        pool: pool.name.clone(),
+                        count: 1,
+                    }),
+                }
+                ctx.decision.replacing.push(name.clone());
+                push(ctx, &name, pool, why, "launching its replacement first");
+            } else if ctx.size(&pool.name) > pool.min {
+                drain(
+                    ctx,
+                    node,
+                    pool,
+                    why,
+                    "the pool is at its maximum: draining it first",
+                );
+            } else {
+                ctx.decision.reasons.push(Reason::ReplaceHeld {
+                    node: name,
+                    pool: pool.name.clone(),
+                    why,
+                    blocker: "the pool's minimum and maximum leave no room to replace it".into(),
+                });
+            }
+        }
+    }
+    ctx.decision.reasons.extend(budgets.held());
+}
+
+/// `do-not-disrupt` on the node or a pod on it.
+fn held_by_annotation(ctx: &Context<'_>, node: &Node) -> Option<String> {
+    if node.annotations.get(DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
+        return Some(format!("the node is annotated {DO_NOT_DISRUPT}=true"));
+    }
+    ctx.snapshot
+        .pods
+        .iter()
+        .filter(|p| p.node_name.as_deref() == Some(node.name.as_str()) && !p.is_terminal())
+        .find(|p| p.annotation_is(DO_NOT_DISRUPT, "true"))
+        .map(|p| format!("pod {} is {DO_NOT_DISRUPT}=true", p.key()))
+}
+
+fn drain(ctx: &mut Context<'_>, node: &Node, pool: &Pool, why: DisruptionReason, step: &str) {
+    let empty = !ctx.snapshot.pods.iter().any(|p| {
+        p.node_name.as_deref() == Some(node.name.as_str()) && !p.is_terminal() && !p.is_node_bound()
+    });
+    ctx.decision.scale_down.push(ScaleDown {
+        node: node.name.clone(),
+        pool: pool.name.clone(),
+        empty,
+    });
+    if let Some(size) = ctx.sizes.get_mut(&pool.name) {
+        *size = size.saturating_sub(1);
+    }
+    push(ctx, &node.name, pool, why, step);
+}
+
+fn push(ctx: &mut Context<'_>, node: &str, pool: &Pool, why: DisruptionReason, step: &str) {
+    let age = ctx.now.since(
+        ctx.snapshot
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map_or(ctx.now, |n| n.created_at),
+    );
+    ctx.decision.reasons.push(Reason::Replacing {
+        node: node.to_string(),
+        pool: pool.name.clone(),
+        why,
+        age: Duration::from_secs(age.as_secs()),
+        step: step.to_string(),
+    });
+}
