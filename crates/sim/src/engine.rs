@@ -68,6 +68,9 @@ pub struct SimOptions {
     /// Time from cordon to the node being gone when pods must be evicted.
     pub drain_time: Duration,
     pub empty_delete_time: Duration,
+    /// At this offset every pool's node settings change (a new agent
+    /// image): nodes launched before are drifted, and replaced.
+    pub settings_change_at: Option<Duration>,
 }
 
 impl Default for SimOptions {
@@ -83,6 +86,7 @@ impl Default for SimOptions {
             node_overhead: Resources::new(100, 300 * MI, 0),
             drain_time: Duration::from_secs(30),
             empty_delete_time: Duration::from_secs(5),
+            settings_change_at: None,
         }
     }
 }
@@ -152,6 +156,12 @@ pub struct RunResult {
     pub boot_time: Duration,
     /// Every decision that changed the node count, with its reasons.
     pub events: Vec<ScaleEvent>,
+    /// The most nodes voluntarily disrupted at once (draining, or with a
+    /// replacement on its way), as a decision saw them.
+    pub max_disrupting: u32,
+    /// The decision where disrupted nodes were the largest share of the
+    /// nodes: (disrupted, nodes).
+    pub most_disrupted_share: (u32, u32),
 }
 
 /// One acted-on decision, as the daemon would log it.
@@ -192,7 +202,8 @@ struct Workload<'t> {
 struct Sim<'a> {
     opts: &'a SimOptions,
     unit: DemandUnit,
-    pools: &'a [Pool],
+    /// Owned once their settings change mid-run.
+    pools: std::borrow::Cow<'a, [Pool]>,
     snap: Snapshot,
     meta: Vec<PodMeta>,
     machines: Vec<Machine>,
@@ -256,6 +267,8 @@ pub fn run(
     let end = Time::ZERO + trace.duration();
     let mut clock = VirtualClock::new(Time::ZERO);
     let mut last_reconcile: Option<Time> = None;
+    // The policy after `settings_change_at`, once it has passed.
+    let mut rolled: Option<Box<Policy>> = None;
     let mut last_progress = 0.0;
     while clock.now() < end {
         let now = clock.now();
@@ -276,10 +289,25 @@ pub fn run(
             ..
         } = contender
         {
+            if rolled.is_none()
+                && let Some(at) = opts.settings_change_at
+                && now >= Time::ZERO + at
+            {
+                rolled = Some(sim.change_settings(policy));
+            }
+            let policy = rolled.as_ref().unwrap_or(policy);
             let due = last_reconcile.is_none_or(|t| now.since(t) >= *interval);
             if due || (*event_driven && changed) {
                 last_reconcile = Some(now);
                 sim.observe_lifecycles(now);
+                let disrupting =
+                    (sim.snap.nodes.iter().filter(|n| n.cordoned).count() + sim.snap.replacing.len()) as u32;
+                let nodes = sim.snap.nodes.len() as u32;
+                sim.result.max_disrupting = sim.result.max_disrupting.max(disrupting);
+                let (d, n) = sim.result.most_disrupted_share;
+                if u64::from(disrupting) * u64::from(n.max(1)) > u64::from(d) * u64::from(nodes.max(1)) {
+                    sim.result.most_disrupted_share = (disrupting, nodes);
+                }
                 let decision = decide(&sim.snap, policy, now);
                 sim.snap.remember(&decision, now);
                 sim.apply(&decision, now);
@@ -320,7 +348,7 @@ impl<'a> Sim<'a> {
         Sim {
             opts,
             unit: trace.unit,
-            pools,
+            pools: std::borrow::Cow::Borrowed(pools),
             snap: Snapshot {
                 daemonsets: vec![daemonset],
                 ..Snapshot::default()
@@ -469,7 +497,9 @@ impl<'a> Sim<'a> {
         let nodes: Vec<ObservedNode> = self.snap.nodes.iter().map(ObservedNode::from).collect();
         self.snap.in_flight.clear();
         self.snap.backoff.clear();
-        for (pi, pool) in self.pools.iter().enumerate() {
+        // Cheap while borrowed (every run until its settings change).
+        let pools = self.pools.clone();
+        for (pi, pool) in pools.iter().enumerate() {
             let inventory: Vec<ObservedMachine> = self
                 .alive
                 .iter()
@@ -491,6 +521,22 @@ impl<'a> Sim<'a> {
             self.snap.in_flight.extend(self.lifecycles[pi].in_flight());
             self.snap.backoff.extend(self.lifecycles[pi].backed_off(now));
         }
+    }
+
+    /// Every pool's settings change (a new image): new hash, on the pools
+    /// machines launch from and in the policy that decides.
+    fn change_settings(&mut self, policy: &Policy) -> Box<Policy> {
+        let rehash = |pool: &mut Pool| {
+            pool.settings_hash = format!("{}-changed", pool.settings_hash);
+            pool.template.labels.insert(
+                k3scale_core::model::HASH_LABEL.to_string(),
+                pool.settings_hash.clone(),
+            );
+        };
+        self.pools.to_mut().iter_mut().for_each(rehash);
+        let mut changed = policy.clone();
+        changed.pools.iter_mut().for_each(rehash);
+        Box::new(changed)
     }
 
     /// A machine deleted: billed until now, never to become a node.
@@ -773,11 +819,11 @@ impl<'a> Sim<'a> {
     /// at nodes), so their whole timeline is known before any node is
     /// chosen, and the nodes follow it with a boot time of foresight.
     fn oracle(mut self, trace: &Trace, progress: &mut dyn FnMut(f64)) -> RunResult {
-        let Some(pool) = self.pools.first() else {
+        let Some(pool) = self.pools.first().cloned() else {
             return self.finish(Time::ZERO);
         };
         let tick = self.opts.tick.max(Duration::from_millis(1));
-        let per_node = u64::from(pods_per_node(pool, self.opts));
+        let per_node = u64::from(pods_per_node(&pool, self.opts));
         // The pools as one fleet (the zones scenario splits one in two).
         let min: u32 = self.pools.iter().map(|p| p.min).sum();
         let max: u32 = self.pools.iter().map(|p| p.max).sum::<u32>().max(min);

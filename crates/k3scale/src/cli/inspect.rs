@@ -130,18 +130,25 @@ fn render_status(s: &Status) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<28} {:<12} {:<10} {:>9} {:>5}",
+        "\n{:<28} {:<12} {:<10} {:>9} {:>5}  WHY IT STAYS",
         "NODE", "POOL", "STATE", "REQUESTED", "PODS"
     );
     for n in &s.nodes {
+        // Expired or drifted nodes are marked whatever their phrase says.
+        let due = n
+            .replace
+            .as_deref()
+            .map(|r| format!("[{r}] "))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<28} {:<12} {:<10} {:>8.0}% {:>5}",
+            "{:<28} {:<12} {:<10} {:>8.0}% {:>5}  {due}{}",
             n.name,
             n.pool.as_deref().unwrap_or("-"),
             state(n),
             n.requested * 100.0,
-            n.pods
+            n.pods,
+            n.why
         );
     }
     let _ = writeln!(
@@ -258,6 +265,37 @@ mod tests {
             nodes: vec![node],
             ..Status::default()
         }
+    }
+
+    #[test]
+    fn status_marks_expired_and_drifted_nodes_and_says_why_each_stays() {
+        let s = Status {
+            nodes: vec![
+                NodeStatus {
+                    name: "w1".into(),
+                    pool: Some("workers".into()),
+                    ready: true,
+                    why: "drifted: launching its replacement first".into(),
+                    replace: Some("drifted".into()),
+                    ..Default::default()
+                },
+                NodeStatus {
+                    name: "w2".into(),
+                    pool: Some("workers".into()),
+                    ready: true,
+                    why: "unneeded: goes in 300 s if still so".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Status::default()
+        };
+        let text = render_status(&s);
+        assert!(text.contains("WHY IT STAYS"), "{text}");
+        assert!(
+            text.contains("[drifted] drifted: launching its replacement first"),
+            "{text}"
+        );
+        assert!(text.contains("unneeded: goes in 300 s if still so"), "{text}");
     }
 
     #[test]

@@ -301,7 +301,10 @@ fn nodes(h: &mut String, st: &Status) {
             n.requested * 100.0,
             n.pods,
             esc(&n.kept_because.join("; ")),
-            esc(&n.why)
+            match &n.replace {
+                Some(r) => format!("<b>{}</b> &middot; {}", esc(r), esc(&n.why)),
+                None => esc(&n.why),
+            }
         );
     }
     h.push_str("</table></div>");

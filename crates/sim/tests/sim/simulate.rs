@@ -216,3 +216,66 @@ fn predictive_mode_cuts_waiting_on_a_week_of_office_hours_within_a_tenth_of_the_
     assert!(b.vs_oracle.unwrap() <= 1.10, "{b:#?}");
     assert!(b.p95_wait_s < 45.0, "p95 below the boot time: {b:#?}");
 }
+
+/// A new agent image for a pool of 100 nodes with a budget of 10%: every
+/// node launched before the change is replaced, never more than 10
+/// disrupted at once, no pod waiting past a boot.
+#[test]
+fn an_image_change_rolls_a_hundred_nodes_within_a_ten_percent_budget() {
+    use k3scale_core::disruption::{Amount, Budget};
+    use k3scale_sim::{Contender, Summary, run};
+    use std::time::Duration;
+    // 700 replicas of 250m: 100 nodes of 7 pods.
+    let trace = Trace::parse("steady.csv", "time_s,replicas\n0,700\n10800,700\n").unwrap();
+    let loaded = load("default.yaml", DEFAULT_CONFIG).unwrap();
+    let mut policy = loaded.policy;
+    policy.pools[0].max = 150;
+    policy.pools[0].min = 100;
+    policy.pools[0].disruption = vec![Budget {
+        name: "ten-percent".into(),
+        nodes: Amount::Percent(10),
+        reasons: vec![],
+        window: None,
+    }];
+    let opts = SimOptions {
+        settings_change_at: Some(Duration::from_secs(3600)),
+        ..SimOptions::default()
+    };
+    let contender = Contender::Autoscaler {
+        name: "k3scale".into(),
+        policy: Box::new(policy),
+        interval: loaded.interval,
+        event_driven: true,
+    };
+    let r = run(&trace, &contender, &opts, &mut |_| {});
+    let s = Summary::of(&r);
+    let drifted: Vec<&str> = r
+        .events
+        .iter()
+        .flat_map(|e| &e.reasons)
+        .filter(|t| t.contains("is drifted") && t.contains("launching its replacement first"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        drifted.len(),
+        100,
+        "every node launched before the change is replaced once"
+    );
+    // 10% of the nodes there are (new ones count), rounded up, at every decision.
+    let (disrupted, nodes) = r.most_disrupted_share;
+    assert!(
+        disrupted <= nodes.div_ceil(10),
+        "{disrupted} of {nodes} disrupted at once"
+    );
+    assert!(r.max_disrupting >= 10, "the budget is used: {}", r.max_disrupting);
+    assert!(s.max_wait_past_boot_s <= 0.0, "{s:#?}");
+    // Done well before the end: at most the nodes of one batch above 100.
+    let last = *r.nodes_per_minute.last().unwrap();
+    assert_eq!(last, 100, "{:?}", &r.nodes_per_minute[50..]);
+    let rollout_minutes = r.nodes_per_minute[60..]
+        .iter()
+        .rposition(|&n| n != 100)
+        .unwrap_or(0)
+        + 1;
+    assert!(rollout_minutes < 60, "rolled in {rollout_minutes} min");
+}
