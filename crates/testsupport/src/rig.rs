@@ -116,7 +116,15 @@ pub async fn controller_with(
     let salt = docker.name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    wire(k, Box::new(provider), store, (seed << 32) ^ salt, prometheus).await
+    wire(
+        k,
+        CONFIG,
+        Box::new(provider),
+        store,
+        (seed << 32) ^ salt,
+        prometheus,
+    )
+    .await
 }
 
 /// A rig whose pool's machines are the in-memory fake's.
@@ -126,7 +134,7 @@ pub async fn fake_rig(tag: &str) -> Rig {
     let dir = support::TempDir::new(&format!("controller-{tag}"));
     let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
     let fake = Arc::new(FakeProvider::new("workers"));
-    let controller = wire(&k, Box::new(fake.clone()), store.clone(), 0, None).await;
+    let controller = wire(&k, CONFIG, Box::new(fake.clone()), store.clone(), 0, None).await;
     Rig {
         machines: Machines::Fake(fake),
         k,
@@ -136,15 +144,17 @@ pub async fn fake_rig(tag: &str) -> Rig {
     }
 }
 
-/// The controller of [`CONFIG`] on `provider`; `seq` starts its random names.
-async fn wire(
+/// The controller of `config` (one pool) on `provider`, with metrics from
+/// `prometheus` or metrics-server; `seq` starts its random names.
+pub async fn wire(
     k: &Kube,
+    config: &str,
     provider: Box<dyn NodeProvider>,
     store: Arc<SqliteStore>,
     mut seq: u64,
     prometheus: Option<PrometheusConfig>,
 ) -> Controller {
-    let loaded = load("k3scale.yaml", CONFIG).unwrap();
+    let loaded = load("k3scale.yaml", config).unwrap();
     let pool = loaded.policy.pools[0].clone();
     let cluster = k.cluster().await;
     let pools = BTreeMap::from([(

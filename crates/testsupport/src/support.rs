@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub const STANDIN_IMAGE: &str = "k3scale-test/k3s-agent:stand-in";
 pub const TOKEN: &str = "K10-test-token::server:do-not-leak-7f3a";
 
-fn docker(args: &[&str]) -> std::process::Output {
+pub fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .args(args)
         .output()

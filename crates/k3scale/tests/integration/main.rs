@@ -29,6 +29,7 @@ mod once_cli;
 mod predictive;
 mod prometheus_source;
 mod rbac;
+mod rollout;
 mod simulate_replay;
 #[cfg(feature = "aws")]
 mod state_dynamodb;
