@@ -297,6 +297,24 @@ pub enum Reason {
         why: crate::disruption::DisruptionReason,
         blocker: String,
     },
+    /// `nodes` are replaced by `new_nodes` of `pool`, saving that much.
+    Consolidating {
+        nodes: Vec<String>,
+        pool: String,
+        new_nodes: u32,
+        saving_per_hour: f64,
+    },
+    /// A consolidated node drained: the new nodes of `pool` have joined.
+    ConsolidationDrain {
+        node: String,
+        pool: String,
+    },
+    /// A consolidation worth doing that is not done now.
+    ConsolidationHeld {
+        nodes: Vec<String>,
+        saving_per_hour: f64,
+        blocker: String,
+    },
     /// No scale-down this soon after a scale-up.
     DelayAfterScaleUp {
         #[serde(serialize_with = "serialize_secs")]
@@ -569,6 +587,32 @@ impl fmt::Display for Reason {
                 f,
                 "node {node} of pool {pool} is {why} but is not replaced now: {blocker}"
             ),
+            Reason::Consolidating {
+                nodes,
+                pool,
+                new_nodes,
+                saving_per_hour,
+            } => write!(
+                f,
+                "consolidation: {} ({} nodes) replaced by {new_nodes} new {pool} nodes, saving ${saving_per_hour:.4}/h; the new nodes first",
+                nodes.join(", "),
+                nodes.len()
+            ),
+            Reason::ConsolidationDrain { node, pool } => {
+                write!(
+                    f,
+                    "consolidation: the new {pool} nodes have joined: draining {node}"
+                )
+            }
+            Reason::ConsolidationHeld {
+                nodes,
+                saving_per_hour,
+                blocker,
+            } => write!(
+                f,
+                "consolidation of {} would save ${saving_per_hour:.4}/h but is held: {blocker}",
+                nodes.join(", ")
+            ),
             Reason::DelayAfterScaleUp { remaining } => {
                 write!(
                     f,
@@ -613,6 +657,9 @@ pub struct Decision {
     /// drained yet: see [`crate::Snapshot::remember`].
     #[serde(skip)]
     pub replacing: Vec<String>,
+    /// Nodes a consolidation replaces, with the pool of their new nodes.
+    #[serde(skip)]
+    pub consolidating: Vec<(String, String)>,
 }
 
 /// Enough pods to tell a user why nodes were added without an Event storm.
@@ -638,6 +685,7 @@ impl Decision {
             fit_existing: Vec::new(),
             unneeded: Vec::new(),
             replacing: Vec::new(),
+            consolidating: Vec::new(),
         }
     }
 

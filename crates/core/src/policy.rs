@@ -174,7 +174,16 @@ pub struct Policy {
     pub predictive: Option<Predictive>,
     /// Cluster-wide disruption budgets (pools have their own too).
     pub disruption: Vec<crate::disruption::Budget>,
+    /// Replace several under-used nodes by fewer or cheaper ones.
+    pub consolidation: Option<Consolidation>,
     pub pools: Vec<Pool>,
+}
+
+/// Multi-node consolidation: worth it from this saving on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Consolidation {
+    /// Dollars per hour a replacement must save.
+    pub min_saving_per_hour: f64,
 }
 
 /// Predictive pre-scaling: room for the rise expected within a boot time
@@ -202,6 +211,7 @@ impl Policy {
             limits: ClusterLimits::default(),
             predictive: None,
             disruption: Vec::new(),
+            consolidation: None,
             pools,
         }
     }

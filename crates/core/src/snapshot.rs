@@ -112,6 +112,9 @@ pub struct Snapshot {
     /// (kept across decisions by [`Snapshot::remember`]): drained once the
     /// replacement has joined.
     pub replacing: BTreeMap<String, Time>,
+    /// Nodes a consolidation replaces: since when, and the pool whose new
+    /// nodes they wait for (kept by [`Snapshot::remember`]).
+    pub consolidating: BTreeMap<String, (Time, String)>,
     /// What the workloads requested, minute by minute: the memory of
     /// `policy.predictive`.
     pub demand: crate::forecast::DemandHistory,
@@ -125,6 +128,14 @@ impl Snapshot {
         self.fit_believed_since = since(&self.fit_believed_since, &decision.fit_existing, now);
         self.unneeded_since = since(&self.unneeded_since, &decision.unneeded, now);
         self.replacing = since(&self.replacing, &decision.replacing, now);
+        self.consolidating = decision
+            .consolidating
+            .iter()
+            .map(|(node, pool)| {
+                let at = self.consolidating.get(node).map_or(now, |(t, _)| *t);
+                (node.clone(), (at, pool.clone()))
+            })
+            .collect();
     }
 }
 

@@ -60,6 +60,13 @@ pub const SCENARIOS: &[Scenario] = &[
         shape: zones_day,
         setup: two_zones,
     },
+    Scenario {
+        name: "consolidation",
+        about: "a day that climbs from 1 to 6 cores in small steps and holds there, with a second pool of nodes 4x larger and cheaper per core: consolidation (on here) replaces small nodes by large ones",
+        minutes: 24 * 60,
+        shape: climb_and_hold,
+        setup: two_sizes,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -171,6 +178,41 @@ fn diurnal_week(m: u64, rng: &mut ChaCha8Rng) -> f64 {
     let weekend = day % 7 >= 5;
     let peak = if weekend { 4.5 } else { 8.0 };
     (1.0 + (peak - 1.0) * daily(m % 1440)) * noise(rng, 0.08)
+}
+
+/// 1 core at night; from 07:00 up by half a core every 20 minutes to 6
+/// cores, held until 19:00, then back down by 20:00; 3% noise.
+fn climb_and_hold(m: u64, rng: &mut ChaCha8Rng) -> f64 {
+    let minute = m % 1440;
+    let level = match minute {
+        420..1140 => (1.0 + 0.5 * ((minute - 420) / 20) as f64).min(6.0),
+        1140..1200 => 6.0 - 5.0 * (minute - 1140) as f64 / 60.0,
+        _ => 1.0,
+    };
+    level * noise(rng, 0.03)
+}
+
+/// The first pool, and `large`: nodes 4x its size at 3.2x its price
+/// (cheaper per core, as larger instances often are); consolidation on.
+fn two_sizes(policy: &mut Policy, _: &mut SimOptions) {
+    let Some(first) = policy.pools.first().cloned() else {
+        return;
+    };
+    let mut large = first;
+    large.name = "large".into();
+    large.min = 0;
+    large.max = 5;
+    let a = large.template.allocatable;
+    large.template.allocatable = k3scale_core::Resources::new(a.cpu_milli * 4, a.memory_bytes * 4, a.pods);
+    large.template.price_per_hour *= 3.2;
+    large
+        .template
+        .labels
+        .insert(k3scale_core::model::POOL_LABEL.into(), large.name.clone());
+    policy.pools.push(large);
+    policy.consolidation = Some(k3scale_core::policy::Consolidation {
+        min_saving_per_hour: 0.01,
+    });
 }
 
 fn steady(_m: u64, rng: &mut ChaCha8Rng) -> f64 {

@@ -563,9 +563,22 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         }
     });
     let disruption = budgets(&c.policy.disruption, "policy.disruption", v);
+    let consolidation = c.policy.consolidation.enabled.then(|| {
+        let saving = c.policy.consolidation.min_saving_per_hour;
+        if !(saving.is_finite() && saving >= 0.0) {
+            v.error(
+                "policy.consolidation.min_saving_per_hour",
+                "must be zero or a positive number of dollars per hour",
+            );
+        }
+        crate::policy::Consolidation {
+            min_saving_per_hour: saving,
+        }
+    });
     let policy = Policy {
         predictive,
         disruption,
+        consolidation,
         scale_up,
         scale_down,
         custom,

@@ -180,6 +180,25 @@ pub struct PolicyConfig {
     /// Cluster-wide disruption budgets (each pool may have its own too).
     #[serde(skip_serializing_if = "DisruptionConfig::is_empty")]
     pub disruption: DisruptionConfig,
+    /// Replace several under-used nodes by fewer or cheaper ones.
+    pub consolidation: ConsolidationConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsolidationConfig {
+    pub enabled: bool,
+    /// Dollars per hour a replacement must save.
+    pub min_saving_per_hour: f64,
+}
+
+impl Default for ConsolidationConfig {
+    fn default() -> Self {
+        ConsolidationConfig {
+            enabled: false,
+            min_saving_per_hour: 0.01,
+        }
+    }
 }
 
 /// `disruption`: budgets bounding voluntary removals.
@@ -252,6 +271,7 @@ impl Default for PolicyConfig {
             balance_similar_pools: false,
             predictive: PredictiveConfig::default(),
             disruption: DisruptionConfig::default(),
+            consolidation: ConsolidationConfig::default(),
         }
     }
 }

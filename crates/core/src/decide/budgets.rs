@@ -34,6 +34,7 @@ impl<'p> DisruptionBudgets<'p> {
             let leaving = n.cordoned
                 || snapshot.replacing.contains_key(&n.name)
                 || ctx.decision.replacing.contains(&n.name)
+                || snapshot.consolidating.contains_key(&n.name)
                 || ctx.decision.scale_down.iter().any(|d| d.node == n.name);
             for scope in [pool, CLUSTER] {
                 let c = counts.entry(scope.to_string()).or_default();

@@ -4,6 +4,7 @@
 //! `scale_down`, both of which work on the `context` of one decision.
 
 mod budgets;
+mod consolidate;
 mod context;
 mod headroom;
 mod replace;
@@ -60,9 +61,11 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
     }
     scale_up::for_utilization(&mut ctx, &ripe);
     replace::plan(&mut ctx);
+    consolidate::progress(&mut ctx);
     if ctx.decision.scale_up.is_empty() {
         scale_down::plan(&mut ctx, pending.len());
     }
+    consolidate::plan(&mut ctx, pending.len());
     if ctx
         .decision
         .reasons

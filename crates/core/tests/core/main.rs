@@ -5,6 +5,7 @@
 
 mod config;
 mod config_fuzz;
+mod consolidate;
 mod decide;
 mod disruption;
 mod drain;
