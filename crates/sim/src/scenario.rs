@@ -67,6 +67,13 @@ pub const SCENARIOS: &[Scenario] = &[
         shape: climb_and_hold,
         setup: two_sizes,
     },
+    Scenario {
+        name: "rollout",
+        about: "a steady 9 cores for 12 hours; at 06:00 the pool's agent image changes and every node is replaced, at most 25% of the pool disrupted at once",
+        minutes: 12 * 60,
+        shape: nine_cores,
+        setup: new_image_at_six,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -213,6 +220,24 @@ fn two_sizes(policy: &mut Policy, _: &mut SimOptions) {
     policy.consolidation = Some(k3scale_core::policy::Consolidation {
         min_saving_per_hour: 0.01,
     });
+}
+
+fn nine_cores(_m: u64, rng: &mut ChaCha8Rng) -> f64 {
+    9.0 * noise(rng, 0.02)
+}
+
+/// A disruption budget of 25% on every pool, and new node settings (an
+/// agent image) at 06:00: the nodes launched before are drifted.
+fn new_image_at_six(policy: &mut Policy, opts: &mut SimOptions) {
+    for pool in &mut policy.pools {
+        pool.disruption = vec![k3scale_core::disruption::Budget {
+            name: "a-quarter".into(),
+            nodes: k3scale_core::disruption::Amount::Percent(25),
+            reasons: Vec::new(),
+            window: None,
+        }];
+    }
+    opts.settings_change_at = Some(std::time::Duration::from_secs(6 * 3600));
 }
 
 fn steady(_m: u64, rng: &mut ChaCha8Rng) -> f64 {

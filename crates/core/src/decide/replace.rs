@@ -46,6 +46,7 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
             )
         });
         let launching = snapshot.in_flight.iter().any(|m| m.pool == pool.name);
+        let mut launched_now = false;
         for (node, why) in due_nodes {
             let name = node.name.clone();
             if let Some(blocker) = held_by_annotation(ctx, node) {
@@ -76,8 +77,16 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
                 });
                 continue;
             }
-            budgets.disrupt(&pool.name);
+            // Room comes back soon when a node of the pool is leaving or a
+            // replacement is on its way: wait for it rather than drain first.
+            let leaving = launching
+                || launched_now
+                || snapshot
+                    .nodes
+                    .iter()
+                    .any(|n| n.cordoned && n.pool.as_deref() == Some(pool.name.as_str()));
             if ctx.size(&pool.name) < pool.max {
+                budgets.disrupt(&pool.name);
                 *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
                 match ctx.decision.scale_up.iter_mut().find(|u| u.pool == pool.name) {
                     Some(up) => up.count += 1,
@@ -87,8 +96,20 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
                     }),
                 }
                 ctx.decision.replacing.push(name.clone());
+                launched_now = true;
                 push(ctx, &name, pool, why, "launching its replacement first");
+            } else if leaving {
+                // A node of the pool is on its way out: once it is gone
+                // there is room to launch the replacement first.
+                ctx.decision.reasons.push(Reason::ReplaceHeld {
+                    node: name,
+                    pool: pool.name.clone(),
+                    why,
+                    blocker: "the pool is at its maximum until a replacement joins or a leaving node is gone"
+                        .into(),
+                });
             } else if ctx.size(&pool.name) > pool.min {
+                budgets.disrupt(&pool.name);
                 drain(
                     ctx,
                     node,

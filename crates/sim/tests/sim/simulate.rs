@@ -86,9 +86,10 @@ fn k3scale_is_within_5_percent_of_the_oracle_on_every_scenario() {
         let oracle = c.summary("oracle").unwrap();
         assert_eq!(oracle.pods_that_waited, 0, "{}", s.name);
         assert_eq!(oracle.vs_oracle, Some(1.0));
-        for other in &c.summaries {
-            // Nothing beats perfect foresight (zones: the oracle counts one
-            // pod per node, as the anti-affinity wants).
+        // Nothing beats perfect foresight without making pods wait past a
+        // boot (zones: the oracle counts one pod per node, as the
+        // anti-affinity wants). The 2-minute script can, by starving pods.
+        for other in c.summaries.iter().filter(|o| o.max_wait_past_boot_s <= 0.0) {
             assert!(
                 other.vs_oracle.unwrap() >= 0.999,
                 "{}: {:#?}",
