@@ -2,9 +2,10 @@
 //! the pool is launched first, and the old one is drained once nothing of
 //! the pool is still launching (the replacement has joined), one budget at
 //! a time, never below the pool's minimum, never a node or pod that says
-//! `do-not-disrupt`. At the pool's maximum there is no room for a
-//! replacement first: the old node is drained and the planner brings a
-//! new one up for its pods, as for any pending pod.
+//! `do-not-disrupt`. At the pool's maximum a replacement waits for room
+//! (a replacement joining, a leaving node gone); with nothing under way
+//! there, the old node is drained first and the planner brings a new one
+//! up for its pods, as for any pending pod.
 
 use super::budgets::DisruptionBudgets;
 use super::context::Context;
