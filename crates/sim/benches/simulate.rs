@@ -3,6 +3,10 @@
 //! and the oracle) in < 1 s.
 #![allow(clippy::unwrap_used)]
 
+// The allocator of the `k3scale` binary, whose `simulate` this measures.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use k3scale_core::config::{DEFAULT_CONFIG, load};
 use k3scale_core::policy::Predictive;

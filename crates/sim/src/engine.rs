@@ -156,6 +156,10 @@ pub struct RunResult {
     pub boot_time: Duration,
     /// Every decision that changed the node count, with its reasons.
     pub events: Vec<ScaleEvent>,
+    /// Scale-ups launched for pods a scale-down had evicted within the
+    /// flap window: a removal undone by its own pods. `None` where the
+    /// policy does not say which pods it launches for (threshold rules).
+    pub scale_ups_for_evicted_pods: Option<u32>,
     /// The most nodes voluntarily disrupted at once (draining, or with a
     /// replacement on its way), as a decision saw them.
     pub max_disrupting: u32,
@@ -184,6 +188,8 @@ struct Machine {
 struct PodMeta {
     workload: usize,
     created_at: Time,
+    /// Re-created after a scale-down evicted its predecessor.
+    evicted: bool,
 }
 
 struct Workload<'t> {
@@ -219,6 +225,8 @@ struct Sim<'a> {
     workloads: Vec<Workload<'a>>,
     pod_counter: u64,
     pending: usize,
+    /// Machines or nodes changed since the lifecycles were last stepped.
+    lifecycles_stale: bool,
     result: RunResult,
 }
 
@@ -253,6 +261,14 @@ pub fn run(
 ) -> RunResult {
     let pools = contender.pools();
     let mut sim = Sim::new(trace, pools, opts, contender.name());
+    sim.result.scale_ups_for_evicted_pods = match contender {
+        Contender::Autoscaler { policy, .. }
+            if policy.scale_up.pending_pods != k3scale_core::policy::PendingPods::BinPack =>
+        {
+            None
+        }
+        _ => Some(0),
+    };
     let initial: Vec<(usize, u32)> = match contender {
         Contender::Autoscaler { .. } => pools.iter().enumerate().map(|(i, p)| (i, p.min)).collect(),
         Contender::Fixed { nodes, .. } => vec![(0, *nodes)],
@@ -362,6 +378,7 @@ impl<'a> Sim<'a> {
             workloads,
             pod_counter: 0,
             pending: 0,
+            lifecycles_stale: true,
             result: RunResult {
                 name: name.to_string(),
                 boot_time: pools
@@ -376,6 +393,7 @@ impl<'a> Sim<'a> {
 
     fn launch(&mut self, pool: usize, now: Time) -> usize {
         let p = &self.pools[pool];
+        self.lifecycles_stale = true;
         let name = format!("{}-{:05x}", p.name, self.machines.len());
         self.lifecycles[pool].launched(&p.name, &name, now);
         self.alive.insert(self.machines.len());
@@ -458,6 +476,7 @@ impl<'a> Sim<'a> {
         self.meta.push(PodMeta {
             workload,
             created_at: now,
+            evicted: false,
         });
         self.pending += 1;
     }
@@ -494,6 +513,14 @@ impl<'a> Sim<'a> {
     /// held pools come from it. A machine it gives up on (not a Ready node
     /// within its pool's timeouts: a boot slower than them) is deleted.
     fn observe_lifecycles(&mut self, now: Time) {
+        // With every machine a Ready node, nothing deleting and no pool
+        // held, a step would change nothing: the daemon's step is
+        // idempotent then, and skipping it is most of a month's run.
+        let settled = self.booting.is_empty() && self.deletions.is_empty() && self.snap.backoff.is_empty();
+        if settled && !self.lifecycles_stale {
+            return;
+        }
+        self.lifecycles_stale = false;
         let nodes: Vec<ObservedNode> = self.snap.nodes.iter().map(ObservedNode::from).collect();
         self.snap.in_flight.clear();
         self.snap.backoff.clear();
@@ -541,6 +568,7 @@ impl<'a> Sim<'a> {
 
     /// A machine deleted: billed until now, never to become a node.
     fn machine_gone(&mut self, name: &str, now: Time) {
+        self.lifecycles_stale = true;
         if let Some(i) = self.machines.iter().position(|m| m.name == name) {
             self.machines[i].gone_at = Some(now);
             self.alive.remove(&i);
@@ -556,6 +584,7 @@ impl<'a> Sim<'a> {
         if ready.is_empty() {
             return false;
         }
+        self.lifecycles_stale = true;
         self.booting = booting;
         for m in ready {
             let machine = &self.machines[m];
@@ -583,6 +612,7 @@ impl<'a> Sim<'a> {
                 self.meta.push(PodMeta {
                     workload: usize::MAX,
                     created_at: now,
+                    evicted: false,
                 });
             }
         }
@@ -593,6 +623,7 @@ impl<'a> Sim<'a> {
         if !self.deletions.iter().any(|(at, _)| *at <= now) {
             return false;
         }
+        self.lifecycles_stale = true;
         let (due, later): (Vec<_>, Vec<_>) = self.deletions.drain(..).partition(|(at, _)| *at <= now);
         self.deletions = later;
         for (_, name) in due {
@@ -761,6 +792,12 @@ impl<'a> Sim<'a> {
     }
 
     fn apply(&mut self, decision: &Decision, now: Time) {
+        if !decision.scale_up.is_empty()
+            && self.for_evicted_pods(decision, now)
+            && let Some(n) = &mut self.result.scale_ups_for_evicted_pods
+        {
+            *n += 1;
+        }
         if !decision.is_noop() {
             self.result.events.push(ScaleEvent {
                 at_s: now.as_millis() / 1000,
@@ -800,6 +837,9 @@ impl<'a> Sim<'a> {
             }
             for w in evicted {
                 self.create_pod(w, now);
+                if let Some(meta) = self.meta.last_mut() {
+                    meta.evicted = true;
+                }
             }
             let delay = if down.empty {
                 self.opts.empty_delete_time
@@ -813,6 +853,19 @@ impl<'a> Sim<'a> {
         if !decision.scale_down.is_empty() {
             self.result.scale_down_events += 1;
         }
+    }
+
+    /// Whether a pod `decision` launches nodes for was re-created, within
+    /// the flap window, after a scale-down evicted it.
+    fn for_evicted_pods(&self, decision: &Decision, now: Time) -> bool {
+        decision.triggering_pods.iter().any(|t| {
+            self.snap
+                .pods
+                .iter()
+                .zip(&self.meta)
+                .find(|(p, _)| p.name == t.name)
+                .is_some_and(|(_, m)| m.evicted && now.since(m.created_at) <= crate::report::FLAP_WINDOW)
+        })
     }
 
     /// The oracle's run: the HPA alone decides the replicas (it never looks

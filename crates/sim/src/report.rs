@@ -22,6 +22,9 @@ pub struct Summary {
     /// Scale-ups that came within [`FLAP_WINDOW`] of a scale-down: each
     /// pays a boot for capacity just given back.
     pub scale_ups_soon_after_a_scale_down: u32,
+    /// Of those, the ones launched for pods the scale-down itself evicted
+    /// (a removal its own pods undo), not for new demand.
+    pub scale_ups_for_evicted_pods: Option<u32>,
     pub peak_nodes: u32,
     pub mean_nodes: f64,
     /// Node-hours as a multiple of the oracle's (1.0 is the limit).
@@ -67,6 +70,7 @@ impl Summary {
             scale_down_events: r.scale_down_events,
             nodes_removed: r.nodes_removed,
             scale_ups_soon_after_a_scale_down: flaps(&r.events),
+            scale_ups_for_evicted_pods: r.scale_ups_for_evicted_pods,
             peak_nodes: r.nodes_per_minute.iter().copied().max().unwrap_or(0),
             mean_nodes: r.nodes_per_minute.iter().map(|&n| f64::from(n)).sum::<f64>() / minutes,
             vs_oracle: None,
@@ -122,6 +126,10 @@ pub fn table(summaries: &[Summary]) -> String {
         (
             "scale-ups <= 10 min after a scale-down",
             Box::new(|s| format!("{}", s.scale_ups_soon_after_a_scale_down)),
+        ),
+        (
+            "  of which for pods it evicted",
+            Box::new(|s| s.scale_ups_for_evicted_pods.map_or("-".into(), |n| n.to_string())),
         ),
     ];
     let label_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

@@ -119,6 +119,11 @@ fn nasa_trace_replays_end_to_end() {
     assert!(c.saving_vs("threshold-2m").unwrap() > 0.0, "{:#?}", c.summaries);
     assert!(k.max_wait_past_boot_s <= 60.0, "{:#?}", k);
     assert!(k.max_wait_s < c.summary("threshold-2m").unwrap().max_wait_s);
+    // Its scale-ups soon after a scale-down are new demand, never a
+    // removal undone by the pods it evicted; the threshold rule names no pods.
+    assert!(k.scale_ups_soon_after_a_scale_down > 0);
+    assert_eq!(k.scale_ups_for_evicted_pods, Some(0), "{k:#?}");
+    assert_eq!(c.summary("threshold-2m").unwrap().scale_ups_for_evicted_pods, None);
 }
 
 #[test]
