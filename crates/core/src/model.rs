@@ -459,6 +459,12 @@ impl Node {
         }
     }
 
+    /// Created at or after `t`, to the second (Kubernetes records creation
+    /// times in whole seconds: a node registered in the same second counts).
+    pub fn created_since(&self, t: Time) -> bool {
+        self.created_at.as_millis() / 1000 >= t.as_millis() / 1000
+    }
+
     /// Ready, started and not cordoned: the scheduler may place pods here.
     pub fn schedulable(&self) -> bool {
         self.joined() && !self.cordoned

@@ -21,7 +21,7 @@ const MAX_SET: usize = 10;
 /// remembering those still waiting.
 pub(super) fn progress(ctx: &mut Context<'_>) {
     let snapshot = ctx.snapshot;
-    for (name, (_, target)) in &snapshot.consolidating {
+    for (name, (since, target)) in &snapshot.consolidating {
         let Some(node) = snapshot.nodes.iter().find(|n| n.name == *name && n.schedulable()) else {
             continue;
         };
@@ -30,8 +30,11 @@ pub(super) fn progress(ctx: &mut Context<'_>) {
             ctx.decision.consolidating.push((name.clone(), target.clone()));
             continue;
         }
-        if snapshot.backoff.contains_key(target) {
-            // The new nodes did not come: the old ones stay.
+        let joined = snapshot.nodes.iter().any(|n| {
+            n.pool.as_deref() == Some(target.as_str()) && n.schedulable() && n.created_since(*since)
+        });
+        if !joined {
+            // The new nodes did not come (a failed launch): the old ones stay.
             continue;
         }
         let empty = !pods_on(snapshot, name).any(|p| !p.is_node_bound());

@@ -59,12 +59,38 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
                 });
                 continue;
             }
-            if snapshot.replacing.contains_key(&name) {
+            if let Some(&since) = snapshot.replacing.get(&name) {
+                // Joined: a Ready node of the pool newer than the request.
+                let joined = snapshot.nodes.iter().any(|n| {
+                    n.pool.as_deref() == Some(pool.name.as_str()) && n.schedulable() && n.created_since(since)
+                });
                 if launching {
                     ctx.decision.replacing.push(name.clone());
                     push(ctx, &name, pool, why, "its replacement is still launching");
-                } else {
+                } else if joined {
                     drain(ctx, node, pool, why, "its replacement has joined: draining it");
+                } else if ctx.size(&pool.name) < pool.max && !snapshot.backoff.contains_key(&pool.name) {
+                    // The launch failed: try again, the old node stays meanwhile.
+                    *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
+                    add_one(ctx, &pool.name);
+                    ctx.decision.replacing.push(name.clone());
+                    launched_now = true;
+                    push(
+                        ctx,
+                        &name,
+                        pool,
+                        why,
+                        "its replacement did not come: launching another",
+                    );
+                } else {
+                    ctx.decision.replacing.push(name.clone());
+                    push(
+                        ctx,
+                        &name,
+                        pool,
+                        why,
+                        "waiting for room to launch its replacement",
+                    );
                 }
                 continue;
             }
@@ -89,13 +115,7 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
             if ctx.size(&pool.name) < pool.max {
                 budgets.disrupt(&pool.name);
                 *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
-                match ctx.decision.scale_up.iter_mut().find(|u| u.pool == pool.name) {
-                    Some(up) => up.count += 1,
-                    None => ctx.decision.scale_up.push(ScaleUp {
-                        pool: pool.name.clone(),
-                        count: 1,
-                    }),
-                }
+                add_one(ctx, &pool.name);
                 ctx.decision.replacing.push(name.clone());
                 launched_now = true;
                 push(ctx, &name, pool, why, "launching its replacement first");
@@ -129,6 +149,17 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
         }
     }
     ctx.decision.reasons.extend(budgets.held());
+}
+
+/// One more node of `pool` in this decision's scale-up.
+fn add_one(ctx: &mut Context<'_>, pool: &str) {
+    match ctx.decision.scale_up.iter_mut().find(|u| u.pool == pool) {
+        Some(up) => up.count += 1,
+        None => ctx.decision.scale_up.push(ScaleUp {
+            pool: pool.to_string(),
+            count: 1,
+        }),
+    }
 }
 
 /// `do-not-disrupt` on the node or a pod on it.

@@ -65,8 +65,10 @@ fn four_half_empty_small_nodes_become_one_large_one_new_node_first() {
 
     // It has joined: the four small nodes are drained.
     snap.in_flight.clear();
-    snap.nodes.push(node_of(&policy.pools[1], "large-1"));
     let joined = NOW + Duration::from_secs(60);
+    let mut large = node_of(&policy.pools[1], "large-1");
+    large.created_at = joined;
+    snap.nodes.push(large);
     let d = decide(&snap, &policy, joined);
     let drained: Vec<&str> = d.scale_down.iter().map(|s| s.node.as_str()).collect();
     assert_eq!(drained, ["s0", "s1", "s2", "s3"], "{}", text(&d));

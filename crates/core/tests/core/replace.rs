@@ -97,6 +97,23 @@ fn an_expired_node_is_drained_only_after_its_replacement_has_joined() {
 }
 
 #[test]
+fn a_replacement_that_never_came_is_launched_again_and_the_old_node_stays() {
+    let (mut snap, policy) = cluster();
+    // Requested a minute ago; nothing launching, no newer node: it failed.
+    snap.replacing
+        .insert("w0".into(), NOW.saturating_sub(Duration::from_secs(60)));
+    let d = decide(&snap, &policy, NOW);
+    assert_eq!(launched(&d), 1, "{}", text(&d));
+    assert!(d.scale_down.is_empty(), "{}", text(&d));
+    assert!(
+        text(&d).contains("its replacement did not come: launching another"),
+        "{}",
+        text(&d)
+    );
+    assert_eq!(d.replacing, ["w0"]);
+}
+
+#[test]
 fn a_node_launched_with_other_settings_is_drifted_one_without_a_hash_is_not() {
     let (mut snap, mut policy) = cluster();
     policy.pools[0].expire_after = None;

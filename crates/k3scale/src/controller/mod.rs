@@ -80,6 +80,14 @@ pub async fn reset_pool(store: &dyn StateStore, pool: &str) -> Result<bool, Cont
 struct Stamps {
     last_scale_up: Option<Time>,
     last_scale_down: Option<Time>,
+    /// Expired or drifted nodes whose replacement was launched, since
+    /// when: a restart or a new leader carries on instead of launching
+    /// another replacement.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    replacing: BTreeMap<String, Time>,
+    /// Nodes a consolidation replaces, and the pool of their new nodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    consolidating: BTreeMap<String, (Time, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -428,7 +436,7 @@ impl Controller {
         self.observe(now).await;
         self.restore_demand().await?;
         let notices = self.receive_interruptions().await;
-        let decision = self.decide_now(&saved.stamps, now);
+        let decision = self.decide_now(&mut saved.stamps, now);
         done.decision = decision.clone();
         if !self.policy.dry_run {
             self.act(&decision, now, &mut saved.stamps, &mut done).await?;
@@ -484,7 +492,7 @@ impl Controller {
     }
 
     /// Decide on the snapshot as observed; logged.
-    fn decide_now(&mut self, stamps: &Stamps, now: Time) -> Decision {
+    fn decide_now(&mut self, stamps: &mut Stamps, now: Time) -> Decision {
         // A node being drained is leaving: never a candidate again, never room for pods.
         for node in &mut self.snapshot.nodes {
             if self.draining.contains_key(&node.name) {
@@ -493,10 +501,14 @@ impl Controller {
         }
         self.snapshot.last_scale_up = stamps.last_scale_up;
         self.snapshot.last_scale_down = stamps.last_scale_down;
+        self.snapshot.replacing = stamps.replacing.clone();
+        self.snapshot.consolidating = stamps.consolidating.clone();
         // The memory of `policy.predictive` (kept in the state store too).
         self.snapshot.demand.record(now, &self.snapshot.pods);
         let decision = decide(&self.snapshot, &self.policy, now);
         self.snapshot.remember(&decision, now);
+        stamps.replacing = self.snapshot.replacing.clone();
+        stamps.consolidating = self.snapshot.consolidating.clone();
         self.log_decision(&decision);
         decision
     }

@@ -123,7 +123,7 @@ async fn a_new_image_is_rolled_out_one_agent_at_a_time_within_a_budget_of_one() 
         old.iter().all(|a| cache.pods_on_node(a).len() == 1)
     })
     .await;
-    let mut replaced = Vec::new();
+    let mut replaced: Vec<String> = Vec::new();
     for round in 0..2 {
         // A replacement first, the old agents untouched, the other one held.
         let launch = second.reconcile(unix_now()).await.unwrap();
@@ -141,6 +141,18 @@ async fn a_new_image_is_rolled_out_one_agent_at_a_time_within_a_budget_of_one() 
         let new = launch.launched[0].node.clone();
         assert_eq!(image_of(&docker, &new), NEW_IMAGE);
         assert_eq!(docker.containers().len(), 3, "one extra agent at a time");
+        if round == 0 {
+            // k3scale restarts here: the next process carries on with the
+            // stored replacement instead of launching another.
+            second = controller(&r, &docker, NEW_IMAGE, 3).await;
+        }
+        let cache = second.cluster();
+        eventually(10, "caches of the new process", || {
+            old.iter()
+                .filter(|a| !replaced.contains(a))
+                .all(|a| cache.node(a).is_some())
+        })
+        .await;
         let waiting = second.reconcile(unix_now()).await.unwrap();
         assert!(
             waiting.removed.is_empty() && waiting.launched.is_empty(),

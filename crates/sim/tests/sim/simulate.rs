@@ -123,7 +123,10 @@ fn nasa_trace_replays_end_to_end() {
     // removal undone by the pods it evicted; the threshold rule names no pods.
     assert!(k.scale_ups_soon_after_a_scale_down > 0);
     assert_eq!(k.scale_ups_for_evicted_pods, Some(0), "{k:#?}");
-    assert_eq!(c.summary("threshold-2m").unwrap().scale_ups_for_evicted_pods, None);
+    assert_eq!(
+        c.summary("threshold-2m").unwrap().scale_ups_for_evicted_pods,
+        None
+    );
 }
 
 #[test]
