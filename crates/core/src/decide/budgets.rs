@@ -7,9 +7,7 @@ use crate::decision::Reason;
 use crate::disruption::{DisruptionReason, allowance};
 use std::collections::BTreeMap;
 
-/// Disruption budgets as removals are chosen: nodes of each pool and of
-/// the cluster, those already leaving (cordoned) and those chosen in this
-/// step, and the unneeded nodes each budget held.
+/// The counts one decision's removals are checked against.
 pub(super) struct DisruptionBudgets<'p> {
     policy: &'p crate::policy::Policy,
     /// Scope (a pool, or `cluster`) → (nodes, disrupting).
@@ -21,8 +19,9 @@ pub(super) struct DisruptionBudgets<'p> {
 const CLUSTER: &str = "cluster";
 
 impl<'p> DisruptionBudgets<'p> {
-    /// The counts as `ctx` stands: nodes leaving are those cordoned,
-    /// those this decision already removes, and those being replaced.
+    /// The counts as `ctx` stands: nodes leaving are those cordoned, those
+    /// this decision already removes, and those being replaced or
+    /// consolidated.
     pub(super) fn of(ctx: &Context<'p>) -> Self {
         let policy = ctx.policy;
         let snapshot = ctx.snapshot;
