@@ -53,7 +53,7 @@ h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1.2em 0 .3em}\
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
 .warn{color:#a40}.failed{color:#fff;background:#b00;padding:0 3px}.big{font-size:1.15em}\
 .legend{font-size:.85em;margin:.2em 0}svg{width:100%;height:auto;max-height:22em}\
-.muted{color:#777}ul{padding-left:1.2em}";
+.muted{color:#777}ul{padding-left:1.2em}td.wide{min-width:18em}";
 
 /// Swap the page's `main` for a fresh one every 10 s: no reload, no flicker,
 /// nothing fetched but the page itself.
@@ -189,7 +189,7 @@ fn history(h: &mut String, v: &View<'_>) {
     for e in v.events.iter().take(EVENTS_LISTED) {
         let _ = write!(
             h,
-            "<tr><td>{} ago</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{} ago</td><td>{}</td><td>{}</td><td>{}</td><td class=wide>{}</td></tr>",
             ago(v.now, e.event.at.as_millis()),
             esc(&e.event.kind),
             esc(&e.event.pool),
@@ -221,7 +221,7 @@ fn drains(h: &mut String, v: &View<'_>) {
         let left = p.deadline.as_millis().saturating_sub(v.now.as_millis()) / 1000;
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{left} s</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=wide>{}</td><td>{left} s</td></tr>",
             esc(&p.node),
             esc(&d.pool),
             p.pods_left,
@@ -449,7 +449,7 @@ mod tests {
         };
         let h = page(&status(), &Samples::default(), &[], &[drain]);
         assert!(
-            h.contains("<td>workers-1</td><td>workers</td><td>2</td><td>shop/db-0 &times;7 (PodDisruptionBudget shop/db-pdb)</td><td>240 s</td>"),
+            h.contains("<td>workers-1</td><td>workers</td><td>2</td><td class=wide>shop/db-0 &times;7 (PodDisruptionBudget shop/db-pdb)</td><td>240 s</td>"),
             "{h}"
         );
         assert!(h.contains("no history yet"), "{h}");

@@ -162,17 +162,28 @@ async fn an_operator_sees_the_day_the_cost_and_what_a_drain_waits_on() {
     let launches = dom.split("id=\"launches\"").nth(1).unwrap_or_default();
     assert!(launches.contains("<td>workers</td>"), "{launches}");
 
-    let shot = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/status-page.png");
-    let page = url.clone();
-    tokio::task::spawn_blocking(move || {
-        chromium(&["--window-size=1200,1800", &format!("--screenshot={shot}"), &page]);
-    })
-    .await
-    .unwrap();
-    assert!(
-        std::fs::metadata(shot).is_ok_and(|m| m.len() > 10_000),
-        "no screenshot at {shot}"
-    );
+    // Screenshots kept as CI artifacts: a desktop and a phone.
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target");
+    for (file, size) in [
+        ("status-page.png", "1200,1800"),
+        ("status-page-phone.png", "390,1600"),
+    ] {
+        let shot = format!("{target}/{file}");
+        let (page, path) = (url.clone(), shot.clone());
+        tokio::task::spawn_blocking(move || {
+            chromium(&[
+                &format!("--window-size={size}"),
+                &format!("--screenshot={path}"),
+                &page,
+            ]);
+        })
+        .await
+        .unwrap();
+        assert!(
+            std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
+            "no screenshot at {shot}"
+        );
+    }
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
