@@ -212,7 +212,7 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
     let mut moved_onto: Vec<Vec<&Pod>> = vec![Vec::new(); nodes.len()];
     let mut budgets: BTreeMap<String, u32> = snapshot.pdbs.clone();
     let (mut empties, mut drains, mut blocked, mut unneeded_noted) = (0u32, 0u32, 0usize, 0usize);
-    let mut budgets_left = DisruptionBudgets::of(ctx);
+    let mut disruption = DisruptionBudgets::of(ctx);
     // A node already leaving (cordoned: draining) does not keep its pool
     // at its minimum: it is going (cluster-autoscaler counts deletions in
     // progress the same way).
@@ -295,7 +295,7 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
                 } else {
                     DisruptionReason::Underutilized
                 };
-                if let Some(budget) = budgets_left.hold(c.pool, reason, ctx.now) {
+                if let Some(budget) = disruption.hold(c.pool, reason, ctx.now) {
                     ctx.decision.reasons.push(Reason::Unneeded {
                         node: node.name.clone(),
                         pool: c.pool.to_string(),
@@ -306,7 +306,7 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
                     });
                     continue;
                 }
-                budgets_left.disrupt(c.pool);
+                disruption.disrupt(c.pool);
                 if empty {
                     empties += 1;
                 } else {
@@ -342,7 +342,7 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
             }
         }
     }
-    ctx.decision.reasons.extend(budgets_left.held());
+    ctx.decision.reasons.extend(disruption.held());
 }
 
 /// Annotations, pool minimum and per-pod blockers (before any simulation).
