@@ -84,6 +84,9 @@ pub struct NodeStatus {
     /// `expired` or `drifted`: due to be replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<String>,
+    /// Seconds until its pool's `expire_after` makes it expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u64>,
     pub removable: bool,
 }
 
@@ -251,6 +254,11 @@ impl Status {
                         .and_then(|p| policy.pool(p))
                         .and_then(|p| k3scale_core::replacement_due(n, p, now))
                         .map(|r| r.to_string()),
+                    expires_in_s: n
+                        .pool
+                        .as_deref()
+                        .and_then(|p| policy.pool(p)?.expire_after)
+                        .map(|e| e.saturating_sub(now.since(n.created_at)).as_secs()),
                     removable: removable.contains(&n.name.as_str()),
                 };
                 let unneeded = unneeded_in.get(n.name.as_str()).copied();
@@ -396,5 +404,33 @@ mod why_tests {
         policy.scale_down.enabled = false;
         let off = why(&policy, None, false);
         assert!(off.iter().all(|(_, w)| w == "scale-down is disabled"), "{off:?}");
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use k3scale_core::testkit::{default_policy, node_of, snapshot, workers};
+
+    #[test]
+    fn a_node_says_when_it_expires_and_once_expired_that_it_is() {
+        const DAY: u64 = 86_400;
+        let mut policy = default_policy();
+        policy.pools[0].expire_after = Some(std::time::Duration::from_secs(30 * DAY));
+        let now = Time::from_secs(100 * DAY);
+        let mut young = node_of(&workers(), "young");
+        young.created_at = Time::from_secs(71 * DAY);
+        let mut old = node_of(&workers(), "old");
+        old.created_at = Time::from_secs(60 * DAY);
+        let snap = snapshot(vec![young, old], vec![], 0.5, 0.4, now);
+        let decision = k3scale_core::decide(&snap, &policy, now);
+        let status = Status::build(&snap, &decision, &policy, now);
+        let young = status.nodes.iter().find(|n| n.name == "young").unwrap();
+        assert_eq!((young.expires_in_s, young.replace.as_deref()), (Some(DAY), None));
+        let old = status.nodes.iter().find(|n| n.name == "old").unwrap();
+        assert_eq!(
+            (old.expires_in_s, old.replace.as_deref()),
+            (Some(0), Some("expired"))
+        );
     }
 }

@@ -134,12 +134,13 @@ fn render_status(s: &Status) -> String {
         "NODE", "POOL", "STATE", "REQUESTED", "PODS"
     );
     for n in &s.nodes {
-        // Expired or drifted nodes are marked whatever their phrase says.
-        let due = n
-            .replace
-            .as_deref()
-            .map(|r| format!("[{r}] "))
-            .unwrap_or_default();
+        // Expired or drifted nodes are marked whatever their phrase says,
+        // and so are those expiring within a day.
+        let due = match (n.replace.as_deref(), n.expires_in_s) {
+            (Some(r), _) => format!("[{r}] "),
+            (None, Some(s)) if s < 86_400 => format!("[expires in {}h{:02}m] ", s / 3600, s % 3600 / 60),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
             "{:<28} {:<12} {:<10} {:>8.0}% {:>5}  {due}{}",
@@ -284,6 +285,7 @@ mod tests {
                     pool: Some("workers".into()),
                     ready: true,
                     why: "unneeded: goes in 300 s if still so".into(),
+                    expires_in_s: Some(5 * 3600 + 7 * 60),
                     ..Default::default()
                 },
             ],
@@ -295,7 +297,10 @@ mod tests {
             text.contains("[drifted] drifted: launching its replacement first"),
             "{text}"
         );
-        assert!(text.contains("unneeded: goes in 300 s if still so"), "{text}");
+        assert!(
+            text.contains("[expires in 5h07m] unneeded: goes in 300 s if still so"),
+            "{text}"
+        );
     }
 
     #[test]
