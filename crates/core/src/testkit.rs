@@ -110,3 +110,27 @@ pub fn seed_rules(mut policy: Policy) -> Policy {
     policy.scale_down.delay_after_scale_up = std::time::Duration::ZERO;
     policy
 }
+
+/// Every reason of `d`, one per line: what a failing assertion shows.
+pub fn reasons_text(d: &crate::Decision) -> String {
+    d.reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A disruption budget of `nodes`, for `reasons` (all if empty), in `window` (always if none).
+pub fn budget(
+    name: &str,
+    nodes: crate::disruption::Amount,
+    reasons: &[crate::disruption::DisruptionReason],
+    window: Option<crate::disruption::Window>,
+) -> crate::disruption::Budget {
+    crate::disruption::Budget {
+        name: name.into(),
+        nodes,
+        reasons: reasons.to_vec(),
+        window,
+    }
+}

@@ -2,11 +2,11 @@
 //! large node when the saving is worth it, the new node first, within the
 //! disruption budgets, and only on a settled cluster.
 
-use k3scale_core::disruption::{Amount, Budget};
+use k3scale_core::disruption::Amount;
 use k3scale_core::lifecycle::InFlight;
 use k3scale_core::policy::Consolidation;
 use k3scale_core::testkit::*;
-use k3scale_core::{Decision, Policy, Snapshot, Time, decide};
+use k3scale_core::{Policy, Snapshot, Time, decide};
 use std::time::Duration;
 
 const NOW: Time = Time::from_secs(100_000);
@@ -27,27 +27,19 @@ fn cluster() -> (Snapshot, Policy) {
     (snapshot(nodes, pods, 0.5, 0.3, NOW), policy)
 }
 
-fn text(d: &Decision) -> String {
-    d.reasons
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn four_half_empty_small_nodes_become_one_large_one_new_node_first() {
     let (mut snap, policy) = cluster();
     let d = decide(&snap, &policy, NOW);
-    assert_eq!(d.scale_up.len(), 1, "{}", text(&d));
+    assert_eq!(d.scale_up.len(), 1, "{}", reasons_text(&d));
     assert_eq!((d.scale_up[0].pool.as_str(), d.scale_up[0].count), ("large", 1));
-    assert!(d.scale_down.is_empty(), "{}", text(&d));
+    assert!(d.scale_down.is_empty(), "{}", reasons_text(&d));
     assert!(
-        text(&d).contains(
+        reasons_text(&d).contains(
             "consolidation: s0, s1, s2, s3 (4 nodes) replaced by 1 new large nodes, saving $0.0800/h"
         ),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
     snap.remember(&d, NOW);
 
@@ -59,7 +51,11 @@ fn four_half_empty_small_nodes_become_one_large_one_new_node_first() {
     }];
     let later = NOW + Duration::from_secs(30);
     let d = decide(&snap, &policy, later);
-    assert!(d.scale_down.is_empty() && d.scale_up.is_empty(), "{}", text(&d));
+    assert!(
+        d.scale_down.is_empty() && d.scale_up.is_empty(),
+        "{}",
+        reasons_text(&d)
+    );
     snap.remember(&d, later);
     assert_eq!(snap.consolidating.len(), 4);
 
@@ -71,11 +67,11 @@ fn four_half_empty_small_nodes_become_one_large_one_new_node_first() {
     snap.nodes.push(large);
     let d = decide(&snap, &policy, joined);
     let drained: Vec<&str> = d.scale_down.iter().map(|s| s.node.as_str()).collect();
-    assert_eq!(drained, ["s0", "s1", "s2", "s3"], "{}", text(&d));
+    assert_eq!(drained, ["s0", "s1", "s2", "s3"], "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("consolidation: the new large nodes have joined: draining s0"),
+        reasons_text(&d).contains("consolidation: the new large nodes have joined: draining s0"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
 }
 
@@ -83,18 +79,13 @@ fn four_half_empty_small_nodes_become_one_large_one_new_node_first() {
 fn a_budget_a_small_saving_or_an_unsettled_cluster_holds_it() {
     // A budget of 2 in the small pool: four nodes are too many at once.
     let (snap, mut policy) = cluster();
-    policy.pools[0].disruption = vec![Budget {
-        name: "two".into(),
-        nodes: Amount::Nodes(2),
-        reasons: vec![],
-        window: None,
-    }];
+    policy.pools[0].disruption = vec![budget("two", Amount::Nodes(2), &[], None)];
     let d = decide(&snap, &policy, NOW);
-    assert!(d.scale_up.is_empty(), "{}", text(&d));
+    assert!(d.scale_up.is_empty(), "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("would save $0.0800/h but is held: disruption budget two"),
+        reasons_text(&d).contains("would save $0.0800/h but is held: disruption budget two"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
 
     // Not worth it below the threshold.

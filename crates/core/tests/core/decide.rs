@@ -9,13 +9,7 @@ use std::time::Duration;
 
 const NOW: Time = Time::from_secs(10_000);
 
-fn reasons(d: &k3scale_core::Decision) -> String {
-    d.reasons
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use k3scale_core::testkit::reasons_text as reasons;
 
 fn three_workers() -> Vec<k3scale_core::Node> {
     let w = workers();

@@ -4,23 +4,14 @@
 //! narrow a budget, the cluster-wide budget spans pools, and a spot
 //! interruption is never held.
 
-use k3scale_core::disruption::{Amount, Budget, DisruptionReason, Window};
+use k3scale_core::disruption::{Amount, DisruptionReason, Window};
 use k3scale_core::testkit::*;
-use k3scale_core::{Decision, Policy, Reason, Snapshot, Time, decide};
+use k3scale_core::{Policy, Reason, Snapshot, Time, decide};
 use proptest::prelude::*;
 use std::time::Duration;
 
 /// Monday 2026-11-30 12:00 UTC.
 const NOON: Time = Time::from_secs(1_796_040_000);
-
-fn budget(name: &str, nodes: Amount, reasons: &[DisruptionReason], window: Option<Window>) -> Budget {
-    Budget {
-        name: name.into(),
-        nodes,
-        reasons: reasons.to_vec(),
-        window,
-    }
-}
 
 /// `empty` empty nodes and `busy` nodes with a small pod each, all
 /// unneeded long enough, in a pool of min 1; removals limited by nothing
@@ -44,24 +35,16 @@ fn cluster(empty: usize, busy: usize) -> (Snapshot, Policy) {
     (snap, policy)
 }
 
-fn text(d: &Decision) -> String {
-    d.reasons
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn a_pool_budget_bounds_removals_and_counts_nodes_already_leaving() {
     let (mut snap, mut policy) = cluster(6, 0);
     policy.pools[0].disruption = vec![budget("two-at-a-time", Amount::Nodes(2), &[], None)];
     let d = decide(&snap, &policy, NOON);
-    assert_eq!(d.scale_down.len(), 2, "{}", text(&d));
+    assert_eq!(d.scale_down.len(), 2, "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("disruption budget two-at-a-time (workers) allows 2 nodes disrupted at once and 2 are: 3 unneeded nodes wait"),
+        reasons_text(&d).contains("disruption budget two-at-a-time (workers) allows 2 nodes disrupted at once and 2 are: 3 unneeded nodes wait"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
     // The others stay unneeded, and say which budget holds them.
     assert!(d.reasons.iter().any(|r| matches!(r,
@@ -70,7 +53,7 @@ fn a_pool_budget_bounds_removals_and_counts_nodes_already_leaving() {
     // One already draining: one more only.
     snap.nodes[0].cordoned = true;
     let d = decide(&snap, &policy, NOON);
-    assert_eq!(d.scale_down.len(), 1, "{}", text(&d));
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons_text(&d));
 }
 
 #[test]
@@ -91,11 +74,11 @@ fn a_window_of_zero_holds_every_voluntary_removal_while_it_is_open() {
         Some(business_hours),
     )];
     let d = decide(&snap, &policy, NOON);
-    assert!(d.scale_down.is_empty(), "{}", text(&d));
+    assert!(d.scale_down.is_empty(), "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("disruption budget business-hours (cluster) allows 0"),
+        reasons_text(&d).contains("disruption budget business-hours (cluster) allows 0"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
     // 18:00 Monday: the window is closed, removals go.
     let evening = NOON + Duration::from_secs(6 * 3600);
@@ -112,7 +95,7 @@ fn reasons_narrow_a_budget_empty_nodes_still_go() {
         None,
     )];
     let d = decide(&snap, &policy, NOON);
-    assert_eq!(d.scale_down.len(), 2, "{}", text(&d));
+    assert_eq!(d.scale_down.len(), 2, "{}", reasons_text(&d));
     assert!(d.scale_down.iter().all(|s| s.empty), "{:?}", d.scale_down);
 }
 
@@ -132,7 +115,7 @@ fn the_cluster_budget_spans_pools() {
     policy.pools.push(other);
     policy.disruption = vec![budget("cluster-wide", Amount::Nodes(3), &[], None)];
     let d = decide(&snap, &policy, NOON);
-    assert_eq!(d.scale_down.len(), 3, "{}", text(&d));
+    assert_eq!(d.scale_down.len(), 3, "{}", reasons_text(&d));
 }
 
 #[test]
@@ -145,8 +128,17 @@ fn a_spot_interruption_is_never_held_by_a_budget() {
         notice: "spot-interruption".into(),
     }];
     let d = decide(&snap, &policy, NOON);
-    assert!(d.scale_down.iter().any(|s| s.node == "w001"), "{}", text(&d));
-    assert_eq!(d.scale_down.len(), 1, "only the interrupted one: {}", text(&d));
+    assert!(
+        d.scale_down.iter().any(|s| s.node == "w001"),
+        "{}",
+        reasons_text(&d)
+    );
+    assert_eq!(
+        d.scale_down.len(),
+        1,
+        "only the interrupted one: {}",
+        reasons_text(&d)
+    );
 }
 
 proptest! {

@@ -3,7 +3,7 @@
 //! disruption budgets, never below the minimum, never a node or pod that
 //! says do-not-disrupt.
 
-use k3scale_core::disruption::{Amount, Budget, DisruptionReason};
+use k3scale_core::disruption::{Amount, DisruptionReason};
 use k3scale_core::lifecycle::InFlight;
 use k3scale_core::model::{DO_NOT_DISRUPT, HASH_LABEL};
 use k3scale_core::testkit::*;
@@ -31,14 +31,6 @@ fn cluster() -> (Snapshot, Policy) {
     (snapshot(nodes, pods, 0.5, 0.5, NOW), Policy::new(vec![pool]))
 }
 
-fn text(d: &Decision) -> String {
-    d.reasons
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn launched(d: &Decision) -> u32 {
     d.scale_up.iter().map(|u| u.count).sum()
 }
@@ -48,12 +40,13 @@ fn an_expired_node_is_drained_only_after_its_replacement_has_joined() {
     let (mut snap, policy) = cluster();
     // 1. The replacement is launched; nothing is drained.
     let d = decide(&snap, &policy, NOW);
-    assert_eq!(launched(&d), 1, "{}", text(&d));
-    assert!(d.scale_down.is_empty(), "{}", text(&d));
+    assert_eq!(launched(&d), 1, "{}", reasons_text(&d));
+    assert!(d.scale_down.is_empty(), "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("node w0 of pool workers is expired (744 h old): launching its replacement first"),
+        reasons_text(&d)
+            .contains("node w0 of pool workers is expired (744 h old): launching its replacement first"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
     snap.remember(&d, NOW);
     assert!(snap.replacing.contains_key("w0"));
@@ -66,11 +59,11 @@ fn an_expired_node_is_drained_only_after_its_replacement_has_joined() {
         launched_at: NOW,
     }];
     let d = decide(&snap, &policy, later);
-    assert_eq!((launched(&d), d.scale_down.len()), (0, 0), "{}", text(&d));
+    assert_eq!((launched(&d), d.scale_down.len()), (0, 0), "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("its replacement is still launching"),
+        reasons_text(&d).contains("its replacement is still launching"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
     snap.remember(&d, later);
 
@@ -81,16 +74,16 @@ fn an_expired_node_is_drained_only_after_its_replacement_has_joined() {
     new.created_at = joined;
     snap.nodes.push(new);
     let d = decide(&snap, &policy, joined);
-    assert_eq!(d.scale_down.len(), 1, "{}", text(&d));
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons_text(&d));
     assert_eq!(
         (d.scale_down[0].node.as_str(), d.scale_down[0].empty),
         ("w0", false)
     );
-    assert_eq!(launched(&d), 0, "{}", text(&d));
+    assert_eq!(launched(&d), 0, "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("its replacement has joined: draining it"),
+        reasons_text(&d).contains("its replacement has joined: draining it"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
     snap.remember(&d, joined);
     assert!(snap.replacing.is_empty(), "forgotten once drained");
@@ -103,12 +96,12 @@ fn a_replacement_that_never_came_is_launched_again_and_the_old_node_stays() {
     snap.replacing
         .insert("w0".into(), NOW.saturating_sub(Duration::from_secs(60)));
     let d = decide(&snap, &policy, NOW);
-    assert_eq!(launched(&d), 1, "{}", text(&d));
-    assert!(d.scale_down.is_empty(), "{}", text(&d));
+    assert_eq!(launched(&d), 1, "{}", reasons_text(&d));
+    assert!(d.scale_down.is_empty(), "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("its replacement did not come: launching another"),
+        reasons_text(&d).contains("its replacement did not come: launching another"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
     assert_eq!(d.replacing, ["w0"]);
 }
@@ -121,12 +114,12 @@ fn a_node_launched_with_other_settings_is_drifted_one_without_a_hash_is_not() {
     snap.nodes[1].labels.insert(HASH_LABEL.into(), "v1-old".into());
     snap.nodes[2].labels.insert(HASH_LABEL.into(), "v1-new".into());
     let d = decide(&snap, &policy, NOW);
-    assert_eq!(launched(&d), 1, "{}", text(&d));
-    assert_eq!(d.replacing, ["w1"], "{}", text(&d));
+    assert_eq!(launched(&d), 1, "{}", reasons_text(&d));
+    assert_eq!(d.replacing, ["w1"], "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("node w1 of pool workers is drifted"),
+        reasons_text(&d).contains("node w1 of pool workers is drifted"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
 }
 
@@ -134,18 +127,18 @@ fn a_node_launched_with_other_settings_is_drifted_one_without_a_hash_is_not() {
 fn budgets_annotations_and_pool_bounds_hold_a_replacement() {
     // A budget of 0 for expired nodes.
     let (snap, mut policy) = cluster();
-    policy.pools[0].disruption = vec![Budget {
-        name: "no-expiry-now".into(),
-        nodes: Amount::Nodes(0),
-        reasons: vec![DisruptionReason::Expired],
-        window: None,
-    }];
+    policy.pools[0].disruption = vec![budget(
+        "no-expiry-now",
+        Amount::Nodes(0),
+        &[DisruptionReason::Expired],
+        None,
+    )];
     let d = decide(&snap, &policy, NOW);
-    assert_eq!((launched(&d), d.scale_down.len()), (0, 0), "{}", text(&d));
+    assert_eq!((launched(&d), d.scale_down.len()), (0, 0), "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("is expired but is not replaced now: disruption budget no-expiry-now"),
+        reasons_text(&d).contains("is expired but is not replaced now: disruption budget no-expiry-now"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
 
     // A pod that must not be disrupted.
@@ -154,22 +147,22 @@ fn budgets_annotations_and_pool_bounds_hold_a_replacement() {
         .annotations
         .insert(DO_NOT_DISRUPT.into(), "true".into());
     let d = decide(&snap, &policy, NOW);
-    assert_eq!(launched(&d), 0, "{}", text(&d));
+    assert_eq!(launched(&d), 0, "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("pod default/p0 is k3scale.io/do-not-disrupt=true"),
+        reasons_text(&d).contains("pod default/p0 is k3scale.io/do-not-disrupt=true"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
 
     // At the maximum: drained first, the planner brings a node up for its pods.
     let (snap, mut policy) = cluster();
     policy.pools[0].max = 3;
     let d = decide(&snap, &policy, NOW);
-    assert_eq!(d.scale_down.len(), 1, "{}", text(&d));
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons_text(&d));
     assert!(
-        text(&d).contains("the pool is at its maximum: draining it first"),
+        reasons_text(&d).contains("the pool is at its maximum: draining it first"),
         "{}",
-        text(&d)
+        reasons_text(&d)
     );
 
     // Minimum and maximum both 3: no room either way.
@@ -177,8 +170,12 @@ fn budgets_annotations_and_pool_bounds_hold_a_replacement() {
     policy.pools[0].max = 3;
     policy.pools[0].min = 3;
     let d = decide(&snap, &policy, NOW);
-    assert_eq!((launched(&d), d.scale_down.len()), (0, 0), "{}", text(&d));
-    assert!(text(&d).contains("leave no room to replace it"), "{}", text(&d));
+    assert_eq!((launched(&d), d.scale_down.len()), (0, 0), "{}", reasons_text(&d));
+    assert!(
+        reasons_text(&d).contains("leave no room to replace it"),
+        "{}",
+        reasons_text(&d)
+    );
 }
 
 proptest! {
@@ -193,13 +190,13 @@ proptest! {
         fresh in 0usize..4,
         in_flight in 0usize..2,
         remembered in 0usize..4,
-        budget in 0u32..4,
+        allowed in 0u32..4,
     ) {
         let mut pool = workers();
         pool.min = 1;
         pool.max = 20;
         pool.expire_after = Some(30 * DAY);
-        pool.disruption = vec![Budget { name: "b".into(), nodes: Amount::Nodes(budget), reasons: vec![], window: None }];
+        pool.disruption = vec![budget("b", Amount::Nodes(allowed), &[], None)];
         let mut nodes = Vec::new();
         for i in 0..expired + fresh {
             let mut n = node_of(&pool, &format!("w{i}"));
@@ -218,11 +215,11 @@ proptest! {
         let d = decide(&snap, &policy, NOW);
         let drained_for_replacement = d.reasons.iter().any(|r| matches!(r,
             Reason::Replacing { step, .. } if step.contains("draining it")));
-        prop_assert!(!(drained_for_replacement && in_flight > 0), "{}", text(&d));
+        prop_assert!(!(drained_for_replacement && in_flight > 0), "{}", reasons_text(&d));
         // In progress (remembered) plus new ones never pass the budget,
         // unless more were in progress already.
         let new = d.replacing.iter().filter(|n| !snap.replacing.contains_key(*n)).count() as u32;
         let in_progress = snap.replacing.len() as u32;
-        prop_assert!(new == 0 || in_progress + new <= budget, "{new} new, {in_progress} in progress, budget {budget}: {}", text(&d));
+        prop_assert!(new == 0 || in_progress + new <= allowed, "{new} new, {in_progress} in progress, budget {allowed}: {}", reasons_text(&d));
     }
 }

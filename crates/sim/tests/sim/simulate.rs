@@ -245,7 +245,8 @@ fn predictive_mode_cuts_waiting_on_a_week_of_office_hours_within_a_tenth_of_the_
 /// disrupted at once, no pod waiting past a boot.
 #[test]
 fn an_image_change_rolls_a_hundred_nodes_within_a_ten_percent_budget() {
-    use k3scale_core::disruption::{Amount, Budget};
+    use k3scale_core::disruption::Amount;
+    use k3scale_core::testkit::budget;
     use k3scale_sim::{Contender, Summary, run};
     use std::time::Duration;
     // 700 replicas of 250m: 100 nodes of 7 pods.
@@ -254,12 +255,7 @@ fn an_image_change_rolls_a_hundred_nodes_within_a_ten_percent_budget() {
     let mut policy = loaded.policy;
     policy.pools[0].max = 150;
     policy.pools[0].min = 100;
-    policy.pools[0].disruption = vec![Budget {
-        name: "ten-percent".into(),
-        nodes: Amount::Percent(10),
-        reasons: vec![],
-        window: None,
-    }];
+    policy.pools[0].disruption = vec![budget("ten-percent", Amount::Percent(10), &[], None)];
     let opts = SimOptions {
         settings_change_at: Some(Duration::from_secs(3600)),
         ..SimOptions::default()
