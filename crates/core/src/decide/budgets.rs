@@ -25,7 +25,15 @@ impl<'p> DisruptionBudgets<'p> {
     pub(super) fn of(ctx: &Context<'p>) -> Self {
         let policy = ctx.policy;
         let snapshot = ctx.snapshot;
-        let mut counts: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        let mut budgets = DisruptionBudgets {
+            policy,
+            counts: BTreeMap::new(),
+            held: BTreeMap::new(),
+        };
+        // No budget anywhere (the default): no count is ever looked at.
+        if policy.disruption.is_empty() && policy.pools.iter().all(|p| p.disruption.is_empty()) {
+            return budgets;
+        }
         for n in &snapshot.nodes {
             let Some(pool) = n.pool.as_deref().filter(|p| policy.pool(p).is_some()) else {
                 continue;
@@ -36,16 +44,12 @@ impl<'p> DisruptionBudgets<'p> {
                 || snapshot.consolidating.contains_key(&n.name)
                 || ctx.decision.scale_down.iter().any(|d| d.node == n.name);
             for scope in [pool, CLUSTER] {
-                let c = counts.entry(scope.to_string()).or_default();
+                let c = budgets.counts.entry(scope.to_string()).or_default();
                 c.0 += 1;
                 c.1 += u32::from(leaving);
             }
         }
-        DisruptionBudgets {
-            policy,
-            counts,
-            held: BTreeMap::new(),
-        }
+        budgets
     }
 
     /// The budget (pool's first, then the cluster's) that allows no more

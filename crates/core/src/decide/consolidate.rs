@@ -8,7 +8,7 @@
 use super::budgets::DisruptionBudgets;
 use super::context::Context;
 use super::scale_down::pod_blocker;
-use crate::decision::{Reason, ScaleDown, ScaleUp};
+use crate::decision::Reason;
 use crate::disruption::DisruptionReason;
 use crate::model::{DO_NOT_DISRUPT, Node, Pod, Pool, SCALE_DOWN_DISABLED};
 use crate::scheduling::{Target, pack};
@@ -30,22 +30,11 @@ pub(super) fn progress(ctx: &mut Context<'_>) {
             ctx.decision.consolidating.push((name.clone(), target.clone()));
             continue;
         }
-        let joined = snapshot.nodes.iter().any(|n| {
-            n.pool.as_deref() == Some(target.as_str()) && n.schedulable() && n.created_since(*since)
-        });
-        if !joined {
+        if !ctx.joined_since(target, *since) {
             // The new nodes did not come (a failed launch): the old ones stay.
             continue;
         }
-        let empty = !pods_on(snapshot, name).any(|p| !p.is_node_bound());
-        ctx.decision.scale_down.push(ScaleDown {
-            node: name.clone(),
-            pool: pool.clone(),
-            empty,
-        });
-        if let Some(size) = ctx.sizes.get_mut(&pool) {
-            *size = size.saturating_sub(1);
-        }
+        ctx.drain(name, &pool);
         ctx.decision.reasons.push(Reason::ConsolidationDrain {
             node: name.clone(),
             pool: target.clone(),
@@ -194,10 +183,7 @@ pub(super) fn plan(ctx: &mut Context<'_>, unschedulable: usize) {
         budgets.disrupt(pool);
     }
     *ctx.sizes.entry(plan.pool.name.clone()).or_default() += plan.count as u32;
-    ctx.decision.scale_up.push(ScaleUp {
-        pool: plan.pool.name.clone(),
-        count: plan.count as u32,
-    });
+    ctx.launch(&plan.pool.name, plan.count as u32);
     for node in &plan.nodes {
         ctx.decision
             .consolidating

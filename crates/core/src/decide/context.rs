@@ -1,7 +1,7 @@
 //! The working state of one decision, shared by the scale-up and
 //! scale-down planners.
 
-use crate::decision::{Decision, Direction, Reason};
+use crate::decision::{Decision, Direction, Reason, ScaleDown, ScaleUp};
 use crate::model::Pool;
 use crate::policy::Policy;
 use crate::quantity::Resources;
@@ -175,6 +175,42 @@ impl<'a> Context<'a> {
 
     pub fn size(&self, pool: &str) -> u32 {
         self.sizes.get(pool).copied().unwrap_or(0)
+    }
+
+    /// `count` more nodes of `pool` in this decision's scale-up.
+    pub fn launch(&mut self, pool: &str, count: u32) {
+        match self.decision.scale_up.iter_mut().find(|u| u.pool == pool) {
+            Some(up) => up.count += count,
+            None => self.decision.scale_up.push(ScaleUp {
+                pool: pool.to_string(),
+                count,
+            }),
+        }
+    }
+
+    /// Drain `node` of `pool` in this decision: it leaves the pool's size.
+    pub fn drain(&mut self, node: &str, pool: &str) {
+        let empty = !self
+            .snapshot
+            .pods
+            .iter()
+            .any(|p| p.node_name.as_deref() == Some(node) && !p.is_terminal() && !p.is_node_bound());
+        self.decision.scale_down.push(ScaleDown {
+            node: node.to_string(),
+            pool: pool.to_string(),
+            empty,
+        });
+        if let Some(size) = self.sizes.get_mut(pool) {
+            *size = size.saturating_sub(1);
+        }
+    }
+
+    /// Whether a node of `pool` created since `t` is up (a launch then has joined).
+    pub fn joined_since(&self, pool: &str, t: Time) -> bool {
+        self.snapshot
+            .nodes
+            .iter()
+            .any(|n| n.pool.as_deref() == Some(pool) && n.schedulable() && n.created_since(t))
     }
 
     /// The windowed mean of a signal for a rule of `direction`, noting when

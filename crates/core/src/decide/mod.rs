@@ -14,7 +14,7 @@ mod scale_up;
 pub use replace::due as replacement_due;
 pub use scale_down::pod_blocker;
 
-use crate::decision::{Decision, Reason, ScaleDown, ScaleUp};
+use crate::decision::{Decision, Reason, ScaleDown};
 use crate::model::Pod;
 use crate::policy::{PendingPods, Policy};
 use crate::snapshot::Snapshot;
@@ -107,13 +107,7 @@ fn replace_interrupted(ctx: &mut Context<'_>) {
             empty: false,
         });
         if replaced {
-            match ctx.decision.scale_up.iter_mut().find(|u| u.pool == pool.name) {
-                Some(up) => up.count += 1,
-                None => ctx.decision.scale_up.push(ScaleUp {
-                    pool: pool.name.clone(),
-                    count: 1,
-                }),
-            }
+            ctx.launch(&pool.name, 1);
         }
         ctx.decision.reasons.push(Reason::Interrupted {
             node: node.name.clone(),

@@ -9,7 +9,7 @@
 
 use super::budgets::DisruptionBudgets;
 use super::context::Context;
-use crate::decision::{Reason, ScaleDown, ScaleUp};
+use crate::decision::Reason;
 use crate::disruption::DisruptionReason;
 use crate::model::{DO_NOT_DISRUPT, HASH_LABEL, Node, Pool};
 use std::time::Duration;
@@ -60,19 +60,15 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
                 continue;
             }
             if let Some(&since) = snapshot.replacing.get(&name) {
-                // Joined: a Ready node of the pool newer than the request.
-                let joined = snapshot.nodes.iter().any(|n| {
-                    n.pool.as_deref() == Some(pool.name.as_str()) && n.schedulable() && n.created_since(since)
-                });
                 if launching {
                     ctx.decision.replacing.push(name.clone());
                     push(ctx, &name, pool, why, "its replacement is still launching");
-                } else if joined {
+                } else if ctx.joined_since(&pool.name, since) {
                     drain(ctx, node, pool, why, "its replacement has joined: draining it");
                 } else if ctx.size(&pool.name) < pool.max && !snapshot.backoff.contains_key(&pool.name) {
                     // The launch failed: try again, the old node stays meanwhile.
                     *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
-                    add_one(ctx, &pool.name);
+                    ctx.launch(&pool.name, 1);
                     ctx.decision.replacing.push(name.clone());
                     launched_now = true;
                     push(
@@ -115,7 +111,7 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
             if ctx.size(&pool.name) < pool.max {
                 budgets.disrupt(&pool.name);
                 *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
-                add_one(ctx, &pool.name);
+                ctx.launch(&pool.name, 1);
                 ctx.decision.replacing.push(name.clone());
                 launched_now = true;
                 push(ctx, &name, pool, why, "launching its replacement first");
@@ -151,17 +147,6 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
     ctx.decision.reasons.extend(budgets.held());
 }
 
-/// One more node of `pool` in this decision's scale-up.
-fn add_one(ctx: &mut Context<'_>, pool: &str) {
-    match ctx.decision.scale_up.iter_mut().find(|u| u.pool == pool) {
-        Some(up) => up.count += 1,
-        None => ctx.decision.scale_up.push(ScaleUp {
-            pool: pool.to_string(),
-            count: 1,
-        }),
-    }
-}
-
 /// `do-not-disrupt` on the node or a pod on it.
 fn held_by_annotation(ctx: &Context<'_>, node: &Node) -> Option<String> {
     if node.annotations.get(DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
@@ -176,17 +161,7 @@ fn held_by_annotation(ctx: &Context<'_>, node: &Node) -> Option<String> {
 }
 
 fn drain(ctx: &mut Context<'_>, node: &Node, pool: &Pool, why: DisruptionReason, step: &str) {
-    let empty = !ctx.snapshot.pods.iter().any(|p| {
-        p.node_name.as_deref() == Some(node.name.as_str()) && !p.is_terminal() && !p.is_node_bound()
-    });
-    ctx.decision.scale_down.push(ScaleDown {
-        node: node.name.clone(),
-        pool: pool.name.clone(),
-        empty,
-    });
-    if let Some(size) = ctx.sizes.get_mut(&pool.name) {
-        *size = size.saturating_sub(1);
-    }
+    ctx.drain(&node.name, &pool.name);
     push(ctx, &node.name, pool, why, step);
 }
 

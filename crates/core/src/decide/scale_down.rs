@@ -276,16 +276,17 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
                 moved_onto[c.node].clear();
                 *ctx.sizes.entry(c.pool.to_string()).or_default() -= 1;
                 ctx.decision.unneeded.push(node.name.clone());
+                let unneeded = |held_by| Reason::Unneeded {
+                    node: node.name.clone(),
+                    pool: c.pool.to_string(),
+                    utilization,
+                    empty,
+                    remaining: c.wait,
+                    held_by,
+                };
                 if !turn {
                     if unneeded_noted < MAX_BLOCKER_REASONS {
-                        ctx.decision.reasons.push(Reason::Unneeded {
-                            node: node.name.clone(),
-                            pool: c.pool.to_string(),
-                            utilization,
-                            empty,
-                            remaining: c.wait,
-                            held_by: None,
-                        });
+                        ctx.decision.reasons.push(unneeded(None));
                     }
                     unneeded_noted += 1;
                     continue;
@@ -296,14 +297,7 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
                     DisruptionReason::Underutilized
                 };
                 if let Some(budget) = disruption.hold(c.pool, reason, ctx.now) {
-                    ctx.decision.reasons.push(Reason::Unneeded {
-                        node: node.name.clone(),
-                        pool: c.pool.to_string(),
-                        utilization,
-                        empty,
-                        remaining: c.wait,
-                        held_by: Some(budget),
-                    });
+                    ctx.decision.reasons.push(unneeded(Some(budget)));
                     continue;
                 }
                 disruption.disrupt(c.pool);
