@@ -150,7 +150,7 @@ pub async fn wire(
     k: &Kube,
     config: &str,
     provider: Box<dyn NodeProvider>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn k3scale::state::StateStore>,
     mut seq: u64,
     prometheus: Option<PrometheusConfig>,
 ) -> Controller {

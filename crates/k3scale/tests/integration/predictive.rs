@@ -12,7 +12,7 @@ use k3scale_core::config::PrometheusConfig;
 use k3scale_core::forecast::StoredDemand;
 use k3scale_core::{Resources, Time};
 use k3scale_testsupport::kubefix::{self, Kube};
-use k3scale_testsupport::{promfix, support};
+use k3scale_testsupport::{promfix, rig, support};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -105,24 +105,15 @@ fn ksm(end: u64) -> String {
 }
 
 async fn controller(k: &Kube, store: &Arc<dyn StateStore>) -> Controller {
-    let loaded = k3scale_core::config::load("k.yaml", CONFIG).unwrap();
-    let pool = loaded.policy.pool("workers").unwrap();
-    let pools = std::collections::BTreeMap::from([(
-        "workers".to_string(),
-        k3scale::wiring::machine_pool(
-            pool,
-            loaded.config.pools.first(),
-            Box::new(FakeProvider::new("w")),
-        ),
-    )]);
-    Controller::new(
-        loaded.policy.clone(),
-        k.cluster().await,
-        None,
-        pools,
+    rig::wire(
+        k,
+        CONFIG,
+        Box::new(FakeProvider::new("w")),
         store.clone(),
-        Box::new(|| 7),
+        7,
+        None,
     )
+    .await
 }
 
 /// The stored history's reading of `minute`.

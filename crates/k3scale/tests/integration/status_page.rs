@@ -5,7 +5,6 @@
 //! cost line, the drain and the launch; a screenshot is kept under
 //! `target/` as a CI artifact.
 
-use k3scale::controller::Controller;
 use k3scale::daemon::Daemon;
 use k3scale::provider::fake::FakeProvider;
 use k3scale::provider::unix_now;
@@ -14,7 +13,7 @@ use k3scale::state::sqlite::SqliteStore;
 use k3scale::state::{Intent, IntentKind, StateStore};
 use k3scale_core::drain::{Drain, DrainConfig};
 use k3scale_testsupport::kubefix::*;
-use k3scale_testsupport::support;
+use k3scale_testsupport::{rig, support};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,25 +91,16 @@ async fn an_operator_sees_the_day_the_cost_and_what_a_drain_waits_on() {
     };
     store.open(&intent, unix_now()).await.unwrap();
 
-    let loaded = k3scale_core::config::load("k.yaml", CONFIG).unwrap();
-    let pool = loaded.policy.pool("workers").unwrap();
-    let pools = std::collections::BTreeMap::from([(
-        "workers".to_string(),
-        k3scale::wiring::machine_pool(
-            pool,
-            loaded.config.pools.first(),
-            Box::new(FakeProvider::new("w")),
-        ),
-    )]);
-    let cluster = k.cluster().await;
-    let controller = Controller::new(
-        loaded.policy.clone(),
-        cluster.clone(),
-        None,
-        pools,
+    let controller = rig::wire(
+        &k,
+        CONFIG,
+        Box::new(FakeProvider::new("w")),
         store.clone(),
-        Box::new(|| 7),
-    );
+        7,
+        None,
+    )
+    .await;
+    let cluster = controller.cluster();
     let shared = Shared::new(store.clone(), cluster.clone(), "k3scale-a");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
