@@ -459,6 +459,11 @@ impl Node {
         }
     }
 
+    /// Whether annotation `key` is set to `value` (as [`Pod::annotation_is`]).
+    pub fn annotation_is(&self, key: &str, value: &str) -> bool {
+        self.annotations.get(key).is_some_and(|v| v == value)
+    }
+
     /// Created at or after `t`, to the second (Kubernetes records creation
     /// times in whole seconds: a node registered in the same second counts).
     pub fn created_since(&self, t: Time) -> bool {

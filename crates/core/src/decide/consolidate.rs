@@ -51,8 +51,7 @@ fn pods_on<'s>(snapshot: &'s crate::snapshot::Snapshot, node: &'s str) -> impl I
 
 /// A node that may be consolidated away: its workload pods, if all may move.
 fn movable<'s>(ctx: &Context<'s>, node: &'s Node) -> Option<Vec<&'s Pod>> {
-    let annotated = |key: &str| node.annotations.get(key).is_some_and(|v| v == "true");
-    if annotated(DO_NOT_DISRUPT) || annotated(SCALE_DOWN_DISABLED) {
+    if node.annotation_is(DO_NOT_DISRUPT, "true") || node.annotation_is(SCALE_DOWN_DISABLED, "true") {
         return None;
     }
     let evict_local = ctx.policy.scale_down.evict_local_storage;

@@ -149,7 +149,7 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
 
 /// `do-not-disrupt` on the node or a pod on it.
 fn held_by_annotation(ctx: &Context<'_>, node: &Node) -> Option<String> {
-    if node.annotations.get(DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
+    if node.annotation_is(DO_NOT_DISRUPT, "true") {
         return Some(format!("the node is annotated {DO_NOT_DISRUPT}=true"));
     }
     ctx.snapshot

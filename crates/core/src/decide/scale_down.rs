@@ -347,14 +347,10 @@ fn check_removable(
     budgets: &BTreeMap<String, u32>,
 ) -> Result<(), Blocker> {
     let node = &ctx.snapshot.nodes[c.node];
-    if node.annotations.get(DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
+    if node.annotation_is(DO_NOT_DISRUPT, "true") {
         return Err(Blocker::NodeDoNotDisrupt);
     }
-    if node
-        .annotations
-        .get(SCALE_DOWN_DISABLED)
-        .is_some_and(|v| v == "true")
-    {
+    if node.annotation_is(SCALE_DOWN_DISABLED, "true") {
         return Err(Blocker::NodeScaleDownDisabled);
     }
     let min = ctx.policy.pool(c.pool).map_or(0, |p| p.min);
