@@ -148,7 +148,7 @@ async fn the_demand_history_comes_from_prometheus_and_survives_a_restart() {
         .unwrap()
         .as_secs();
     let end = now_s - now_s % 60 - 120;
-    let prom = promfix::start("predictive", promfix::free_port(), Some((&ksm(end), end)));
+    let prom = promfix::start_anywhere("predictive", Some((&ksm(end), end)));
     let k = kubefix::start().await;
     kubefix::k3s_server(&k);
     let dir = support::TempDir::new("predictive");

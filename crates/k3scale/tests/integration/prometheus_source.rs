@@ -67,7 +67,7 @@ fn start_prometheus(tag: &str) -> TestPrometheus {
         .unwrap()
         .as_secs();
     let end = now - now % 15 - 60;
-    promfix::start(tag, promfix::free_port(), Some((&openmetrics(end), end)))
+    promfix::start_anywhere(tag, Some((&openmetrics(end), end)))
 }
 
 fn config(url: &str) -> PrometheusConfig {

@@ -53,7 +53,7 @@ fn a_week_of_hpa_history_is_replayed_through_every_contender() {
         .unwrap()
         .as_secs();
     let end = now - now % 60 - 120;
-    let prom = promfix::start("replay", promfix::free_port(), Some((&history(end), end)));
+    let prom = promfix::start_anywhere("replay", Some((&history(end), end)));
     let until = end.to_string();
     let base = [
         "simulate",
