@@ -660,6 +660,14 @@ pub struct Decision {
     /// Nodes a consolidation replaces, with the pool of their new nodes.
     #[serde(skip)]
     pub consolidating: Vec<(String, String)>,
+    /// Of the nodes `scale_up` adds, those replacing nodes that leave
+    /// (spot interruption, expiry, drift, consolidation), and of
+    /// `scale_down`, the nodes leaving for such a replacement: capacity
+    /// swapped, not capacity the workload asked for or gave back.
+    #[serde(skip)]
+    pub replacements_launched: u32,
+    #[serde(skip)]
+    pub replaced_drained: u32,
 }
 
 /// Enough pods to tell a user why nodes were added without an Event storm.
@@ -686,6 +694,8 @@ impl Decision {
             unneeded: Vec::new(),
             replacing: Vec::new(),
             consolidating: Vec::new(),
+            replacements_launched: 0,
+            replaced_drained: 0,
         }
     }
 

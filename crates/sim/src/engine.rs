@@ -174,7 +174,18 @@ pub struct ScaleEvent {
     pub at_s: u64,
     pub added: u32,
     pub removed: u32,
+    /// Of `added`, nodes launched to replace nodes that leave (expiry,
+    /// drift, consolidation, spot interruption); of `removed`, the nodes
+    /// leaving for them. Swapped capacity, neither asked for nor given back.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub replacements: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub replaced: u32,
     pub reasons: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 struct Machine {
@@ -803,6 +814,8 @@ impl<'a> Sim<'a> {
                 at_s: now.as_millis() / 1000,
                 added: decision.nodes_added(),
                 removed: decision.scale_down.len() as u32,
+                replacements: decision.replacements_launched,
+                replaced: decision.replaced_drained,
                 reasons: decision.reasons.iter().map(ToString::to_string).collect(),
             });
         }
@@ -924,6 +937,8 @@ impl<'a> Sim<'a> {
                     at_s: (tick * k as u32).as_secs(),
                     added,
                     removed,
+                    replacements: 0,
+                    replaced: 0,
                     reasons: vec![format!("{} nodes needed within a boot time", alive)],
                 });
             }

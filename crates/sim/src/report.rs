@@ -35,14 +35,16 @@ pub struct Summary {
 pub const FLAP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Scale-ups whose last scale-down was at most [`FLAP_WINDOW`] before.
+/// Replacements (a node launched for one that leaves, and its drain) are
+/// neither: a rollout's steps are not capacity given back and asked again.
 fn flaps(events: &[crate::engine::ScaleEvent]) -> u32 {
     let mut last_down: Option<u64> = None;
     let mut n = 0;
     for e in events {
-        if e.added > 0 && last_down.is_some_and(|d| e.at_s - d <= FLAP_WINDOW.as_secs()) {
+        if e.added > e.replacements && last_down.is_some_and(|d| e.at_s - d <= FLAP_WINDOW.as_secs()) {
             n += 1;
         }
-        if e.removed > 0 {
+        if e.removed > e.replaced {
             last_down = Some(e.at_s);
         }
     }
@@ -174,6 +176,8 @@ mod tests {
             at_s,
             added,
             removed,
+            replacements: 0,
+            replaced: 0,
             reasons: Vec::new(),
         };
         // Up, down, up 5 min later (a flap), down, up 20 min later (not one).
@@ -186,6 +190,22 @@ mod tests {
         ];
         assert_eq!(flaps(&events), 1);
         assert_eq!(flaps(&[e(0, 1, 0)]), 0, "a scale-up with no scale-down before");
+        // A rollout: replacements launched, the old nodes drained, the next
+        // replacements 2 minutes later. No capacity was given back.
+        let swap = |at_s, added, removed| crate::engine::ScaleEvent {
+            replacements: added,
+            replaced: removed,
+            ..e(at_s, added, removed)
+        };
+        let rollout = [swap(0, 2, 0), swap(300, 0, 2), swap(420, 2, 0)];
+        assert_eq!(flaps(&rollout), 0, "replacements are not flaps");
+        // A replacement's drain and, in the same decision, a node given back:
+        // a scale-up for pods after it undoes the removal.
+        let both = crate::engine::ScaleEvent {
+            replaced: 1,
+            ..e(0, 0, 2)
+        };
+        assert_eq!(flaps(&[both, e(300, 1, 0)]), 1);
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub(super) fn plan(ctx: &mut Context<'_>, unschedulable: usize) {
         budgets.disrupt(pool);
     }
     *ctx.sizes.entry(plan.pool.name.clone()).or_default() += plan.count as u32;
-    ctx.launch(&plan.pool.name, plan.count as u32);
+    ctx.launch_replacement(&plan.pool.name, plan.count as u32);
     for node in &plan.nodes {
         ctx.decision
             .consolidating

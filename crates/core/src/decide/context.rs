@@ -188,7 +188,13 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Drain `node` of `pool` in this decision: it leaves the pool's size.
+    /// `count` more nodes of `pool` to replace nodes that leave.
+    pub fn launch_replacement(&mut self, pool: &str, count: u32) {
+        self.launch(pool, count);
+        self.decision.replacements_launched += count;
+    }
+
+    /// Drain `node` of `pool`, replaced, in this decision: it leaves the pool's size.
     pub fn drain(&mut self, node: &str, pool: &str) {
         let empty = !self
             .snapshot
@@ -200,6 +206,7 @@ impl<'a> Context<'a> {
             pool: pool.to_string(),
             empty,
         });
+        self.decision.replaced_drained += 1;
         if let Some(size) = self.sizes.get_mut(pool) {
             *size = size.saturating_sub(1);
         }

@@ -106,8 +106,9 @@ fn replace_interrupted(ctx: &mut Context<'_>) {
             pool: pool.name.clone(),
             empty: false,
         });
+        ctx.decision.replaced_drained += 1;
         if replaced {
-            ctx.launch(&pool.name, 1);
+            ctx.launch_replacement(&pool.name, 1);
         }
         ctx.decision.reasons.push(Reason::Interrupted {
             node: node.name.clone(),

@@ -68,7 +68,7 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
                 } else if ctx.size(&pool.name) < pool.max && !snapshot.backoff.contains_key(&pool.name) {
                     // The launch failed: try again, the old node stays meanwhile.
                     *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
-                    ctx.launch(&pool.name, 1);
+                    ctx.launch_replacement(&pool.name, 1);
                     ctx.decision.replacing.push(name.clone());
                     launched_now = true;
                     push(
@@ -111,7 +111,7 @@ pub(super) fn plan(ctx: &mut Context<'_>) {
             if ctx.size(&pool.name) < pool.max {
                 budgets.disrupt(&pool.name);
                 *ctx.sizes.entry(pool.name.clone()).or_default() += 1;
-                ctx.launch(&pool.name, 1);
+                ctx.launch_replacement(&pool.name, 1);
                 ctx.decision.replacing.push(name.clone());
                 launched_now = true;
                 push(ctx, &name, pool, why, "launching its replacement first");

@@ -288,6 +288,11 @@ fn an_image_change_rolls_a_hundred_nodes_within_a_ten_percent_budget() {
     );
     assert!(r.max_disrupting >= 10, "the budget is used: {}", r.max_disrupting);
     assert!(s.max_wait_past_boot_s <= 0.0, "{s:#?}");
+    // Each step launches replacements and drains the nodes they replace:
+    // capacity swapped, so no scale-up undoes a scale-down.
+    let swapped = |f: fn(&k3scale_sim::ScaleEvent) -> u32| r.events.iter().map(f).sum::<u32>();
+    assert_eq!((swapped(|e| e.replacements), swapped(|e| e.replaced)), (100, 100));
+    assert_eq!(s.scale_ups_soon_after_a_scale_down, 0, "{s:#?}");
     // Done well before the end: at most the nodes of one batch above 100.
     let last = *r.nodes_per_minute.last().unwrap();
     assert_eq!(last, 100, "{:?}", &r.nodes_per_minute[50..]);
