@@ -873,13 +873,25 @@ pub fn pack_indexed<'a>(
     targets: &mut [Target<'a>],
     index: &mut Placed<'a>,
 ) -> Vec<Option<usize>> {
+    pack_from(pods, targets, index, 0)
+}
+
+/// [`pack_indexed`] onto `targets[from..]` only: the targets before are
+/// there to be counted by the predicates that look at other pods.
+fn pack_from<'a>(
+    pods: &[&'a Pod],
+    targets: &mut [Target<'a>],
+    index: &mut Placed<'a>,
+    from: usize,
+) -> Vec<Option<usize>> {
     let mut placed = vec![None; pods.len()];
     let n = targets.len();
+    let open = n.saturating_sub(from);
     for class in classify(pods) {
         let pod = class.example;
         let neighbours = pod.has_pod_predicates() || !index.is_empty();
         let round = !pod.topology_spread.is_empty();
-        let mut cursor = 0;
+        let mut cursor = from;
         for &member in &class.members {
             let member_pod = pods[member];
             let fits = |targets: &[Target<'a>], index: &Placed<'a>, i: usize| {
@@ -890,8 +902,8 @@ pub fn pack_indexed<'a>(
                     && (!neighbours || check_with_index(member_pod, i, targets, index).is_ok())
             };
             let found = if round {
-                (0..n)
-                    .map(|k| (cursor + k) % n)
+                (0..open)
+                    .map(|k| from + (cursor - from + k) % open)
                     .find(|&i| fits(targets, index, i))
             } else {
                 (cursor..n).find(|&i| fits(targets, index, i))
@@ -1112,6 +1124,17 @@ impl<'a> Neighbourhood<'a> {
     /// `targets` with the index [`pack_indexed`] kept for them.
     pub fn packed(targets: Vec<Target<'a>>, placed: Placed<'a>) -> Self {
         Neighbourhood { targets, placed }
+    }
+
+    /// Place `pods` on the machines on their way (joined with no pods,
+    /// after the cluster's nodes), each judged among the cluster's pods
+    /// as the scheduler will judge it once the machine is a node.
+    pub fn pack_in_flight(&mut self, pods: &[&'a Pod], in_flight: Vec<Target<'a>>) -> Vec<Option<usize>> {
+        let from = self.targets.len();
+        for target in in_flight {
+            self.join(target);
+        }
+        pack_from(pods, &mut self.targets, &mut self.placed, from)
     }
 
     /// One more target (a machine on its way) with the pods placed on it.

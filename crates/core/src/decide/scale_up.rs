@@ -110,20 +110,17 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             pods: Vec::new(),
         })
         .collect();
-    let placed = pack(&rest, &mut in_flight);
+    // Machines on their way, then new nodes, are judged among the
+    // cluster's pods (and those just placed) when a pod looks at them.
+    let (placed, mut around) = if neighbours {
+        let mut around = Neighbourhood::packed(existing, index);
+        (around.pack_in_flight(&rest, in_flight), around)
+    } else {
+        (pack(&rest, &mut in_flight), Neighbourhood::default())
+    };
     let before = rest.len();
     rest = unplaced(&rest, &placed);
     let fit_in_flight = before - rest.len();
-    // New nodes are judged among the cluster's pods (and those just placed).
-    let mut around = if neighbours {
-        let mut around = Neighbourhood::packed(existing, index);
-        for target in in_flight {
-            around.join(target);
-        }
-        around
-    } else {
-        Neighbourhood::default()
-    };
     ctx.decision.reasons.push(Reason::UnschedulablePods {
         pods: pending.len(),
         fit_existing,

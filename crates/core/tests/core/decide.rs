@@ -1199,13 +1199,34 @@ fn topology_spread_is_planned_like_the_scheduler() {
     pods.push(web("web-5", None, ZONE));
     let mut p = k3scale_core::Policy::new(vec![a, b]);
     p.expander = Expander::Price;
-    let d = decide(&snapshot(nodes, pods, 0.2, 0.2, NOW), &p, NOW);
-    assert_eq!(
-        d.scale_up,
-        vec![k3scale_core::ScaleUp {
-            pool: "zone-b".into(),
-            count: 1
-        }],
+    let mut s = snapshot(nodes, pods, 0.2, 0.2, NOW);
+    let d = decide(&s, &p, NOW);
+    let zone_b = vec![k3scale_core::ScaleUp {
+        pool: "zone-b".into(),
+        count: 1,
+    }];
+    assert_eq!(d.scale_up, zone_b, "{}", reasons(&d));
+
+    // A zone-a machine on its way takes neither: once it joins, the
+    // scheduler counts the pods of zone a there are (3 against 1).
+    s.in_flight.push(InFlight {
+        pool: "zone-a".into(),
+        name: "zone-a-x".into(),
+        launched_at: NOW,
+    });
+    let d = decide(&s, &p, NOW);
+    assert_eq!(d.scale_up, zone_b, "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("0 fit nodes already launching"),
+        "{}",
+        reasons(&d)
+    );
+    // A zone-b machine on its way takes both.
+    s.in_flight[0].pool = "zone-b".into();
+    let d = decide(&s, &p, NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("2 fit nodes already launching"),
         "{}",
         reasons(&d)
     );
