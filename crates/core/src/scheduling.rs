@@ -931,6 +931,11 @@ pub struct Shape<'a> {
     pub taints: &'a [Taint],
     pub capacity: Resources,
     pub extended: &'a Extended,
+    /// The cluster's DaemonSets (one pod each): those a node of this shape
+    /// runs are on it from the start, with their host ports and extended
+    /// resources (K3s's ServiceLB `svclb-*` pods hold the ports of every
+    /// LoadBalancer Service on every node).
+    pub daemonsets: &'a [Pod],
 }
 
 impl<'a> Shape<'a> {
@@ -939,14 +944,26 @@ impl<'a> Shape<'a> {
         check_shape(pod, self.labels, self.taints, &self.capacity, self.extended)
     }
 
-    fn new_node(&self) -> Target<'a> {
+    /// A fresh node of this shape: its DaemonSet pods only. (Topology
+    /// spread does not count them there: a DaemonSet pod a workload's
+    /// spread selects is not worth the bookkeeping.)
+    pub fn new_node(&self) -> Target<'a> {
+        let mut extended = self.extended.clone();
+        let pods: Vec<&'a Pod> = self
+            .daemonsets
+            .iter()
+            .filter(|ds| check_constraints(ds, None, self.labels, self.taints).is_ok())
+            .collect();
+        for ds in &pods {
+            extended_take(&mut extended, &ds.extended);
+        }
         Target {
             name: None,
             labels: self.labels,
             taints: self.taints,
             free: self.capacity,
-            extended: self.extended.clone(),
-            pods: Vec::new(),
+            extended,
+            pods,
         }
     }
 }
@@ -983,11 +1000,15 @@ pub fn estimate_new_nodes<'a>(
     {
         return estimate_with_neighbours(pods, classes, shape, max_nodes, around);
     }
+    // No pod here looks at its neighbours or asks for an extended
+    // resource: the DaemonSet pods on a new node matter for their requests
+    // alone, taken off `capacity` already.
     let Shape {
         labels,
         taints,
         capacity,
         extended,
+        daemonsets: _,
     } = shape;
     let mut bins: Vec<Resources> = Vec::new();
     let mut placed = Vec::new();
@@ -1233,6 +1254,7 @@ mod tests {
             taints: &[],
             capacity: cap,
             extended: &Extended::new(),
+            daemonsets: &[],
         };
         let classes = classify(&all);
         let est = estimate_new_nodes(&all, &classes, shape, 100, &mut Neighbourhood::default());

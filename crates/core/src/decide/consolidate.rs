@@ -68,19 +68,10 @@ fn movable<'s>(ctx: &Context<'s>, node: &'s Node) -> Option<Vec<&'s Pod>> {
 }
 
 /// How many new nodes of `pool` hold all of `pods`, if at most `limit` do.
-fn new_nodes_for(ctx: &Context<'_>, pool: &Pool, pods: &[&Pod], limit: usize) -> Option<usize> {
-    let room = ctx.room(&pool.name);
+fn new_nodes_for<'s>(ctx: &Context<'s>, pool: &'s Pool, pods: &[&'s Pod], limit: usize) -> Option<usize> {
+    let shape = ctx.shape(pool);
     (1..=limit).find(|&m| {
-        let mut targets: Vec<Target<'_>> = (0..m)
-            .map(|_| Target {
-                name: None,
-                labels: &pool.template.labels,
-                taints: &pool.template.taints,
-                free: room,
-                extended: pool.template.extended.clone(),
-                pods: Vec::new(),
-            })
-            .collect();
+        let mut targets: Vec<Target<'_>> = (0..m).map(|_| shape.new_node()).collect();
         pack(pods, &mut targets).iter().all(Option::is_some)
     })
 }

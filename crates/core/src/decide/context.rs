@@ -5,7 +5,7 @@ use crate::decision::{Decision, Direction, Reason, ScaleDown, ScaleUp};
 use crate::model::Pool;
 use crate::policy::Policy;
 use crate::quantity::Resources;
-use crate::scheduling::check_constraints;
+use crate::scheduling::{Shape, check_constraints};
 use crate::snapshot::{Series, Snapshot};
 use crate::time::Time;
 use crate::window::{Unavailable, window_mean};
@@ -147,6 +147,18 @@ impl<'a> Context<'a> {
     /// Free capacity of a new node of `pool` (allocatable minus DaemonSets).
     pub fn room(&self, pool: &str) -> Resources {
         self.room.get(pool).copied().unwrap_or_default()
+    }
+
+    /// A new node of `pool` as the packing sees it.
+    pub fn shape(&self, pool: &'a Pool) -> Shape<'a> {
+        let t = &pool.template;
+        Shape {
+            labels: &t.labels,
+            taints: &t.taints,
+            capacity: self.room(&pool.name),
+            extended: &t.extended,
+            daemonsets: &self.snapshot.daemonsets,
+        }
     }
 
     /// Nodes `pool` may still add now: 0 at max or while it backs off

@@ -7,7 +7,7 @@ use crate::model::{Pod, Pool};
 use crate::policy::{Expander, PendingPods};
 use crate::quantity::{Resources, share};
 use crate::scheduling::{
-    Neighbourhood, NewNodeEstimate, Placed, Shape, Target, classify, estimate_new_nodes, pack, pack_indexed,
+    Neighbourhood, NewNodeEstimate, Placed, Target, classify, estimate_new_nodes, pack, pack_indexed,
 };
 use crate::window::Unavailable;
 use std::cmp::Ordering;
@@ -101,14 +101,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
         .in_flight
         .iter()
         .filter_map(|m| ctx.policy.pool(&m.pool))
-        .map(|p| Target {
-            name: None,
-            labels: &p.template.labels,
-            taints: &p.template.taints,
-            free: ctx.room(&p.name),
-            extended: p.template.extended.clone(),
-            pods: Vec::new(),
-        })
+        .map(|p| ctx.shape(p).new_node())
         .collect();
     // Machines on their way, then new nodes, are judged among the
     // cluster's pods (and those just placed) when a pod looks at them.
@@ -137,7 +130,7 @@ pub(crate) fn for_pending(ctx: &mut Context<'_>, pending: &[&Pod]) {
             .zip(headrooms)
             .enumerate()
             .filter_map(|(i, (pool, headroom))| {
-                let est = estimate_new_nodes(&rest, &classes, shape(ctx, pool), headroom, &mut around);
+                let est = estimate_new_nodes(&rest, &classes, ctx.shape(pool), headroom, &mut around);
                 (!est.placed.is_empty()).then_some((i, *pool, est))
             })
             .min_by(|a, b| compare_options(ctx.policy.expander, (a.1, &a.2), (b.1, &b.2)));
@@ -235,7 +228,7 @@ fn balance<'a, 'p: 'a>(
             continue;
         }
         // Only a pool that takes the same pods (a zone selector may not).
-        let same = estimate_new_nodes(rest, classes, shape(ctx, pool), headroom, around);
+        let same = estimate_new_nodes(rest, classes, ctx.shape(pool), headroom, around);
         if same.placed == est.placed {
             group.push((pool, ctx.size(&pool.name), headroom));
         }
@@ -263,16 +256,6 @@ fn balance<'a, 'p: 'a>(
 }
 
 /// A new node of `pool`: its template, with the room DaemonSets leave.
-fn shape<'p>(ctx: &Context<'_>, pool: &'p Pool) -> Shape<'p> {
-    let t = &pool.template;
-    Shape {
-        labels: &t.labels,
-        taints: &t.taints,
-        capacity: ctx.room(&pool.name),
-        extended: &t.extended,
-    }
-}
-
 fn unplaced<'p>(pods: &[&'p Pod], placed: &[Option<usize>]) -> Vec<&'p Pod> {
     pods.iter()
         .zip(placed)
@@ -292,7 +275,7 @@ fn explain_leftovers<'a, 'p: 'a>(ctx: &mut Context<'p>, rest: &[&'a Pod], around
         let mut why = Vec::new();
         let mut fits_some = None;
         for pool in &policy.pools {
-            match around.check_new_node(pod, shape(ctx, pool)) {
+            match around.check_new_node(pod, ctx.shape(pool)) {
                 Ok(()) => {
                     fits_some.get_or_insert(pool);
                 }
@@ -334,7 +317,7 @@ fn explain_leftovers<'a, 'p: 'a>(ctx: &mut Context<'p>, rest: &[&'a Pod], around
         let wanted = estimate_new_nodes(
             &pods,
             &classes,
-            shape(ctx, pool),
+            ctx.shape(pool),
             u32::MAX,
             &mut Neighbourhood::default(),
         )

@@ -714,6 +714,68 @@ fn daemonsets_take_room_on_new_nodes() {
 }
 
 #[test]
+fn daemonsets_hold_their_host_ports_and_extended_resources_on_new_nodes() {
+    use k3scale_core::model::HostPort;
+    use std::sync::Arc;
+    let port = |port| {
+        Arc::from([HostPort {
+            port,
+            protocol: "TCP".into(),
+            ip: String::new(),
+        }])
+    };
+    let full = || {
+        vec![
+            running("x", "w0", 2000, GI),
+            running("y", "w1", 2000, GI),
+            running("z", "w2", 2000, GI),
+        ]
+    };
+    let mut pods = full();
+    let mut ingress = pending("ingress", 100, 64 * MI, NOW);
+    ingress.host_ports = port(80);
+    pods.push(ingress);
+    let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
+    // K3s's ServiceLB runs a DaemonSet per LoadBalancer Service holding its
+    // ports on every node: a new node could not take the pod either.
+    let mut svclb =
+        k3scale_core::Pod::new("kube-system", "svclb-traefik", k3scale_core::Resources::pod(0, 0));
+    svclb.owner = OwnerKind::DaemonSet;
+    svclb.host_ports = port(80);
+    s.daemonsets.push(svclb.clone());
+    let d = decide(&s, &seed_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(reasons(&d).contains("host port 80"), "{}", reasons(&d));
+    // Another port is free there; and a DaemonSet kept off the pool's
+    // nodes holds nothing on them.
+    s.daemonsets[0].host_ports = port(443);
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
+    s.daemonsets[0].host_ports = port(80);
+    s.daemonsets[0].node_selector.insert("edge".into(), "true".into());
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
+
+    // A device plugin's DaemonSet asking for one of the two GPUs of a node
+    // leaves one: a pod asking for two fits no new node.
+    const GPU: &str = "example.com/gpu";
+    let mut gpu_pool = pool("workers", 0, 10, 2000, 4 * GI, 0.9);
+    gpu_pool.template.extended.insert(GPU.into(), 2);
+    let policy = k3scale_core::Policy::new(vec![gpu_pool]);
+    let mut pods = full();
+    let mut trainer = pending("trainer", 100, 64 * MI, NOW);
+    Arc::make_mut(&mut trainer.extended).insert(GPU.into(), 2);
+    pods.push(trainer);
+    let mut s = snapshot(three_workers(), pods, 0.5, 0.4, NOW);
+    assert_eq!(decide(&s, &policy, NOW).nodes_added(), 1);
+    let mut plugin = k3scale_core::Pod::new("kube-system", "gpu-plugin", k3scale_core::Resources::pod(0, 0));
+    plugin.owner = OwnerKind::DaemonSet;
+    Arc::make_mut(&mut plugin.extended).insert(GPU.into(), 1);
+    s.daemonsets.push(plugin);
+    let d = decide(&s, &policy, NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+}
+
+#[test]
 fn a_pool_backing_off_launches_nothing_and_says_so() {
     let mut pods = vec![
         running("x", "w0", 2000, GI),

@@ -81,6 +81,7 @@ fn estimate(pods: &[Pod], cpu: u64, mem_mib: u64, max_nodes: u32) -> (u32, Vec<u
         taints: &[],
         capacity: Resources::new(cpu, mem_mib * MIB, 10),
         extended: &none,
+        daemonsets: &[],
     };
     let max = if max_nodes == 0 { u32::MAX } else { max_nodes };
     let est = estimate_new_nodes(&refs, &classes, shape, max, &mut around);

@@ -499,6 +499,14 @@ pub fn daemonset_pod(ds: &DaemonSet) -> Option<Pod> {
     let name = ds.metadata.name.clone().unwrap_or_default();
     let namespace = ds.metadata.namespace.clone().unwrap_or_default();
     let mut pod = Pod::new(&namespace, &name, pod_requests(spec));
+    pod.labels = template
+        .metadata
+        .as_ref()
+        .map_or_else(Labels::new, |m| labels(&m.labels));
+    pod.extended = std::sync::Arc::new(pod_extended(spec));
+    // K3s's ServiceLB runs one DaemonSet per LoadBalancer Service, holding
+    // its ports on every node: a new node has them taken from the start.
+    pod.host_ports = host_ports(spec).into();
     pod.node_selector = labels(&spec.node_selector);
     pod.tolerations = spec.tolerations.iter().flatten().map(toleration).collect();
     pod.affinity = node_affinity(spec.affinity.as_ref());

@@ -24,7 +24,17 @@ async fn snapshot_reflects_the_cluster_and_feeds_decide() {
     k.apply(&pod("shop", "db-0", "db", Some("workers-a1"), "500m", "1Gi"));
     k.apply(&pod("shop", "db-1", "db", Some("server"), "500m", "1Gi"));
     k.apply(&pdb("shop", "db-pdb", "db", 1));
-    k.apply(&daemonset("kube-system", "svclb", "100m", "64Mi"));
+    // As K3s's ServiceLB: the LoadBalancer Service's port on every node.
+    let mut svclb = daemonset("kube-system", "svclb", "100m", "64Mi");
+    if let Some(spec) = svclb.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.containers[0].ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+            container_port: 80,
+            host_port: Some(80),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]);
+    }
+    k.apply(&svclb);
     k.apply(&daemon_pod("kube-system", "svclb", "workers-a1"));
     // Needs more than any node has free: unschedulable.
     k.apply(&pod("shop", "web-0", "web", None, "1500m", "1Gi"));
@@ -54,7 +64,10 @@ async fn snapshot_reflects_the_cluster_and_feeds_decide() {
     // minAvailable 1 of 2 healthy: one disruption allowed, computed by the server's controller.
     assert_eq!(snapshot.pdbs.get("shop/db-pdb"), Some(&1));
     assert_eq!(snapshot.daemonsets.len(), 1);
-    assert_eq!(snapshot.daemonsets[0].requests.cpu_milli, 100);
+    let svclb = &snapshot.daemonsets[0];
+    assert_eq!(svclb.requests.cpu_milli, 100);
+    assert_eq!(svclb.host_ports.iter().map(|p| p.port).collect::<Vec<_>>(), [80]);
+    assert_eq!(svclb.labels.get("app").map(String::as_str), Some("svclb"));
 
     // Observe → decide: the pending pod gets a new worker.
     let policy = load("default.yaml", DEFAULT_CONFIG).unwrap().policy;
