@@ -17,6 +17,10 @@ pub struct ScaleDown {
     pub pool: String,
     /// Only DaemonSet / mirror pods on it: delete without draining anything.
     pub empty: bool,
+    /// Delete it without evicting its pods: a node not Ready for long,
+    /// whose pods cannot be evicted (no kubelet answers).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -338,6 +342,19 @@ pub enum Reason {
         notice: String,
         replaced: bool,
     },
+    /// A node of a pool has not been Ready for `since`: deleted without a
+    /// drain once that reaches `after`.
+    Unready {
+        node: String,
+        pool: String,
+        #[serde(serialize_with = "serialize_secs")]
+        since: Duration,
+        #[serde(serialize_with = "serialize_secs")]
+        after: Duration,
+        /// What keeps it nevertheless (its do-not-disrupt annotation).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        held: Option<String>,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -427,6 +444,30 @@ impl fmt::Display for Reason {
                 why.join("; "),
                 examples.join(", ")
             ),
+            Reason::Unready {
+                node,
+                pool,
+                since,
+                after,
+                held,
+            } => {
+                write!(
+                    f,
+                    "node {node} of pool {pool} has not been Ready for {}s",
+                    since.as_secs()
+                )?;
+                if let Some(held) = held {
+                    write!(f, ": kept, {held}")
+                } else if since >= after {
+                    write!(f, ": deleting it without a drain (its pods cannot be evicted)")
+                } else {
+                    write!(
+                        f,
+                        ": deleted without a drain if still not Ready at {}s (scale_down.unready_time)",
+                        after.as_secs()
+                    )
+                }
+            }
             Reason::Interrupted {
                 node,
                 pool,

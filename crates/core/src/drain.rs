@@ -96,6 +96,10 @@ pub struct Drain {
     /// Removal steps done so far, in order.
     removed: Vec<DrainAction>,
     pub outcome: Option<DrainOutcome>,
+    /// Cordon, then remove without evicting: a node not Ready for long,
+    /// where no kubelet would carry an eviction out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    forced: bool,
 }
 
 /// A drain as the status page shows it.
@@ -143,6 +147,15 @@ impl Drain {
             pods: BTreeMap::new(),
             removed: Vec::new(),
             outcome: None,
+            forced: false,
+        }
+    }
+
+    /// A drain that evicts nothing (see [`ScaleDown::forced`](crate::ScaleDown::forced)).
+    pub fn forced(node: &str, now: Time, config: DrainConfig) -> Drain {
+        Drain {
+            forced: true,
+            ..Drain::start(node, now, config)
         }
     }
 
@@ -161,6 +174,9 @@ impl Drain {
                 return self.remove();
             }
             return vec![DrainAction::Cordon];
+        }
+        if self.forced {
+            return self.remove();
         }
         let present: BTreeMap<String, &Pod> = pods_on_node
             .iter()

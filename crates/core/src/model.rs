@@ -432,6 +432,10 @@ pub struct Node {
     pub labels: Labels,
     pub taints: Vec<Taint>,
     pub ready: bool,
+    /// Since when it has not been Ready (its Ready condition's last
+    /// transition), when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_ready_since: Option<Time>,
     /// The startup taint it still carries (see [`mark_starting`]): Ready or
     /// not, no pod without a toleration lands here yet.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -452,6 +456,7 @@ impl Node {
             labels: Labels::new(),
             taints: Vec::new(),
             ready: true,
+            not_ready_since: None,
             starting: None,
             cordoned: false,
             created_at,

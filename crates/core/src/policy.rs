@@ -104,6 +104,14 @@ pub struct ScaleDownRules {
     /// it gives up and uncordons the node; a pool may override it.
     #[serde(serialize_with = "crate::time::serialize_secs")]
     pub drain_timeout: Duration,
+    /// A node of a pool that was Ready and has not been for `unready_time`
+    /// (its agent or machine died) is deleted without a drain: its pods
+    /// cannot be evicted, and StatefulSet pods stuck on it come back only
+    /// once the Node object is gone (cluster-autoscaler's
+    /// `scale-down-unready-enabled` / `scale-down-unready-time`).
+    pub unready_enabled: bool,
+    #[serde(serialize_with = "crate::time::serialize_secs")]
+    pub unready_time: Duration,
 }
 
 impl Default for ScaleDownRules {
@@ -125,6 +133,8 @@ impl Default for ScaleDownRules {
             skip_nodes_with_system_pods: false,
             ignore_daemonsets_utilization: false,
             drain_timeout: Duration::from_secs(120),
+            unready_enabled: true,
+            unready_time: Duration::from_secs(1200),
         }
     }
 }

@@ -215,6 +215,21 @@ impl Status {
                     budget_held.insert(node, text.clone());
                     kept.entry(node).or_default().push(text);
                 }
+                Reason::Unready {
+                    node,
+                    since,
+                    after,
+                    held,
+                    ..
+                } => {
+                    let down = format!("not Ready for {}s", since.as_secs());
+                    let text = match held {
+                        Some(held) => format!("{down}; kept, {held}"),
+                        None if since >= after => format!("{down}; deleted without a drain"),
+                        None => format!("{down}; deleted at {}s if still so", after.as_secs()),
+                    };
+                    budget_held.insert(node, text);
+                }
                 Reason::Unneeded { node, remaining, .. } => {
                     unneeded_in.insert(node, remaining.as_secs());
                     kept.entry(node).or_default().push(if remaining.is_zero() {
@@ -365,6 +380,23 @@ mod why_tests {
             .into_iter()
             .map(|n| (n.name, n.why))
             .collect()
+    }
+
+    #[test]
+    fn a_node_not_ready_says_when_it_is_deleted() {
+        let w = workers();
+        let mut nodes: Vec<_> = (0..3).map(|i| node_of(&w, &format!("w{i}"))).collect();
+        let now = Time::from_secs(10_000);
+        nodes[2].ready = false;
+        nodes[2].not_ready_since = Some(Time::from_secs(9_400));
+        let policy = default_policy();
+        let snap = snapshot(nodes, Vec::new(), 0.5, 0.4, now);
+        let decision = k3scale_core::decide(&snap, &policy, now);
+        let status = Status::build(&snap, &decision, &policy, now);
+        assert_eq!(
+            status.nodes[2].why,
+            "not Ready for 600s; deleted at 1200s if still so"
+        );
     }
 
     #[test]

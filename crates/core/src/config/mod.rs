@@ -472,6 +472,8 @@ fn build(c: &Config, v: &mut Validator<'_>) -> (Policy, Duration) {
         skip_nodes_with_system_pods: down.skip_nodes_with_system_pods,
         ignore_daemonsets_utilization: down.ignore_daemonsets_utilization,
         drain_timeout: v.positive_duration("policy.scale_down.drain_timeout", &down.drain_timeout, ""),
+        unready_enabled: down.unready_enabled,
+        unready_time: v.positive_duration("policy.scale_down.unready_time", &down.unready_time, ""),
     };
     for (i, key) in c.policy.startup_taints.iter().enumerate() {
         if key.trim().is_empty() || key.contains(char::is_whitespace) {

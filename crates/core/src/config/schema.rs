@@ -328,6 +328,8 @@ pub struct ScaleDownConfig {
     pub ignore_daemonsets_utilization: bool,
     /// How long a drain waits on evictions before giving up.
     pub drain_timeout: HumanDuration,
+    pub unready_enabled: bool,
+    pub unready_time: HumanDuration,
 }
 
 impl Default for ScaleDownConfig {
@@ -349,6 +351,8 @@ impl Default for ScaleDownConfig {
             skip_nodes_with_system_pods: false,
             ignore_daemonsets_utilization: false,
             drain_timeout: "2m".into(),
+            unready_enabled: true,
+            unready_time: "20m".into(),
         }
     }
 }

@@ -217,6 +217,7 @@ impl<'a> Context<'a> {
             node: node.to_string(),
             pool: pool.to_string(),
             empty,
+            forced: false,
         });
         self.decision.replaced_drained += 1;
         if let Some(size) = self.sizes.get_mut(pool) {

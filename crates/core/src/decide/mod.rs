@@ -10,6 +10,7 @@ mod headroom;
 mod replace;
 mod scale_down;
 mod scale_up;
+mod unready;
 
 pub use replace::due as replacement_due;
 pub use scale_down::pod_blocker;
@@ -32,6 +33,7 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
         ctx.decision.reasons.extend(notes.iter().cloned());
     }
     replace_interrupted(&mut ctx);
+    unready::remove(&mut ctx);
     scale_up::to_min(&mut ctx);
     let (pending, expendable): (Vec<&Pod>, Vec<&Pod>) = unschedulable_pods(snapshot)
         .into_iter()
@@ -105,6 +107,7 @@ fn replace_interrupted(ctx: &mut Context<'_>) {
             node: node.name.clone(),
             pool: pool.name.clone(),
             empty: false,
+            forced: false,
         });
         ctx.decision.replaced_drained += 1;
         if replaced {

@@ -316,6 +316,7 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
                     node: node.name.clone(),
                     pool: c.pool.to_string(),
                     empty,
+                    forced: false,
                 });
             }
             Err(blocker) => {

@@ -306,6 +306,27 @@ fn drain_timeout_startup_taints_and_leader_election_are_settings() {
 }
 
 #[test]
+fn unready_node_removal_is_on_by_default_after_twenty_minutes() {
+    let defaults = load("min.yaml", POOL).unwrap().policy.scale_down;
+    assert!(defaults.unready_enabled);
+    assert_eq!(defaults.unready_time, Duration::from_secs(1200));
+    let set = load(
+        "k3scale.yaml",
+        &format!("policy:\n  scale_down: {{ unready_enabled: false, unready_time: 45m }}\n{POOL}"),
+    )
+    .unwrap()
+    .policy
+    .scale_down;
+    assert!(!set.unready_enabled);
+    assert_eq!(set.unready_time, Duration::from_secs(2700));
+    let all = errors(&format!("policy:\n  scale_down: {{ unready_time: 0s }}\n{POOL}")).join("\n");
+    assert!(
+        all.contains("policy.scale_down.unready_time") && all.contains("greater than zero"),
+        "{all}"
+    );
+}
+
+#[test]
 fn cluster_limits_and_cluster_autoscaler_settings() {
     let yaml = format!(
         "limits: {{ max_nodes: 12, max_cpu: \"48\", max_memory: 96Gi }}\npolicy:\n  expendable_pods_priority_cutoff: -5\n  balance_similar_pools: true\n  scale_up: {{ trust_scheduler_after: 1m }}\n  scale_down: {{ skip_nodes_with_system_pods: true, ignore_daemonsets_utilization: true }}\n{POOL}    scale_down_utilization_below: 0.6\n"

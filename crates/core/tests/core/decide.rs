@@ -776,6 +776,78 @@ fn daemonsets_hold_their_host_ports_and_extended_resources_on_new_nodes() {
 }
 
 #[test]
+fn a_node_not_ready_for_long_is_deleted_without_a_drain() {
+    const MIN: Duration = Duration::from_secs(60);
+    let mut nodes = three_workers();
+    nodes.push(node_of(&workers(), "w3"));
+    nodes[3].ready = false;
+    nodes[3].not_ready_since = Some(NOW.saturating_sub(25 * MIN));
+    let pods = vec![running("stuck", "w3", 500, GI), running("web", "w0", 500, GI)];
+    let mut s = snapshot(nodes, pods, 0.5, 0.5, NOW);
+    let policy = k3scale_core::Policy::new(vec![workers()]);
+    let d = decide(&s, &policy, NOW);
+    assert_eq!(
+        d.scale_down,
+        vec![k3scale_core::ScaleDown {
+            node: "w3".into(),
+            pool: "workers".into(),
+            empty: false,
+            forced: true,
+        }],
+        "{}",
+        reasons(&d)
+    );
+    assert!(
+        reasons(&d)
+            .contains("node w3 of pool workers has not been Ready for 1500s: deleting it without a drain"),
+        "{}",
+        reasons(&d)
+    );
+    // Not for long yet: it stays, and says when it goes.
+    s.nodes[3].not_ready_since = Some(NOW.saturating_sub(10 * MIN));
+    let d = decide(&s, &policy, NOW);
+    assert!(d.scale_down.is_empty(), "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("if still not Ready at 1200s"),
+        "{}",
+        reasons(&d)
+    );
+    // Its own annotation, or the setting off, keeps it.
+    s.nodes[3].not_ready_since = Some(NOW.saturating_sub(25 * MIN));
+    s.nodes[3]
+        .annotations
+        .insert(k3scale_core::model::DO_NOT_DISRUPT.into(), "true".into());
+    let d = decide(&s, &policy, NOW);
+    assert!(d.scale_down.is_empty(), "{}", reasons(&d));
+    assert!(
+        reasons(&d).contains("kept, annotated k3scale.io/do-not-disrupt=true"),
+        "{}",
+        reasons(&d)
+    );
+    s.nodes[3].annotations.clear();
+    let mut off = policy.clone();
+    off.scale_down.unready_enabled = false;
+    assert!(decide(&s, &off, NOW).scale_down.is_empty());
+    // A launch that has not joined yet is the lifecycle's, not this rule's.
+    s.in_flight.push(InFlight {
+        pool: "workers".into(),
+        name: "w3".into(),
+        launched_at: NOW.saturating_sub(25 * MIN),
+    });
+    assert!(decide(&s, &policy, NOW).scale_down.is_empty());
+    s.in_flight.clear();
+
+    // A pool at its minimum gets a node for the dead one in the same decision.
+    let mut nodes = three_workers();
+    nodes.truncate(2);
+    nodes[1].ready = false;
+    nodes[1].not_ready_since = Some(NOW.saturating_sub(25 * MIN));
+    let d = decide(&snapshot(nodes, Vec::new(), 0.2, 0.2, NOW), &policy, NOW);
+    assert_eq!(d.scale_down.len(), 1, "{}", reasons(&d));
+    assert_eq!(d.nodes_added(), 1, "{}", reasons(&d));
+}
+
+#[test]
 fn a_pool_backing_off_launches_nothing_and_says_so() {
     let mut pods = vec![
         running("x", "w0", 2000, GI),

@@ -180,6 +180,23 @@ fn node_deleted_behind_our_back_mid_drain_still_removes_the_machine() {
 }
 
 #[test]
+fn a_forced_drain_cordons_then_removes_without_evicting() {
+    let mut d = Drain::forced("w1", t(0), DrainConfig::default());
+    let p = pods(2);
+    assert_eq!(d.next(&refs(&p), true, t(0)), vec![DrainAction::Cordon]);
+    d.cordoned();
+    // A journal written then read back keeps it forced.
+    let mut d: Drain = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+    assert_eq!(d.next(&refs(&p), true, t(1)), REMOVE.to_vec());
+    // A drain journaled before forced drains existed reads back unforced.
+    let old = serde_json::to_value(Drain::start("w2", t(0), DrainConfig::default())).unwrap();
+    assert!(old.get("forced").is_none());
+    let mut plain: Drain = serde_json::from_value(old).unwrap();
+    plain.cordoned();
+    assert_eq!(evicts(&plain.next(&refs(&p), true, t(1))).len(), 2);
+}
+
+#[test]
 fn a_journaled_drain_resumes_after_a_restart() {
     let mut d = Drain::start("w1", t(0), DrainConfig::default());
     let p = pods(1);

@@ -536,7 +536,11 @@ impl Controller {
             if let Some(timeout) = self.policy.pool(&down.pool).and_then(|p| p.drain_timeout) {
                 config.eviction_timeout = timeout;
             }
-            let drain = Drain::start(&down.node, now, config);
+            let drain = if down.forced {
+                Drain::forced(&down.node, now, config)
+            } else {
+                Drain::start(&down.node, now, config)
+            };
             let intent = Intent {
                 kind: IntentKind::Drain,
                 pool: down.pool.clone(),

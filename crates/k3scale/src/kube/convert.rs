@@ -525,11 +525,21 @@ pub fn node(n: &core::Node) -> Node {
         .and_then(|a| a.get("pods"))
         .and_then(|q| k3scale_core::quantity::Quantity::parse(&q.0).ok())
         .map_or(0, |q| q.whole());
-    let ready = status
+    let ready_condition = status
         .and_then(|s| s.conditions.as_ref())
         .into_iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .find(|c| c.type_ == "Ready");
+    let ready = ready_condition.is_some_and(|c| c.status == "True");
+    let created_at = meta.creation_timestamp.as_ref().map_or(Time::ZERO, time);
+    // False or Unknown (the node controller's word once the kubelet stops
+    // posting) since the condition's last transition; no condition yet:
+    // since the node was created.
+    let not_ready_since = (!ready).then(|| {
+        ready_condition
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map_or(created_at, time)
+    });
     let spec = n.spec.as_ref();
     Node {
         name: meta.name.clone().unwrap_or_default(),
@@ -543,9 +553,10 @@ pub fn node(n: &core::Node) -> Node {
             .filter_map(taint)
             .collect(),
         ready,
+        not_ready_since,
         starting: None,
         cordoned: spec.and_then(|s| s.unschedulable).unwrap_or(false),
-        created_at: meta.creation_timestamp.as_ref().map_or(Time::ZERO, time),
+        created_at,
         annotations: labels(&meta.annotations),
         labels: node_labels,
     }

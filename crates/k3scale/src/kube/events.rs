@@ -153,6 +153,7 @@ mod tests {
             node: "workers-a".into(),
             pool: "workers".into(),
             empty: false,
+            forced: false,
         });
         d.reasons = vec![
             Reason::Removable {

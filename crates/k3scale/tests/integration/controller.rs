@@ -221,6 +221,77 @@ async fn a_killed_run_is_finished_by_the_next_never_repeated() {
     );
 }
 
+#[tokio::test]
+async fn a_node_whose_kubelet_stopped_is_deleted_without_evicting_once_unready_long_enough() {
+    let mut r = rig::fake_rig("unready").await;
+    r.usage("100m");
+    let provider = r.provider().await;
+    provider.create("workers-dead0001").await.unwrap();
+    r.register("workers-dead0001");
+    r.k.apply(&pod(
+        "shop",
+        "db-0",
+        "db",
+        Some("workers-dead0001"),
+        "1800m",
+        "1Gi",
+    ));
+    pods_seen(&r, &["db-0"]).await;
+    // The controller has seen it joined (its pod cannot move: it stays).
+    let done = r.controller.reconcile(unix_now()).await.unwrap();
+    assert!(done.decision.scale_down.is_empty(), "{:?}", done.decision.reasons);
+    // Then its kubelet stops posting status: Ready=Unknown from now on.
+    r.k.server.stop_heartbeat("workers-dead0001");
+    r.synced("node seen not Ready", |c| {
+        c.node("workers-dead0001").is_some_and(|n| !n.ready)
+    })
+    .await;
+    let now = unix_now();
+
+    // Ten minutes on it stays, and says when it would go.
+    let done = r
+        .controller
+        .reconcile(now + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(done.decision.scale_down.is_empty());
+    let said = done
+        .decision
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        said.iter()
+            .any(|s| s.contains("workers-dead0001") && s.contains("if still not Ready at 1200s")),
+        "{said:?}"
+    );
+    assert_eq!(r.machine_names(), ["workers-dead0001"]);
+
+    // Past scale_down.unready_time (20 minutes): machine and Node deleted,
+    // its pod never evicted (no kubelet would carry it out).
+    let done = r
+        .controller
+        .reconcile(now + Duration::from_secs(1260))
+        .await
+        .unwrap();
+    assert_eq!(done.decision.scale_down.len(), 1, "{:?}", done.decision.reasons);
+    assert!(done.decision.scale_down[0].forced);
+    assert!(r.machine_names().is_empty());
+    assert!(r.k.server.get(&NODES, "", "workers-dead0001").is_none());
+    assert!(
+        !r.k.server
+            .requests()
+            .iter()
+            .any(|q| q.resource == "pods/eviction"),
+        "nothing evicted"
+    );
+    assert!(
+        r.store.unfinished().await.unwrap().is_empty(),
+        "the drain is closed"
+    );
+}
+
 /// Pods seen by the controller's caches, pending or placed.
 async fn pods_seen(r: &rig::Rig, names: &[&str]) {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();

@@ -49,6 +49,38 @@ fn recorded_cordoned_and_tainted_node() {
 }
 
 #[test]
+fn recorded_unreachable_node_is_removed_once_not_ready_long_enough() {
+    // The node lifecycle controller's word once the kubelet stopped posting
+    // status: Ready=Unknown since 17:00:33.
+    let node: Node = serde_json::from_value(golden("13-node-no-heartbeat-unreachable")).unwrap();
+    let n = convert::node(&node);
+    assert!(!n.ready);
+    assert_eq!(n.not_ready_since, Some(unix("2026-11-30T17:00:33Z")));
+    // A Ready node has no such time.
+    let ready: Vec<Node> = serde_json::from_value(golden("01-list-nodes")["items"].clone()).unwrap();
+    assert_eq!(convert::node(&ready[0]).not_ready_since, None);
+
+    // Into a decision: 20 minutes after the transition (the default), not before.
+    let snapshot = k3scale_core::Snapshot {
+        nodes: vec![n],
+        ..Default::default()
+    };
+    let policy = k3scale_core::Policy::new(vec![k3scale_core::testkit::pool(
+        "workers",
+        0,
+        5,
+        2000,
+        4 << 30,
+        0.04,
+    )]);
+    let at = |t: &str| k3scale_core::decide(&snapshot, &policy, unix(t));
+    assert!(at("2026-11-30T17:19:00Z").scale_down.is_empty());
+    let d = at("2026-11-30T17:21:00Z");
+    assert_eq!(d.scale_down.len(), 1, "{:?}", d.reasons);
+    assert!(d.scale_down[0].forced && d.scale_down[0].node == "node-startup-b");
+}
+
+#[test]
 fn recorded_unschedulable_pod() {
     let pod: Pod = serde_json::from_value(golden("09-unschedulable-pod-status")).unwrap();
     let p = convert::pod(&pod, &PdbIndex::default());
