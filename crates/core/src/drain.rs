@@ -126,9 +126,10 @@ pub struct Refused {
     pub last: String,
 }
 
-/// Pods a drain evicts: not terminal, not DaemonSet or mirror pods.
-pub fn evictable(pod: &Pod) -> bool {
-    !pod.is_terminal() && !pod.is_node_bound()
+/// Pods a drain evicts: not finished or long terminating, not DaemonSet
+/// or mirror pods.
+pub fn evictable(pod: &Pod, now: Time) -> bool {
+    !pod.is_gone(now) && !pod.is_node_bound()
 }
 
 const REMOVAL: [DrainAction; 3] = [
@@ -180,7 +181,7 @@ impl Drain {
         }
         let present: BTreeMap<String, &Pod> = pods_on_node
             .iter()
-            .filter(|p| evictable(p))
+            .filter(|p| evictable(p, now))
             .map(|p| (p.key(), *p))
             .collect();
         // Forget pods that are gone (terminated, or replaced by another UID).

@@ -11,6 +11,10 @@ use std::time::Duration;
 pub type Labels = BTreeMap<String, String>;
 
 /// Annotation a user sets on a pod (or node) that k3scale must never disrupt.
+/// How long past its grace period a pod being deleted counts as long
+/// terminating (cluster-autoscaler's `PodLongTerminatingExtraThreshold`).
+pub const LONG_TERMINATING_EXTRA: Duration = Duration::from_secs(30);
+
 pub const DO_NOT_DISRUPT: &str = "k3scale.io/do-not-disrupt";
 /// cluster-autoscaler's per-pod opt-out, honoured for compatibility.
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
@@ -323,6 +327,9 @@ pub struct Pod {
     /// `spec.terminationGracePeriodSeconds`.
     #[serde(serialize_with = "crate::time::serialize_secs")]
     pub termination_grace: Duration,
+    /// `metadata.deletionTimestamp`: being deleted since then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Time>,
     pub requests: Resources,
     /// Extended resources it requests; shared, empty for most pods.
     pub extended: Arc<Extended>,
@@ -368,6 +375,7 @@ impl Pod {
             name: name.to_string(),
             uid: format!("uid-{namespace}-{name}"),
             termination_grace: Duration::from_secs(30),
+            deleted_at: None,
             requests,
             extended: Arc::default(),
             node_selector: Labels::new(),
@@ -404,6 +412,19 @@ impl Pod {
 
     pub fn is_terminal(&self) -> bool {
         matches!(self.phase, PodPhase::Succeeded | PodPhase::Failed)
+    }
+
+    /// Deleted longer ago than its grace period plus
+    /// [`LONG_TERMINATING_EXTRA`] (its kubelet gone, a finalizer stuck):
+    /// cluster-autoscaler's long-terminating pod.
+    pub fn long_terminating(&self, now: Time) -> bool {
+        self.deleted_at
+            .is_some_and(|at| now.since(at) > self.termination_grace + LONG_TERMINATING_EXTRA)
+    }
+
+    /// Finished, or long terminating: nothing a drain moves or waits for.
+    pub fn is_gone(&self, now: Time) -> bool {
+        self.is_terminal() || self.long_terminating(now)
     }
 
     /// DaemonSet and mirror pods (and pods annotated as DaemonSet pods, as

@@ -42,11 +42,12 @@ pub(super) fn progress(ctx: &mut Context<'_>) {
     }
 }
 
-fn pods_on<'s>(snapshot: &'s crate::snapshot::Snapshot, node: &'s str) -> impl Iterator<Item = &'s Pod> {
-    snapshot
+fn pods_on<'s>(ctx: &Context<'s>, node: &'s str) -> impl Iterator<Item = &'s Pod> {
+    let now = ctx.now;
+    ctx.snapshot
         .pods
         .iter()
-        .filter(move |p| p.node_name.as_deref() == Some(node) && !p.is_terminal())
+        .filter(move |p| p.node_name.as_deref() == Some(node) && !p.is_gone(now))
 }
 
 /// A node that may be consolidated away: its workload pods, if all may move.
@@ -56,7 +57,7 @@ fn movable<'s>(ctx: &Context<'s>, node: &'s Node) -> Option<Vec<&'s Pod>> {
     }
     let evict_local = ctx.policy.scale_down.evict_local_storage;
     let mut pods = Vec::new();
-    for pod in pods_on(ctx.snapshot, &node.name).filter(|p| !p.is_node_bound()) {
+    for pod in pods_on(ctx, &node.name).filter(|p| !p.is_node_bound()) {
         // Pods placed by their neighbours are left to the node-by-node
         // scale-down, which simulates them among the existing pods.
         if pod_blocker(pod, evict_local).is_err() || pod.has_pod_predicates() || pod.pdb.is_some() {

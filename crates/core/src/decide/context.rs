@@ -212,7 +212,7 @@ impl<'a> Context<'a> {
             .snapshot
             .pods
             .iter()
-            .any(|p| p.node_name.as_deref() == Some(node) && !p.is_terminal() && !p.is_node_bound());
+            .any(|p| p.node_name.as_deref() == Some(node) && !p.is_gone(self.now) && !p.is_node_bound());
         self.decision.scale_down.push(ScaleDown {
             node: node.to_string(),
             pool: pool.to_string(),

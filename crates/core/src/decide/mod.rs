@@ -131,7 +131,12 @@ pub fn unschedulable_pods(snapshot: &Snapshot) -> Vec<&Pod> {
         .pods
         .iter()
         .filter(|p| {
-            p.node_name.is_none() && !p.is_terminal() && p.unschedulable_since.is_some() && !p.is_node_bound()
+            // A pod being deleted will not run: its controller made another.
+            p.node_name.is_none()
+                && !p.is_terminal()
+                && p.deleted_at.is_none()
+                && p.unschedulable_since.is_some()
+                && !p.is_node_bound()
         })
         .collect()
 }

@@ -155,7 +155,7 @@ fn held_by_annotation(ctx: &Context<'_>, node: &Node) -> Option<String> {
     ctx.snapshot
         .pods
         .iter()
-        .filter(|p| p.node_name.as_deref() == Some(node.name.as_str()) && !p.is_terminal())
+        .filter(|p| p.node_name.as_deref() == Some(node.name.as_str()) && !p.is_gone(ctx.now))
         .find(|p| p.annotation_is(DO_NOT_DISRUPT, "true"))
         .map(|p| format!("pod {} is {DO_NOT_DISRUPT}=true", p.key()))
 }

@@ -144,7 +144,8 @@ fn choose_nodes(ctx: &mut Context<'_>, may_remove: bool) {
         .map(|(i, n)| (n.name.as_str(), i))
         .collect();
     let mut pods_on: Vec<Vec<&Pod>> = vec![Vec::new(); nodes.len()];
-    for pod in snapshot.pods.iter().filter(|p| !p.is_terminal()) {
+    let now = ctx.now;
+    for pod in snapshot.pods.iter().filter(|p| !p.is_gone(now)) {
         if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n)) {
             pods_on[i].push(pod);
         }

@@ -197,6 +197,23 @@ fn a_forced_drain_cordons_then_removes_without_evicting() {
 }
 
 #[test]
+fn a_long_terminating_pod_is_neither_evicted_nor_waited_for() {
+    let mut d = Drain::start("w1", t(100), DrainConfig::default());
+    let mut stuck = running("stuck", "w1", 100, 64 * MI);
+    stuck.deleted_at = Some(t(0));
+    let mut fresh = running("fresh", "w1", 100, 64 * MI);
+    fresh.deleted_at = Some(t(90));
+    d.next(&[&stuck, &fresh], true, t(100));
+    d.cordoned();
+    // Deleted 100 s ago with 30 s of grace: gone as far as a drain goes.
+    assert_eq!(
+        evicts(&d.next(&[&stuck, &fresh], true, t(100))),
+        ["default/fresh"]
+    );
+    assert_eq!(d.next(&[&stuck], true, t(101)), REMOVE.to_vec());
+}
+
+#[test]
 fn a_journaled_drain_resumes_after_a_restart() {
     let mut d = Drain::start("w1", t(0), DrainConfig::default());
     let p = pods(1);

@@ -451,6 +451,7 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
                 .and_then(|s| u64::try_from(s).ok())
                 .unwrap_or(30),
         ),
+        deleted_at: meta.deletion_timestamp.as_ref().map(time),
         requests: pod_requests(spec),
         extended: std::sync::Arc::new(pod_extended(spec)),
         node_selector: labels(&spec.node_selector),

@@ -45,6 +45,7 @@ pub struct CachedPod {
     pub node_name: Option<Arc<str>>,
     phase: PodPhase,
     unschedulable_since: Option<Time>,
+    deleted_at: Option<Time>,
     /// The PersistentVolumeClaims it mounts (per pod: a StatefulSet's differ).
     pub claims: Box<[String]>,
     pub shape: Arc<PodShape>,
@@ -119,6 +120,7 @@ impl PodCompactor {
             node_name: pod.node_name.map(|n| self.node_names.share(Arc::from(n))),
             phase: pod.phase,
             unschedulable_since: pod.unschedulable_since,
+            deleted_at: pod.deleted_at,
             claims,
             shape: self.shapes.share(Arc::new(shape)),
         }
@@ -139,6 +141,7 @@ impl CachedPod {
             name: name.to_string(),
             uid: self.uid.to_string(),
             termination_grace: s.termination_grace,
+            deleted_at: self.deleted_at,
             requests: s.requests,
             extended: s.extended.clone(),
             node_selector: s.node_selector.clone(),

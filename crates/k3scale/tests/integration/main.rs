@@ -36,3 +36,4 @@ mod state_dynamodb;
 mod state_kubernetes;
 mod state_sqlite;
 mod status_page;
+mod upstream_drain;
