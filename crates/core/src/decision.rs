@@ -177,6 +177,12 @@ pub enum Reason {
         pods: usize,
         cutoff: i32,
     },
+    /// Unschedulable pods the scheduler has nominated a node for: it is
+    /// preempting lower-priority pods there, no new node is needed.
+    AwaitingPreemption {
+        pods: usize,
+        examples: Vec<String>,
+    },
     /// Pods the planner places on existing free capacity but the scheduler
     /// has kept rejecting for `after`: a constraint k3scale does not model.
     SchedulerDisagrees {
@@ -409,6 +415,11 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "{pods} unschedulable pods: {fit_existing} fit free capacity, {fit_in_flight} fit nodes already launching, {need_new_nodes} need new nodes"
+            ),
+            Reason::AwaitingPreemption { pods, examples } => write!(
+                f,
+                "{pods} unschedulable pods wait for the scheduler to preempt lower-priority pods on their nominated nodes ({}): no scale-up for them",
+                examples.join(", ")
             ),
             Reason::ExpendablePending { pods, cutoff } => write!(
                 f,

@@ -330,6 +330,10 @@ pub struct Pod {
     /// `metadata.deletionTimestamp`: being deleted since then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Time>,
+    /// `status.nominatedNodeName`: the scheduler preempts lower-priority
+    /// pods there to make room for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nominated_node: Option<String>,
     pub requests: Resources,
     /// Extended resources it requests; shared, empty for most pods.
     pub extended: Arc<Extended>,
@@ -376,6 +380,7 @@ impl Pod {
             uid: format!("uid-{namespace}-{name}"),
             termination_grace: Duration::from_secs(30),
             deleted_at: None,
+            nominated_node: None,
             requests,
             extended: Arc::default(),
             node_selector: Labels::new(),

@@ -296,6 +296,17 @@ impl<'a> Context<'a> {
 }
 
 /// Free capacity of every node of the snapshot.
+/// Each node's room for pods: expendable pods (priority below the cutoff)
+/// take none, since the scheduler preempts them for any other pod (as
+/// cluster-autoscaler's cluster snapshot leaves them out).
 pub(super) fn free_capacity(ctx: &Context<'_>) -> Vec<Resources> {
-    crate::scheduling::free_capacity(&ctx.snapshot.nodes, &ctx.snapshot.pods)
+    let cutoff = ctx.policy.expendable_pods_priority_cutoff;
+    let nodes = &ctx.snapshot.nodes;
+    let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
+    for (i, pod) in crate::scheduling::bound_pods(nodes, &ctx.snapshot.pods) {
+        if pod.priority >= cutoff {
+            free[i] = free[i].saturating_sub(&pod.requests);
+        }
+    }
+    free
 }

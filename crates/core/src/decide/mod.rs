@@ -44,7 +44,20 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
             cutoff: policy.expendable_pods_priority_cutoff,
         });
     }
-    let ripe: Vec<&Pod> = pending
+    // As cluster-autoscaler: a pod nominated to an existing node gets room
+    // there by preemption. (Still pending: scale-down waits for it.)
+    let (preempting, for_new_nodes): (Vec<&Pod>, Vec<&Pod>) = pending.iter().partition(|p| {
+        p.nominated_node
+            .as_deref()
+            .is_some_and(|n| snapshot.nodes.iter().any(|node| node.name == n))
+    });
+    if !preempting.is_empty() {
+        ctx.decision.reasons.push(Reason::AwaitingPreemption {
+            pods: preempting.len(),
+            examples: preempting.iter().take(3).map(|p| p.key()).collect(),
+        });
+    }
+    let ripe: Vec<&Pod> = for_new_nodes
         .iter()
         .copied()
         .filter(|p| {
@@ -52,9 +65,9 @@ pub fn decide(snapshot: &Snapshot, policy: &Policy, now: Time) -> Decision {
                 .is_some_and(|t| now.since(t) >= policy.scale_up.pending_grace)
         })
         .collect();
-    if ripe.len() < pending.len() {
+    if ripe.len() < for_new_nodes.len() {
         ctx.decision.reasons.push(Reason::PendingWithinGrace {
-            pods: pending.len() - ripe.len(),
+            pods: for_new_nodes.len() - ripe.len(),
             grace: policy.scale_up.pending_grace,
         });
     }

@@ -1031,6 +1031,43 @@ fn expendable_pods_trigger_no_scale_up_and_need_not_fit_elsewhere() {
 }
 
 #[test]
+fn a_pod_that_preempts_launches_nothing() {
+    // Every worker is full; w2's pod is expendable (below the -10 cutoff).
+    let w = workers();
+    let nodes = vec![node_of(&w, "w0"), node_of(&w, "w1"), node_of(&w, "w2")];
+    let mut filler = running("filler", "w2", 1900, GI);
+    filler.priority = -100;
+    let pods = vec![
+        filler,
+        running("a", "w0", 1900, GI),
+        running("b", "w1", 1900, GI),
+        pending("web", 1500, GI, NOW),
+    ];
+    let mut s = snapshot(nodes, pods, 0.5, 0.5, NOW);
+    // The scheduler will preempt the expendable pod: that room is free.
+    let d = decide(&s, &seed_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(reasons(&d).contains("1 fit free capacity"), "{}", reasons(&d));
+    // Not expendable (-1, as overprovisioning pause pods are): a new node.
+    s.pods[0].priority = -1;
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
+    // The scheduler has nominated w2 for the pod (preempting there): no
+    // new node, and no scale-down while it waits.
+    s.pods[3].nominated_node = Some("w2".into());
+    let d = decide(&s, &seed_policy(), NOW);
+    assert_eq!(d.nodes_added(), 0, "{}", reasons(&d));
+    assert!(d.scale_down.is_empty());
+    assert!(
+        reasons(&d).contains("1 unschedulable pods wait for the scheduler to preempt lower-priority pods on their nominated nodes (default/web)"),
+        "{}",
+        reasons(&d)
+    );
+    // A nominated node that is gone nominates nothing.
+    s.pods[3].nominated_node = Some("gone".into());
+    assert_eq!(decide(&s, &seed_policy(), NOW).nodes_added(), 1);
+}
+
+#[test]
 fn pods_moved_onto_a_node_in_a_step_stay_there_for_the_rest_of_the_step() {
     // cluster-autoscaler's planner keeps a removed node's pods on their new node.
     let w = workers();

@@ -452,6 +452,11 @@ pub fn pod(p: &core::Pod, pdbs: &PdbIndex) -> Pod {
                 .unwrap_or(30),
         ),
         deleted_at: meta.deletion_timestamp.as_ref().map(time),
+        nominated_node: p
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+            .filter(|n| !n.is_empty()),
         requests: pod_requests(spec),
         extended: std::sync::Arc::new(pod_extended(spec)),
         node_selector: labels(&spec.node_selector),

@@ -46,6 +46,7 @@ pub struct CachedPod {
     phase: PodPhase,
     unschedulable_since: Option<Time>,
     deleted_at: Option<Time>,
+    nominated_node: Option<Arc<str>>,
     /// The PersistentVolumeClaims it mounts (per pod: a StatefulSet's differ).
     pub claims: Box<[String]>,
     pub shape: Arc<PodShape>,
@@ -121,6 +122,7 @@ impl PodCompactor {
             phase: pod.phase,
             unschedulable_since: pod.unschedulable_since,
             deleted_at: pod.deleted_at,
+            nominated_node: pod.nominated_node.map(|n| self.node_names.share(Arc::from(n))),
             claims,
             shape: self.shapes.share(Arc::new(shape)),
         }
@@ -142,6 +144,7 @@ impl CachedPod {
             uid: self.uid.to_string(),
             termination_grace: s.termination_grace,
             deleted_at: self.deleted_at,
+            nominated_node: self.nominated_node.as_deref().map(str::to_string),
             requests: s.requests,
             extended: s.extended.clone(),
             node_selector: s.node_selector.clone(),

@@ -351,3 +351,29 @@ fn extended_resources_are_read_from_pods_and_nodes() {
     assert_eq!(node.extended.len(), 1);
     assert_eq!(node.extended.get("nvidia.com/gpu"), Some(&2));
 }
+
+#[test]
+fn a_pod_being_deleted_or_nominated_for_preemption() {
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "web", "namespace": "shop", "deletionTimestamp": "2026-11-30T17:00:00Z" },
+        "spec": { "containers": [], "terminationGracePeriodSeconds": 60 },
+        "status": { "phase": "Pending", "nominatedNodeName": "node-a" }
+    }))
+    .unwrap();
+    let p = convert::pod(&pod, &PdbIndex::default());
+    assert_eq!(p.deleted_at, Some(unix("2026-11-30T17:00:00Z")));
+    assert_eq!(p.nominated_node.as_deref(), Some("node-a"));
+    assert!(
+        !p.long_terminating(unix("2026-11-30T17:01:30Z")),
+        "60 s grace + 30 s"
+    );
+    assert!(p.long_terminating(unix("2026-11-30T17:01:31Z")));
+    // Through the pod cache as well (it keeps what pods of a workload share once).
+    let cached = k3scale::kube::pod_cache::PodCompactor::default().compact(&pod);
+    let back = cached.to_pod("shop/web", None);
+    assert_eq!(
+        (back.deleted_at, back.nominated_node),
+        (p.deleted_at, p.nominated_node)
+    );
+}
