@@ -401,11 +401,20 @@ impl Lifecycle {
             inventory.iter().map(|m| (m.name.as_str(), m)).collect();
         let node_of: BTreeMap<&str, &ObservedNode> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
 
-        // Adopt machines we did not know (e.g. after a restart).
+        // Adopt machines we did not know (e.g. after a restart). One with a
+        // Node, older than a launch may take to join, joined before: if its
+        // Node is not Ready now, that is the unready rule's business, not a
+        // join failure (which would hold its pool back).
         for m in inventory {
+            let joined_before = node_of.contains_key(m.name.as_str())
+                && now.since(m.created_at) >= cfg.provision_timeout + cfg.join_timeout;
             self.machines.entry(m.name.clone()).or_insert(MachineState {
                 pool: m.pool.clone(),
-                phase: Phase::Launched,
+                phase: if joined_before {
+                    Phase::Ready
+                } else {
+                    Phase::Launched
+                },
                 launched_at: m.created_at,
                 since: now,
                 node_last_seen: None,

@@ -27,6 +27,33 @@ fn node(name: &str, ready: bool) -> ObservedNode {
 }
 
 #[test]
+fn an_adopted_old_machine_whose_node_is_not_ready_joined_before() {
+    // After a restart: a machine launched an hour ago with a Node not
+    // Ready now (its agent died) is no launch in flight and no join failure.
+    let cfg = LifecycleConfig::default();
+    let mut l = Lifecycle::default();
+    let nodes = [node("workers-old", false), node("workers-new", false)];
+    let machines = [machine("workers-old", 0), machine("workers-new", 3500)];
+    assert!(l.step(&machines, &nodes, t(3600), &cfg).is_empty());
+    let in_flight: Vec<String> = l.in_flight().into_iter().map(|m| m.name).collect();
+    assert_eq!(
+        in_flight,
+        ["workers-new"],
+        "only the one still within its join time"
+    );
+    // The young one's join times out; the old one is left to the unready rule.
+    let later = l.step(&machines, &nodes, t(7200), &cfg);
+    let deleted: Vec<&str> = later
+        .iter()
+        .filter_map(|a| match a {
+            LifecycleAction::DeleteMachine { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, ["workers-new"], "{later:?}");
+}
+
+#[test]
 fn launched_registered_ready_then_in_flight_ends() {
     let cfg = LifecycleConfig::default();
     let mut l = Lifecycle::default();
