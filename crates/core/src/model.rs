@@ -10,11 +10,11 @@ use std::time::Duration;
 
 pub type Labels = BTreeMap<String, String>;
 
-/// Annotation a user sets on a pod (or node) that k3scale must never disrupt.
 /// How long past its grace period a pod being deleted counts as long
 /// terminating (cluster-autoscaler's `PodLongTerminatingExtraThreshold`).
 pub const LONG_TERMINATING_EXTRA: Duration = Duration::from_secs(30);
 
+/// Annotation a user sets on a pod (or node) that k3scale must never disrupt.
 pub const DO_NOT_DISRUPT: &str = "k3scale.io/do-not-disrupt";
 /// cluster-autoscaler's per-pod opt-out, honoured for compatibility.
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";

@@ -255,7 +255,6 @@ fn balance<'a, 'p: 'a>(
         .collect()
 }
 
-/// A new node of `pool`: its template, with the room DaemonSets leave.
 fn unplaced<'p>(pods: &[&'p Pod], placed: &[Option<usize>]) -> Vec<&'p Pod> {
     pods.iter()
         .zip(placed)
