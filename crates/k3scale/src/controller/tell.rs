@@ -51,12 +51,18 @@ pub(super) fn notifications(t: Told<'_>) -> Vec<Notification> {
     for node in &t.done.removed {
         // Machine names are `<pool>-<suffix>`, the suffix without a dash.
         let pool = node.rsplit_once('-').map_or("", |(pool, _)| pool);
-        out.push(note(
-            Kind::ScaleDown,
-            pool,
-            vec![node.clone()],
-            "drained and removed".into(),
-        ));
+        let forced = t
+            .done
+            .decision
+            .scale_down
+            .iter()
+            .any(|d| d.forced && d.node == *node);
+        let message = if forced {
+            "not Ready for scale_down.unready_time: deleted without a drain"
+        } else {
+            "drained and removed"
+        };
+        out.push(note(Kind::ScaleDown, pool, vec![node.clone()], message.into()));
     }
     // Failed launches are told once per streak, as their pool is held
     // (see `launch`); failed drains each time.
@@ -171,6 +177,30 @@ mod tests {
         assert!(
             out.iter()
                 .all(|n| n.cluster == "home" && n.kind == Kind::ScaleDown)
+        );
+    }
+
+    #[test]
+    fn a_dead_node_is_told_as_deleted_without_a_drain() {
+        let mut d = done();
+        d.removed = vec!["web-dead0001".into(), "web-idle0001".into()];
+        d.decision.scale_down.push(k3scale_core::ScaleDown {
+            node: "web-dead0001".into(),
+            pool: "web".into(),
+            empty: false,
+            forced: true,
+        });
+        let none = BTreeMap::new();
+        let said: Vec<String> = notifications(told(&d, &none))
+            .into_iter()
+            .map(|n| format!("{}: {}", n.nodes[0], n.message))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "web-dead0001: not Ready for scale_down.unready_time: deleted without a drain",
+                "web-idle0001: drained and removed"
+            ]
         );
     }
 

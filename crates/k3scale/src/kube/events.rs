@@ -97,6 +97,19 @@ impl NodeEvents {
                     };
                     (event, "scale-down".to_string())
                 }
+                // A node that died: a Warning, as the node controller's own.
+                Reason::Unready { node, .. }
+                    if decision.scale_down.iter().any(|d| d.node == *node && d.forced) =>
+                {
+                    let event = NodeEvent {
+                        node: node.clone(),
+                        kind: EventType::Warning,
+                        reason: "ScaleDown",
+                        action: "Delete",
+                        note: reason.to_string(),
+                    };
+                    (event, "unready".to_string())
+                }
                 Reason::NotRemovable { node, blocker } => {
                     let event = NodeEvent {
                         node: node.clone(),
@@ -170,6 +183,34 @@ mod tests {
             },
         ];
         d
+    }
+
+    #[test]
+    fn a_dead_node_deleted_is_a_warning() {
+        let mut d = Decision::new(Time::from_secs(0), false);
+        d.scale_down.push(ScaleDown {
+            node: "workers-d".into(),
+            pool: "workers".into(),
+            empty: false,
+            forced: true,
+        });
+        let unready = |node: &str| Reason::Unready {
+            node: node.into(),
+            pool: "workers".into(),
+            since: Duration::from_secs(1260),
+            after: Duration::from_secs(1200),
+            held: None,
+        };
+        // Another node not Ready yet long enough is not deleted: no event.
+        d.reasons = vec![unready("workers-d"), unready("workers-e")];
+        let events = NodeEvents::new(Duration::from_secs(600)).plan(&d, Time::from_secs(0));
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(
+            (e.node.as_str(), e.kind, e.reason, e.action),
+            ("workers-d", EventType::Warning, "ScaleDown", "Delete")
+        );
+        assert!(e.note.contains("deleting it without a drain"), "{}", e.note);
     }
 
     #[test]
