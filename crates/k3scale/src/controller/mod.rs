@@ -532,6 +532,11 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         self.scale_up(decision, now, stamps, done).await?;
         for down in &decision.scale_down {
+            // One drain per node: a node whose drain runs in the background
+            // (one that died meanwhile is removed once that drain ends).
+            if self.draining.contains_key(&down.node) {
+                continue;
+            }
             let mut config = self.drain.clone();
             if let Some(timeout) = self.policy.pool(&down.pool).and_then(|p| p.drain_timeout) {
                 config.eviction_timeout = timeout;
