@@ -36,9 +36,11 @@ fn world() -> impl Strategy<Value = World> {
         prop::option::of(0u64..1200),
         0usize..3,   // in flight
         any::<u8>(), // pdb budget
+        // Nodes (by index) whose agent died, and how long ago.
+        prop::collection::vec((any::<prop::sample::Index>(), 0u64..3000), 0..3),
     )
         .prop_map(
-            |(pools_spec, bound, pending_pods, cpu, mem, up_ago, down_ago, in_flight, budget)| {
+            |(pools_spec, bound, pending_pods, cpu, mem, up_ago, down_ago, in_flight, budget, dead)| {
                 let pools: Vec<_> = pools_spec
                     .iter()
                     .enumerate()
@@ -57,6 +59,14 @@ fn world() -> impl Strategy<Value = World> {
                 for (p, (_, _, count)) in pools.iter().zip(&pools_spec) {
                     for j in 0..*count {
                         nodes.push(node_of(p, &format!("{}-n{j}", p.name)));
+                    }
+                }
+                if !nodes.is_empty() {
+                    let count = nodes.len();
+                    for (at, ago) in dead {
+                        let n = &mut nodes[at.index(count)];
+                        n.ready = false;
+                        n.not_ready_since = Some(NOW.saturating_sub(Duration::from_secs(ago)));
                     }
                 }
                 let mut pods: Vec<Pod> = Vec::new();
@@ -122,7 +132,10 @@ proptest! {
             let after = before[&p.name] + up - down;
             if before[&p.name] <= p.max { prop_assert!(after <= p.max, "{} {} -> {}", p.name, before[&p.name], after); }
             prop_assert!(after >= p.min, "{} {} -> {} (min {})", p.name, before[&p.name], after, p.min);
-            prop_assert!(up == 0 || down == 0);
+            // A dead node deleted may be replaced at once; nothing else
+            // both adds and removes nodes of a pool.
+            let chosen = d.scale_down.iter().filter(|s| s.pool == p.name && !s.forced).count();
+            prop_assert!(up == 0 || chosen == 0);
         }
     }
 
@@ -130,7 +143,27 @@ proptest! {
     fn never_scale_down_with_unschedulable_pods(w in world()) {
         let d = decide(&w.snapshot, &w.policy, NOW);
         if !unschedulable_pods(&w.snapshot).is_empty() {
-            prop_assert!(d.scale_down.is_empty());
+            prop_assert!(d.scale_down.iter().all(|s| s.forced));
+        }
+    }
+
+    #[test]
+    fn only_nodes_not_ready_long_enough_go_without_a_drain(w in world()) {
+        let d = decide(&w.snapshot, &w.policy, NOW);
+        for down in &d.scale_down {
+            let node = w.snapshot.nodes.iter().find(|n| n.name == down.node).unwrap();
+            if down.forced {
+                prop_assert!(!node.ready);
+                let since = node.not_ready_since.unwrap();
+                prop_assert!(NOW.since(since) >= w.policy.scale_down.unready_time);
+            } else {
+                prop_assert!(node.ready, "{} not Ready but drained", node.name);
+            }
+        }
+        for n in w.snapshot.nodes.iter().filter(|n| !n.ready) {
+            let due = NOW.since(n.not_ready_since.unwrap()) >= w.policy.scale_down.unready_time;
+            let gone = d.scale_down.iter().any(|s| s.node == n.name);
+            prop_assert_eq!(due, gone, "{}", n.name);
         }
     }
 
@@ -138,7 +171,8 @@ proptest! {
     fn removed_nodes_pods_fit_on_the_rest(w in world()) {
         let d = decide(&w.snapshot, &w.policy, NOW);
         let s = &w.snapshot;
-        let removed: Vec<&str> = d.scale_down.iter().map(|r| r.node.as_str()).collect();
+        // Drained ones: a dead node's pods are gone with it already.
+        let removed: Vec<&str> = d.scale_down.iter().filter(|r| !r.forced).map(|r| r.node.as_str()).collect();
         let mut used: BTreeMap<&str, Resources> = BTreeMap::new();
         for p in s.pods.iter().filter(|p| !p.is_terminal()) {
             if let Some(n) = &p.node_name { *used.entry(n).or_default() += p.requests; }
