@@ -176,11 +176,31 @@ pub fn check_shape(
 
 /// Each node's allocatable minus the requests of the non-terminal pods bound to it.
 pub fn free_capacity(nodes: &[Node], pods: &[Pod]) -> Vec<Resources> {
+    free_capacity_where(nodes, pods, |_| true)
+}
+
+/// [`free_capacity`] counting only the pods `takes_room` says hold theirs.
+pub fn free_capacity_where(
+    nodes: &[Node],
+    pods: &[Pod],
+    takes_room: impl Fn(&Pod) -> bool,
+) -> Vec<Resources> {
     let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
-    for (i, pod) in bound_pods(nodes, pods) {
+    for (i, pod) in bound_pods(nodes, pods).filter(|(_, p)| takes_room(p)) {
         free[i] = free[i].saturating_sub(&pod.requests);
     }
     free
+}
+
+/// The DaemonSets (one pod each) that run on a node with these labels and taints.
+pub fn daemonsets_on<'a>(
+    daemonsets: &'a [Pod],
+    labels: &'a Labels,
+    taints: &'a [Taint],
+) -> impl Iterator<Item = &'a Pod> {
+    daemonsets
+        .iter()
+        .filter(move |ds| check_constraints(ds, None, labels, taints).is_ok())
 }
 
 /// The non-terminal pods bound to one of `nodes`, with that node's index.
@@ -949,11 +969,7 @@ impl<'a> Shape<'a> {
     /// spread selects is not worth the bookkeeping.)
     pub fn new_node(&self) -> Target<'a> {
         let mut extended = self.extended.clone();
-        let pods: Vec<&'a Pod> = self
-            .daemonsets
-            .iter()
-            .filter(|ds| check_constraints(ds, None, self.labels, self.taints).is_ok())
-            .collect();
+        let pods: Vec<&'a Pod> = daemonsets_on(self.daemonsets, self.labels, self.taints).collect();
         for ds in &pods {
             extended_take(&mut extended, &ds.extended);
         }

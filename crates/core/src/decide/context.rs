@@ -5,7 +5,7 @@ use crate::decision::{Decision, Direction, Reason, ScaleDown, ScaleUp};
 use crate::model::Pool;
 use crate::policy::Policy;
 use crate::quantity::Resources;
-use crate::scheduling::{Shape, check_constraints};
+use crate::scheduling::{Shape, daemonsets_on};
 use crate::snapshot::{Series, Snapshot};
 use crate::time::Time;
 use crate::window::{Unavailable, window_mean};
@@ -63,10 +63,7 @@ impl<'a> Context<'a> {
             .iter()
             .map(|p| {
                 let t = &p.template;
-                let daemons = snapshot
-                    .daemonsets
-                    .iter()
-                    .filter(|ds| check_constraints(ds, None, &t.labels, &t.taints).is_ok())
+                let daemons = daemonsets_on(&snapshot.daemonsets, &t.labels, &t.taints)
                     .fold(Resources::ZERO, |sum, ds| sum + ds.requests);
                 (p.name.clone(), t.allocatable.saturating_sub(&daemons))
             })
@@ -301,12 +298,5 @@ impl<'a> Context<'a> {
 /// cluster-autoscaler's cluster snapshot leaves them out).
 pub(super) fn free_capacity(ctx: &Context<'_>) -> Vec<Resources> {
     let cutoff = ctx.policy.expendable_pods_priority_cutoff;
-    let nodes = &ctx.snapshot.nodes;
-    let mut free: Vec<Resources> = nodes.iter().map(|n| n.allocatable).collect();
-    for (i, pod) in crate::scheduling::bound_pods(nodes, &ctx.snapshot.pods) {
-        if pod.priority >= cutoff {
-            free[i] = free[i].saturating_sub(&pod.requests);
-        }
-    }
-    free
+    crate::scheduling::free_capacity_where(&ctx.snapshot.nodes, &ctx.snapshot.pods, |p| p.priority >= cutoff)
 }
